@@ -1,0 +1,47 @@
+/// @file knn.h
+/// Exact k-nearest-neighbour graphs on the tile loop (reducer: TopK).
+#pragma once
+
+#include <cstdint>
+
+#include "matalign/common.h"
+
+namespace matalign {
+
+enum class Metric { ip = 0, l2 = 1 };
+
+struct KnnOptions {
+  int64_t tile_rows = 0;  ///< rows (queries) per tile; 0 = automatic
+  int64_t tile_cols = 0;  ///< database columns per inner block; 0 = automatic
+  int n_threads = 0;      ///< 0 = all cores (OMP_NUM_THREADS respected)
+  bool rescore = false;   ///< recompute candidate scores exactly in double, then re-rank
+  Simd simd = Simd::scalar;
+  bool simd_auto = true;  ///< ignore `simd` and use simd_best()
+  ProgressFn progress;
+};
+
+/// Exact kNN by largest inner product (Metric::ip) or smallest squared L2 (Metric::l2).
+///
+/// Self mode (queries == nullptr): the database is x; row i's own index is excluded by INDEX
+/// when exclude_self (a duplicate row is still its twin's nearest neighbour). Only tiles with
+/// column block >= row block are computed and each pair feeds both rows (half the GEMM work).
+/// Query mode: every query row against every database row, nothing excluded.
+///
+/// Order: best first; ties (equal float values) by lower index. The GEMM accumulates each
+/// inner product with one fused multiply-add per dimension in dimension order on every SIMD
+/// level, so all levels and all thread counts give bitwise-identical graphs.
+///
+/// @param[in]  x        database, n × d (any strides)
+/// @param[in]  queries  m × d queries, or nullptr for the self graph
+/// @param[in]  k        neighbours per row, 1..(n - exclude_self) in self mode, 1..n otherwise
+/// @param[out] values   (m or n) × k, C order: inner products or squared L2 distances
+/// @param[out] indices  (m or n) × k, C order, database row indices
+template <class T>
+void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
+               bool exclude_self, T* values, int64_t* indices, const KnnOptions& options);
+
+/// Index of the first row of x holding a NaN or ±Inf, or -1 (OpenMP, any strides).
+template <class T>
+int64_t first_nonfinite_row(const MatrixView<T>& x, int n_threads = 0);
+
+}  // namespace matalign

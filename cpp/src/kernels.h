@@ -1,0 +1,70 @@
+// Internal interface between the generic engine (knn.cpp, future pairsums.cpp, …) and the
+// per-ISA kernel files (kernels_{scalar,avx2,avx512}.cpp), which are compiled with their own
+// -m flags and chosen at run time. Only plain structs and function pointers cross it, so no
+// inline function compiled for a wide ISA can leak into baseline code through the linker.
+#pragma once
+
+#include <cstdint>
+
+#include "matalign/common.h"
+
+namespace matalign {
+namespace detail {
+
+/// Per-row top-k state: a binary heap whose root is the WORST kept candidate (score order:
+/// larger score better; equal scores: lower index better). thr[r] is the root's score once the
+/// heap holds k entries, -inf before, so a SIMD `score >= thr` test filters candidates.
+template <class T>
+struct TopKState {
+  T* scores;         ///< rows × k
+  int64_t* indices;  ///< rows × k
+  int32_t* count;    ///< rows
+  T* thr;            ///< rows (+ padding to a multiple of the widest panel)
+  int64_t k;
+};
+
+/// One tile of the kNN loop. Scores: ip -> <a_i, b_j>; l2 -> -(|a_i|² + |b_j|² - 2<a_i,b_j>),
+/// computed once per pair, in this order: (2·ip − n_i) − n_j.
+template <class T>
+struct KnnTileArgs {
+  const T* pa;  ///< packed rows [r0, r1): panels of mr rows, each panel mr*d, k-major
+  const T* pb;  ///< packed cols [c0, c1): panels of nr cols, each panel nr*d, k-major
+  int64_t d;
+  int64_t r0, r1, c0, c1;
+  const T* norm_r;  ///< squared norms of rows, indexed globally (l2 only)
+  const T* norm_c;  ///< squared norms of cols, indexed globally, padded by >= nr (l2 only)
+  bool l2;
+  bool feed_cols;     ///< symmetric loop: each pair also feeds column j's heap with row i
+  bool diagonal;      ///< diagonal tile of a symmetric loop: only pairs j > i (j >= i if !exclude_self)
+  bool exclude_self;
+  TopKState<T> rows;  ///< heaps of rows, indexed globally
+  TopKState<T> cols;  ///< heaps of cols, indexed globally (same arrays as rows when symmetric)
+};
+
+template <class T>
+struct Kernels {
+  int mr = 0;  ///< rows per micro-panel
+  int nr = 0;  ///< columns per micro-panel
+  /// Pack rows [r0, r1) of x into panels of `panel` rows, k-major, zero-padded.
+  void (*pack)(const T* data, int64_t row_stride, int64_t col_stride, int64_t d, int64_t r0,
+               int64_t r1, int panel, T* out) = nullptr;
+  /// out[i - r0] = Σ_k x_ik² with one FMA per element in k order (the GEMM's order, so a
+  /// duplicate row's squared distance is exactly 0).
+  void (*norms)(const T* data, int64_t row_stride, int64_t col_stride, int64_t d, int64_t r0,
+                int64_t r1, T* out) = nullptr;
+  void (*knn_tile)(const KnnTileArgs<T>& args) = nullptr;
+};
+
+Kernels<float> kernels_f32(Simd s);
+Kernels<double> kernels_f64(Simd s);
+
+// One getter per ISA file.
+Kernels<float> kernels_f32_scalar();
+Kernels<double> kernels_f64_scalar();
+Kernels<float> kernels_f32_avx2();
+Kernels<double> kernels_f64_avx2();
+Kernels<float> kernels_f32_avx512();
+Kernels<double> kernels_f64_avx512();
+
+}  // namespace detail
+}  // namespace matalign

@@ -1,0 +1,211 @@
+// Exact kNN: the tile loop (tiling.cpp) + packed GEMM micro-kernels fused with the TopK
+// reducer (kernels.inc). See knn.h for the contract.
+#include "matalign/knn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+#include "matalign/tiling.h"
+
+namespace matalign {
+
+namespace {
+
+template <class T>
+detail::Kernels<T> kernels_for(Simd s);
+template <>
+detail::Kernels<float> kernels_for<float>(Simd s) { return detail::kernels_f32(s); }
+template <>
+detail::Kernels<double> kernels_for<double>(Simd s) { return detail::kernels_f64(s); }
+
+int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+// Automatic tile edge: the packed row tile (P × d) should sit in about half of a 1 MB L2,
+// while the column micro-panel (nr × d) is streamed through L1 against it. Bounded so that
+// the per-tile packing (O(P·d)) stays negligible next to the tile's O(P²·d) FMAs.
+int64_t auto_tile(int64_t d, int64_t elem, int64_t unit) {
+  int64_t p = (1024 * 1024) / std::max<int64_t>(1, d * elem);
+  p = std::max<int64_t>(96, std::min<int64_t>(2048, p));
+  return std::max(unit, p / unit * unit);
+}
+
+template <class T>
+void parallel_norms(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out, int nt) {
+  const int64_t n = x.rows, chunk = 1024;
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
+    K.norms(x.data, x.row_stride, x.col_stride, x.cols, r0, r1, out + r0);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
+               bool exclude_self, T* values, int64_t* indices, const KnnOptions& opt) {
+  const bool self = queries == nullptr;
+  const MatrixView<T>& q = self ? x : *queries;
+  const int64_t n = x.rows, m = q.rows, d = x.cols;
+  MATALIGN_CHECK(n > 0 && d > 0, "knn: the database must be non-empty, got shape (", n, ", ", d, ")");
+  MATALIGN_CHECK(m > 0, "knn: queries must be non-empty");
+  MATALIGN_CHECK(q.cols == d, "knn: queries have ", q.cols, " columns but the database has ", d);
+  MATALIGN_CHECK(x.row_stride >= 0 && x.col_stride >= 0 && q.row_stride >= 0 && q.col_stride >= 0,
+                 "knn: negative strides are not supported");
+  const bool excl = self && exclude_self;
+  const int64_t max_k = excl ? n - 1 : n;
+  MATALIGN_CHECK(k >= 1 && k <= max_k, "knn: k must be in 1..", max_k, " (N", excl ? " - 1" : "",
+                 "), got ", k);
+  MATALIGN_CHECK(k < std::numeric_limits<int32_t>::max(), "knn: k too large");
+  MATALIGN_CHECK(values != nullptr && indices != nullptr, "knn: null output buffer");
+  mul_checked(m, k, "knn output size");
+  mul_checked(n, d, "database size");
+
+  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  MATALIGN_CHECK(simd_supported(simd), "knn: SIMD level ", simd_name(simd), " is not available");
+  const detail::Kernels<T> K = kernels_for<T>(simd);
+  const int nt = resolve_threads(opt.n_threads);
+  const bool l2 = metric == Metric::l2;
+
+  // Rescoring keeps a few more float candidates than asked, then re-ranks them in double.
+  const int64_t kc = opt.rescore ? std::min(max_k, k + std::max<int64_t>(8, k / 2)) : k;
+  const int64_t pad = 64;
+  std::vector<T> own_scores;
+  std::vector<int64_t> own_indices;
+  T* S = values;
+  int64_t* I = indices;
+  if (kc != k) {
+    own_scores.resize(static_cast<size_t>(mul_checked(m, kc, "candidate buffer")));
+    own_indices.resize(own_scores.size());
+    S = own_scores.data();
+    I = own_indices.data();
+  }
+  std::vector<int32_t> count(static_cast<size_t>(m), 0);
+  std::vector<T> thr(static_cast<size_t>(m + pad), -std::numeric_limits<T>::infinity());
+
+  std::vector<T> norm_x, norm_q;
+  if (l2) {
+    norm_x.assign(static_cast<size_t>(n + pad), T(0));
+    parallel_norms(K, x, norm_x.data(), nt);
+    if (!self) {
+      norm_q.assign(static_cast<size_t>(m + pad), T(0));
+      parallel_norms(K, q, norm_q.data(), nt);
+    }
+  }
+
+  const int64_t unit = static_cast<int64_t>(K.mr) * K.nr;
+  int64_t tr = opt.tile_rows > 0 ? opt.tile_rows : auto_tile(d, sizeof(T), 96);
+  int64_t tc = opt.tile_cols > 0 ? opt.tile_cols : auto_tile(d, sizeof(T), 96);
+  if (!self && opt.tile_rows <= 0) {
+    // Few queries: shrink row tiles so every thread has a row block.
+    const int64_t per_thread = (m + nt - 1) / nt;
+    tr = std::max<int64_t>(K.mr, std::min(tr, round_up(per_thread, K.mr)));
+  }
+  (void)unit;
+  const int64_t col_edge = self ? tr : tc;
+  const int64_t pa_size = mul_checked(round_up(tr, K.mr), d, "row tile");
+  const int64_t pb_size = mul_checked(round_up(col_edge, K.nr), d, "column tile");
+  std::vector<T> scratch(static_cast<size_t>(mul_checked(nt, pa_size + pb_size, "scratch")));
+
+  detail::TopKState<T> st{S, I, count.data(), thr.data(), kc};
+  TileLoopOptions lo;
+  lo.n_threads = nt;
+  lo.progress = opt.progress;
+  const T* norm_rows = l2 ? (self ? norm_x.data() : norm_q.data()) : nullptr;
+  const T* norm_cols = l2 ? norm_x.data() : nullptr;
+
+  for_each_tile(
+      m, n, tr, tc, self,
+      [&](const Tile& t, int tid) {
+        T* pa = scratch.data() + static_cast<size_t>(tid) * (pa_size + pb_size);
+        T* pb = pa + pa_size;
+        K.pack(q.data, q.row_stride, q.col_stride, d, t.r0, t.r1, K.mr, pa);
+        K.pack(x.data, x.row_stride, x.col_stride, d, t.c0, t.c1, K.nr, pb);
+        detail::KnnTileArgs<T> a;
+        a.pa = pa;
+        a.pb = pb;
+        a.d = d;
+        a.r0 = t.r0;
+        a.r1 = t.r1;
+        a.c0 = t.c0;
+        a.c1 = t.c1;
+        a.norm_r = norm_rows;
+        a.norm_c = norm_cols;
+        a.l2 = l2;
+        a.feed_cols = self;
+        a.diagonal = t.diagonal;
+        a.exclude_self = excl;
+        a.rows = st;
+        a.cols = st;
+        K.knn_tile(a);
+      },
+      lo);
+
+  // Finalise: best first (score desc, index asc); optional exact re-ranking in double.
+  std::exception_ptr error;
+  std::mutex error_mutex;
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<std::pair<T, int64_t>> row;
+    std::vector<std::pair<double, int64_t>> exact;
+#pragma omp for schedule(dynamic, 256)
+    for (int64_t i = 0; i < m; ++i) {
+      try {
+        MATALIGN_INTERNAL(count[i] == kc);
+        T* s = S + i * kc;
+        int64_t* id = I + i * kc;
+        if (!opt.rescore) {
+          row.resize(static_cast<size_t>(kc));
+          for (int64_t t = 0; t < kc; ++t) row[t] = {s[t], id[t]};
+          std::sort(row.begin(), row.end(), [](const auto& a, const auto& b) {
+            return a.first > b.first || (a.first == b.first && a.second < b.second);
+          });
+          T* vo = values + i * k;
+          int64_t* io = indices + i * k;
+          for (int64_t t = 0; t < k; ++t) {
+            io[t] = row[t].second;
+            vo[t] = l2 ? std::max(T(0), -row[t].first) : row[t].first;
+          }
+        } else {
+          exact.resize(static_cast<size_t>(kc));
+          for (int64_t t = 0; t < kc; ++t) {
+            const int64_t j = id[t];
+            double acc = 0.0;
+            for (int64_t c = 0; c < d; ++c) {
+              const double a = static_cast<double>(q(i, c)), b = static_cast<double>(x(j, c));
+              acc += l2 ? (a - b) * (a - b) : a * b;
+            }
+            exact[t] = {l2 ? -acc : acc, j};
+          }
+          std::sort(exact.begin(), exact.end(), [](const auto& a, const auto& b) {
+            return a.first > b.first || (a.first == b.first && a.second < b.second);
+          });
+          T* vo = values + i * k;
+          int64_t* io = indices + i * k;
+          for (int64_t t = 0; t < k; ++t) {
+            io[t] = exact[t].second;
+            vo[t] = static_cast<T>(l2 ? -exact[t].first : exact[t].first);
+          }
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+template void knn_exact<float>(const MatrixView<float>&, const MatrixView<float>*, int64_t, Metric,
+                               bool, float*, int64_t*, const KnnOptions&);
+template void knn_exact<double>(const MatrixView<double>&, const MatrixView<double>*, int64_t,
+                                Metric, bool, double*, int64_t*, const KnnOptions&);
+
+}  // namespace matalign

@@ -1,0 +1,92 @@
+// knn_exact_f32 / knn_exact_f64 and first_nonfinite_row_*: convert, release the GIL, call.
+#include <optional>
+
+#include "bindings.h"
+#include "matalign/knn.h"
+
+namespace matalign_py {
+
+namespace {
+
+matalign::Metric parse_metric(const std::string& s) {
+  if (s == "ip") return matalign::Metric::ip;
+  if (s == "l2") return matalign::Metric::l2;
+  throw std::invalid_argument("metric must be 'ip' or 'l2' at the engine level; got '" + s + "'");
+}
+
+template <class T>
+py::tuple knn_exact(const py::array& x, const py::object& queries, int64_t k,
+                    const std::string& metric, bool exclude_self, int64_t tile_rows,
+                    int64_t tile_cols, int n_threads, bool rescore, const std::string& simd,
+                    py::object progress) {
+  const matalign::MatrixView<T> xv = view2d<T>(x, "X");
+  std::optional<matalign::MatrixView<T>> qv;
+  py::array qarr;
+  if (!queries.is_none()) {
+    qarr = py::reinterpret_borrow<py::array>(queries);
+    qv = view2d<T>(qarr, "queries");
+  }
+  const int64_t rows = qv ? qv->rows : xv.rows;
+  if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));
+  matalign::mul_checked(rows, k, "output size");
+  matalign::KnnOptions opt;
+  opt.tile_rows = tile_rows;
+  opt.tile_cols = tile_cols;
+  opt.n_threads = n_threads;
+  opt.rescore = rescore;
+  opt.simd = matalign::simd_parse(simd);
+  opt.simd_auto = false;
+  opt.progress = make_progress(progress);
+  const matalign::Metric mt = parse_metric(metric);
+  py::array_t<T> values({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
+  py::array_t<int64_t> indices({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
+  T* vp = values.mutable_data();
+  int64_t* ip = indices.mutable_data();
+  run_released([&] {
+    matalign::knn_exact<T>(xv, qv ? &*qv : nullptr, k, mt, exclude_self, vp, ip, opt);
+  });
+  return py::make_tuple(values, indices);
+}
+
+template <class T>
+int64_t first_nonfinite(const py::array& x, int n_threads) {
+  const matalign::MatrixView<T> xv = view2d<T>(x, "X");
+  int64_t r = -1;
+  {
+    py::gil_scoped_release release;
+    r = matalign::first_nonfinite_row<T>(xv, n_threads);
+  }
+  return r;
+}
+
+const char* kKnnDoc =
+    "knn_exact_{f32,f64}(x, queries, k, metric, exclude_self, tile_rows, tile_cols, n_threads,\n"
+    "                    rescore, simd, progress) -> (values, indices)\n\n"
+    "Exact kNN on the tile loop. x: (N, D) array of exactly this dtype, any strides; queries:\n"
+    "(M, D) or None for the self graph (self excluded by index when exclude_self). metric:\n"
+    "'ip' | 'l2'. Returns values (rows, k) (inner products or squared L2) and indices (rows, k)\n"
+    "int64, best first, ties by lower index. Releases the GIL; progress(done, total) is called\n"
+    "between tiles and Ctrl-C stops the computation with KeyboardInterrupt.";
+
+}  // namespace
+
+void bind_knn(py::module_& m) {
+  m.def("knn_exact_f32", &knn_exact<float>, kKnnDoc, py::arg("x").noconvert(),
+        py::arg("queries").none(true), py::arg("k"), py::arg("metric") = "ip",
+        py::arg("exclude_self") = true, py::arg("tile_rows") = 0, py::arg("tile_cols") = 0,
+        py::arg("n_threads") = 0, py::arg("rescore") = false, py::arg("simd") = "auto",
+        py::arg("progress") = py::none());
+  m.def("knn_exact_f64", &knn_exact<double>, kKnnDoc, py::arg("x").noconvert(),
+        py::arg("queries").none(true), py::arg("k"), py::arg("metric") = "ip",
+        py::arg("exclude_self") = true, py::arg("tile_rows") = 0, py::arg("tile_cols") = 0,
+        py::arg("n_threads") = 0, py::arg("rescore") = false, py::arg("simd") = "auto",
+        py::arg("progress") = py::none());
+  m.def("first_nonfinite_row_f32", &first_nonfinite<float>,
+        "Index of the first row with a NaN/Inf, or -1 (float32, any strides).",
+        py::arg("x").noconvert(), py::arg("n_threads") = 0);
+  m.def("first_nonfinite_row_f64", &first_nonfinite<double>,
+        "Index of the first row with a NaN/Inf, or -1 (float64, any strides).",
+        py::arg("x").noconvert(), py::arg("n_threads") = 0);
+}
+
+}  // namespace matalign_py

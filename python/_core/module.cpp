@@ -1,0 +1,9 @@
+// matalign._core: one pybind11 module; thin functions, no algorithms (STYLE rule 12).
+#include "bindings.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "matalign compiled engine (C++/OpenMP, optional CUDA). Use the matalign package.";
+  matalign_py::bind_info(m);
+  matalign_py::bind_knn(m);
+  matalign_py::bind_graph(m);
+}

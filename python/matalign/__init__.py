@@ -1,0 +1,33 @@
+"""matalign: exact, fast, large-scale alignment metrics between embedding spaces.
+
+Compare two models by their embeddings of the same N structures::
+
+    import matalign as ma
+    g = ma.knn(X, k=10)                 # KnnGraph, reusable
+    ma.mutual_knn(X, Y, k=10)           # arrays or KnnGraphs
+    ma.cknna(X, Y, k=10)
+    ma.intrinsic_dimension(X)
+
+See DESIGN.md for the exact definitions.
+"""
+
+from . import _core
+from ._info import build_info, cuda_device_count
+from .knn import KnnGraph, knn
+from .metrics import cknna, intrinsic_dimension, local_agreement, mutual_knn
+from .preprocess import preprocess
+
+__version__: str = _core.build_info()["version"]
+
+__all__ = [
+    "__version__",
+    "knn",
+    "KnnGraph",
+    "mutual_knn",
+    "cknna",
+    "local_agreement",
+    "intrinsic_dimension",
+    "preprocess",
+    "build_info",
+    "cuda_device_count",
+]

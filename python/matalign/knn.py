@@ -1,0 +1,429 @@
+"""Exact k-nearest-neighbour graphs (DESIGN.md §1.1, §1.2, §2).
+
+A :class:`KnnGraph` is computed once per embedding matrix and reused by every local metric
+(``mutual_knn``, ``cknna``, ``local_agreement``), so an M-model comparison costs M kNN searches.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import _core
+from ._progress import progress_callback
+from ._rows import l2_normalize
+from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k,
+                        check_progress, check_same_dtype, describe)
+
+__all__ = ["KnnGraph", "knn"]
+
+METRICS = ("ip", "l2", "cosine")
+METHODS = ("exact", "ivf", "hnsw", "ivfpq")
+SIMD_LEVELS = ("auto", "avx512", "avx2", "scalar")
+_FILE_FORMAT = "matalign.KnnGraph"
+_FILE_VERSION = 1
+_REQUIRED_KEYS = ("format", "version", "indices", "values", "metric", "self_excluded", "recall")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class KnnGraph:
+    """A kNN graph: for each of N rows, its k neighbours best first.
+
+    Parameters
+    ----------
+    indices : numpy.ndarray, shape (N, k), int64
+        Neighbour row indices, best first; ties in value are ordered by lower index.
+    values : numpy.ndarray, shape (N, k), float32 or float64
+        Inner products (``metric="ip"``), cosines (``"cosine"``) or squared Euclidean
+        distances (``"l2"``) of those neighbours.
+    metric : {"ip", "l2", "cosine"}
+        The metric the graph was built with.
+    self_excluded : bool
+        True for a self graph (queries = database, each row's own index excluded); False for a
+        graph of separate queries against a database.
+    recall : float or None, default None
+        Measured recall against exact search for approximate graphs; None for exact graphs.
+
+    Attributes
+    ----------
+    n : int
+        Number of rows N.
+    k : int
+        Number of neighbours per row.
+
+    Raises
+    ------
+    TypeError
+        If ``indices`` is not an int64 array or ``values`` not a float32/float64 array.
+    ValueError
+        If the arrays are not 2-D, their shapes differ, or ``metric``/``recall`` are invalid.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import matalign as ma
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    >>> g = ma.knn(X, k=2, metric="l2")
+    >>> g
+    KnnGraph(n=4, k=2, metric='l2', self_excluded=True, values=float64)
+    >>> g.head(1).indices.ravel()
+    array([1, 0, 0, 2])
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = g.save(os.path.join(folder, "graph.npz"))
+    ...     h = ma.KnnGraph.load(path)
+    >>> bool(np.array_equal(h.indices, g.indices)), h.metric, h.k
+    (True, 'l2', 2)
+    """
+
+    indices: np.ndarray
+    values: np.ndarray
+    metric: str
+    self_excluded: bool
+    recall: float | None = None
+
+    def __post_init__(self) -> None:
+        indices, values = self.indices, self.values
+        if not isinstance(indices, np.ndarray):
+            raise TypeError(f"KnnGraph indices must be a NumPy array; got {describe(indices)}")
+        if not isinstance(values, np.ndarray):
+            raise TypeError(f"KnnGraph values must be a NumPy array; got {describe(values)}")
+        if indices.ndim != 2:
+            raise ValueError(
+                f"KnnGraph indices must be 2-D (N, k); got shape {tuple(indices.shape)}")
+        if indices.dtype != np.int64:
+            raise TypeError(
+                f"KnnGraph indices must have dtype int64; got {indices.dtype.name}: pass "
+                "indices.astype(np.int64)")
+        if values.shape != indices.shape:
+            raise ValueError(
+                f"KnnGraph values must have the shape of indices {tuple(indices.shape)}; got "
+                f"{tuple(values.shape)}")
+        if values.dtype not in (np.float32, np.float64):
+            raise TypeError(
+                f"KnnGraph values must have dtype float32 or float64; got {values.dtype.name}")
+        if indices.shape[1] == 0:
+            raise ValueError("KnnGraph must have k >= 1 neighbours per row; got k=0")
+        check_choice(self.metric, "KnnGraph metric", METRICS)
+        object.__setattr__(self, "metric", str(self.metric))
+        object.__setattr__(self, "self_excluded", check_bool(self.self_excluded,
+                                                             "KnnGraph self_excluded"))
+        if self.recall is not None:
+            r = self.recall
+            if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, float, np.floating)):
+                raise TypeError(f"KnnGraph recall must be a float or None; got {describe(r)}")
+            if not 0.0 <= float(r) <= 1.0:
+                raise ValueError(f"KnnGraph recall must be in [0, 1]; got {r!r}")
+            object.__setattr__(self, "recall", float(r))
+
+    @property
+    def n(self) -> int:
+        """Number of rows N."""
+        return int(self.indices.shape[0])
+
+    @property
+    def k(self) -> int:
+        """Number of neighbours per row."""
+        return int(self.indices.shape[1])
+
+    def __repr__(self) -> str:
+        recall = "" if self.recall is None else f", recall={self.recall:.4f}"
+        return (f"KnnGraph(n={self.n}, k={self.k}, metric={self.metric!r}, "
+                f"self_excluded={self.self_excluded}, values={self.values.dtype.name}{recall})")
+
+    def head(self, k: int) -> "KnnGraph":
+        """The graph restricted to each row's first (best) ``k`` neighbours.
+
+        Parameters
+        ----------
+        k : int
+            1 <= k <= self.k.
+
+        Returns
+        -------
+        KnnGraph
+            A graph whose arrays are views of this one's first k columns (no copy).
+
+        Raises
+        ------
+        TypeError
+            If ``k`` is not an integer.
+        ValueError
+            If ``k`` is outside 1..self.k.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import matalign as ma
+        >>> g = ma.knn(np.random.default_rng(0).normal(size=(20, 3)), k=5)
+        >>> g.head(2).k
+        2
+        """
+        k = check_int(k, "k", 1, self.k)
+        return KnnGraph(self.indices[:, :k], self.values[:, :k], self.metric,
+                        self.self_excluded, self.recall)
+
+    def save(self, path) -> Path:
+        """Write the graph to a ``.npz`` file (no pickles), atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination; ``.npz`` is appended when missing, as ``np.savez`` does.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import matalign as ma
+        >>> g = ma.knn(np.random.default_rng(0).normal(size=(20, 3)), k=3)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     print(g.save(os.path.join(folder, "graph")).name)
+        graph.npz
+        """
+        path = Path(os.fspath(path))
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        tmp = path.with_name(path.name + ".tmp")
+        arrays = {
+            "format": np.array(_FILE_FORMAT),
+            "version": np.array(_FILE_VERSION, dtype=np.int64),
+            "indices": np.ascontiguousarray(self.indices),
+            "values": np.ascontiguousarray(self.values),
+            "metric": np.array(self.metric),
+            "self_excluded": np.array(self.self_excluded),
+            "recall": np.array(np.nan if self.recall is None else self.recall, dtype=np.float64),
+        }
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    @classmethod
+    def load(cls, path) -> "KnnGraph":
+        """Read a graph written by :meth:`save` and check its contents.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A ``.npz`` file from :meth:`save` (``.npz`` may be omitted).
+
+        Returns
+        -------
+        KnnGraph
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        ValueError
+            If the file is not a valid matalign graph (corrupt, missing keys, wrong dtypes or
+            shapes, indices out of range); the message names the file.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import matalign as ma
+        >>> g = ma.knn(np.random.default_rng(0).normal(size=(20, 3)), k=3, metric="cosine")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     h = ma.KnnGraph.load(g.save(os.path.join(folder, "graph.npz")))
+        >>> h
+        KnnGraph(n=20, k=3, metric='cosine', self_excluded=True, values=float64)
+        """
+        path = Path(os.fspath(path))
+        if not path.exists() and path.suffix != ".npz" and path.with_name(path.name + ".npz").exists():
+            path = path.with_name(path.name + ".npz")
+        if not path.exists():
+            raise FileNotFoundError(f"KnnGraph file not found: {str(path)!r}")
+
+        def bad(why: str) -> ValueError:
+            return ValueError(f"{str(path)!r} is not a valid matalign KnnGraph file: {why}")
+
+        try:
+            if not zipfile.is_zipfile(path):
+                raise bad("it is not a .npz (zip) archive; was it written by KnnGraph.save?")
+            with np.load(path, allow_pickle=False) as data:
+                missing = [key for key in _REQUIRED_KEYS if key not in data.files]
+                if missing:
+                    raise bad(f"missing keys {missing}")
+                arrays = {key: data[key] for key in _REQUIRED_KEYS}
+        except ValueError as exc:
+            if str(exc).startswith(repr(str(path))):
+                raise
+            raise bad(str(exc)) from exc
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise bad(f"{type(exc).__name__}: {exc}") from exc
+
+        for key in ("format", "metric"):
+            if arrays[key].dtype.kind != "U" or arrays[key].ndim != 0:
+                raise bad(f"{key!r} must be a string")
+        if str(arrays["format"]) != _FILE_FORMAT:
+            raise bad(f"format is {str(arrays['format'])!r}, expected {_FILE_FORMAT!r}")
+        version = arrays["version"]
+        if version.ndim != 0 or version.dtype.kind not in "iu" or int(version) > _FILE_VERSION:
+            raise bad(f"unsupported version {version!r} (this matalign reads <= {_FILE_VERSION})")
+        flag = arrays["self_excluded"]
+        if flag.ndim != 0 or flag.dtype != np.bool_:
+            raise bad("'self_excluded' must be a boolean")
+        recall = arrays["recall"]
+        if recall.ndim != 0 or recall.dtype.kind != "f":
+            raise bad("'recall' must be a float")
+        try:
+            graph = cls(arrays["indices"], arrays["values"], str(arrays["metric"]), bool(flag),
+                        None if np.isnan(recall) else float(recall))
+        except (TypeError, ValueError) as exc:
+            raise bad(str(exc)) from exc
+        _check_graph_contents(graph, bad)
+        return graph
+
+
+def _check_graph_contents(graph: KnnGraph, bad) -> None:
+    """O(N·k) checks of a loaded graph: indices in range, no self loops, finite values."""
+    idx = graph.indices
+    if idx.size and int(idx.min()) < 0:
+        raise bad("negative neighbour indices")
+    if graph.self_excluded:
+        if idx.size and int(idx.max()) >= graph.n:
+            raise bad(f"neighbour index {int(idx.max())} is out of range for N={graph.n}")
+        rows = np.arange(graph.n, dtype=np.int64)[:, None]
+        hit = np.flatnonzero((idx == rows).any(axis=1))
+        if hit.size:
+            raise bad(f"row {int(hit[0])} lists itself although self_excluded is True")
+    if not np.isfinite(graph.values).all():
+        raise bad("non-finite neighbour values")
+
+
+def _reject_method(method: str) -> None:
+    check_choice(method, "method", METHODS)
+    if method != "exact":
+        raise ValueError(
+            f"method={method!r} is not available yet: this version computes only "
+            f"method='exact' (valid choices now: 'exact'; the approximate methods 'ivf', "
+            f"'hnsw' and 'ivfpq' come with the FAISS integration)"
+        )
+
+
+def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progress=False,
+        tile_rows=0, tile_cols=0, rescore=False, simd="auto") -> KnnGraph:
+    """Exact k-nearest neighbours of every row of X (or of every query row) among X's rows.
+
+    Self mode (``queries=None``) excludes each row's own index (by index, not by value: a
+    duplicate row is still its twin's nearest neighbour). Rows are ordered best first, ties by
+    lower index. The computation runs in X's dtype with the GIL released.
+
+    Parameters
+    ----------
+    X : array_like, shape (N, D), float32 or float64
+        The database. NumPy arrays in any order, ``np.memmap`` and CPU DLPack tensors are read
+        without a copy (``metric="cosine"`` makes one normalised copy).
+    k : int
+        Neighbours per row: 1..N−1 in self mode, 1..N with ``queries``.
+    metric : {"ip", "l2", "cosine"}, default "ip"
+        Largest inner product, smallest squared Euclidean distance, or largest cosine (rows
+        L2-normalised, then inner product).
+    queries : array_like, shape (M, D), same dtype as X, optional
+        Query rows searched against X; nothing is excluded.
+    method : {"exact"}, default "exact"
+        Only exact search in this version ("ivf", "hnsw", "ivfpq" come with FAISS).
+    n_threads : int, default 0
+        Threads; 0 = all cores (``OMP_NUM_THREADS`` respected).
+    progress : bool or callable(done, total), default False
+        True shows a progress bar (rich if installed, else stderr); a callable is called
+        between tiles. Ctrl-C interrupts the search either way.
+    tile_rows, tile_cols : int, default 0
+        Tile sizes of the pairwise loop; 0 = automatic.
+    rescore : bool, default False
+        Recompute the candidates' scores exactly in float64 and re-rank them (removes the
+        ‖x‖² + ‖y‖² − 2x·y cancellation error of ``"l2"`` in float32).
+    simd : {"auto", "avx512", "avx2", "scalar"}, default "auto"
+        Kernel level; a level this CPU cannot run raises ValueError.
+
+    Returns
+    -------
+    KnnGraph
+        ``indices`` (N or M, k) int64 and ``values`` (N or M, k) in X's dtype: inner products,
+        cosines or squared distances.
+
+    Raises
+    ------
+    TypeError
+        For a dtype other than float32/float64, or queries whose dtype differs from X's.
+    ValueError
+        For a bad shape, NaN/Inf (naming the first bad row), k out of range, an unknown
+        metric/method/simd, zero rows with ``metric="cosine"``, or a queries column count that
+        differs from X's.
+    RuntimeError
+        For GPU-resident input (needs the CUDA build).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matalign as ma
+    >>> X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    >>> g = ma.knn(X, k=2, metric="l2")
+    >>> g.indices
+    array([[1, 2],
+           [0, 2],
+           [0, 1],
+           [2, 1]])
+    >>> g.values
+    array([[ 1.,  4.],
+           [ 1.,  5.],
+           [ 4.,  5.],
+           [10., 13.]])
+    >>> ma.knn(X, k=1, metric="l2", queries=np.array([[2.5, 2.5]])).indices
+    array([[3]])
+    """
+    metric = check_choice(metric, "metric", METRICS)
+    _reject_method(method)
+    X = as_matrix(X, "X")
+    n, d = X.shape
+    Q = None
+    if queries is not None:
+        Q = as_matrix(queries, "queries")
+        check_same_dtype(X, Q)
+        if Q.shape[1] != d:
+            raise ValueError(
+                f"queries must have as many columns as X: X has D={d}, queries has "
+                f"D={Q.shape[1]}")
+    k = check_k(k, n, exclude_self=Q is None)
+    n_threads = check_int(n_threads, "n_threads", 0)
+    tile_rows = check_int(tile_rows, "tile_rows", 0)
+    tile_cols = check_int(tile_cols, "tile_cols", 0)
+    rescore = check_bool(rescore, "rescore")
+    simd = check_choice(simd, "simd", SIMD_LEVELS)
+    progress = check_progress(progress)
+
+    core_metric = metric
+    if metric == "cosine":
+        core_metric = "ip"
+        same = Q is not None and Q is X
+        X = l2_normalize(X, "X", 'metric="cosine" normalises rows')
+        if Q is not None:
+            Q = X if same else l2_normalize(Q, "queries", 'metric="cosine" normalises rows')
+
+    fn = _core.knn_exact_f32 if X.dtype == np.float32 else _core.knn_exact_f64
+    label = f"kNN {metric} k={k} N={n}" + ("" if Q is None else f" M={Q.shape[0]}")
+    with progress_callback(progress, label) as callback:
+        values, indices = fn(X, Q, k, core_metric, Q is None, tile_rows, tile_cols, n_threads,
+                             rescore, simd, callback)
+    return KnnGraph(indices, values, metric, Q is None)

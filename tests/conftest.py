@@ -1,0 +1,36 @@
+"""Shared pytest setup: no network, and ``reference`` importable in every import mode."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+NETWORK_MESSAGE = "network access attempted in tests"
+
+
+def _refuse_network(*args, **kwargs):
+    raise RuntimeError(NETWORK_MESSAGE)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Make every outgoing connection fail for the whole session.
+
+    Tests (and anything they import) must never reach the network: models and
+    data come from installed packages or are generated. A connection attempt
+    raises ``RuntimeError("network access attempted in tests")`` instead of
+    hanging or silently succeeding.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", _refuse_network)
+        mp.setattr(socket.socket, "connect_ex", _refuse_network)
+        mp.setattr(socket, "create_connection", _refuse_network)
+        mp.setattr(socket, "getaddrinfo", _refuse_network)
+        yield

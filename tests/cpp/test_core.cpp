@@ -1,0 +1,410 @@
+// matalign_core_test: the C++-only check that the engine builds and runs without Python
+// (STYLE rule 2). Each engine result is compared with a dense, readable float64 reference
+// written here from DESIGN.md §2. No test framework: CHECK counts failures, main returns 1
+// if any.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "matalign/common.h"
+#include "matalign/graph.h"
+#include "matalign/knn.h"
+
+namespace {
+
+int g_failures = 0;
+int g_checks = 0;
+
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    ++g_checks;                                                            \
+    if (!(cond)) {                                                         \
+      ++g_failures;                                                        \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                      \
+  } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                          \
+  do {                                                                                 \
+    ++g_checks;                                                                        \
+    const double a_ = (a), b_ = (b), t_ = (tol);                                       \
+    if (!(std::fabs(a_ - b_) <= t_)) {                                                 \
+      ++g_failures;                                                                    \
+      std::fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.17g, %s = %.17g, tol %.3g\n", \
+                   __FILE__, __LINE__, #a, a_, #b, b_, t_);                            \
+    }                                                                                  \
+  } while (0)
+
+/// Expect `f` to throw std::invalid_argument whose message contains every string in `parts`.
+void check_throws(const char* what, const std::function<void()>& f,
+                  const std::vector<std::string>& parts) {
+  ++g_checks;
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    for (const std::string& p : parts) {
+      if (msg.find(p) == std::string::npos) {
+        ++g_failures;
+        std::fprintf(stderr, "%s: message \"%s\" lacks \"%s\"\n", what, msg.c_str(), p.c_str());
+        return;
+      }
+    }
+    return;
+  } catch (const std::exception& e) {
+    ++g_failures;
+    std::fprintf(stderr, "%s: wrong exception type: %s\n", what, e.what());
+    return;
+  }
+  ++g_failures;
+  std::fprintf(stderr, "%s: no exception thrown\n", what);
+}
+
+using Mat = std::vector<double>;  // row-major
+
+Mat gaussian(int64_t n, int64_t d, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g(0.0, 1.0);
+  Mat x(static_cast<size_t>(n * d));
+  for (double& v : x) v = g(rng);
+  return x;
+}
+
+Mat gram(const Mat& x, int64_t n, int64_t d) {
+  Mat k(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < d; ++t) s += x[i * d + t] * x[j * d + t];
+      k[i * n + j] = s;
+    }
+  return k;
+}
+
+/// Self-excluded kNN by largest kernel value, ties by lower index (DESIGN §2).
+void knn_from_gram(const Mat& K, int64_t n, int64_t k, std::vector<int64_t>& idx,
+                   std::vector<double>& val) {
+  idx.assign(static_cast<size_t>(n * k), 0);
+  val.assign(static_cast<size_t>(n * k), 0);
+  std::vector<int64_t> order;
+  for (int64_t i = 0; i < n; ++i) {
+    order.clear();
+    for (int64_t j = 0; j < n; ++j)
+      if (j != i) order.push_back(j);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      const double va = K[i * n + a], vb = K[i * n + b];
+      return va != vb ? va > vb : a < b;
+    });
+    for (int64_t t = 0; t < k; ++t) {
+      idx[i * k + t] = order[t];
+      val[i * k + t] = K[i * n + order[t]];
+    }
+  }
+}
+
+Mat row_mask(const std::vector<int64_t>& idx, int64_t n, int64_t k) {
+  Mat m(static_cast<size_t>(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < k; ++t) m[i * n + idx[i * k + t]] = 1.0;
+  return m;
+}
+
+/// HSIC₁ exactly as written in DESIGN §2, on dense n × n matrices (diagonal zeroed).
+double hsic1_dense(Mat A, Mat B, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) A[i * n + i] = 0, B[i * n + i] = 0;
+  double trace = 0, sa = 0, sb = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      trace += A[i * n + j] * B[j * n + i];
+      sa += A[i * n + j];
+      sb += B[i * n + j];
+    }
+  double sab = 0;  // 1ᵀ A B 1: the full product when small, else (1ᵀA)(B1)
+  if (n <= 100) {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t l = 0; l < n; ++l) {
+        double ab = 0;
+        for (int64_t j = 0; j < n; ++j) ab += A[i * n + j] * B[j * n + l];
+        sab += ab;
+      }
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      double col = 0, row = 0;
+      for (int64_t i = 0; i < n; ++i) col += A[i * n + j], row += B[j * n + i];
+      sab += col * row;
+    }
+  }
+  const double N = static_cast<double>(n);
+  return (trace + sa * sb / ((N - 1) * (N - 2)) - 2 * sab / (N - 2)) / (N * (N - 3));
+}
+
+struct DenseCknna {
+  double value, hsic_xy, hsic_xx, hsic_yy;
+};
+
+DenseCknna cknna_dense(const Mat& K, const Mat& L, const std::vector<int64_t>& ix,
+                       const std::vector<int64_t>& iy, int64_t n, int64_t k, double eps) {
+  const Mat mk = row_mask(ix, n, k), ml = row_mask(iy, n, k);
+  Mat A(K.size()), B(K.size()), AK(K.size()), BL(K.size());
+  for (size_t e = 0; e < K.size(); ++e) {
+    A[e] = mk[e] * ml[e] * K[e];
+    B[e] = mk[e] * ml[e] * L[e];
+    AK[e] = mk[e] * K[e];
+    BL[e] = ml[e] * L[e];
+  }
+  DenseCknna r;
+  r.hsic_xy = hsic1_dense(A, B, n);
+  r.hsic_xx = hsic1_dense(AK, AK, n);
+  r.hsic_yy = hsic1_dense(BL, BL, n);
+  r.value = r.hsic_xy / (std::sqrt(r.hsic_xx * r.hsic_yy) + eps);
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------
+void test_mutual_knn_hand() {
+  const int64_t n = 6, k = 2;
+  const std::vector<int64_t> x = {1, 2, 0, 3, 3, 4, 4, 5, 5, 0, 0, 1};
+  const std::vector<int64_t> y = {2, 3, 3, 0, 5, 1, 5, 4, 1, 2, 1, 0};
+  // Brute count through dense masks.
+  const Mat mx = row_mask(x, n, k), my = row_mask(y, n, k);
+  std::vector<double> expect_row(n, 0.0);
+  double expect = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) expect_row[i] += mx[i * n + j] * my[i * n + j];
+    expect_row[i] /= k;
+    expect += expect_row[i] / n;
+  }
+  CHECK_NEAR(expect, 7.0 / 12.0, 1e-15);  // rows share 1, 2, 0, 2, 0, 2 neighbours
+  std::vector<double> per_row(n, -1.0);
+  const double m = matalign::mutual_knn(x.data(), y.data(), n, k, per_row.data(), 1);
+  CHECK_NEAR(m, expect, 1e-15);
+  for (int64_t i = 0; i < n; ++i) CHECK_NEAR(per_row[i], expect_row[i], 0.0);
+  CHECK_NEAR(matalign::mutual_knn(x.data(), y.data(), n, k, nullptr, 3), expect, 1e-15);
+  CHECK_NEAR(matalign::mutual_knn(x.data(), x.data(), n, k, nullptr, 0), 1.0, 0.0);
+
+  std::vector<int64_t> bad = x;
+  bad[2 * k + 1] = 6;
+  check_throws("mutual_knn out of range",
+               [&] { matalign::mutual_knn(bad.data(), y.data(), n, k, nullptr, 2); },
+               {"graph x", "row 2", "6"});
+  bad = y;
+  bad[3 * k] = 3;
+  check_throws("mutual_knn self", [&] { matalign::mutual_knn(x.data(), bad.data(), n, k, nullptr, 2); },
+               {"graph y", "row 3"});
+  bad = y;
+  bad[4 * k] = bad[4 * k + 1];
+  check_throws("mutual_knn repeat", [&] { matalign::mutual_knn(x.data(), bad.data(), n, k, nullptr, 2); },
+               {"graph y", "row 4", "more than once"});
+  check_throws("mutual_knn k", [&] { matalign::mutual_knn(x.data(), y.data(), n, 0, nullptr, 1); },
+               {"k must be"});
+}
+
+void test_mutual_knn_random() {
+  // Graphs of two correlated spaces, brute count through dense masks.
+  const int64_t n = 700, d = 5, k = 8;
+  const Mat x = gaussian(n, d, 11);
+  Mat y = gaussian(n, d, 12);
+  for (size_t e = 0; e < y.size(); ++e) y[e] = x[e] + 0.5 * y[e];
+  std::vector<int64_t> ix, iy;
+  std::vector<double> vx, vy;
+  knn_from_gram(gram(x, n, d), n, k, ix, vx);
+  knn_from_gram(gram(y, n, d), n, k, iy, vy);
+  const Mat mx = row_mask(ix, n, k), my = row_mask(iy, n, k);
+  int64_t common = 0;
+  for (size_t e = 0; e < mx.size(); ++e) common += static_cast<int64_t>(mx[e] * my[e]);
+  const double expect = static_cast<double>(common) / (n * k);
+  CHECK(common > 0);
+  CHECK_NEAR(matalign::mutual_knn(ix.data(), iy.data(), n, k, nullptr, 1), expect, 1e-15);
+  CHECK_NEAR(matalign::mutual_knn(ix.data(), iy.data(), n, k, nullptr, 3), expect, 1e-15);
+}
+
+// ------------------------------------------------------------------------------------------
+/// One CKNNA case: X ~ N(0,1)^{n×dx}, Y = mix·X[:, :dy] + noise, both graphs from the dense
+/// Gram by sorting; engine (double and float) against the dense reference.
+void cknna_case(int64_t n, int64_t d, int64_t k, double mix, uint64_t seed) {
+  const Mat x = gaussian(n, d, seed);
+  Mat y = gaussian(n, d, seed + 1);
+  for (size_t e = 0; e < y.size(); ++e) y[e] = mix * x[e] + y[e];
+  const Mat K = gram(x, n, d), L = gram(y, n, d);
+  std::vector<int64_t> ix, iy;
+  std::vector<double> vx, vy;
+  knn_from_gram(K, n, k, ix, vx);
+  knn_from_gram(L, n, k, iy, vy);
+
+  for (double eps : {0.0, 1e-6}) {
+    const DenseCknna ref = cknna_dense(K, L, ix, iy, n, k, eps);
+    std::vector<double> per_row(static_cast<size_t>(n), 0.0);
+    const matalign::CknnaResult r =
+        matalign::cknna<double>(ix.data(), vx.data(), iy.data(), vy.data(), n, k, eps,
+                                per_row.data(), 2);
+    const double tol = 1e-12 * (1.0 + std::fabs(ref.hsic_xx) + std::fabs(ref.hsic_yy));
+    CHECK_NEAR(r.hsic_xy, ref.hsic_xy, tol);
+    CHECK_NEAR(r.hsic_xx, ref.hsic_xx, tol);
+    CHECK_NEAR(r.hsic_yy, ref.hsic_yy, tol);
+    CHECK_NEAR(r.value, ref.value, 1e-10 * (1.0 + std::fabs(ref.value)));
+    const double sum = std::accumulate(per_row.begin(), per_row.end(), 0.0);
+    CHECK_NEAR(sum, r.value, 1e-10 * (1.0 + std::fabs(r.value)));
+
+    // Thread count must not change a single bit.
+    std::vector<double> per_row1(static_cast<size_t>(n), 0.0);
+    const matalign::CknnaResult r1 = matalign::cknna<double>(
+        ix.data(), vx.data(), iy.data(), vy.data(), n, k, eps, per_row1.data(), 1);
+    CHECK(r1.value == r.value && r1.hsic_xy == r.hsic_xy && r1.hsic_xx == r.hsic_xx &&
+          r1.hsic_yy == r.hsic_yy);
+    CHECK(per_row1 == per_row);
+
+    // float values: the reference on the float-rounded kernels upcast to double.
+    std::vector<float> fx(vx.begin(), vx.end()), fy(vy.begin(), vy.end());
+    Mat Kf(K), Lf(L);
+    for (double& v : Kf) v = static_cast<float>(v);
+    for (double& v : Lf) v = static_cast<float>(v);
+    const DenseCknna reff = cknna_dense(Kf, Lf, ix, iy, n, k, eps);
+    const matalign::CknnaResult rf =
+        matalign::cknna<float>(ix.data(), fx.data(), iy.data(), fy.data(), n, k, eps, nullptr, 3);
+    CHECK_NEAR(rf.hsic_xy, reff.hsic_xy, tol);
+    CHECK_NEAR(rf.value, reff.value, 1e-10 * (1.0 + std::fabs(reff.value)));
+  }
+}
+
+void test_cknna() {
+  cknna_case(40, 6, 5, 0.0, 101);   // independent spaces
+  cknna_case(40, 6, 5, 2.0, 202);   // strongly aligned: many mutual, two-way edges
+  cknna_case(41, 3, 7, 1.0, 303);
+  cknna_case(10, 4, 9, 1.0, 404);   // k = n-1: full masks, CKNNA = unbiased linear CKA
+  cknna_case(5, 2, 4, 1.5, 505);
+  cknna_case(1100, 4, 6, 1.0, 606); // several row chunks: thread invariance across chunks
+
+  // Errors.
+  const int64_t n = 12, k = 3, d = 4;
+  const Mat x = gaussian(n, d, 7), K = gram(x, n, d);
+  std::vector<int64_t> ix;
+  std::vector<double> vx;
+  knn_from_gram(K, n, k, ix, vx);
+  std::vector<int64_t> bad = ix;
+  bad[5 * k + 2] = -1;
+  check_throws("cknna out of range", [&] {
+    matalign::cknna<double>(ix.data(), vx.data(), bad.data(), vx.data(), n, k, 0.0, nullptr, 2);
+  }, {"graph y", "row 5", "-1"});
+  bad = ix;
+  bad[7 * k] = 7;
+  check_throws("cknna self", [&] {
+    matalign::cknna<double>(bad.data(), vx.data(), ix.data(), vx.data(), n, k, 0.0, nullptr, 2);
+  }, {"graph x", "row 7"});
+  check_throws("cknna n < 4", [&] {
+    matalign::cknna<double>(ix.data(), vx.data(), ix.data(), vx.data(), 3, 2, 0.0, nullptr, 1);
+  }, {"at least 4"});
+  const std::vector<double> zeros(vx.size(), 0.0);
+  check_throws("cknna undefined", [&] {
+    matalign::cknna<double>(ix.data(), zeros.data(), ix.data(), zeros.data(), n, k, 0.0,
+                            nullptr, 1);
+  }, {"undefined"});
+  check_throws("cknna eps", [&] {
+    matalign::cknna<double>(ix.data(), vx.data(), ix.data(), vx.data(), n, k, -1.0, nullptr, 1);
+  }, {"eps"});
+  // Identical spaces: CKNNA = 1.
+  const matalign::CknnaResult same =
+      matalign::cknna<double>(ix.data(), vx.data(), ix.data(), vx.data(), n, k, 0.0, nullptr, 1);
+  CHECK_NEAR(same.value, 1.0, 1e-12);
+}
+
+// ------------------------------------------------------------------------------------------
+/// knn_exact<float> against brute force in double on the float inputs. Sorted value lists
+/// must agree within a float32 tolerance; each returned index must be valid and carry the
+/// value reported for it (ties make index lists legitimately differ).
+void check_knn(const std::vector<float>& db, int64_t n, const std::vector<float>* q, int64_t m,
+               int64_t d, int64_t k, matalign::Metric metric, int64_t tile_rows, const char* what) {
+  const bool self = (q == nullptr);
+  const std::vector<float>& qs = self ? db : *q;
+  const int64_t rows = self ? n : m;
+  matalign::MatrixView<float> xv{db.data(), n, d, d, 1};
+  matalign::MatrixView<float> qv{qs.data(), rows, d, d, 1};
+  std::vector<float> values(static_cast<size_t>(rows * k));
+  std::vector<int64_t> indices(static_cast<size_t>(rows * k), -7);
+  matalign::KnnOptions opt;
+  opt.tile_rows = tile_rows;
+  opt.n_threads = 2;
+  try {
+    matalign::knn_exact<float>(xv, self ? nullptr : &qv, k, metric, self, values.data(),
+                               indices.data(), opt);
+  } catch (const std::exception& e) {
+    ++g_failures;
+    std::fprintf(stderr, "%s: knn_exact threw: %s\n", what, e.what());
+    return;
+  }
+  const bool ip = metric == matalign::Metric::ip;
+  auto score = [&](int64_t i, int64_t j) {
+    double s = 0;
+    for (int64_t t = 0; t < d; ++t) {
+      const double a = qs[i * d + t], b = db[j * d + t];
+      s += ip ? a * b : (a - b) * (a - b);
+    }
+    return s;
+  };
+  int bad = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    std::vector<double> all;
+    double scale = 1.0;
+    for (int64_t j = 0; j < n; ++j) {
+      if (self && j == i) continue;
+      all.push_back(score(i, j));
+      scale = std::max(scale, std::fabs(all.back()));
+    }
+    std::sort(all.begin(), all.end());
+    if (ip) std::reverse(all.begin(), all.end());
+    const double tol = 1e-5 * scale * static_cast<double>(d);
+    std::vector<int64_t> seen;
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t j = indices[i * k + t];
+      const double v = values[i * k + t];
+      bool ok = std::fabs(v - all[t]) <= tol;  // value lists agree (both sorted best first)
+      ok = ok && j >= 0 && j < n && !(self && j == i);
+      ok = ok && std::find(seen.begin(), seen.end(), j) == seen.end();
+      ok = ok && std::fabs(score(i, j) - v) <= tol;  // the index carries its value
+      if (t > 0) {
+        const double prev = values[i * k + t - 1];
+        ok = ok && (ip ? prev >= v : prev <= v);  // best first
+      }
+      seen.push_back(j);
+      if (!ok && bad++ < 5)
+        std::fprintf(stderr, "%s: row %lld pos %lld: got (%lld, %.9g), brute value %.9g\n", what,
+                     static_cast<long long>(i), static_cast<long long>(t),
+                     static_cast<long long>(j), v, all[t]);
+    }
+  }
+  ++g_checks;
+  if (bad) ++g_failures;
+}
+
+void test_knn_exact() {
+  const int64_t n = 53, d = 13, k = 6, m = 19;
+  const Mat x64 = gaussian(n, d, 31), q64 = gaussian(m, d, 32);
+  std::vector<float> x(x64.begin(), x64.end()), q(q64.begin(), q64.end());
+  // A duplicate row: self is excluded by index, so rows 3 and 5 are each other's nearest.
+  std::copy(x.begin() + 3 * d, x.begin() + 4 * d, x.begin() + 5 * d);
+  for (matalign::Metric metric : {matalign::Metric::ip, matalign::Metric::l2}) {
+    const bool ip = metric == matalign::Metric::ip;
+    check_knn(x, n, nullptr, 0, d, k, metric, 7, ip ? "self ip tile 7" : "self l2 tile 7");
+    check_knn(x, n, nullptr, 0, d, k, metric, 0, ip ? "self ip auto" : "self l2 auto");
+    check_knn(x, n, nullptr, 0, d, n - 1, metric, 7, ip ? "self ip k=n-1" : "self l2 k=n-1");
+    check_knn(x, n, &q, m, d, k, metric, 7, ip ? "query ip tile 7" : "query l2 tile 7");
+    check_knn(x, n, &q, m, d, 1, metric, 0, ip ? "query ip k=1" : "query l2 k=1");
+  }
+}
+
+}  // namespace
+
+int main() {
+  test_mutual_knn_hand();
+  test_mutual_knn_random();
+  test_cknna();
+  test_knn_exact();
+  std::printf("matalign_core_test: %d checks, %d failed\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
