@@ -24,7 +24,7 @@ struct TopKState {
 };
 
 /// One tile of the kNN loop. Scores: ip -> <a_i, b_j>; l2 -> -(|a_i|² + |b_j|² - 2<a_i,b_j>),
-/// computed once per pair, in this order: (2·ip − n_i) − n_j.
+/// computed as (2·ip) − (n_i + n_j), which is symmetric in i and j bit for bit.
 template <class T>
 struct KnnTileArgs {
   const T* pa;  ///< packed rows [r0, r1): panels of mr rows, each panel mr*d, k-major
@@ -53,6 +53,10 @@ struct Kernels {
   void (*norms)(const T* data, int64_t row_stride, int64_t col_stride, int64_t d, int64_t r0,
                 int64_t r1, T* out) = nullptr;
   void (*knn_tile)(const KnnTileArgs<T>& args) = nullptr;
+  /// out[i*ldo + j] = <packed row i, packed col j> for i < rows, j < cols (tile producer for
+  /// the PairSums and RankCount reducers).
+  void (*gemm_tile)(const T* pa, const T* pb, int64_t d, int64_t rows, int64_t cols, T* out,
+                    int64_t ldo) = nullptr;
 };
 
 Kernels<float> kernels_f32(Simd s);

@@ -13,6 +13,7 @@ namespace py = pybind11;
 void bind_info(py::module_& m);
 void bind_knn(py::module_& m);
 void bind_graph(py::module_& m);
+void bind_pairwise(py::module_& m);
 
 /// A strided view of a 2-D NumPy array of exactly dtype T (no conversion; the Python layer
 /// has validated dtype and finiteness). Any strides are accepted: the engine packs tiles.

@@ -6,4 +6,5 @@ PYBIND11_MODULE(_core, m) {
   matalign_py::bind_info(m);
   matalign_py::bind_knn(m);
   matalign_py::bind_graph(m);
+  matalign_py::bind_pairwise(m);
 }

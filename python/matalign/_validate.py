@@ -100,9 +100,9 @@ def _from_device_object(X, name: str):
         kind = _DLPACK_DEVICE_NAMES.get(device[0], f"DLPack device type {device[0]}")
         where = f"{kind} device {device[1]}" if device[1] >= 0 else f"a {kind} device"
         raise RuntimeError(
-            f"{name} is a {describe(X)} on {where}; GPU input needs matalign's CUDA build, "
-            f"which this version does not provide yet (it comes with the CUDA issue): move it "
-            f"to the host first, e.g. {name}.cpu() for torch or cupy.asnumpy({name}) for CuPy"
+            f"{name} is a {describe(X)} on {where}; this version of matalign reads arrays in "
+            f"host (CPU) memory only (GPU input comes with the CUDA support): move it to the "
+            f"host first, e.g. {name}.cpu() for torch or cupy.asnumpy({name}) for CuPy"
         )
     fix = (f"pass a float32/float64 NumPy array, e.g. {name}.detach().cpu().float().numpy() "
            "for torch")
@@ -156,8 +156,8 @@ def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = Fal
     dtypes : tuple of dtypes, default (np.float32, np.float64)
         Accepted dtypes.
     allow_device : bool, default False
-        Reserved for the CUDA build: GPU-resident input is rejected in this version whatever
-        the value.
+        Reserved for GPU input: GPU-resident arrays are rejected with RuntimeError in this
+        version whatever the value.
 
     Returns
     -------

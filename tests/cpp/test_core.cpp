@@ -226,13 +226,19 @@ void test_mutual_knn_random() {
 }
 
 // ------------------------------------------------------------------------------------------
-/// One CKNNA case: X ~ N(0,1)^{n×dx}, Y = mix·X[:, :dy] + noise, both graphs from the dense
-/// Gram by sorting; engine (double and float) against the dense reference.
-void cknna_case(int64_t n, int64_t d, int64_t k, double mix, uint64_t seed) {
+/// One CKNNA case: X ~ N(0,1)^{n×d}, Y = mix·X + noise, both graphs from the dense Gram by
+/// sorting; engine (double and float) against the dense reference. With `asym` the kernels
+/// get a non-symmetric perturbation: the definitions hold for any matrices, and this pins
+/// which stored value each term reads (A_ij from row i of X's graph, B_ji from row j of Y's).
+void cknna_case(int64_t n, int64_t d, int64_t k, double mix, uint64_t seed, bool asym = false) {
   const Mat x = gaussian(n, d, seed);
   Mat y = gaussian(n, d, seed + 1);
   for (size_t e = 0; e < y.size(); ++e) y[e] = mix * x[e] + y[e];
-  const Mat K = gram(x, n, d), L = gram(y, n, d);
+  Mat K = gram(x, n, d), L = gram(y, n, d);
+  if (asym) {
+    const Mat rk = gaussian(n, n, seed + 2), rl = gaussian(n, n, seed + 3);
+    for (size_t e = 0; e < K.size(); ++e) K[e] += 0.3 * rk[e], L[e] += 0.3 * rl[e];
+  }
   std::vector<int64_t> ix, iy;
   std::vector<double> vx, vy;
   knn_from_gram(K, n, k, ix, vx);
@@ -280,6 +286,8 @@ void test_cknna() {
   cknna_case(10, 4, 9, 1.0, 404);   // k = n-1: full masks, CKNNA = unbiased linear CKA
   cknna_case(5, 2, 4, 1.5, 505);
   cknna_case(1100, 4, 6, 1.0, 606); // several row chunks: thread invariance across chunks
+  cknna_case(40, 6, 5, 2.0, 707, true);
+  cknna_case(30, 2, 8, 3.0, 808, true);
 
   // Errors.
   const int64_t n = 12, k = 3, d = 4;
@@ -400,11 +408,20 @@ void test_knn_exact() {
 
 }  // namespace
 
+void run(const char* name, void (*test)()) {
+  try {
+    test();
+  } catch (const std::exception& e) {
+    ++g_failures;
+    std::fprintf(stderr, "%s: unexpected exception: %s\n", name, e.what());
+  }
+}
+
 int main() {
-  test_mutual_knn_hand();
-  test_mutual_knn_random();
-  test_cknna();
-  test_knn_exact();
+  run("mutual_knn_hand", test_mutual_knn_hand);
+  run("mutual_knn_random", test_mutual_knn_random);
+  run("cknna", test_cknna);
+  run("knn_exact", test_knn_exact);
   std::printf("matalign_core_test: %d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

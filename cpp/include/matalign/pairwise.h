@@ -1,0 +1,53 @@
+/// @file pairwise.h
+/// Global metrics' reducers on the tile loop (DESIGN.md §1.1): PairSums (CKA with an RBF
+/// kernel, distance correlation) and RankCount (exact information imbalance). One streaming
+/// pass over the pairs i < j, O(N·M) memory, float64 accumulation in a fixed order (results do
+/// not depend on the thread count).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "matalign/common.h"
+
+namespace matalign {
+
+/// Pairwise function of one space.
+enum class PairFn {
+  distance = 0,  ///< f(i,j) = ‖x_i − x_j‖ (Euclidean; exactly 0 for identical rows)
+  rbf = 1,       ///< f(i,j) = exp(−gamma·‖x_i − x_j‖²)
+};
+
+struct PairwiseOptions {
+  int64_t tile_rows = 0;  ///< rows per tile (0 = automatic, from the number of spaces and d)
+  int n_threads = 0;      ///< 0 = all cores
+  Simd simd = Simd::scalar;
+  bool simd_auto = true;
+  ProgressFn progress;
+};
+
+/// PairSums over M spaces with the same n rows, in one pass (each tile computes the M spaces'
+/// tiles once and all M(M+1)/2 products, so a model×model matrix costs about one pass).
+///
+/// @param[in]  spaces   M views, each n × d_m (any strides)
+/// @param[in]  fn       pairwise function, the same for every space
+/// @param[in]  gamma    M values (rbf only; ignored for distance)
+/// @param[out] rowsums  M × n, rowsums[m*n + i] = Σ_{j≠i} f_m(i, j)
+/// @param[out] cross    M × M, cross[a*M + b] = Σ_{i≠j} f_a(i, j)·f_b(i, j)
+/// Diagonal terms (i = j) are excluded: distance gives 0 there, rbf gives 1 (callers add them).
+template <class T>
+void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::vector<double>& gamma,
+               double* rowsums, double* cross, const PairwiseOptions& options);
+
+/// RankCount for exact information imbalance: for each row i and each of its k targets j_t,
+///   counts[i*k + t] = #{l ≠ i : d(i,l) < d(i,j_t)} + #{l ≠ i : d(i,l) = d(i,j_t), l < j_t}
+/// with d the squared Euclidean distance in y computed exactly as the kNN engine computes it
+/// (so rank_y(i, j_t) = 1 + counts[i*k + t] matches the kNN tie rule).
+/// @param[in]  y        n × d (any strides)
+/// @param[in]  targets  n × k indices in [0, n), != i
+/// @param[out] counts   n × k
+template <class T>
+void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64_t* counts,
+                const PairwiseOptions& options);
+
+}  // namespace matalign

@@ -1,0 +1,91 @@
+// pair_sums_* (PairSums reducer) and rank_count_* (RankCount reducer).
+#include <vector>
+
+#include "bindings.h"
+#include "matalign/pairwise.h"
+
+namespace matalign_py {
+
+namespace {
+
+matalign::PairwiseOptions make_options(int64_t tile_rows, int n_threads, const std::string& simd,
+                                       py::object progress) {
+  matalign::PairwiseOptions o;
+  o.tile_rows = tile_rows;
+  o.n_threads = n_threads;
+  o.simd = matalign::simd_parse(simd);
+  o.simd_auto = false;
+  o.progress = make_progress(std::move(progress));
+  return o;
+}
+
+template <class T>
+py::tuple pair_sums(const py::list& spaces, const std::string& fn, const std::vector<double>& gamma,
+                    int64_t tile_rows, int n_threads, const std::string& simd, py::object progress) {
+  std::vector<py::array> keep;
+  std::vector<matalign::MatrixView<T>> views;
+  for (size_t m = 0; m < spaces.size(); ++m) {
+    keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
+    views.push_back(view2d<T>(keep.back(), ("spaces[" + std::to_string(m) + "]").c_str()));
+  }
+  if (views.empty()) throw std::invalid_argument("pair_sums: spaces is empty");
+  matalign::PairFn f;
+  if (fn == "distance") f = matalign::PairFn::distance;
+  else if (fn == "rbf") f = matalign::PairFn::rbf;
+  else throw std::invalid_argument("fn must be 'distance' or 'rbf'; got '" + fn + "'");
+  const auto M = static_cast<py::ssize_t>(views.size());
+  const auto n = static_cast<py::ssize_t>(views[0].rows);
+  py::array_t<double> rowsums({M, n});
+  py::array_t<double> cross({M, M});
+  double* rp = rowsums.mutable_data();
+  double* cp = cross.mutable_data();
+  auto opt = make_options(tile_rows, n_threads, simd, std::move(progress));
+  run_released([&] { matalign::pair_sums<T>(views, f, gamma, rp, cp, opt); });
+  return py::make_tuple(rowsums, cross);
+}
+
+template <class T>
+py::array_t<int64_t> rank_count(const py::array& y,
+                                const py::array_t<int64_t, py::array::c_style>& targets,
+                                int64_t tile_rows, int n_threads, const std::string& simd,
+                                py::object progress) {
+  const auto yv = view2d<T>(y, "y");
+  if (targets.ndim() != 2 || targets.shape(0) != yv.rows)
+    throw std::invalid_argument("targets must have shape (n, k) with n = y.shape[0]");
+  const int64_t k = targets.shape(1);
+  py::array_t<int64_t> counts({static_cast<py::ssize_t>(yv.rows), static_cast<py::ssize_t>(k)});
+  int64_t* cp = counts.mutable_data();
+  const int64_t* tp = targets.data();
+  auto opt = make_options(tile_rows, n_threads, simd, std::move(progress));
+  run_released([&] { matalign::rank_count<T>(yv, tp, k, cp, opt); });
+  return counts;
+}
+
+const char* kPairDoc =
+    "pair_sums_{f32,f64}(spaces, fn, gamma, tile_rows=0, n_threads=0, simd='auto', progress=None)\n"
+    "-> (rowsums (M, n), cross (M, M)) in float64. One pass over all pairs i != j of the M\n"
+    "spaces: f = 'distance' (Euclidean) or 'rbf' (exp(-gamma_m * squared distance));\n"
+    "rowsums[m, i] = sum_{j != i} f_m(i, j); cross[a, b] = sum_{i != j} f_a(i, j) f_b(i, j).";
+const char* kRankDoc =
+    "rank_count_{f32,f64}(y, targets, tile_rows=0, n_threads=0, simd='auto', progress=None)\n"
+    "-> counts (n, k) int64: counts[i, t] = #{l != i: d(i,l) < d(i,j_t)} + #{l != i: d(i,l) ==\n"
+    "d(i,j_t), l < j_t}, d the squared Euclidean distance in y (kNN-identical rounding).";
+
+}  // namespace
+
+void bind_pairwise(py::module_& m) {
+  m.def("pair_sums_f32", &pair_sums<float>, kPairDoc, py::arg("spaces"), py::arg("fn"),
+        py::arg("gamma") = std::vector<double>{}, py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("pair_sums_f64", &pair_sums<double>, kPairDoc, py::arg("spaces"), py::arg("fn"),
+        py::arg("gamma") = std::vector<double>{}, py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("rank_count_f32", &rank_count<float>, kRankDoc, py::arg("y").noconvert(),
+        py::arg("targets").noconvert(), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("rank_count_f64", &rank_count<double>, kRankDoc, py::arg("y").noconvert(),
+        py::arg("targets").noconvert(), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
+}
+
+}  // namespace matalign_py
