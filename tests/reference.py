@@ -104,7 +104,7 @@ def knn(X, k: int, metric: str = "ip", queries=None):
 def _overlap(idx_a, idx_b) -> np.ndarray:
     """|row_a ∩ row_b| for every row."""
     return np.array(
-        [len(set(a.tolist()) & set(b.tolist())) for a, b in zip(idx_a, idx_b)],
+        [len(set(a.tolist()) & set(b.tolist())) for a, b in zip(idx_a, idx_b, strict=True)],
         dtype=np.float64,
     )
 

@@ -211,6 +211,24 @@ def test_graph_inputs_validated(name):
     assert re.search(rf"\b{N - 2}\b", str(info.value)), str(info.value)
 
 
+def test_cknna_rejects_distance_graphs():
+    """CKNNA's kernel values are inner products: an l2 graph (squared
+    distances) must not be used silently."""
+    X, Y = _base(seed=30), _base(seed=31)
+    with pytest.raises(ValueError, match="metric") as info:
+        ma.cknna(ma.knn(X, k=5, metric="l2"), ma.knn(Y, k=5, metric="l2"), k=5)
+    assert "l2" in str(info.value)
+
+
+@pytest.mark.parametrize("name", list(PAIR_FUNCTIONS))
+def test_queries_graphs_rejected_by_graph_metrics(name):
+    fn = PAIR_FUNCTIONS[name]
+    X, Y = _base(seed=32), _base(seed=33)
+    gq = ma.knn(X, k=5, queries=X)  # self NOT excluded
+    with pytest.raises(ValueError, match=r"(?i)self"):
+        fn(gq, ma.knn(Y, k=5), k=5)
+
+
 def test_cknna_needs_n_at_least_4():
     for n in (2, 3):
         X, Y = _base(seed=20, n=n), _base(seed=21, n=n)

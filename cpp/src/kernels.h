@@ -11,16 +11,32 @@
 namespace matalign {
 namespace detail {
 
-/// Per-row top-k state: a binary heap whose root is the WORST kept candidate (score order:
-/// larger score better; equal scores: lower index better). thr[r] is the root's score once the
-/// heap holds k entries, -inf before, so a SIMD `score >= thr` test filters candidates.
+/// A kNN candidate: score (larger is better) and database index.
+template <class T>
+struct Cand {
+  T score;
+  int64_t index;
+};
+
+/// Order of candidates: higher score first; equal scores: lower index first.
+template <class T>
+inline bool cand_better(const Cand<T>& a, const Cand<T>& b) {
+  return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+/// Per-row top-k state: an unsorted buffer of `cap` >= k candidates per row. Candidates are
+/// appended while they beat the row's current k-th best (thr, thr_index); a full buffer is
+/// cut back to its best k with a selection (O(cap)), which is several times cheaper per
+/// insert than a binary heap for k ≳ 30 and gives the same set (a total order).
+/// thr[r] is -inf until the first cut, so a SIMD `score >= thr` test filters candidates.
 template <class T>
 struct TopKState {
-  T* scores;         ///< rows × k
-  int64_t* indices;  ///< rows × k
-  int32_t* count;    ///< rows
-  T* thr;            ///< rows (+ padding to a multiple of the widest panel)
+  Cand<T>* cand;       ///< rows × cap
+  int32_t* count;      ///< rows
+  T* thr;              ///< rows (+ padding to a multiple of the widest panel)
+  int64_t* thr_index;  ///< rows
   int64_t k;
+  int64_t cap;
 };
 
 /// One tile of the kNN loop. Scores: ip -> <a_i, b_j>; l2 -> -(|a_i|² + |b_j|² - 2<a_i,b_j>),

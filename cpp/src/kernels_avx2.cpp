@@ -1,6 +1,7 @@
 // AVX2 + FMA kernels (compiled with -mavx2 -mfma; used only where the CPU has them).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels.h"

@@ -1,6 +1,7 @@
 // AVX-512 kernels (compiled with -mavx512f/dq/bw/vl -mfma; used only where the CPU has them).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels.h"

@@ -1,5 +1,6 @@
 // Portable kernels (baseline x86-64 or any CPU): one lane per "vector". Same FMA order as the
 // SIMD files, so results are bitwise identical to them.
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels.h"

@@ -76,19 +76,13 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
 
   // Rescoring keeps a few more float candidates than asked, then re-ranks them in double.
   const int64_t kc = opt.rescore ? std::min(max_k, k + std::max<int64_t>(8, k / 2)) : k;
+  const int64_t cap = kc + std::max<int64_t>(16, kc / 2);
+  MATALIGN_CHECK(cap < std::numeric_limits<int32_t>::max(), "knn: k too large");
   const int64_t pad = 64;
-  std::vector<T> own_scores;
-  std::vector<int64_t> own_indices;
-  T* S = values;
-  int64_t* I = indices;
-  if (kc != k) {
-    own_scores.resize(static_cast<size_t>(mul_checked(m, kc, "candidate buffer")));
-    own_indices.resize(own_scores.size());
-    S = own_scores.data();
-    I = own_indices.data();
-  }
+  std::vector<detail::Cand<T>> cand(static_cast<size_t>(mul_checked(m, cap, "candidate buffer")));
   std::vector<int32_t> count(static_cast<size_t>(m), 0);
   std::vector<T> thr(static_cast<size_t>(m + pad), -std::numeric_limits<T>::infinity());
+  std::vector<int64_t> thr_index(static_cast<size_t>(m + pad), std::numeric_limits<int64_t>::max());
 
   std::vector<T> norm_x, norm_q;
   if (l2) {
@@ -114,7 +108,7 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   const int64_t pb_size = mul_checked(round_up(col_edge, K.nr), d, "column tile");
   std::vector<T> scratch(static_cast<size_t>(mul_checked(nt, pa_size + pb_size, "scratch")));
 
-  detail::TopKState<T> st{S, I, count.data(), thr.data(), kc};
+  detail::TopKState<T> st{cand.data(), count.data(), thr.data(), thr_index.data(), kc, cap};
   TileLoopOptions lo;
   lo.n_threads = nt;
   lo.progress = opt.progress;
@@ -153,33 +147,32 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   std::mutex error_mutex;
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<std::pair<T, int64_t>> row;
     std::vector<std::pair<double, int64_t>> exact;
 #pragma omp for schedule(dynamic, 256)
     for (int64_t i = 0; i < m; ++i) {
       try {
-        MATALIGN_INTERNAL(count[i] == kc);
-        T* s = S + i * kc;
-        int64_t* id = I + i * kc;
+        detail::Cand<T>* c = cand.data() + i * cap;
+        const int64_t cnt = count[i];
+        MATALIGN_INTERNAL(cnt >= kc);
+        auto better = [](const detail::Cand<T>& a, const detail::Cand<T>& b) {
+          return detail::cand_better(a, b);
+        };
+        if (cnt > kc) std::nth_element(c, c + (kc - 1), c + cnt, better);
+        std::sort(c, c + kc, better);
+        T* vo = values + i * k;
+        int64_t* io = indices + i * k;
         if (!opt.rescore) {
-          row.resize(static_cast<size_t>(kc));
-          for (int64_t t = 0; t < kc; ++t) row[t] = {s[t], id[t]};
-          std::sort(row.begin(), row.end(), [](const auto& a, const auto& b) {
-            return a.first > b.first || (a.first == b.first && a.second < b.second);
-          });
-          T* vo = values + i * k;
-          int64_t* io = indices + i * k;
           for (int64_t t = 0; t < k; ++t) {
-            io[t] = row[t].second;
-            vo[t] = l2 ? std::max(T(0), -row[t].first) : row[t].first;
+            io[t] = c[t].index;
+            vo[t] = l2 ? std::max(T(0), -c[t].score) : c[t].score;
           }
         } else {
           exact.resize(static_cast<size_t>(kc));
           for (int64_t t = 0; t < kc; ++t) {
-            const int64_t j = id[t];
+            const int64_t j = c[t].index;
             double acc = 0.0;
-            for (int64_t c = 0; c < d; ++c) {
-              const double a = static_cast<double>(q(i, c)), b = static_cast<double>(x(j, c));
+            for (int64_t col = 0; col < d; ++col) {
+              const double a = static_cast<double>(q(i, col)), b = static_cast<double>(x(j, col));
               acc += l2 ? (a - b) * (a - b) : a * b;
             }
             exact[t] = {l2 ? -acc : acc, j};
@@ -187,8 +180,6 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
           std::sort(exact.begin(), exact.end(), [](const auto& a, const auto& b) {
             return a.first > b.first || (a.first == b.first && a.second < b.second);
           });
-          T* vo = values + i * k;
-          int64_t* io = indices + i * k;
           for (int64_t t = 0; t < k; ++t) {
             io[t] = exact[t].second;
             vo[t] = static_cast<T>(l2 ? -exact[t].first : exact[t].first);

@@ -117,6 +117,9 @@ void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t ti
     done.fetch_add(1);
   };
 
+  // Progress starts at (0, total) so a bar appears at once and Ctrl-C is seen before work.
+  if (options.progress && !options.progress(0, total)) throw Cancelled();
+
 #pragma omp parallel num_threads(nt)
   {
 #ifdef _OPENMP

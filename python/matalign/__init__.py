@@ -7,6 +7,7 @@ Compare two models by their embeddings of the same N structures::
     ma.mutual_knn(X, Y, k=10)           # arrays or KnnGraphs
     ma.cknna(X, Y, k=10)
     ma.intrinsic_dimension(X)
+    ma.cka(X, Y);  ma.distance_correlation(X, Y);  ma.information_imbalance(X, Y)
 
 See DESIGN.md for the exact definitions.
 """
@@ -15,6 +16,8 @@ from . import _core
 from ._info import build_info, cuda_device_count
 from .knn import KnnGraph, knn
 from .metrics import cknna, intrinsic_dimension, local_agreement, mutual_knn
+from .metrics import (SignificanceResult, bootstrap_ci, cka, distance_correlation,
+                      information_imbalance, permutation_test)
 from .preprocess import preprocess
 
 __version__: str = _core.build_info()["version"]
@@ -27,6 +30,12 @@ __all__ = [
     "cknna",
     "local_agreement",
     "intrinsic_dimension",
+    "cka",
+    "distance_correlation",
+    "information_imbalance",
+    "permutation_test",
+    "bootstrap_ci",
+    "SignificanceResult",
     "preprocess",
     "build_info",
     "cuda_device_count",

@@ -1,0 +1,69 @@
+"""Shared plumbing of the global metrics (CKA, distance correlation): block streaming and the
+PairSums reducer call. Private to matalign.metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .._progress import progress_callback
+
+__all__ = ["block_rows", "column_stats", "is_constant", "pair_sums", "constant_error", "too_few_rows"]
+
+BLOCK_ROWS = 65536          # rows per streamed block at most
+_BLOCK_ELEMENTS = 1 << 23   # float64 elements per streamed block (64 MB) at most
+
+
+def block_rows(*widths: int) -> int:
+    """Rows per streamed block for matrices of the given column counts, read side by side."""
+    return int(max(1, min(BLOCK_ROWS, _BLOCK_ELEMENTS // max(1, sum(widths)))))
+
+
+def column_stats(X: np.ndarray, step: int):
+    """(column sums in float64, whether all rows are identical) in one streaming pass.
+
+    Constancy is tested exactly (per-column min == max in X's own dtype), never from a
+    rounded variance.
+    """
+    n, d = X.shape
+    total = np.zeros(d, dtype=np.float64)
+    lo = hi = None
+    for start in range(0, n, step):
+        xb = np.asarray(X[start:start + step])
+        total += xb.sum(axis=0, dtype=np.float64)
+        bmin, bmax = xb.min(axis=0), xb.max(axis=0)
+        lo = bmin if lo is None else np.minimum(lo, bmin)
+        hi = bmax if hi is None else np.maximum(hi, bmax)
+    return total, bool(np.array_equal(lo, hi))
+
+
+def is_constant(X: np.ndarray) -> bool:
+    """Whether all rows of X are identical (exact, one streaming pass)."""
+    return column_stats(X, block_rows(X.shape[1]))[1]
+
+
+def constant_error(name: str, n: int, what: str) -> ValueError:
+    return ValueError(
+        f"{name} has zero variance: all its N={n} rows are identical, so {what} is undefined "
+        f"(0/0); drop constant embeddings before comparing them")
+
+
+def too_few_rows(func: str, n: int, minimum: int, why: str) -> ValueError:
+    return ValueError(f"{func} needs at least {minimum} rows ({why}); got N={n}")
+
+
+def pair_sums(X: np.ndarray, Y: np.ndarray, fn: str, gamma, n_threads: int, progress, label: str):
+    """One PairSums pass over the two spaces: (rowsums (2, N), cross (2, 2)), float64, diagonal
+    excluded.
+
+    Both spaces run in one engine call, so they must share a dtype; when one is float32 and the
+    other float64, the float32 one is widened to float64 (exact: every float32 is a float64).
+    """
+    if X.dtype != Y.dtype:
+        X = X.astype(np.float64) if X.dtype == np.float32 else X
+        Y = Y.astype(np.float64) if Y.dtype == np.float32 else Y
+    core = _core.pair_sums_f32 if X.dtype == np.float32 else _core.pair_sums_f64
+    gamma = [] if gamma is None else [float(g) for g in gamma]
+    with progress_callback(progress, label) as callback:
+        rowsums, cross = core([X, Y], fn, gamma, n_threads=n_threads, progress=callback)
+    return np.asarray(rowsums, dtype=np.float64), np.asarray(cross, dtype=np.float64)

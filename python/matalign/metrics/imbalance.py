@@ -1,0 +1,161 @@
+"""Information imbalance (Glielmo et al. 2022), exact over all N (DESIGN.md §2).
+
+Δ(X→Y) asks how well the neighbourhoods of X predict those of Y: for each i and each of its k
+nearest neighbours j in X, the rank of j among i's neighbours in Y. The exact computation is
+one kNN search in X and one RankCount pass in Y (O(N²·D) time, O(N·k) memory, no neighbour cap).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import _core
+from .._progress import progress_callback
+from .._validate import (as_matrix, check_choice, check_int, check_k, check_progress,
+                         check_same_n)
+from ..knn import knn
+from ._global import too_few_rows
+
+__all__ = ["information_imbalance"]
+
+METHODS = ("exact", "subset")
+
+
+def _ranks(A: np.ndarray, targets: np.ndarray, n_threads: int, callback) -> np.ndarray:
+    """rank_A(i, targets[i, t]) = 1 + count (Euclidean, ties by lower index), int64."""
+    core = _core.rank_count_f32 if A.dtype == np.float32 else _core.rank_count_f64
+    counts = core(A, np.ascontiguousarray(targets, dtype=np.int64), n_threads=n_threads,
+                  progress=callback)
+    return np.asarray(counts, dtype=np.int64) + 1
+
+
+def _directional(A: np.ndarray, B: np.ndarray, k: int, n_threads: int, callback) -> float:
+    """Δ(A→B) = (2/N)·mean of rank_B(i, j) over i and over the k nearest j of i in A."""
+    n = A.shape[0]
+    targets = knn(A, k=k, metric="l2", n_threads=n_threads).indices
+    ranks = _ranks(B, targets, n_threads, callback)
+    return 2.0 * float(ranks.mean(dtype=np.float64)) / n
+
+
+def _exact(X, Y, k: int, n_threads: int, progress) -> tuple[float, float]:
+    n = X.shape[0]
+    with progress_callback(progress, f"information imbalance N={n}") as callback:
+        d_xy = _directional(X, Y, k, n_threads, callback)
+        d_yx = _directional(Y, X, k, n_threads, callback)
+    return d_xy, d_yx
+
+
+def _subset(X, Y, k: int, n_threads: int, progress, subset_size: int, seed: int):
+    n = X.shape[0]
+    repeats = max(1, n // subset_size)
+    perm = np.random.default_rng(seed).permutation(n)
+    chunks = [np.sort(c) for c in np.array_split(perm, repeats)]
+    d_xy, d_yx = [], []
+    with progress_callback(progress, f"information imbalance (subset) N={n}") as callback:
+        for done, rows in enumerate(chunks):
+            xc = np.asarray(X[rows])
+            yc = np.asarray(Y[rows])
+            d_xy.append(_directional(xc, yc, k, n_threads, None))
+            d_yx.append(_directional(yc, xc, k, n_threads, None))
+            if callback is not None:
+                callback(done + 1, len(chunks))
+    return float(np.mean(d_xy)), float(np.mean(d_yx))
+
+
+def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=False,
+                          subset_size=2000, seed=0) -> tuple[float, float]:
+    """Information imbalances (Δ(X→Y), Δ(Y→X)) between two spaces of the same N structures.
+
+    rank_Y(i, j) = 1 + #{l ≠ i : d_Y(i,l) < d_Y(i,j)} + #{l ≠ i : d_Y(i,l) = d_Y(i,j), l < j}
+    with Euclidean distances (ties by lower index, as in kNN), and
+    Δ(X→Y) = (2/N)·mean over i and over the k nearest neighbours j of i in X (self excluded,
+    ties by lower index) of rank_Y(i, j). Δ near 0: X's neighbourhoods predict Y's; Δ near 1: X
+    carries no information on Y. Δ(X→X) = (k+1)/N, the smallest possible value.
+
+    Parameters
+    ----------
+    X, Y : array_like (N, D1) and (N, D2), float32 or float64
+        Embeddings; row i of both is the same structure. Each space is searched in its own
+        dtype.
+    k : int, default 1
+        Neighbours per row in the source space, 1..N−1.
+    method : {"exact", "subset"}, default "exact"
+        ``"exact"``: ranks over all N rows (no neighbour cap, no subsampling). ``"subset"``:
+        DADApy's subsampled estimator (``return_information_imbalace``), for comparison only:
+        the rows are shuffled with ``np.random.default_rng(seed)`` and split into
+        max(1, N // subset_size) chunks of nearly equal size (each between subset_size and
+        2·subset_size − 1 rows when N >= subset_size; nothing is dropped), the exact imbalance
+        of each chunk is computed within that chunk (normalised by the chunk size), and the
+        mean over chunks is returned. That estimates Δ at sample size ≈ subset_size, not at N,
+        so it differs from the exact value; a ``UserWarning`` says so. With
+        N < 2·subset_size there is one chunk, all rows, and the result is the exact value
+        (no warning).
+    n_threads : int, default 0
+        Engine threads; 0 = all cores.
+    progress : bool or callable(done, total), default False
+        True shows a progress bar; a callable is called between tiles (between chunks for
+        ``"subset"``).
+    subset_size : int, default 2000
+        Chunk size of ``method="subset"`` (at least k + 1); unused by ``"exact"``.
+    seed : int, default 0
+        Seed of the shuffle of ``method="subset"``; unused by ``"exact"``.
+
+    Returns
+    -------
+    tuple of two floats
+        (Δ(X→Y), Δ(Y→X)).
+
+    Raises
+    ------
+    TypeError
+        For a dtype other than float32/float64, or a non-integer option.
+    ValueError
+        For NaN/Inf (naming the first bad row), N mismatch, N < 2, k outside 1..N−1, an
+        unknown method, or subset_size < k + 1.
+
+    Warns
+    -----
+    UserWarning
+        With ``method="subset"`` and N >= 2·subset_size: the estimate is approximate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matalign as ma
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(1000, 3))
+    >>> Y = np.concatenate([X, rng.normal(size=(1000, 3))], axis=1)  # Y holds X and noise
+    >>> d_xy, d_yx = ma.information_imbalance(X, Y)
+    >>> print(f"{d_xy:.3f} {d_yx:.3f}")                              # Y predicts X better
+    0.187 0.044
+    >>> ma.information_imbalance(X, X)                                # (k + 1)/N
+    (0.002, 0.002)
+    """
+    method = check_choice(method, "method", METHODS)
+    n_threads = check_int(n_threads, "n_threads", 0)
+    progress = check_progress(progress)
+    seed = check_int(seed, "seed", 0)
+    X = as_matrix(X, "X")
+    Y = as_matrix(Y, "Y")
+    n = check_same_n(X, Y)
+    if n < 2:
+        raise too_few_rows("information_imbalance", n, 2, "each row needs a neighbour besides "
+                           "itself")
+    k = check_k(k, n)
+    if method == "exact":
+        return _exact(X, Y, k, n_threads, progress)
+    subset_size = check_int(subset_size, "subset_size", 2)
+    if subset_size < k + 1:
+        raise ValueError(
+            f"subset_size must be at least k + 1 = {k + 1} (each chunk needs k neighbours "
+            f"besides the row itself); got subset_size={subset_size}")
+    if n // subset_size > 1:
+        warnings.warn(
+            f"information_imbalance(method='subset') is approximate: it averages the exact "
+            f"imbalance of {n // subset_size} random chunks of about {subset_size} rows (as "
+            f"DADApy does), which estimates the imbalance at that sample size, not at N={n}; "
+            f"use method='exact' for the exact value",
+            UserWarning, stacklevel=2)
+    return _subset(X, Y, k, n_threads, progress, subset_size, seed)
