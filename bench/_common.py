@@ -10,10 +10,10 @@ Every ``bench_<metric>.py`` follows the same protocol:
    side cannot pollute the other's measurement, and a reference that runs out of memory
    kills only its worker.
 3. In the worker, the data is loaded, the side gets a warm-up call, then ``repeat`` timed
-   calls; the best time is kept. During every timed call a sampling thread reads
-   ``/proc/self/statm`` (tracemalloc would not see C/C++/BLAS allocations); if the process's
-   high-water mark (``getrusage``'s ``ru_maxrss``) rose during the call, that exact peak is
-   used instead. *Peak added memory* = peak RSS during the call minus RSS just before it.
+   calls; the best time is kept. *Peak added memory* = peak RSS during the call minus RSS
+   just before it, from the kernel's peak-RSS counter reset before the call (``VmHWM``,
+   exact), backed by a thread sampling ``/proc/self/statm`` (see :class:`PeakSampler`;
+   tracemalloc would not see C/C++/BLAS allocations).
 4. The driver checks agreement between the sides' results, and only then prints a result row.
 
 Nothing here changes the environment of the caller. ``--unset-openblas-env`` (see
@@ -76,20 +76,49 @@ def maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _vm_hwm_bytes() -> int | None:
+    """Peak RSS of this process since the last reset (``VmHWM`` in ``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux ≥ 4.0: write 5 to ``clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 class PeakSampler:
     """Context manager measuring the peak RSS *added* while its block runs.
 
-    A daemon thread samples ``/proc/self/statm`` every ``interval`` seconds. The compute
-    libraries measured here (matalign, faiss, torch, numpy) release the GIL, so the sampler
-    keeps running during their calls. Sampling can miss a very short spike; the process
-    high-water mark cannot, so when ``ru_maxrss`` rose during the block it gives the exact
-    peak. ``added`` is ``peak - baseline`` with the baseline read just before the block.
+    Three sources, the largest wins:
+
+    - the kernel's peak-RSS counter ``VmHWM``, reset just before the block (exact, for every
+      thread of the process; used where ``/proc/self/clear_refs`` is writable);
+    - ``getrusage``'s ``ru_maxrss`` when it rose during the block (exact, but only if the
+      block set a new lifetime high);
+    - a daemon thread sampling ``/proc/self/statm`` every ``interval`` seconds (the
+      libraries measured here release the GIL, so it keeps running during their calls).
+
+    ``added`` is ``peak - baseline`` with the baseline read just before the block.
+    tracemalloc would not do: it does not see C/C++/BLAS allocations.
     """
 
     def __init__(self, interval: float = 0.002) -> None:
         self.interval = interval
         self.baseline = 0
         self.peak = 0
+        self.exact = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -105,9 +134,10 @@ class PeakSampler:
 
     def __enter__(self) -> "PeakSampler":
         gc.collect()
+        self._maxrss_before = maxrss_bytes()
+        self._hwm_reset = _reset_hwm()
         self.baseline = rss_bytes()
         self.peak = self.baseline
-        self._maxrss_before = maxrss_bytes()
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._thread.start()
@@ -118,11 +148,14 @@ class PeakSampler:
         assert self._thread is not None
         self._thread.join()
         self.peak = max(self.peak, rss_bytes())
+        hwm = _vm_hwm_bytes() if self._hwm_reset else None
+        if hwm is not None:
+            self.peak = max(self.peak, hwm)
+            self.exact = True
         maxrss_after = maxrss_bytes()
         if maxrss_after > self._maxrss_before:
-            # The process reached a new high-water mark inside the block: that is the
-            # exact peak, which a sampler may have missed.
             self.peak = max(self.peak, maxrss_after)
+            self.exact = True
 
     @property
     def added(self) -> int:
@@ -251,11 +284,8 @@ def header_lines(extra_packages: tuple[str, ...] = ()) -> list[str]:
 
     info = ma.build_info()
     simd = info.get("simd_selected")
-    cuda = (
-        f"CUDA {info.get('cuda_version')} ({','.join(map(str, info.get('cuda_architectures') or []))})"
-        if info.get("cuda")
-        else "no CUDA"
-    )
+    archs = ",".join(map(str, info.get("cuda_architectures") or []))
+    cuda = f"CUDA {info.get('cuda_version')} ({archs})" if info.get("cuda") else "no CUDA"
     omp = f"OpenMP {info.get('openmp_version')}" if info.get("openmp") else "no OpenMP"
     flags = _cpu_flags()
     isa = "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "no AVX2")

@@ -16,18 +16,20 @@ reproduce the reference's epsilon). The data follow ANCHORS.md §7: X ~ N(0, I),
 pipeline normalises rows).
 
 Agreement is checked before a row is printed: |Δ| ≤ ``--tol``. Defaults: 1e-6 for CKNNA
-(the float32 reference and matalign agree to ~1e-8 at N = 1k–3k, and one neighbour flipped by
-a float32 near-tie moves CKNNA by ~1e-7; the reference's epsilon alone is ~1e-3 at N = 20k),
-1e-4 for mutual-kNN (a few near-tie flips at N = 20k). Each side runs in its own process; the reference gets a warm-up at N = 512 (a
-full-size warm-up would double a run of minutes) and ``--ref-repeat`` timed calls (default
-1), matalign a full-size warm-up and ``--repeat`` timed calls.
+(the float32 reference and matalign agree to ~1e-8 at N = 1k–8k; one neighbour flipped by a
+float32 near-tie would move CKNNA by roughly 1e-7, an estimate; the reference's epsilon alone
+moves it by ~1e-3 at N = 20k), 1e-4 for mutual-kNN (a few near-tie flips at N = 20k).
+
+Each side runs in its own process. The reference gets a warm-up at N = 512 (a full-size
+warm-up would double a run of minutes) and ``--ref-repeat`` timed calls (default 1);
+matalign gets a full-size warm-up and ``--repeat`` timed calls.
 
 Targets: time ratio ≥ 100×, added-memory ratio ≤ 1/20.
 
 Examples::
 
     python bench/bench_cknna.py                        # N = 10k and 20k, both metrics
-    python bench/bench_cknna.py --n 8000 --quick        # one metric run each, N = 8k
+    python bench/bench_cknna.py --n 8000 --quick        # N = 8k, one timed repeat per side
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ import _common as C  # noqa: E402
 
 SCRIPT = os.path.abspath(__file__)
 
-# Peak added memory of the dense reference per N², in bytes, with margin (measured: cknna
-# 5.0 GB at N = 10k, mutual_knn 11.1 GB at N = 20k, ANCHORS.md §7). Used only to skip a
-# reference that cannot fit, instead of letting the kernel kill it after minutes.
-REF_BYTES_PER_N2 = {"cknna": 52.0, "mutual_knn": 30.0}
+# Peak added memory of the dense reference per N², in bytes (measured here: cknna 40 B/N² at
+# N = 5k; peak RSS 5.0 GB at N = 10k and mutual_knn 11.1 GB at N = 20k in ANCHORS.md §7).
+# Used only to skip a reference that cannot fit, instead of letting the kernel kill it
+# after minutes; --force overrides.
+REF_BYTES_PER_N2 = {"cknna": 45.0, "mutual_knn": 30.0}
 DEFAULT_TOL = {"cknna": 1e-6, "mutual_knn": 1e-4}
 
 
@@ -162,7 +165,8 @@ def make_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[10000, 20000], help="sizes (8k..20k)")
     ap.add_argument("--d", type=int, default=256, help="dimension (default 256)")
     ap.add_argument("--k", type=int, default=10, help="neighbours (default 10)")

@@ -15,6 +15,7 @@ See DESIGN.md for the exact definitions.
 from . import _core
 from ._info import build_info, cuda_device_count
 from .knn import KnnGraph, knn
+from .matrix import AlignmentMatrix, alignment_matrix
 from .metrics import cknna, intrinsic_dimension, local_agreement, mutual_knn
 from .metrics import (SignificanceResult, bootstrap_ci, cka, distance_correlation,
                       information_imbalance, permutation_test)
@@ -36,6 +37,8 @@ __all__ = [
     "permutation_test",
     "bootstrap_ci",
     "SignificanceResult",
+    "alignment_matrix",
+    "AlignmentMatrix",
     "preprocess",
     "build_info",
     "cuda_device_count",

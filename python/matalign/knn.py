@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from . import approx as _approx
 from ._progress import progress_callback
 from ._rows import l2_normalize
 from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k,
@@ -47,6 +48,9 @@ class KnnGraph:
         graph of separate queries against a database.
     recall : float or None, default None
         Measured recall against exact search for approximate graphs; None for exact graphs.
+    method : {"exact", "ivf", "hnsw", "ivfpq"}, default "exact"
+        How the graph was searched. Metrics computed from a graph whose method is not
+        "exact" warn that they are approximate.
 
     Attributes
     ----------
@@ -85,6 +89,7 @@ class KnnGraph:
     metric: str
     self_excluded: bool
     recall: float | None = None
+    method: str = "exact"
 
     def __post_init__(self) -> None:
         indices, values = self.indices, self.values
@@ -110,6 +115,8 @@ class KnnGraph:
             raise ValueError("KnnGraph must have k >= 1 neighbours per row; got k=0")
         check_choice(self.metric, "KnnGraph metric", METRICS)
         object.__setattr__(self, "metric", str(self.metric))
+        check_choice(self.method, "KnnGraph method", METHODS)
+        object.__setattr__(self, "method", str(self.method))
         object.__setattr__(self, "self_excluded", check_bool(self.self_excluded,
                                                              "KnnGraph self_excluded"))
         if self.recall is not None:
@@ -131,9 +138,11 @@ class KnnGraph:
         return int(self.indices.shape[1])
 
     def __repr__(self) -> str:
+        method = "" if self.method == "exact" else f", method={self.method!r}"
         recall = "" if self.recall is None else f", recall={self.recall:.4f}"
         return (f"KnnGraph(n={self.n}, k={self.k}, metric={self.metric!r}, "
-                f"self_excluded={self.self_excluded}, values={self.values.dtype.name}{recall})")
+                f"self_excluded={self.self_excluded}, values={self.values.dtype.name}{method}"
+                f"{recall})")
 
     def head(self, k: int) -> "KnnGraph":
         """The graph restricted to each row's first (best) ``k`` neighbours.
@@ -165,7 +174,7 @@ class KnnGraph:
         """
         k = check_int(k, "k", 1, self.k)
         return KnnGraph(self.indices[:, :k], self.values[:, :k], self.metric,
-                        self.self_excluded, self.recall)
+                        self.self_excluded, self.recall, self.method)
 
     def save(self, path) -> Path:
         """Write the graph to a ``.npz`` file (no pickles), atomically.
@@ -207,6 +216,7 @@ class KnnGraph:
             "metric": np.array(self.metric),
             "self_excluded": np.array(self.self_excluded),
             "recall": np.array(np.nan if self.recall is None else self.recall, dtype=np.float64),
+            "method": np.array(self.method),
         }
         try:
             with open(tmp, "wb") as f:
@@ -266,6 +276,8 @@ class KnnGraph:
                 if missing:
                     raise bad(f"missing keys {missing}")
                 arrays = {key: data[key] for key in _REQUIRED_KEYS}
+                # Optional: files written before approximate search existed have no method.
+                arrays["method"] = data["method"] if "method" in data.files else np.array("exact")
         except ValueError as exc:
             if str(exc).startswith(repr(str(path))):
                 raise
@@ -273,7 +285,7 @@ class KnnGraph:
         except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
             raise bad(f"{type(exc).__name__}: {exc}") from exc
 
-        for key in ("format", "metric"):
+        for key in ("format", "metric", "method"):
             if arrays[key].dtype.kind != "U" or arrays[key].ndim != 0:
                 raise bad(f"{key!r} must be a string")
         if str(arrays["format"]) != _FILE_FORMAT:
@@ -289,7 +301,7 @@ class KnnGraph:
             raise bad("'recall' must be a float")
         try:
             graph = cls(arrays["indices"], arrays["values"], str(arrays["metric"]), bool(flag),
-                        None if np.isnan(recall) else float(recall))
+                        None if np.isnan(recall) else float(recall), str(arrays["method"]))
         except (TypeError, ValueError) as exc:
             raise bad(str(exc)) from exc
         _check_graph_contents(graph, bad)
@@ -312,29 +324,48 @@ def _check_graph_contents(graph: KnnGraph, bad) -> None:
         raise bad("non-finite neighbour values")
 
 
-def _reject_method(method: str) -> None:
-    check_choice(method, "method", METHODS)
-    if method != "exact":
-        raise ValueError(
-            f"method={method!r} is not available yet: this version computes only "
-            f"method='exact' (valid choices now: 'exact'; the approximate methods 'ivf', "
-            f"'hnsw' and 'ivfpq' come with the FAISS integration)"
-        )
-
-
 def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progress=False,
-        tile_rows=0, tile_cols=0, rescore=False, simd="auto") -> KnnGraph:
-    """Exact k-nearest neighbours of every row of X (or of every query row) among X's rows.
+        tile_rows=0, tile_cols=0, rescore=False, simd="auto", nlist=None, nprobe=None, M=None,
+        ef_search=None, pq_m=None, recall_sample=1000, seed=0) -> KnnGraph:
+    """k-nearest neighbours of every row of X (or of every query row) among X's rows.
+
+    ``method="exact"`` (default) searches exhaustively on matalign's engine. ``"ivf"``,
+    ``"hnsw"`` and ``"ivfpq"`` search approximately with FAISS (an optional dependency) and
+    measure their recall against exact search on a seeded sample of rows; the graph carries
+    it in ``recall`` and metrics computed from it warn that they are approximate.
 
     Self mode (``queries=None``) excludes each row's own index (by index, not by value: a
     duplicate row is still its twin's nearest neighbour). Rows are ordered best first, ties by
     lower index. The computation runs in X's dtype with the GIL released.
 
+    Approximate methods (FAISS indexes; what each parameter trades is explained in
+    ``docs/KNN_PARAMETERS.md``). None selects the default, computed from N (database rows),
+    D and k_search = k+1 in self mode (k with ``queries``):
+
+    =========  ===============  ==============  ======================================
+    method     FAISS index      option          default
+    =========  ===============  ==============  ======================================
+    "ivf"      IndexIVFFlat     ``nlist``       round(4·√N), at most N // 39
+    "ivf"      IndexIVFFlat     ``nprobe``      min(nlist, max(16, ⌈nlist / 16⌉))
+    "hnsw"     IndexHNSWFlat    ``M``           32
+    "hnsw"     IndexHNSWFlat    ``ef_search``   max(64, 2·k_search)
+    "ivfpq"    IndexIVFPQ       ``nlist``       as for "ivf"
+    "ivfpq"    IndexIVFPQ       ``nprobe``      as for "ivf"
+    "ivfpq"    IndexIVFPQ       ``pq_m``        largest divisor of D that is <= D // 4
+    =========  ===============  ==============  ======================================
+
+    IVF k-means is trained on a seeded sample of min(N, 64·nlist) rows; HNSW is built with
+    efConstruction = max(40, M); IVF-PQ uses 8-bit codes (fewer bits when N < 9 984) and its
+    values are recomputed exactly from the rows. With faiss-gpu and a visible GPU, ivf and
+    ivfpq run on GPU 0.
+
     Parameters
     ----------
     X : array_like, shape (N, D), float32 or float64
         The database. NumPy arrays in any order, ``np.memmap`` and CPU DLPack tensors are read
-        without a copy (``metric="cosine"`` makes one normalised copy).
+        without a copy (``metric="cosine"`` makes one normalised copy). Approximate methods
+        need float32 (FAISS computes in float32; float64 raises TypeError, never a silent
+        cast) and copy X into the FAISS index.
     k : int
         Neighbours per row: 1..N−1 in self mode, 1..N with ``queries``.
     metric : {"ip", "l2", "cosine"}, default "ip"
@@ -342,35 +373,62 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         L2-normalised, then inner product).
     queries : array_like, shape (M, D), same dtype as X, optional
         Query rows searched against X; nothing is excluded.
-    method : {"exact"}, default "exact"
-        Only exact search in this version ("ivf", "hnsw", "ivfpq" come with FAISS).
+    method : {"exact", "ivf", "hnsw", "ivfpq"}, default "exact"
+        Exhaustive search, or a FAISS approximate index (see the table above).
     n_threads : int, default 0
-        Threads; 0 = all cores (``OMP_NUM_THREADS`` respected).
+        Threads; 0 = all cores (``OMP_NUM_THREADS`` respected). For approximate methods FAISS's
+        thread count is set for the call and restored afterwards.
     progress : bool or callable(done, total), default False
         True shows a progress bar (rich if installed, else stderr); a callable is called
-        between tiles. Ctrl-C interrupts the search either way.
+        between tiles (exact) or between blocks of rows added and searched (approximate).
+        Ctrl-C interrupts the search either way.
     tile_rows, tile_cols : int, default 0
-        Tile sizes of the pairwise loop; 0 = automatic.
+        Tile sizes of the pairwise loop; 0 = automatic (for approximate methods: of the exact
+        search that measures recall).
     rescore : bool, default False
         Recompute the candidates' scores exactly in float64 and re-rank them (removes the
-        ‖x‖² + ‖y‖² − 2x·y cancellation error of ``"l2"`` in float32).
+        ‖x‖² + ‖y‖² − 2x·y cancellation error of ``"l2"`` in float32). For approximate
+        methods: recompute the neighbours' values from the rows (always done for ivfpq).
     simd : {"auto", "avx512", "avx2", "scalar"}, default "auto"
-        Kernel level; a level this CPU cannot run raises ValueError.
+        Kernel level of exact search; a level this CPU cannot run raises ValueError.
+    nlist : int, optional
+        ivf, ivfpq: number of inverted lists (k-means cells), 1..N.
+    nprobe : int, optional
+        ivf, ivfpq: lists visited per query, 1..nlist. Higher: better recall, slower search.
+    M : int, optional
+        hnsw: graph degree (neighbours per node), 1..1024. Higher: better recall, more
+        memory, slower build.
+    ef_search : int, optional
+        hnsw: search beam width, >= k_search. Higher: better recall, slower search.
+    pq_m : int, optional
+        ivfpq: product-quantiser sub-vectors (bytes per stored vector), a divisor of D.
+        Higher: better recall, more memory.
+    recall_sample : int, default 1000
+        Approximate methods: rows (queries) on which recall is measured against exact search,
+        ``np.sort(np.random.default_rng(seed).choice(M, min(recall_sample, M),
+        replace=False))`` with M the number of query rows (N in self mode).
+    seed : int, default 0
+        Approximate methods: seed of the recall sample, the k-means training sample and
+        FAISS's k-means.
 
     Returns
     -------
     KnnGraph
         ``indices`` (N or M, k) int64 and ``values`` (N or M, k) in X's dtype: inner products,
-        cosines or squared distances.
+        cosines or squared distances. Approximate graphs also carry ``method`` and ``recall``.
 
     Raises
     ------
     TypeError
-        For a dtype other than float32/float64, or queries whose dtype differs from X's.
+        For a dtype other than float32/float64, queries whose dtype differs from X's, float64
+        with an approximate method, or a non-integer option.
     ValueError
         For a bad shape, NaN/Inf (naming the first bad row), k out of range, an unknown
-        metric/method/simd, zero rows with ``metric="cosine"``, or a queries column count that
-        differs from X's.
+        metric/method/simd, zero rows with ``metric="cosine"``, a queries column count that
+        differs from X's, or an approximate option out of range or given to a method that
+        does not use it (e.g. ``M`` with ``method="ivf"``).
+    ImportError
+        For an approximate method without FAISS installed (``pip install faiss-cpu``).
     RuntimeError
         For GPU-resident input (needs the CUDA build).
 
@@ -392,9 +450,17 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
            [10., 13.]])
     >>> ma.knn(X, k=1, metric="l2", queries=np.array([[2.5, 2.5]])).indices
     array([[3]])
+    >>> Z = np.random.default_rng(0).normal(size=(2000, 16)).astype(np.float32)
+    >>> h = ma.knn(Z, k=10, method="hnsw")
+    >>> h.method, h.recall > 0.9
+    ('hnsw', True)
     """
     metric = check_choice(metric, "metric", METRICS)
-    _reject_method(method)
+    method = check_choice(method, "method", METHODS)
+    options = _approx.check_options(method, nlist=nlist, nprobe=nprobe, M=M,
+                                    ef_search=ef_search, pq_m=pq_m)
+    recall_sample = check_int(recall_sample, "recall_sample", 1)
+    seed = check_int(seed, "seed", 0)
     X = as_matrix(X, "X")
     n, d = X.shape
     Q = None
@@ -412,6 +478,11 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     rescore = check_bool(rescore, "rescore")
     simd = check_choice(simd, "simd", SIMD_LEVELS)
     progress = check_progress(progress)
+    params = faiss = None
+    if method != "exact":
+        _approx.check_dtype(X, method)
+        params = _approx.resolve_params(method, n, d, k + (Q is None), **options)
+        faiss = _approx.import_faiss(method)
 
     core_metric = metric
     if metric == "cosine":
@@ -421,8 +492,18 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         if Q is not None:
             Q = X if same else l2_normalize(Q, "queries", 'metric="cosine" normalises rows')
 
-    fn = _core.knn_exact_f32 if X.dtype == np.float32 else _core.knn_exact_f64
     label = f"kNN {metric} k={k} N={n}" + ("" if Q is None else f" M={Q.shape[0]}")
+    if method != "exact":
+        with progress_callback(progress, f"{label} {method}") as callback:
+            values, indices = _approx.search(X, Q, k=k, metric=core_metric, params=params,
+                                             n_threads=n_threads, progress=callback,
+                                             rescore=rescore, seed=seed, faiss=faiss)
+        recall = _approx.measure_recall(X, Q, indices, k=k, metric=core_metric,
+                                        recall_sample=recall_sample, seed=seed,
+                                        n_threads=n_threads, tile_rows=tile_rows,
+                                        tile_cols=tile_cols, simd=simd)
+        return KnnGraph(indices, values, metric, Q is None, recall, method)
+    fn = _core.knn_exact_f32 if X.dtype == np.float32 else _core.knn_exact_f64
     with progress_callback(progress, label) as callback:
         values, indices = fn(X, Q, k, core_metric, Q is None, tile_rows, tile_cols, n_threads,
                              rescore, simd, callback)

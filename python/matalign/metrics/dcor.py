@@ -16,15 +16,24 @@ from ._global import constant_error, is_constant, pair_sums, too_few_rows
 __all__ = ["distance_correlation"]
 
 
-def _dcov2_v(s1: float, s2: float, s3: float, n: int) -> float:
-    """Biased dCov²ₙ = mean(A∘B) with A, B the double-centred distance matrices."""
-    return s1 / n**2 - 2.0 * s2 / n**3 + s3 / n**4
+# A variance whose value is below this fraction of its terms' magnitude is rounding noise
+# (its rows are equidistant to ~1e-6 relative, e.g. a regular simplex): treated as zero.
+ZERO_VARIANCE_RTOL = 1e-12
 
 
-def _dcov2_u(s1: float, s2: float, s3: float, n: int) -> float:
-    """Bias-corrected dCov² (Székely & Rizzo 2014): ⟨Ã, B̃⟩/(N(N−3)) with U-centred Ã, B̃."""
-    return (s1 / (n * (n - 3)) - 2.0 * s2 / (n * (n - 2) * (n - 3))
-            + s3 / (n * (n - 1) * (n - 2) * (n - 3)))
+def _dcov2_v(s1: float, s2: float, s3: float, n: int):
+    """Biased dCov²ₙ = mean(A∘B) with A, B the double-centred distance matrices, and the
+    magnitude of its three terms."""
+    t = (s1 / n**2, 2.0 * s2 / n**3, s3 / n**4)
+    return t[0] - t[1] + t[2], abs(t[0]) + abs(t[1]) + abs(t[2])
+
+
+def _dcov2_u(s1: float, s2: float, s3: float, n: int):
+    """Bias-corrected dCov² (Székely & Rizzo 2014): ⟨Ã, B̃⟩/(N(N−3)) with U-centred Ã, B̃, and
+    the magnitude of its three terms."""
+    t = (s1 / (n * (n - 3)), 2.0 * s2 / (n * (n - 2) * (n - 3)),
+         s3 / (n * (n - 1) * (n - 2) * (n - 3)))
+    return t[0] - t[1] + t[2], abs(t[0]) + abs(t[1]) + abs(t[2])
 
 
 def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -> float:
@@ -36,7 +45,7 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
     - biased (Székely et al. 2007, the V-statistic): dCov²ₙ = S1/N² − 2·S2/N³ + S3/N⁴ (the mean
       of the product of the double-centred distance matrices), and the function returns
       dCor = √(dCov²ₙ(X,Y) / √(dCov²ₙ(X,X)·dCov²ₙ(Y,Y))), **not squared**, like
-      ``dcor.distance_correlation`` (round-off below 0 is clamped to 0);
+      ``dcor.distance_correlation`` (round-off outside [0, 1] is clamped);
     - ``unbiased=True`` (Székely & Rizzo 2014, U-centring):
       dCov²_U = S1/(N(N−3)) − 2·S2/(N(N−2)(N−3)) + S3/(N(N−1)(N−2)(N−3)), and the function
       returns the bias-corrected **squared** dCor² = dCov²_U(X,Y)/√(dCov²_U(X,X)·dCov²_U(Y,Y)),
@@ -68,7 +77,9 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
         For a dtype other than float32/float64, or a non-boolean ``unbiased``.
     ValueError
         For NaN/Inf (naming the first bad row), N mismatch, N < 2 (N < 4 with
-        ``unbiased=True``), or zero distance variance of X or Y (e.g. all rows identical).
+        ``unbiased=True``), or zero distance variance of X or Y: all rows identical, or a
+        variance below 1e-12 times the size of its terms (rounding noise, e.g. equidistant
+        rows with ``unbiased=True``).
 
     Examples
     --------
@@ -80,7 +91,7 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
     1.0
     >>> Y = np.sin(X) + 0.1 * rng.normal(size=(300, 4))
     >>> print(f"{ma.distance_correlation(X, Y):.3f}")
-    0.976
+    0.929
     >>> Z = rng.normal(size=(300, 4))
     >>> print(f"{ma.distance_correlation(X, Z, unbiased=True):.3f}")
     -0.001
@@ -104,17 +115,18 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
     totals = r.sum(axis=1)
     dcov2 = _dcov2_u if unbiased else _dcov2_v
 
-    def term(a: int, b: int) -> float:
+    def term(a: int, b: int) -> tuple[float, float]:
         return dcov2(float(c[a, b]), float(r[a] @ r[b]), float(totals[a] * totals[b]), n)
 
-    v_xy, v_xx, v_yy = term(0, 1), term(0, 0), term(1, 1)
-    for v, name in ((v_xx, "X"), (v_yy, "Y")):
-        if not v > 0.0:
+    (v_xy, _), (v_xx, scale_x), (v_yy, scale_y) = term(0, 1), term(0, 0), term(1, 1)
+    for v, scale, name in ((v_xx, scale_x, "X"), (v_yy, scale_y, "Y")):
+        if not v > ZERO_VARIANCE_RTOL * scale:
             raise ValueError(
-                f"{name} has zero distance variance (dCov²({name},{name}) = {v!r}), so the "
-                f"distance correlation is undefined (0/0); its rows are (numerically) "
-                f"identical or too few distinct")
+                f"{name} has zero distance variance (dCov²({name},{name}) = {v:.3g}, "
+                f"numerically 0 next to its terms of size {scale:.3g}), so the distance "
+                f"correlation is undefined (0/0): its rows are (nearly) equidistant, e.g. the "
+                f"vertices of a regular simplex")
     dcor2 = v_xy / np.sqrt(v_xx * v_yy)
     if unbiased:
         return float(dcor2)
-    return float(np.sqrt(max(dcor2, 0.0)))
+    return float(np.sqrt(min(max(dcor2, 0.0), 1.0)))

@@ -42,8 +42,14 @@ def _directional(A: np.ndarray, B: np.ndarray, k: int, n_threads: int, callback)
 def _exact(X, Y, k: int, n_threads: int, progress) -> tuple[float, float]:
     n = X.shape[0]
     with progress_callback(progress, f"information imbalance N={n}") as callback:
-        d_xy = _directional(X, Y, k, n_threads, callback)
-        d_yx = _directional(Y, X, k, n_threads, callback)
+        def phase(p: int):
+            """Report the two RankCount passes as halves of one bar."""
+            if callback is None:
+                return None
+            return lambda done, total: callback(p * total + done, 2 * total)
+
+        d_xy = _directional(X, Y, k, n_threads, phase(0))
+        d_yx = _directional(Y, X, k, n_threads, phase(1))
     return d_xy, d_yx
 
 
@@ -129,7 +135,7 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
     >>> Y = np.concatenate([X, rng.normal(size=(1000, 3))], axis=1)  # Y holds X and noise
     >>> d_xy, d_yx = ma.information_imbalance(X, Y)
     >>> print(f"{d_xy:.3f} {d_yx:.3f}")                              # Y predicts X better
-    0.187 0.044
+    0.419 0.049
     >>> ma.information_imbalance(X, X)                                # (k + 1)/N
     (0.002, 0.002)
     """

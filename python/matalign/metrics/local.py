@@ -8,6 +8,7 @@ when it has more). The metric itself then costs O(N·k) time and memory.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -32,6 +33,18 @@ def _resolve(obj, name: str):
     return as_matrix(obj, name)
 
 
+def _warn_if_approximate(g: KnnGraph, name: str, fn: str) -> None:
+    """A metric from an approximate graph is approximate too: say so (method and recall)."""
+    if g.method == "exact" and g.recall is None:
+        return
+    recall = "unknown" if g.recall is None else f"{g.recall:.4f}"
+    warnings.warn(
+        f"{fn}: {name} was computed from an approximate kNN graph (method={g.method!r}, "
+        f"recall={recall}), so the result is approximate too; docs/KNN_PARAMETERS.md gives "
+        f"the metric error that a recall implies, and method='exact' removes it",
+        UserWarning, stacklevel=4)
+
+
 def _graph(obj, name: str, k: int, metric: str, n_threads: int) -> KnnGraph:
     """The k-column self graph of a resolved input (searching only for arrays)."""
     if isinstance(obj, KnnGraph):
@@ -44,7 +57,8 @@ def _graph(obj, name: str, k: int, metric: str, n_threads: int) -> KnnGraph:
 
 
 def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 2,
-             why: str = "self-kNN needs a neighbour besides the row itself"):
+             why: str = "self-kNN needs a neighbour besides the row itself",
+             fn: str = "mutual_knn"):
     names = ("X", "Y")
     rx, ry = _resolve(X, "X"), _resolve(Y, "Y")
     n = check_same_n(rx, ry, names)
@@ -61,6 +75,8 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
                     f"metric={r.metric!r}")
     gx = _graph(rx, "X", k, metric, n_threads)
     gy = _graph(ry, "Y", k, metric, n_threads)
+    _warn_if_approximate(gx, "X", fn)
+    _warn_if_approximate(gy, "Y", fn)
     return gx, gy, n_threads
 
 
@@ -98,6 +114,12 @@ def mutual_knn(X, Y, *, k=10, metric="ip", n_threads=0) -> float:
     ValueError
         For NaN/Inf, N mismatch, k outside 1..N−1, an unknown metric, a graph with fewer than
         k columns or a graph of separate queries.
+
+    Warns
+    -----
+    UserWarning
+        If X or Y is an approximate KnnGraph (``method`` other than "exact"): the result is
+        approximate; the warning gives the graph's method and recall.
 
     Examples
     --------
@@ -148,6 +170,12 @@ def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0) -> np.ndarray:
     ValueError
         As :func:`mutual_knn`.
 
+    Warns
+    -----
+    UserWarning
+        If X or Y is an approximate KnnGraph (``method`` other than "exact"): the result is
+        approximate; the warning gives the graph's method and recall.
+
     Examples
     --------
     >>> import numpy as np
@@ -159,7 +187,7 @@ def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0) -> np.ndarray:
     ((200,), dtype('float64'), 1.0)
     """
     metric = check_choice(metric, "metric", METRICS)
-    gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads)
+    gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads, fn="local_agreement")
     return np.asarray(_core.local_agreement(_indices(gx), _indices(gy), n_threads=n_threads),
                       dtype=np.float64)
 
@@ -198,6 +226,12 @@ def cknna(X, Y, *, k=10, eps=0.0, n_threads=0) -> float:
         For NaN/Inf, N mismatch, N < 4, k outside 1..N−1, an l2 graph, a graph with fewer than
         k columns, a negative eps, or an undefined ratio (zero self-HSIC with eps=0).
 
+    Warns
+    -----
+    UserWarning
+        If X or Y is an approximate KnnGraph (``method`` other than "exact"): the result is
+        approximate; the warning gives the graph's method and recall.
+
     Examples
     --------
     >>> import numpy as np
@@ -217,7 +251,7 @@ def cknna(X, Y, *, k=10, eps=0.0, n_threads=0) -> float:
     if not (np.isfinite(eps) and eps >= 0.0):
         raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
     gx, gy, n_threads = _prepare(X, Y, k, "ip", n_threads, ip_only=True, min_n=4,
-                              why="cknna's unbiased HSIC estimator divides by N - 3")
+                              why="cknna's unbiased HSIC estimator divides by N - 3", fn="cknna")
     vx, vy = gx.values, gy.values
     if vx.dtype == np.float32 and vy.dtype == np.float32:
         fn = _core.cknna_f32

@@ -1,4 +1,7 @@
-"""Centred kernel alignment, linear and RBF, biased and unbiased (DESIGN.md §2).
+"""Centred kernel alignment (CKA), linear and RBF, biased and unbiased (DESIGN.md §2).
+
+(The module is not called ``cka`` so that it does not clash with the function
+``matalign.metrics.cka``.)
 
 Linear CKA runs in feature space over streamed row blocks: O(N·(D1+D2)²) time, O((D1+D2)²)
 memory, never an N×N matrix, so a ``np.memmap`` larger than RAM works. RBF CKA is one pass of
@@ -21,27 +24,39 @@ __all__ = ["cka", "median_distance"]
 
 KERNELS = ("linear", "rbf")
 MEDIAN_PAIRS = 100_000  # pairs sampled for sigma="median"
+# A self-HSIC below this fraction of the magnitude of its terms is rounding noise: treated as 0.
+ZERO_HSIC_RTOL = 1e-12
 
 
-def _hsic1(t1: float, s_a: float, s_b: float, t3: float, n: int) -> float:
+def _hsic1(t1: float, s_a: float, s_b: float, t3: float, n: int, mag1=None, mag3=None):
     """Song et al. (2012) unbiased HSIC from its sums over zero-diagonal kernels Ã, B̃:
-    t1 = Σ Ã∘B̃, s_a = ΣÃ, s_b = ΣB̃, t3 = Σ_i rowsum(Ã)_i·rowsum(B̃)_i."""
-    return (t1 + s_a * s_b / ((n - 1) * (n - 2)) - 2.0 * t3 / (n - 2)) / (n * (n - 3))
+    t1 = Σ Ã∘B̃, s_a = ΣÃ, s_b = ΣB̃, t3 = Σ_i rowsum(Ã)_i·rowsum(B̃)_i. Returns (value,
+    magnitude of its terms); mag1, mag3 are the magnitudes of t1, t3 when they are themselves
+    differences."""
+    a, b, c = t1, s_a * s_b / ((n - 1) * (n - 2)), 2.0 * t3 / (n - 2)
+    mag1 = abs(t1) if mag1 is None else mag1
+    mag3 = abs(t3) if mag3 is None else mag3
+    scale = (mag1 + abs(b) + 2.0 * mag3 / (n - 2)) / (n * (n - 3))
+    return (a + b - c) / (n * (n - 3)), scale
 
 
-def _hsic0(t1: float, s_a: float, s_b: float, t3: float, n: int) -> float:
-    """Biased HSIC tr(AHBH)/(N−1)² from the full-kernel sums (diagonal included)."""
-    return (t1 - 2.0 * t3 / n + s_a * s_b / (n * n)) / ((n - 1) ** 2)
+def _hsic0(t1: float, s_a: float, s_b: float, t3: float, n: int):
+    """Biased HSIC tr(AHBH)/(N−1)² from the full-kernel sums (diagonal included), and the
+    magnitude of its terms."""
+    a, b, c = t1, 2.0 * t3 / n, s_a * s_b / (n * n)
+    return (a - b + c) / ((n - 1) ** 2), (abs(a) + abs(b) + abs(c)) / ((n - 1) ** 2)
 
 
-def _ratio(h_xy: float, h_xx: float, h_yy: float, what: str) -> float:
-    for h, name in ((h_xx, "X"), (h_yy, "Y")):
-        if not h > 0.0:
+def _ratio(h_xy, h_xx, h_yy, what: str) -> float:
+    """CKA from (value, magnitude) pairs; a self-HSIC that is not clearly positive raises."""
+    for (h, scale), name in ((h_xx, "X"), (h_yy, "Y")):
+        if not h > ZERO_HSIC_RTOL * scale:
             raise ValueError(
-                f"cka is undefined: the {what} HSIC of {name} with itself is {h!r} (<= 0), so "
-                f"the denominator sqrt(HSIC(K,K)·HSIC(L,L)) is not positive; {name} carries no "
-                f"usable variance for this estimator")
-    return float(h_xy / np.sqrt(h_xx * h_yy))
+                f"cka is undefined: the {what} HSIC of {name} with itself is {h:.3g} (zero or "
+                f"negative next to its terms of size {scale:.3g}), so the denominator "
+                f"sqrt(HSIC(K,K)·HSIC(L,L)) is not positive; {name} carries no usable "
+                f"variance for this estimator")
+    return float(h_xy[0] / np.sqrt(h_xx[0] * h_yy[0]))
 
 
 def _linear(X, Y, unbiased: bool, progress) -> float:
@@ -74,8 +89,10 @@ def _linear(X, Y, unbiased: bool, progress) -> float:
             w_x, w_y = np.zeros(d1), np.zeros(d2)   # Σ x_i‖x_i‖², Σ y_i‖y_i‖²
             nx_sum = ny_sum = nxy = nxx = nyy = 0.0
         for start in range(0, n, step):
-            xb = np.asarray(X[start:start + step], dtype=np.float64) - mx
-            yb = np.asarray(Y[start:start + step], dtype=np.float64) - my
+            xb = X[start:start + step].astype(np.float64)  # always a copy: centred in place
+            yb = Y[start:start + step].astype(np.float64)
+            xb -= mx
+            yb -= my
             cxy += xb.T @ yb
             cxx += xb.T @ xb
             cyy += yb.T @ yb
@@ -101,21 +118,21 @@ def _linear(X, Y, unbiased: bool, progress) -> float:
         h_xy = float(np.sum(cxy * cxy))
         h_xx = float(np.sum(cxx * cxx))
         h_yy = float(np.sum(cyy * cyy))
-        return _ratio(h_xy, h_xx, h_yy, "biased")
+        return _ratio((h_xy, h_xy), (h_xx, h_xx), (h_yy, h_yy), "biased")
 
     # K̃ = XXᵀ with zeroed diagonal: Σ K̃∘L̃ = ‖XᵀY‖² − Σ‖x_i‖²‖y_i‖², ΣK̃ = ‖Σx‖² − Σ‖x_i‖²,
     # rowsum_i(K̃) = x_i·Σx − ‖x_i‖², hence Σ_i rowsum_i(K̃)·rowsum_i(L̃) below.
     s_k = float(sxc @ sxc) - nx_sum
     s_l = float(syc @ syc) - ny_sum
-    t1_xy = float(np.sum(cxy * cxy)) - nxy
-    t1_xx = float(np.sum(cxx * cxx)) - nxx
-    t1_yy = float(np.sum(cyy * cyy)) - nyy
-    t3_xy = float(sxc @ cxy @ syc) - float(sxc @ u_x) - float(syc @ u_y) + nxy
-    t3_xx = float(sxc @ cxx @ sxc) - 2.0 * float(sxc @ w_x) + nxx
-    t3_yy = float(syc @ cyy @ syc) - 2.0 * float(syc @ w_y) + nyy
-    h_xy = _hsic1(t1_xy, s_k, s_l, t3_xy, n)
-    h_xx = _hsic1(t1_xx, s_k, s_k, t3_xx, n)
-    h_yy = _hsic1(t1_yy, s_l, s_l, t3_yy, n)
+    fxy, fxx, fyy = float(np.sum(cxy * cxy)), float(np.sum(cxx * cxx)), float(np.sum(cyy * cyy))
+    q_xy = (float(sxc @ cxy @ syc), float(sxc @ u_x), float(syc @ u_y))
+    q_xx = (float(sxc @ cxx @ sxc), 2.0 * float(sxc @ w_x))
+    q_yy = (float(syc @ cyy @ syc), 2.0 * float(syc @ w_y))
+    h_xy = _hsic1(fxy - nxy, s_k, s_l, q_xy[0] - q_xy[1] - q_xy[2] + nxy, n)
+    h_xx = _hsic1(fxx - nxx, s_k, s_k, q_xx[0] - q_xx[1] + nxx, n,
+                  mag1=fxx + nxx, mag3=abs(q_xx[0]) + abs(q_xx[1]) + nxx)
+    h_yy = _hsic1(fyy - nyy, s_l, s_l, q_yy[0] - q_yy[1] + nyy, n,
+                  mag1=fyy + nyy, mag3=abs(q_yy[0]) + abs(q_yy[1]) + nyy)
     return _ratio(h_xy, h_xx, h_yy, "unbiased")
 
 
@@ -177,7 +194,7 @@ def median_distance(X, *, n_pairs=MEDIAN_PAIRS, seed=0) -> float:
     Examples
     --------
     >>> import numpy as np
-    >>> from matalign.metrics.cka import median_distance
+    >>> from matalign.metrics import median_distance
     >>> median_distance(np.array([[0.0], [1.0], [3.0]]))  # pairs: 1, 3, 2
     2.0
     """
@@ -281,7 +298,7 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         ``(sigma_X, sigma_Y)`` sets each. ``"median"`` (and None) picks, per space, the median
         Euclidean distance between rows: exact over all pairs when N(N−1)/2 <= 100000, else
         over 100000 pairs i != j drawn with ``np.random.default_rng(seed)`` (the same pairs for
-        both spaces; see :func:`matalign.metrics.cka.median_distance`).
+        both spaces; see :func:`matalign.metrics.median_distance`).
     unbiased : bool, default False
         Use HSIC₁ (needs N >= 4) instead of HSIC₀. The unbiased CKA can be negative.
     n_threads : int, default 0
@@ -317,9 +334,9 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
     1.000000
     >>> Z = rng.normal(size=(300, 8))
     >>> print(f"{ma.cka(X, Z, unbiased=True):.3f}")       # independent: about 0
-    -0.000
+    -0.006
     >>> print(f"{ma.cka(X, X + 0.1 * Z, kernel='rbf', sigma='median'):.3f}")
-    0.987
+    0.990
     """
     kernel = check_choice(kernel, "kernel", KERNELS)
     unbiased = check_bool(unbiased, "unbiased")
