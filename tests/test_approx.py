@@ -1,9 +1,9 @@
 """Approximate kNN through FAISS (``ma.knn(method="ivf" | "hnsw" | "ivfpq")``), judged by recall.
 
 Data: a seeded mixture of 64 overlapping Gaussian clusters, N = 5000, D = 32 (float32), on
-which the default parameters give ivf ≈ 0.99, hnsw ≈ 0.999 and ivfpq ≈ 0.6-0.7 recall at
-k = 10. Every reported recall is re-measured here from a dense float64 reference on the same
-seeded rows, and must match.
+which the default parameters give ivf ≈ 0.99, hnsw ≈ 0.999 and ivfpq (8 bytes per vector)
+≈ 0.6-0.7 recall at k = 10. Every reported recall is re-measured here from a dense float64
+reference on the same seeded rows, and must match.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ METRICS = ("ip", "l2", "cosine")
 CASES = {
     "ivf": ({}, 0.9),                                  # default nlist=128, nprobe=16
     "hnsw": ({"M": 16, "ef_search": 64}, 0.9),
-    "ivfpq": ({"n_threads": 1}, 0.5),                  # pq_m=8 (4 bytes/vector), 7-bit codes
+    "ivfpq": ({"pq_m": 8, "n_threads": 1}, 0.5),       # 8 bytes/vector, 7-bit codes
 }
 
 
@@ -214,15 +214,21 @@ def test_threads_are_restored_and_progress_is_reported(X):
 
 def test_default_parameters_table():
     p = approx.resolve_params("ivf", 100_000, 256, 11)
-    assert (p.nlist, p.nprobe, p.n_train) == (1265, 80, 80960)
+    assert (p.nlist, p.nprobe, p.n_train) == (1265, 20, 80960)
+    p = approx.resolve_params("ivf", 1_000_000, 256, 11)
+    assert (p.nlist, p.nprobe, p.n_train) == (4000, 63, 256000)
     p = approx.resolve_params("ivf", 5000, 32, 11)
     assert (p.nlist, p.nprobe) == (128, 16)
+    assert approx.resolve_params("ivf", 100, 32, 11).nprobe == 2  # nlist = 100 // 39
     p = approx.resolve_params("hnsw", 100_000, 256, 11)
-    assert (p.M, p.ef_search, p.ef_construction) == (32, 64, 40)
+    assert (p.M, p.ef_search, p.ef_construction) == (32, 128, 40)
     assert approx.resolve_params("hnsw", 1000, 8, 101).ef_search == 202
+    assert approx.resolve_params("hnsw", 1000, 8, 11, M=64).ef_construction == 64
     p = approx.resolve_params("ivfpq", 100_000, 256, 11)
-    assert (p.pq_m, p.pq_nbits) == (64, 8)
+    assert (p.pq_m, p.pq_nbits) == (32, 8)
     assert approx.resolve_params("ivfpq", 5000, 33, 11).pq_m == 3
+    assert approx.resolve_params("ivfpq", 5000, 32, 11).pq_m == 4
+    assert approx.resolve_params("ivfpq", 5000, 7, 11).pq_m == 1
     assert approx.resolve_params("ivfpq", 5000, 32, 11).pq_nbits == 7
 
 
@@ -254,7 +260,7 @@ def test_missing_faiss_names_the_pip_package(X, monkeypatch):
     ({"method": "exact", "ef_search": 16}, ValueError, r"ef_search applies to method='hnsw'"),
     ({"method": "ivf", "pq_m": 8}, ValueError, r"pq_m applies to method='ivfpq' only"),
     ({"method": "hnsw", "ef_search": 10}, ValueError, r"ef_search must be >= .*\(11"),
-    ({"method": "hnsw", "M": 2000}, ValueError, "M must be between 1 and 1024"),
+    ({"method": "hnsw", "M": 2000}, ValueError, "M must be between 2 and 1024"),
     ({"method": "ivfpq", "pq_m": 5}, ValueError, "pq_m must divide D = 32"),
     ({"method": "ivf", "recall_sample": 0}, ValueError, "recall_sample must be >= 1"),
     ({"method": "ivf", "seed": -1}, ValueError, "seed must be >= 0"),
@@ -276,7 +282,8 @@ def test_metrics_from_approximate_graphs_warn(X):
     gx = ma.knn(X, k=K, method="hnsw", M=16)
     gy = ma.knn(Y, k=K, method="ivf")
     ex, ey = ma.knn(X, k=K), ma.knn(Y, k=K)
-    pattern = r"cknna: X was computed from an approximate kNN graph \(method='hnsw', recall=0\.\d{4}\)"
+    pattern = (r"cknna: X was computed from an approximate kNN graph "
+               r"\(method='hnsw', recall=0\.\d{4}\)")
     with pytest.warns(UserWarning, match=pattern):
         approx_value = ma.cknna(gx, ey, k=K)
     assert abs(approx_value - ma.cknna(ex, ey, k=K)) < 0.05
@@ -309,3 +316,70 @@ def test_knngraph_method_is_validated():
     assert ma.KnnGraph(idx, val, "ip", True).method == "exact"
     with pytest.raises(ValueError, match="KnnGraph method must be one of"):
         ma.KnnGraph(idx, val, "ip", True, 0.5, "annoy")
+
+
+# ---- GPU plumbing (no GPU here: FAISS's GPU entry points are stood in for) ----------------
+
+
+def _fake_gpu(monkeypatch, calls, fail=False):
+    """Make the installed faiss look like a GPU build whose 'GPU index' is the CPU index."""
+    import faiss
+
+    class Options:
+        useFloat16 = False
+
+    class ParameterSpace:
+        def set_index_parameter(self, index, name, value):
+            calls.append((name, value))
+            setattr(index, name, value)
+
+    def to_gpu(res, device, index, options):
+        if fail:
+            raise RuntimeError("unsupported on GPU")
+        calls.append(("index_cpu_to_gpu", device, index.is_trained, options.useFloat16))
+        return index
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(faiss, "GpuClonerOptions", Options, raising=False)
+    monkeypatch.setattr(faiss, "GpuParameterSpace", ParameterSpace, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+
+
+def test_gpu_plumbing_for_ivf_methods(X, monkeypatch):
+    calls = []
+    _fake_gpu(monkeypatch, calls)
+    g = ma.knn(X, k=K, method="ivf", nprobe=8)
+    # cloned before training, to device 0, nprobe set on the clone
+    assert calls == [("index_cpu_to_gpu", 0, False, False), ("nprobe", 8)]
+    assert g.recall > 0.9
+    calls.clear()
+    ma.knn(X[:3000], k=K, method="ivfpq", pq_m=8, n_threads=1)
+    assert calls == []  # 6-bit codes (3000 training rows): FAISS GPU IVF-PQ needs 8 bits
+    ma.knn(_clustered(2, n=10_000, d=16), k=K, method="ivfpq", nlist=16, n_threads=1)
+    assert calls[0][0] == "index_cpu_to_gpu" and calls[0][3] is True  # float16 lookup tables
+    calls.clear()
+    ma.knn(X[:2000], k=K, method="hnsw")
+    assert calls == []  # no FAISS GPU HNSW
+
+
+def test_gpu_refusal_falls_back_on_auto_and_raises_on_cuda(X, monkeypatch):
+    calls = []
+    _fake_gpu(monkeypatch, calls, fail=True)
+    assert ma.knn(X[:2000], k=K, method="ivf").recall > 0.9  # auto: CPU fallback
+    params = approx.resolve_params("ivf", 2000, D, K + 1)
+    with pytest.raises(RuntimeError, match="could not build method='ivf' on the GPU"):
+        approx.search(X[:2000], None, k=K, metric="l2", params=params, device="cuda")
+
+
+def test_device_cuda_without_gpu_support_says_why(X):
+    import faiss
+
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        pytest.skip("a GPU is visible to faiss here")
+    params = approx.resolve_params("ivf", 2000, D, K + 1)
+    with pytest.raises(RuntimeError, match="device='cuda' was requested for method='ivf' but"):
+        approx.search(X[:2000], None, k=K, metric="l2", params=params, device="cuda")
+    hp = approx.resolve_params("hnsw", 2000, D, K + 1)
+    with pytest.raises(RuntimeError, match="(no GPU support|no CUDA device|no GPU HNSW)"):
+        approx.search(X[:2000], None, k=K, metric="l2", params=hp, device="cuda")

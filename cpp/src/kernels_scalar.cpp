@@ -2,6 +2,7 @@
 // SIMD files, so results are bitwise identical to them.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 
 #include "kernels.h"
 

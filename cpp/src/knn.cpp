@@ -103,6 +103,12 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
     tr = std::max<int64_t>(K.mr, std::min(tr, round_up(per_thread, K.mr)));
   }
   (void)unit;
+  // Never larger than the data: huge user tiles, or the 96-row floor at tiny N and huge D,
+  // must not allocate scratch for rows that do not exist.
+  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 40) && opt.tile_cols <= (int64_t(1) << 40),
+                 "knn: tile_rows/tile_cols too large");
+  tr = std::min(tr, round_up(self ? n : m, K.mr));
+  tc = std::min(tc, round_up(n, K.nr));
   const int64_t col_edge = self ? tr : tc;
   const int64_t pa_size = mul_checked(round_up(tr, K.mr), d, "row tile");
   const int64_t pb_size = mul_checked(round_up(col_edge, K.nr), d, "column tile");

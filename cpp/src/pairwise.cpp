@@ -69,7 +69,9 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
   MATALIGN_CHECK(simd_supported(simd), "pair_sums: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
-  const int64_t P = opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(M, max_d, sizeof(T));
+  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "pair_sums: tile_rows too large");
+  const int64_t P = std::min(opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(M, max_d, sizeof(T)),
+                             round_up(n, 48));
 
   std::vector<std::vector<T>> norms(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
@@ -83,7 +85,7 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
   std::vector<int64_t> pack_off(static_cast<size_t>(M + 1), 0);
   for (int64_t m = 0; m < M; ++m)
     pack_off[m + 1] = pack_off[m] + mul_checked(round_up(P, K.mr) + round_up(P, K.nr), spaces[m].cols, "pack");
-  const int64_t tile_elems = mul_checked(M, P * P, "tile buffer");
+  const int64_t tile_elems = mul_checked(M, mul_checked(P, P, "tile"), "tile buffer");
   const int64_t per_thread_T = pack_off[M] + tile_elems;
   const int64_t per_thread_D = M * P /*f row*/ + M * P /*col sums*/ + M * M /*tile cross*/;
   std::vector<T> scratch_T(static_cast<size_t>(mul_checked(nt, per_thread_T, "scratch")));
@@ -191,7 +193,9 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
   MATALIGN_CHECK(simd_supported(simd), "rank_count: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
-  const int64_t P = opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(1, d, sizeof(T));
+  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "rank_count: tile_rows too large");
+  const int64_t P = std::min(opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(1, d, sizeof(T)),
+                             round_up(n, 48));
 
   std::vector<T> nrm(static_cast<size_t>(n));
   norms_all(K, y, nrm.data(), nt);

@@ -1,4 +1,8 @@
 // Run-time choice of the SIMD kernel level and thread-count resolution.
+#include <pthread.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -58,11 +62,27 @@ Simd simd_parse(const std::string& name) {
   return s;
 }
 
+namespace {
+// GNU libgomp's thread pool does not survive fork(): the first parallel region in a forked
+// child (multiprocessing's default start method on Linux, DataLoader workers) would wait
+// forever for threads that do not exist there. After a fork every call runs on one thread.
+std::atomic<bool> g_forked{false};
+void mark_forked() { g_forked.store(true); }
+const bool g_atfork_registered = [] {
+  pthread_atfork(nullptr, nullptr, &mark_forked);
+  return true;
+}();
+}  // namespace
+
 int resolve_threads(int n_threads) {
+  (void)g_atfork_registered;
   MATALIGN_CHECK(n_threads >= 0, "n_threads must be >= 0 (0 = all cores); got ", n_threads);
+  MATALIGN_CHECK(n_threads <= kMaxThreads, "n_threads must be <= ", kMaxThreads, "; got ",
+                 n_threads);
+  if (g_forked.load()) return 1;
 #ifdef _OPENMP
   if (n_threads == 0) return omp_get_max_threads();
-  return n_threads;
+  return std::min(n_threads, std::max(1, omp_get_thread_limit()));
 #else
   return 1;
 #endif

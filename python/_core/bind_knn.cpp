@@ -23,8 +23,8 @@ py::tuple knn_exact(const py::array& x, const py::object& queries, int64_t k,
   std::optional<matalign::MatrixView<T>> qv;
   py::array qarr;
   if (!queries.is_none()) {
+    qv = view2d<T>(queries, "queries");
     qarr = py::reinterpret_borrow<py::array>(queries);
-    qv = view2d<T>(qarr, "queries");
   }
   const int64_t rows = qv ? qv->rows : xv.rows;
   if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));

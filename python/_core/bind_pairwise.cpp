@@ -25,8 +25,9 @@ py::tuple pair_sums(const py::list& spaces, const std::string& fn, const std::ve
   std::vector<py::array> keep;
   std::vector<matalign::MatrixView<T>> views;
   for (size_t m = 0; m < spaces.size(); ++m) {
+    const std::string label = "spaces[" + std::to_string(m) + "]";
+    views.push_back(view2d<T>(spaces[m], label.c_str()));
     keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
-    views.push_back(view2d<T>(keep.back(), ("spaces[" + std::to_string(m) + "]").c_str()));
   }
   if (views.empty()) throw std::invalid_argument("pair_sums: spaces is empty");
   matalign::PairFn f;

@@ -18,7 +18,10 @@ void bind_pairwise(py::module_& m);
 /// A strided view of a 2-D NumPy array of exactly dtype T (no conversion; the Python layer
 /// has validated dtype and finiteness). Any strides are accepted: the engine packs tiles.
 template <class T>
-matalign::MatrixView<T> view2d(const py::array& a, const char* name) {
+matalign::MatrixView<T> view2d(const py::handle& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw std::invalid_argument(std::string(name) + " must be a NumPy array");
+  const py::array a = py::reinterpret_borrow<py::array>(obj);
   if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
   if (!py::isinstance<py::array_t<T>>(a) || a.dtype().itemsize() != sizeof(T))
     throw std::invalid_argument(std::string(name) + " has the wrong dtype for this binding");

@@ -230,7 +230,21 @@ def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = Fal
             f"{name} has a non-finite value in row {bad} (the first such row): {name}[{bad}, {col}] "
             f"= {row[col]}; matalign needs finite values: drop or impute that row"
         )
+    _check_magnitude(arr, name)
     return arr
+
+
+def _check_magnitude(arr: np.ndarray, name: str) -> None:
+    """Reject values so large that inner products or squared distances overflow the dtype
+    (they would turn into inf/NaN inside the engine and give a wrong answer, not an error)."""
+    big = max(abs(float(arr.max())), abs(float(arr.min())))
+    limit = float(np.finfo(arr.dtype).max) / (8.0 * arr.shape[1])
+    if big * big > limit:
+        raise ValueError(
+            f"{name} has values up to {big:.3g} in magnitude: with D={arr.shape[1]} its inner "
+            f"products and squared distances would overflow {arr.dtype}; rescale it first "
+            f"(e.g. ma.preprocess({name}, l2=True), or divide by a constant)"
+        )
 
 
 def _n_of(obj) -> int:
@@ -265,6 +279,14 @@ def check_same_dtype(X: np.ndarray, Q: np.ndarray, names=("X", "queries")) -> No
             f"must have the same dtype and matalign never casts silently: pass "
             f"{names[1]}.astype(np.{X.dtype.name})"
         )
+
+
+MAX_THREADS = 1024  # the engine's bound (kMaxThreads): a typo must not abort the process
+
+
+def check_threads(n_threads) -> int:
+    """Validate ``n_threads`` (0 = all cores) and return it as an int."""
+    return check_int(n_threads, "n_threads", 0, MAX_THREADS)
 
 
 def check_int(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:

@@ -163,18 +163,33 @@ def default_nlist(n: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    """⌈nlist / 16⌉ but at least min(nlist, 16): about 1/16 of the database is scanned."""
-    return min(nlist, max(16, -(-nlist // 16)))
+    """⌈nlist / 64⌉, at least 16, at most nlist.
+
+    On the benchmark's data (N = 100 000, nlist = 1265) recall was 0.95 at nprobe = 8, 0.9994
+    at 16 and 0.9999 at 24, with search time linear in nprobe; 1/64 of the lists keeps the
+    scan at ~N/64 vectors per query (16 000 at N = 10⁶) where a fixed fraction such as 1/16
+    would make the search grow as N² like exact search.
+    """
+    return min(nlist, max(16, -(-nlist // 64)))
 
 
 def default_ef_search(k_search: int) -> int:
-    """max(64, 2·k_search), k_search = k+1 in a self graph, k with queries."""
-    return max(64, 2 * k_search)
+    """max(128, 2·k_search), k_search = k+1 in a self graph, k with queries.
+
+    On the benchmark's data (N = 100 000, M = 32) recall was 0.977 at 32, 0.987 at 64, 0.993 at
+    128 and 0.996 at 256, search time growing ~1.3x per doubling.
+    """
+    return max(128, 2 * k_search)
 
 
 def default_pq_m(d: int) -> int:
-    """The largest divisor of D that is <= max(1, D // 4) (D/4 bytes per vector for D % 4 == 0)."""
-    target = max(1, d // 4)
+    """The largest divisor of D that is <= max(1, D // 8): sub-vectors of >= 8 columns.
+
+    D / 8 bytes per vector for D % 8 == 0 (32 bytes at D = 256, against 1 KiB of float32).
+    Narrower sub-vectors encode better but train slowly: FAISS 1.15's k-means on 4-column
+    sub-vectors takes ~10x longer per sub-quantiser than on 8-column ones.
+    """
+    target = max(1, d // 8)
     for m in range(target, 0, -1):
         if d % m == 0:
             return m
@@ -191,10 +206,10 @@ def resolve_params(method: str, n: int, d: int, k_search: int, *, nlist=None, np
     parameter               methods     default
     ======================  ==========  =====================================================
     ``nlist``               ivf, ivfpq  round(4·√N), at most N // 39, at least 1
-    ``nprobe``              ivf, ivfpq  min(nlist, max(16, ⌈nlist / 16⌉))
+    ``nprobe``              ivf, ivfpq  min(nlist, max(16, ⌈nlist / 64⌉))
     ``M``                   hnsw        32
-    ``ef_search``           hnsw        max(64, 2·k_search)
-    ``pq_m``                ivfpq       largest divisor of D that is <= D // 4
+    ``ef_search``           hnsw        max(128, 2·k_search)
+    ``pq_m``                ivfpq       largest divisor of D that is <= D // 8
     (ef_construction)       hnsw        max(40, M) (40 is faiss's default; not an option)
     (pq_nbits)              ivfpq       min(8, ⌊log2(n_train / 39)⌋), at least 1
     (n_train)               ivf, ivfpq  min(N, 64·nlist) rows; ivfpq: at least min(N, 9984)
@@ -203,18 +218,24 @@ def resolve_params(method: str, n: int, d: int, k_search: int, *, nlist=None, np
     Raises
     ------
     ValueError
-        If ``nlist`` > N, ``nprobe`` > nlist, ``ef_search`` < k_search, ``M`` > 1024 or
+        If ``nlist`` > N, ``nprobe`` > nlist, ``ef_search`` < k_search or > N, ``M`` outside
+        2..1024 or
         ``pq_m`` does not divide D.
     """
     if method == "hnsw":
         M = HNSW_DEFAULT_M if M is None else M
-        if M > 1024:
-            raise ValueError(f"M must be between 1 and 1024 (HNSW graph degree); got M={M}")
-        ef = default_ef_search(k_search) if ef_search is None else ef_search
+        if not 2 <= M <= 1024:
+            # M = 1 makes faiss's HNSW crash (a level multiplier of 1/log(1)): reject it here.
+            raise ValueError(f"M must be between 2 and 1024 (HNSW graph degree); got M={M}")
+        ef = min(default_ef_search(k_search), max(n, k_search)) if ef_search is None else ef_search
         if ef < k_search:
             raise ValueError(
                 f"ef_search must be >= the number of neighbours searched ({k_search}: k, plus 1 "
                 f"for the row itself in a self graph); got ef_search={ef}")
+        if ef > max(n, k_search):
+            # a candidate list longer than the database only costs memory (and OOM at 2**31)
+            raise ValueError(
+                f"ef_search must be <= N = {n} (the number of database rows); got ef_search={ef}")
         return ApproxParams(method, M=M, ef_search=ef,
                             ef_construction=max(HNSW_EF_CONSTRUCTION, M))
     nl = default_nlist(n) if nlist is None else nlist
@@ -314,13 +335,23 @@ def _make_index(faiss, params: ApproxParams, d: int, metric: str):
     return index, quantizer  # the quantizer must outlive the index (SWIG does not own it)
 
 
-def _to_gpu(faiss, index, params: ApproxParams):
-    res = faiss.StandardGpuResources()
-    options = faiss.GpuClonerOptions()
-    if params.method == "ivfpq":
-        options.useFloat16 = True  # float16 lookup tables: needed for codes of > 48 bytes
-    gindex = faiss.index_cpu_to_gpu(res, 0, index, options)
-    faiss.GpuParameterSpace().set_index_parameter(gindex, "nprobe", params.nprobe)
+def _to_gpu(faiss, index, params: ApproxParams, seed: int, device: str):
+    """The untrained CPU index cloned to GPU 0, or (None, None) where FAISS refuses it (e.g. an
+    IVF-PQ code size its GPU kernels lack) and the device was "auto"."""
+    try:
+        res = faiss.StandardGpuResources()
+        options = faiss.GpuClonerOptions()
+        if params.method == "ivfpq":
+            options.useFloat16 = True  # float16 lookup tables: needed for codes of > 48 bytes
+        gindex = faiss.index_cpu_to_gpu(res, 0, index, options)
+        faiss.GpuParameterSpace().set_index_parameter(gindex, "nprobe", params.nprobe)
+        if hasattr(gindex, "cp"):
+            gindex.cp.seed = int(seed)
+    except RuntimeError as exc:
+        if device == "cuda":
+            raise RuntimeError(f"FAISS could not build method={params.method!r} on the GPU: "
+                               f"{exc}") from exc
+        return None, None
     return gindex, res  # the resources must outlive the index
 
 
@@ -426,6 +457,7 @@ def search(X: np.ndarray, Q: np.ndarray | None, *, k: int, metric: str, params: 
         if progress is not None:
             progress(done, total)
 
+    use_gpu = _use_gpu(faiss, device, params, ks)
     with _faiss_threads(faiss, n_threads):
         index, quantizer = _make_index(faiss, params, d, metric)
         keep_alive = [quantizer]
@@ -434,9 +466,11 @@ def search(X: np.ndarray, Q: np.ndarray | None, *, k: int, metric: str, params: 
             index.cp.seed = int(seed)
             if params.method == "ivfpq":
                 index.pq.cp.seed = int(seed)
-            if _use_gpu(faiss, device, params, ks):
-                index, res = _to_gpu(faiss, index, params)
-                keep_alive.append(res)
+            if use_gpu:
+                gindex, res = _to_gpu(faiss, index, params, seed, device)
+                if gindex is not None:
+                    keep_alive += [index, res]
+                    index = gindex
             if params.n_train < n:
                 train_rows = np.sort(rng.choice(n, size=params.n_train, replace=False))
                 xt = np.ascontiguousarray(X[train_rows], dtype=np.float32)

@@ -17,7 +17,7 @@ from . import _core
 from . import approx as _approx
 from ._progress import progress_callback
 from ._rows import l2_normalize
-from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k,
+from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_threads,
                         check_progress, check_same_dtype, describe)
 
 __all__ = ["KnnGraph", "knn"]
@@ -346,12 +346,12 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     method     FAISS index      option          default
     =========  ===============  ==============  ======================================
     "ivf"      IndexIVFFlat     ``nlist``       round(4·√N), at most N // 39
-    "ivf"      IndexIVFFlat     ``nprobe``      min(nlist, max(16, ⌈nlist / 16⌉))
+    "ivf"      IndexIVFFlat     ``nprobe``      min(nlist, max(16, ⌈nlist / 64⌉))
     "hnsw"     IndexHNSWFlat    ``M``           32
-    "hnsw"     IndexHNSWFlat    ``ef_search``   max(64, 2·k_search)
+    "hnsw"     IndexHNSWFlat    ``ef_search``   max(128, 2·k_search)
     "ivfpq"    IndexIVFPQ       ``nlist``       as for "ivf"
     "ivfpq"    IndexIVFPQ       ``nprobe``      as for "ivf"
-    "ivfpq"    IndexIVFPQ       ``pq_m``        largest divisor of D that is <= D // 4
+    "ivfpq"    IndexIVFPQ       ``pq_m``        largest divisor of D that is <= D // 8
     =========  ===============  ==============  ======================================
 
     IVF k-means is trained on a seeded sample of min(N, 64·nlist) rows; HNSW is built with
@@ -472,7 +472,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
                 f"queries must have as many columns as X: X has D={d}, queries has "
                 f"D={Q.shape[1]}")
     k = check_k(k, n, exclude_self=Q is None)
-    n_threads = check_int(n_threads, "n_threads", 0)
+    n_threads = check_threads(n_threads)
     tile_rows = check_int(tile_rows, "tile_rows", 0)
     tile_cols = check_int(tile_cols, "tile_cols", 0)
     rescore = check_bool(rescore, "rescore")
@@ -481,7 +481,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     params = faiss = None
     if method != "exact":
         _approx.check_dtype(X, method)
-        params = _approx.resolve_params(method, n, d, k + (Q is None), **options)
+        params = _approx.resolve_params(method, n, d, k + 1 if Q is None else k, **options)
         faiss = _approx.import_faiss(method)
 
     core_metric = metric

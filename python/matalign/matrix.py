@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _core
 from ._progress import progress_callback
-from ._validate import (as_matrix, check_bool, check_choice, check_fraction, check_int,
+from ._validate import (check_threads, as_matrix, check_bool, check_choice, check_fraction, check_int,
                         check_k, check_progress, describe)
 from .knn import METRICS as KNN_METRICS
 from .knn import KnnGraph, knn
@@ -1089,7 +1089,7 @@ def alignment_matrix(spaces, *, metrics=DEFAULT_METRICS, k=10, knn_metric="ip", 
     unbiased = check_bool(unbiased, "unbiased")
     id_method = check_choice(id_method, "id_method", ID_METHODS)
     id_fraction = check_fraction(id_fraction, "id_fraction")
-    n_threads = check_int(n_threads, "n_threads", 0)
+    n_threads = check_threads(n_threads)
     progress = check_progress(progress)
     seed = check_int(seed, "seed", 0)
 

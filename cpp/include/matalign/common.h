@@ -81,7 +81,12 @@ const char* simd_name(Simd s);
 /// or for a level this CPU/build cannot run.
 Simd simd_parse(const std::string& name);
 
-/// Number of threads a call with n_threads uses (0 = all cores, OMP_NUM_THREADS respected).
+/// Upper bound accepted for n_threads (a typo such as 100000 must not abort the process).
+constexpr int kMaxThreads = 1024;
+
+/// Number of threads a call with n_threads uses (0 = all cores, OMP_NUM_THREADS respected;
+/// 1 in a process forked after OpenMP started, where libgomp's pool would deadlock).
+/// @throws std::invalid_argument outside 0..kMaxThreads
 int resolve_threads(int n_threads);
 
 }  // namespace matalign

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_matrix, check_bool, check_int, check_progress, check_same_n
+from .._validate import check_threads, as_matrix, check_bool, check_int, check_progress, check_same_n
 from ._global import constant_error, is_constant, pair_sums, too_few_rows
 
 __all__ = ["distance_correlation"]
@@ -97,7 +97,7 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
     -0.001
     """
     unbiased = check_bool(unbiased, "unbiased")
-    n_threads = check_int(n_threads, "n_threads", 0)
+    n_threads = check_threads(n_threads)
     progress = check_progress(progress)
     X = as_matrix(X, "X")
     Y = as_matrix(Y, "Y")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _core
 from .._progress import progress_callback
-from .._validate import (as_matrix, check_choice, check_int, check_k, check_progress,
+from .._validate import (check_threads, as_matrix, check_choice, check_int, check_k, check_progress,
                          check_same_n)
 from ..knn import knn
 from ._global import too_few_rows
@@ -140,7 +140,7 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
     (0.002, 0.002)
     """
     method = check_choice(method, "method", METHODS)
-    n_threads = check_int(n_threads, "n_threads", 0)
+    n_threads = check_threads(n_threads)
     progress = check_progress(progress)
     seed = check_int(seed, "seed", 0)
     X = as_matrix(X, "X")

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .._validate import as_matrix, check_choice, check_fraction, check_int
+from .._validate import check_threads, as_matrix, check_choice, check_fraction, check_int
 from ..knn import knn
 
 __all__ = ["intrinsic_dimension"]
@@ -71,7 +71,7 @@ def intrinsic_dimension(X, *, method="twonn", fraction=0.9, n_threads=0) -> floa
     """
     method = check_choice(method, "method", METHODS)
     fraction = check_fraction(fraction, "fraction")
-    n_threads = check_int(n_threads, "n_threads", 0)
+    n_threads = check_threads(n_threads)
     X = as_matrix(X, "X")
     n_rows = X.shape[0]
     if n_rows < 3:

@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 
 from .._progress import progress_callback
-from .._validate import (as_matrix, check_bool, check_choice, check_int, check_progress,
+from .._validate import (check_threads, as_matrix, check_bool, check_choice, check_int, check_progress,
                          check_same_n, describe)
 from ._global import (block_rows, column_stats, constant_error, is_constant, pair_sums,
                       too_few_rows)
@@ -218,6 +218,8 @@ def _check_sigma_value(value, name: str):
     s = float(value)
     if not (np.isfinite(s) and s > 0.0):
         raise ValueError(f"{name} must be a finite number > 0 (or 'median'); got {value!r}")
+    if 2.0 * s * s == 0.0 or not np.isfinite(1.0 / (2.0 * s * s)):
+        raise ValueError(f"{name}={value!r} is too small: the RBF width 1/(2·sigma²) overflows")
     return s
 
 
@@ -340,7 +342,7 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
     """
     kernel = check_choice(kernel, "kernel", KERNELS)
     unbiased = check_bool(unbiased, "unbiased")
-    n_threads = check_int(n_threads, "n_threads", 0)
+    n_threads = check_threads(n_threads)
     progress = check_progress(progress)
     seed = check_int(seed, "seed", 0)
     if kernel == "rbf":

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from .. import _core
-from .._validate import as_matrix, check_choice, check_int, check_k, check_same_n, describe
+from .._validate import check_threads, as_matrix, check_choice, check_int, check_k, check_same_n, describe
 from ..knn import METRICS, KnnGraph, knn
 
 __all__ = ["mutual_knn", "local_agreement", "cknna"]
@@ -65,7 +65,7 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
     if n < min_n:
         raise ValueError(f"need at least {min_n} rows ({why}); got N={n}")
     k = check_k(k, n)
-    n_threads = check_int(n_threads, "n_threads", 0)
+    n_threads = check_threads(n_threads)
     if ip_only:
         for r, name in zip((rx, ry), names):
             if isinstance(r, KnnGraph) and r.metric not in _IP_METRICS:
