@@ -72,7 +72,7 @@ def _permute_graph(g: KnnGraph, perm: np.ndarray) -> KnnGraph:
     order = np.lexsort((indices, key), axis=-1)
     indices = np.take_along_axis(indices, order, axis=1)
     values = np.take_along_axis(values, order, axis=1)
-    return KnnGraph(indices, values, g.metric, g.self_excluded, g.recall)
+    return KnnGraph(indices, values, g.metric, g.self_excluded, g.recall, g.method)
 
 
 def permute_rows(Y, perm):
