@@ -78,6 +78,17 @@ struct Kernels {
 Kernels<float> kernels_f32(Simd s);
 Kernels<double> kernels_f64(Simd s);
 
+/// kernels_f32 / kernels_f64 by element type (generic code only; not for the ISA files).
+template <class T>
+Kernels<T> kernels_for(Simd s);
+template <>
+inline Kernels<float> kernels_for<float>(Simd s) { return kernels_f32(s); }
+template <>
+inline Kernels<double> kernels_for<double>(Simd s) { return kernels_f64(s); }
+
+/// Smallest multiple of m that is >= a.
+inline int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
 // One getter per ISA file.
 Kernels<float> kernels_f32_scalar();
 Kernels<double> kernels_f64_scalar();

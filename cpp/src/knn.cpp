@@ -17,14 +17,9 @@ namespace matalign {
 
 namespace {
 
-template <class T>
-detail::Kernels<T> kernels_for(Simd s);
-template <>
-detail::Kernels<float> kernels_for<float>(Simd s) { return detail::kernels_f32(s); }
-template <>
-detail::Kernels<double> kernels_for<double>(Simd s) { return detail::kernels_f64(s); }
+using detail::kernels_for;
+using detail::round_up;
 
-int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 // Automatic tile edge: the packed row tile (P × d) should sit in about half of a 1 MB L2,
 // while the column micro-panel (nr × d) is streamed through L1 against it. Bounded so that

@@ -15,14 +15,9 @@ namespace matalign {
 
 namespace {
 
-template <class T>
-detail::Kernels<T> kernels_for(Simd s);
-template <>
-detail::Kernels<float> kernels_for<float>(Simd s) { return detail::kernels_f32(s); }
-template <>
-detail::Kernels<double> kernels_for<double>(Simd s) { return detail::kernels_f64(s); }
+using detail::kernels_for;
+using detail::round_up;
 
-int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
 // Tiles here are reduced whole (not fused into the micro-kernel), so the M ip tiles of a tile
 // (M·P²·sizeof(T)) should stay near L2: P shrinks with the number of spaces.
