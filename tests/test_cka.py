@@ -289,3 +289,59 @@ def test_error_median_of_duplicates():
     Y = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(ValueError, match="sigma='median' gives 0 for X"):
         ma.cka(X, Y, kernel="rbf")
+
+
+# -- the engine's feature-space Gram (gram.cpp) behind biased linear CKA ---------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,dims,block_rows", [(1, (1,), 0), (5, (3, 2), 2), (1001, (33, 7), 64),
+                                               (777, (1, 40, 5), 16), (300, (70,), 1)])
+def test_core_shifted_gram_matches_float64_reference(dtype, n, dims, block_rows):
+    rng = np.random.default_rng(n + sum(dims))
+    spaces = [(rng.normal(size=(n, d)) + 5.0).astype(dtype) for d in dims]
+    spaces[-1] = np.asfortranarray(spaces[-1])
+    shift = np.concatenate([s[:7].mean(axis=0, dtype=np.float64) for s in spaces])
+    fn = _core.shifted_gram_f32 if dtype == np.float32 else _core.shifted_gram_f64
+    Z = np.hstack([s.astype(np.float64) for s in spaces]) - shift
+    ref_gram = Z.T @ Z
+    results = [fn(spaces, shift, block_rows=block_rows, n_threads=t) for t in (1, 2, 3)]
+    gram, colsum, constant = results[0]
+    scale = max(1.0, float(np.abs(ref_gram).max()))
+    # float64 products of (float32-exact) inputs: only summation rounding, ~n·eps relative.
+    assert np.abs(gram - ref_gram).max() <= 4 * n * np.finfo(np.float64).eps * scale
+    np.testing.assert_allclose(colsum, Z.sum(axis=0), rtol=1e-12, atol=1e-9 * max(1, n))
+    assert np.array_equal(gram, gram.T)
+    assert constant.tolist() == [int(n == 1)] * Z.shape[1]
+    for other in results[1:]:   # block partials are combined in block order
+        assert np.array_equal(other[0], gram) and np.array_equal(other[1], colsum)
+
+
+def test_core_shifted_gram_simd_levels_and_constant_columns():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 21)).astype(np.float32)
+    X[:, 4] = 2.5                                   # one constant column
+    levels = [lvl for lvl in ma.build_info()["simd_available"]]
+    grams = [_core.shifted_gram_f32([X], np.zeros(21), simd=lvl)[0] for lvl in levels]
+    assert all(np.array_equal(g, grams[0]) for g in grams)
+    constant = _core.shifted_gram_f32([X], np.zeros(21))[2]
+    assert constant.tolist() == [int(j == 4) for j in range(21)]
+
+
+def test_core_shifted_gram_errors():
+    X = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="shift must have shape"):
+        _core.shifted_gram_f32([X], np.zeros(2))
+    with pytest.raises(ValueError, match="rows"):
+        _core.shifted_gram_f32([X, np.zeros((5, 2), np.float32)], np.zeros(5))
+    with pytest.raises(ValueError, match="empty"):
+        _core.shifted_gram_f32([], np.zeros(0))
+
+
+def test_linear_biased_engine_path_equals_streamed_path():
+    # The engine path (biased, equal dtypes) and the Python block path agree to rounding.
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(2500, 17)) + 100.0
+    Y = X[:, :5] @ rng.normal(size=(5, 9)) + 0.3 * rng.normal(size=(2500, 9))
+    fast = ma.cka(X, Y)
+    slow = cka_module._linear(X, Y, False, None)
+    assert abs(fast - slow) <= 1e-12

@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "matalign/gram.h"
 #include "matalign/pairwise.h"
 
 namespace matalign_py {
@@ -62,6 +63,46 @@ py::array_t<int64_t> rank_count(const py::array& y,
   return counts;
 }
 
+template <class T>
+py::tuple shifted_gram(const py::list& spaces, const py::array_t<double, py::array::c_style>& shift,
+                       int64_t block_rows, int n_threads, const std::string& simd,
+                       py::object progress) {
+  std::vector<py::array> keep;
+  std::vector<matalign::MatrixView<T>> views;
+  int64_t D = 0;
+  for (size_t m = 0; m < spaces.size(); ++m) {
+    const std::string label = "spaces[" + std::to_string(m) + "]";
+    views.push_back(view2d<T>(spaces[m], label.c_str()));
+    keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
+    D += views.back().cols;
+  }
+  if (views.empty()) throw std::invalid_argument("shifted_gram: spaces is empty");
+  if (shift.ndim() != 1 || shift.shape(0) != D)
+    throw std::invalid_argument("shifted_gram: shift must have shape (D,) with D the total columns");
+  const auto Dp = static_cast<py::ssize_t>(D);
+  py::array_t<double> gram({Dp, Dp});
+  py::array_t<double> colsum(Dp);
+  py::array_t<uint8_t> constant(Dp);
+  double* gp = gram.mutable_data();
+  double* cp = colsum.mutable_data();
+  uint8_t* kp = constant.mutable_data();
+  const double* sp = shift.data();
+  matalign::GramOptions o;
+  o.block_rows = block_rows;
+  o.n_threads = n_threads;
+  o.simd = matalign::simd_parse(simd);
+  o.simd_auto = false;
+  o.progress = make_progress(std::move(progress));
+  run_released([&] { matalign::shifted_gram<T>(views, sp, gp, cp, kp, o); });
+  return py::make_tuple(gram, colsum, constant);
+}
+
+const char* kGramDoc =
+    "shifted_gram_{f32,f64}(spaces, shift, block_rows=0, n_threads=0, simd='auto', progress=None)\n"
+    "-> (gram (D, D), colsum (D,), constant (D,) uint8) in float64 for Z = [spaces side by side]:\n"
+    "gram = sum_i (z_i - shift)(z_i - shift)^T, colsum = sum_i (z_i - shift), constant[a] = column a\n"
+    "holds one value. Row blocks are combined in order: thread-count independent.";
+
 const char* kPairDoc =
     "pair_sums_{f32,f64}(spaces, fn, gamma, tile_rows=0, n_threads=0, simd='auto', progress=None)\n"
     "-> (rowsums (M, n), cross (M, M)) in float64. One pass over all pairs i != j of the M\n"
@@ -80,6 +121,12 @@ void bind_pairwise(py::module_& m) {
         py::arg("simd") = "auto", py::arg("progress") = py::none());
   m.def("pair_sums_f64", &pair_sums<double>, kPairDoc, py::arg("spaces"), py::arg("fn"),
         py::arg("gamma") = std::vector<double>{}, py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("shifted_gram_f32", &shifted_gram<float>, kGramDoc, py::arg("spaces"),
+        py::arg("shift").noconvert(), py::arg("block_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("shifted_gram_f64", &shifted_gram<double>, kGramDoc, py::arg("spaces"),
+        py::arg("shift").noconvert(), py::arg("block_rows") = 0, py::arg("n_threads") = 0,
         py::arg("simd") = "auto", py::arg("progress") = py::none());
   m.def("rank_count_f32", &rank_count<float>, kRankDoc, py::arg("y").noconvert(),
         py::arg("targets").noconvert(), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
