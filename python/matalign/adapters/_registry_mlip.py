@@ -1,0 +1,53 @@
+"""Registry entries of the MLIP adapters (issue 5): offline CHGNet, SevenNet, ANI-1x, DIEP;
+random-init baselines; bring-your-own-checkpoint MACE, Orb, MatterSim, fairchem."""
+
+from __future__ import annotations
+
+from . import register
+
+_MLIP = dict(modality="atoms", family="mlip", extra="mlip")
+
+for _tag, _model, _desc in (
+        ("0.3.0", "0.3.0", "CHGNet 0.3.0 (MPtrj)"),
+        ("0.2.0", "0.2.0", "CHGNet 0.2.0 (MPtrj, older)"),
+        ("r2scan", "r2scan", "CHGNet r2SCAN transfer-learned (MP-r2SCAN)")):
+    register(f"chgnet-{_tag}", dim=64, offline=True, package="chgnet",
+             target="chgnet:chgnet", model=_model,
+             description=f"{_desc}; last atom-conv layer, 64-d", **_MLIP)
+
+register("sevennet-0", dim=128, offline=True, package="sevenn", target="sevennet:sevennet",
+         model="7net-0", description="SevenNet-0 (11Jul2024, MPtrj); 128x0e node features "
+         "entering reduce_input_to_hidden", **_MLIP)
+register("sevennet-l3i5", dim=128, offline=True, package="sevenn", target="sevennet:sevennet",
+         model="7net-l3i5", description="SevenNet-l3i5 (lmax 3, 5 layers, MPtrj); 128x0e node "
+         "features entering reduce_input_to_hidden", **_MLIP)
+register("sevennet-mf-0", dim=128, offline=True, package="sevenn", target="sevennet:sevennet",
+         model="7net-mf-0", modal="PBE", description="SevenNet-MF-0 multi-fidelity (modal "
+         "'PBE' or 'R2SCAN'); 128x0e node features entering reduce_input_to_hidden", **_MLIP)
+register("ani-1x", dim=96, offline=True, package="torchani==2.2.4", target="ani:ani1x",
+         description="ANI-1x 8-model ensemble (torchani 2.2.4 resources); H C N O molecules; "
+         "last hidden layer of the element MLPs, ensemble mean (features='aev': 384-d)",
+         **_MLIP)
+register("diep", dim=64, offline=True, package="diep", target="diep:diep_adapter",
+         description="DIEP fold1 (MatPES r2SCAN; new 2026 package); gc_3 node features",
+         **_MLIP)
+
+register("random-chgnet", modality="atoms", dim=64, offline=True, family="random",
+         package="chgnet", extra="mlip", target="random_init:random_chgnet", seed=0,
+         description="CHGNet 0.3.0 architecture, random weights from seed= (baseline)")
+register("random-sevennet", modality="atoms", dim=128, offline=True, family="random",
+         package="sevenn", extra="mlip", target="random_init:random_sevennet", seed=0,
+         description="SevenNet-0 architecture, random weights from seed= (baseline)")
+
+register("mace", dim=None, offline=False, package="mace-torch", target="byo_mlip:mace",
+         description="MACE-MP/OFF/OMAT from checkpoint=PATH (.model); invariant descriptors",
+         **_MLIP)
+register("orb", dim=None, offline=False, package="orb-models", target="byo_mlip:orb",
+         description="Orb v2/v3 from checkpoint=PATH (.ckpt) and architecture=; node_features",
+         **_MLIP)
+register("mattersim", dim=None, offline=False, package="mattersim",
+         target="byo_mlip:mattersim", description="MatterSim 1M/5M from checkpoint=PATH (.pth); "
+         "input of the final per-atom readout", **_MLIP)
+register("fairchem", dim=None, offline=False, package="fairchem-core",
+         target="byo_mlip:fairchem", description="UMA/eSEN/EquiformerV2 from checkpoint=PATH; "
+         "l=0 node embeddings", **_MLIP)

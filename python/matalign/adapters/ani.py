@@ -1,0 +1,190 @@
+"""ANI-1x adapter (``torchani==2.2.4``, whose wheel ships the ANI-1x 8-model ensemble).
+
+``torchani.models.ANI1x()`` would try to download (its ``.info`` files are empty in 2.2.4), so
+the ensemble is assembled by hand from ``torchani/resources/ani-1x_8x``: the AEV constants
+``rHCNO-5.2R_16-3.5A_a4-8.params``, the self-energies ``sae_linfit.dat`` and the eight
+networks ``train0..7``. Nothing is downloaded.
+
+Features (``features=``):
+
+- ``'learned'`` (default, 96-d): each atom's AEV through its element's MLP up to the **last
+  hidden layer** (the CELU output of the 128→96 layer, i.e. the input of the final 96→1
+  energy readout), averaged over the 8 ensemble members (or one member with ``member=i``).
+- ``'aev'`` (384-d): the atomic environment vector itself (a fixed physics descriptor).
+
+ANI-1x knows H, C, N and O only; anything else raises a ValueError naming the structure and
+the element. Molecules are the intended input; periodic structures are supported (the AEV
+uses the cell) and run one at a time.
+
+Examples
+--------
+>>> import matalign as ma
+>>> ma.adapters.info("ani-1x").dim
+96
+>>> from ase.build import molecule
+>>> from matalign.structures import Structure
+>>> ad = ma.adapters.get("ani-1x")   # doctest: +SKIP
+>>> ad.embed([Structure("h2o", atoms=molecule("H2O"))]).shape   # doctest: +SKIP
+(1, 96)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..structures import Structure
+from ._base import Adapter, pool, require
+from ._mlip_common import atoms_of, check_elements, package_file, quiet
+
+__all__ = ["ANIAdapter", "load_ani1x"]
+
+_RESOURCES = ("resources", "ani-1x_8x")
+_N_MEMBERS = 8
+
+
+def load_ani1x():
+    """The ANI-1x ensemble as a ``torchani.models.BuiltinEnsemble``, built from the files in
+    the torchani 2.2.4 wheel (no download). Needs ``setuptools<81`` for ``pkg_resources``."""
+    with quiet():
+        require("torchani", pip_name="torchani==2.2.4", extra="mlip")
+    with quiet():
+        from torchani import neurochem
+        from torchani.aev import AEVComputer
+        from torchani.models import BuiltinEnsemble
+        from torchani.nn import SpeciesConverter
+
+    root = package_file("torchani", *_RESOURCES)
+    with quiet():
+        consts = neurochem.Constants(os.path.join(root, "rHCNO-5.2R_16-3.5A_a4-8.params"))
+        shifter, sae = neurochem.load_sae(os.path.join(root, "sae_linfit.dat"),
+                                          return_dict=True)
+        nets = neurochem.load_model_ensemble(consts.species, os.path.join(root, "train"),
+                                             _N_MEMBERS)
+        model = BuiltinEnsemble(SpeciesConverter(consts.species), AEVComputer(**consts), nets,
+                                shifter, consts.species_to_tensor, consts, sae, True)
+    return model.eval()
+
+
+class ANIAdapter(Adapter):
+    """ANI-1x per-atom features (learned last hidden layer or AEV), pooled per structure.
+
+    Parameters
+    ----------
+    features : {'learned', 'aev'}
+    member : int or None
+        Ensemble member 0..7 for ``'learned'``; None averages all eight.
+    pooling : {'mean', 'sum', 'max'}
+    device : str
+    name : str or None
+    """
+
+    modality = "atoms"
+    package = "torchani"
+
+    def __init__(self, *, features: str = "learned", member: int | None = None,
+                 pooling: str = "mean", device: str = "cpu", name: str | None = None) -> None:
+        super().__init__(pooling=pooling)
+        if features not in ("learned", "aev"):
+            raise ValueError(f"features must be 'learned' or 'aev', got {features!r}")
+        if member is not None and (isinstance(member, bool) or member not in range(_N_MEMBERS)):
+            raise ValueError(f"member must be None or an integer 0..{_N_MEMBERS - 1}, "
+                             f"got {member!r}")
+        if member is not None and features == "aev":
+            raise ValueError("member= selects an ensemble network; the AEV has none")
+        self.features = features
+        self.member = member
+        self.device = device
+        self._model = load_ani1x().to(device)
+        self._species = list(self._model.consts.species)          # ['H', 'C', 'N', 'O']
+        from ase.data import atomic_numbers
+        self._z_to_index = {atomic_numbers[s]: i for i, s in enumerate(self._species)}
+        self.dim = 384 if features == "aev" else 96
+        self.name = name or ("ani-1x-aev" if features == "aev" else "ani-1x")
+        self.layer = ("AEV (atomic environment vector, radial 5.2 Å + angular 3.5 Å)"
+                      if features == "aev" else
+                      "last hidden layer of the element MLPs (CELU output of the 128->96 "
+                      "Linear, input of the energy readout), "
+                      + ("mean over the 8 ensemble members" if member is None
+                         else f"ensemble member {member}"))
+        self.checkpoint = os.path.join(package_file("torchani", *_RESOURCES),
+                                       "train0", "networks", "ANN-H.nnf")
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {"features": self.features, "member": self.member,
+                "elements": self._species,
+                "resources": package_file("torchani", *_RESOURCES)}
+
+    def _aevs(self, batch: list[Structure]) -> tuple[list, list]:
+        """Per-structure (species indices tensor, AEV tensor)."""
+        import torch
+
+        species_list, aevs = [], []
+        periodic, molecules = [], []
+        for i, s in enumerate(batch):
+            atoms = atoms_of(s, self.name)
+            z = atoms.get_atomic_numbers()
+            check_elements(s, z, self._z_to_index, self.name)
+            (periodic if atoms.pbc.any() else molecules).append(i)
+        out: dict[int, tuple] = {}
+        aev_computer = self._model.aev_computer
+        if molecules:
+            n_max = max(len(batch[i].atoms) for i in molecules)
+            species = torch.full((len(molecules), n_max), -1, dtype=torch.long)
+            coords = torch.zeros((len(molecules), n_max, 3), dtype=torch.float32)
+            for row, i in enumerate(molecules):
+                at = batch[i].atoms
+                species[row, :len(at)] = torch.tensor(
+                    [self._z_to_index[int(z)] for z in at.get_atomic_numbers()])
+                coords[row, :len(at)] = torch.as_tensor(at.get_positions(), dtype=torch.float32)
+            _, aev = aev_computer((species.to(self.device), coords.to(self.device)))
+            for row, i in enumerate(molecules):
+                n = len(batch[i].atoms)
+                out[i] = (species[row, :n], aev[row, :n])
+        for i in periodic:
+            at = batch[i].atoms
+            species = torch.tensor([[self._z_to_index[int(z)] for z in at.get_atomic_numbers()]])
+            coords = torch.as_tensor(at.get_positions()[None], dtype=torch.float32)
+            cell = torch.as_tensor(np.asarray(at.cell), dtype=torch.float32)
+            pbc = torch.as_tensor(at.pbc, dtype=torch.bool)
+            _, aev = aev_computer((species.to(self.device), coords.to(self.device)),
+                                  cell=cell.to(self.device), pbc=pbc.to(self.device))
+            out[i] = (species[0], aev[0])
+        for i in range(len(batch)):
+            species_list.append(out[i][0])
+            aevs.append(out[i][1])
+        return species_list, aevs
+
+    def atom_features(self, batch: list[Structure]) -> tuple[np.ndarray, list[int]]:
+        """Per-atom features of a batch (all atoms concatenated) and the atoms per structure."""
+        import torch
+
+        with torch.no_grad():
+            species_list, aevs = self._aevs(batch)
+            species = torch.cat(species_list).to(self.device)
+            aev = torch.cat(aevs)
+            if self.features == "aev":
+                feats = aev
+            else:
+                members = (range(_N_MEMBERS) if self.member is None else [self.member])
+                feats = torch.zeros((len(species), 96), dtype=aev.dtype, device=aev.device)
+                for m in members:
+                    ani_model = self._model.neural_networks[m]
+                    for idx, element in enumerate(self._species):
+                        mask = species == idx
+                        if mask.any():
+                            hidden = torch.nn.Sequential(*list(ani_model[element].children())[:-1])
+                            feats[mask] += hidden(aev[mask])
+                feats /= len(members)
+        return feats.cpu().numpy(), [len(s) for s in species_list]
+
+    def _embed_batch(self, batch: list[Structure]) -> np.ndarray:
+        feats, counts = self.atom_features(batch)
+        return pool(feats, counts, self.pooling)
+
+
+def ani1x(**options: Any) -> ANIAdapter:
+    """Factory used by the registry (``ani-1x``)."""
+    return ANIAdapter(**options)
