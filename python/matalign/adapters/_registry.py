@@ -10,3 +10,4 @@ from . import register
 # Filled by the adapter modules' authors: e.g.
 # register("morgan", modality="smiles", dim=2048, offline=True, family="descriptor",
 #          package="rdkit", extra="chem", target="descriptors:Morgan", radius=2, n_bits=2048)
+from . import _registry_mlip  # noqa: E402,F401  (MLIP adapters, issue 5)
