@@ -20,6 +20,8 @@ from .metrics import cknna, intrinsic_dimension, local_agreement, mutual_knn
 from .metrics import (SignificanceResult, bootstrap_ci, cka, distance_correlation,
                       information_imbalance, permutation_test)
 from .preprocess import preprocess
+from .store import EmbeddingStore, open_store
+from .embed import embed
 
 __version__: str = _core.build_info()["version"]
 
@@ -40,6 +42,9 @@ __all__ = [
     "alignment_matrix",
     "AlignmentMatrix",
     "preprocess",
+    "open_store",
+    "EmbeddingStore",
+    "embed",
     "build_info",
     "cuda_device_count",
 ]

@@ -149,7 +149,8 @@ def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = Fal
     Parameters
     ----------
     X : array_like, shape (N, D)
-        The matrix: a NumPy array, an object with ``__dlpack__`` or ``__array__``, or a
+        The matrix: a NumPy array, an :class:`~matalign.store.EmbeddingStore` (its memmap is
+        used, nothing is loaded), an object with ``__dlpack__`` or ``__array__``, or a
         (nested) list.
     name : str, default "X"
         The argument name used in error messages.
@@ -188,6 +189,12 @@ def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = Fal
     TypeError: X has dtype int64; matalign computes in float32 or float64 and never casts silently: pass X.astype(np.float32)
     """
     del allow_device  # no device path yet; see _from_device_object
+    if not isinstance(X, np.ndarray):
+        from .store import EmbeddingStore  # local import: no cycle if store uses _validate
+        if isinstance(X, EmbeddingStore):
+            # Its read-only memmap: the engine reads it out of core. An unfinished store
+            # raises here with how to resume it.
+            X = X.embeddings
     if isinstance(X, np.ma.MaskedArray):
         raise TypeError(
             f"{name} is a masked array; matalign would ignore the mask: drop the masked rows "
