@@ -13,6 +13,7 @@ See DESIGN.md for the exact definitions.
 """
 
 from . import _core
+from . import adapters, datasets
 from ._info import build_info, cuda_device_count
 from .knn import KnnGraph, knn
 from .matrix import AlignmentMatrix, alignment_matrix
@@ -27,6 +28,8 @@ __version__: str = _core.build_info()["version"]
 
 __all__ = [
     "__version__",
+    "adapters",
+    "datasets",
     "knn",
     "KnnGraph",
     "mutual_knn",

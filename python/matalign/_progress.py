@@ -105,6 +105,7 @@ def progress_bar(total, desc: str, enabled=True):
 
     Examples
     --------
+    >>> from matalign._progress import progress_bar
     >>> with progress_bar(3, "work", enabled=False) as bar:
     ...     for _ in range(3):
     ...         bar.update(1)

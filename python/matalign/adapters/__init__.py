@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -120,6 +121,12 @@ def get(name: str, **options: Any) -> Adapter:
     factory = getattr(module, factory_name)
     kwargs = dict(entry.options)
     kwargs.update(options)
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(f"adapter {name!r} takes no option(s) {unknown}; its options are "
+                             f"{sorted(p for p in params if p != 'self')}")
     return factory(**kwargs)
 
 

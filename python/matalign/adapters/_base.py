@@ -42,6 +42,7 @@ def pool(features: np.ndarray, segments: Sequence[int] | np.ndarray, how: str = 
     Examples
     --------
     >>> import numpy as np
+    >>> from matalign.adapters import pool
     >>> pool(np.array([[1., 2.], [3., 4.], [5., 6.]]), [2, 1], "mean")
     array([[2., 3.],
            [5., 6.]], dtype=float32)
