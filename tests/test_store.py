@@ -5,6 +5,7 @@ The subprocess kill -9 / Ctrl-C tests are in test_embed_resume.py.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -92,6 +93,9 @@ def test_roundtrip_layout_and_values(tmp_path, n, chunk):
     np.testing.assert_array_equal(store.embeddings, expected)
     assert isinstance(store.embeddings, np.memmap)
     np.testing.assert_array_equal(np.load(out / "embeddings.npy", allow_pickle=False), expected)
+    buf = io.BytesIO()
+    np.save(buf, expected)
+    assert (out / "embeddings.npy").read_bytes() == buf.getvalue()  # a plain .npy file
     assert store.ids == tuple(f"m{i}" for i in range(n))
     assert len(store) == n and store.shape == (n, 7) and store.dtype == np.float32
     assert store.n_chunks == math.ceil(n / chunk)
@@ -149,16 +153,17 @@ def test_interrupted_then_resumed_is_bitwise_identical(tmp_path, interrupt_after
 
 
 def test_crash_leftovers_are_ignored(tmp_path):
-    """What a kill -9 can leave: a torn journal line, a temporary file, a chunk file whose
-    journal line never got written. Resume ignores them and still matches bitwise."""
+    """What a kill -9 can leave: a torn journal line, a temporary file, rows written past the
+    last journalled chunk. Resume ignores them and still matches bitwise."""
     n, chunk = 20, 4
     reference = _reference(tmp_path, n, chunk)
     out = tmp_path / "s"
     with pytest.raises(KeyboardInterrupt):
         ma.embed(Mols(n), HashAdapter(interrupt_after=4), out, chunk_size=chunk, batch_size=3)
     pending = out / "pending"
-    (pending / "chunk-000002.npy").write_bytes(b"\x93NUMPY garbage from a dead process")
-    (pending / "chunk-000003.npy.tmp").write_bytes(b"half a chunk")
+    with open(pending / "embeddings.npy", "ab") as f:
+        f.write(b"rows of the chunk in flight, cut short")
+    (pending / "header.json.tmp").write_bytes(b"half a file")
     with open(pending / "journal.jsonl", "ab") as f:
         f.write(b'{"chunk":2,"ids":["m8","m9"')
     assert ma.open_store(out).n_chunks == 2  # the torn line does not count
@@ -191,6 +196,22 @@ def test_interrupted_finalize_resumes(tmp_path, monkeypatch):
     assert (out2 / "pending").is_dir() and ma.open_store(out2).complete
     ma.embed(Mols(n), HashAdapter(), out2, resume=True)
     assert _files(out2) == reference
+    # Killed after the data moved into place, before ids.txt and the manifest.
+    out3 = tmp_path / "s3"
+    real = store_mod._atomic_write
+
+    def killed_at_ids(path, write):
+        if path.name == "ids.txt":
+            raise KeyboardInterrupt
+        real(path, write)
+
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "_atomic_write", killed_at_ids)
+        with pytest.raises(KeyboardInterrupt):
+            ma.embed(Mols(n), HashAdapter(), out3, chunk_size=chunk, batch_size=3)
+    assert (out3 / "embeddings.npy").is_file() and not ma.open_store(out3).complete
+    ma.embed(Mols(n), HashAdapter(), out3, resume=True)
+    assert _files(out3) == reference
 
 
 def test_existing_directories_are_never_overwritten(tmp_path):
@@ -310,19 +331,20 @@ def test_truncated_and_missing_files(tmp_path):
 
 
 @pytest.mark.parametrize("damage, match", [
-    ("flip", r"chunk-000001\.npy' \(chunk 1 \(rows 4\.\.7\)\) fails its SHA-256 check"),
-    ("truncate", r"chunk-000001\.npy' \(chunk 1 \(rows 4\.\.7\)\) is truncated"),
-    ("delete", r"chunk 1 \(rows 4\.\.7\) is in the journal but '.*chunk-000001\.npy' is "
-               r"missing"),
+    ("flip", r"chunk 1 \(rows 4\.\.7\) of '.*pending/embeddings\.npy' fails its SHA-256 "
+             r"check"),
+    ("truncate", r"pending/embeddings\.npy' is truncated: \d+ bytes, the journal needs \d+; "
+                 r"chunk 2 \(rows 8\.\.11\) and later are lost"),
+    ("delete", r"pending/embeddings\.npy' is missing"),
     ("journal", r"journal\.jsonl' line 1 is not a valid journal entry for chunk 0"),
 ])
 def test_damaged_unfinished_store(tmp_path, damage, match):
     out = tmp_path / "s"
     with pytest.raises(KeyboardInterrupt):
         ma.embed(Mols(14), HashAdapter(interrupt_after=6), out, chunk_size=4, batch_size=2)
-    chunk = out / "pending" / "chunk-000001.npy"
+    chunk = out / "pending" / "embeddings.npy"
     if damage == "flip":
-        _flip_byte(chunk, chunk.stat().st_size - 5)
+        _flip_byte(chunk, 128 + 5 * 7 * 4 + 2)  # row 5
     elif damage == "truncate":
         chunk.write_bytes(chunk.read_bytes()[:-8])
     elif damage == "delete":
@@ -330,8 +352,13 @@ def test_damaged_unfinished_store(tmp_path, damage, match):
     else:
         journal = out / "pending" / "journal.jsonl"
         journal.write_bytes(b"{}\n" + journal.read_bytes())
+    adapter = HashAdapter()
     with pytest.raises(ValueError, match=match):
-        ma.embed(Mols(14), HashAdapter(), out, resume=True)
+        ma.embed(Mols(14), adapter, out, resume=True)
+    assert adapter.calls == 0  # reported before any new work
+    if damage == "flip":
+        with pytest.raises(ValueError, match=match):
+            ma.open_store(out).verify()
 
 
 def test_store_feeds_the_metrics(tmp_path):

@@ -20,14 +20,17 @@ and is serialised deterministically, so an interrupted-and-resumed run produces 
 is bitwise identical, file by file, to an uninterrupted one. No file is ever pickled.
 
 While **writing**, ``DIR/pending/`` holds ``header.json`` (the metadata a resumed run must
-match), one ``chunk-NNNNNN.npy`` per committed chunk (each committed atomically) and
-``journal.jsonl``, an append-only, fsync'd log with one line per committed chunk (its rows,
-records, ids and SHA-256). A chunk counts as committed once its journal line is on disk; a
-torn last line (no newline: the process died while appending) is the chunk in flight and is
-ignored, and a chunk file without a journal line is simply written again. A kill at any moment
-therefore loses at most the chunk in flight. Finishing consolidates the chunks into
-``embeddings.npy`` (checking every chunk's hash on the way), writes ``ids.txt`` and
-``manifest.json``, then deletes ``pending/``.
+match), ``embeddings.npy`` (a fixed 128-byte ``.npy`` header, then the committed rows, which
+each chunk writes in place after the previous one and fsyncs) and ``journal.jsonl``, an
+append-only, fsync'd log with one line per committed chunk (its rows, records, ids and the
+SHA-256 of its row bytes). A chunk counts as committed once its journal line is on disk,
+which happens only after its rows are on disk. A torn last line (no newline: the process died
+while appending) is the chunk in flight and is ignored, and so are rows past the last
+journalled chunk (a resumed run truncates them away). A kill at any moment therefore loses at
+most the chunk in flight. Finishing checks every chunk's hash, writes the final ``.npy``
+header in place (same 128 bytes) and renames the file into ``DIR``: the data is never copied,
+so a store needs no scratch space beyond its own size. Then ``ids.txt`` and
+``manifest.json`` are written and ``pending/`` is deleted.
 
 Verify policy
 -------------
@@ -187,6 +190,43 @@ def _read_npy_header(f, what: str) -> tuple[tuple[int, ...], np.dtype, int]:
         raise ValueError(f"{what} is Fortran-ordered; a store's arrays are C-ordered: the file "
                          f"is corrupt")
     return tuple(shape), np.dtype(dtype), f.tell()
+
+
+_HEADER_BYTES = 128  # fixed .npy header size of a store's embeddings.npy (np.save's for 2-D)
+
+
+def _npy_header(n: int, dim: int) -> bytes:
+    """The .npy v1.0 header of an (n, dim) C-ordered '<f4' array, padded to 128 bytes exactly
+    as ``np.save`` pads it (so a store's file is byte-identical to ``np.save``'s)."""
+    text = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (n, dim)
+    pad = _HEADER_BYTES - 10 - len(text) - 1
+    if pad < 0:  # pragma: no cover - needs N or D beyond 10**30
+        raise ValueError(f"shape ({n}, {dim}) does not fit a {_HEADER_BYTES}-byte .npy header")
+    return (b"\x93NUMPY\x01\x00" + (len(text) + pad + 1).to_bytes(2, "little")
+            + (text + " " * pad + "\n").encode("latin1"))
+
+
+def _verify_rows(path: Path, offset: int, dim: int, chunks, *, fix: str) -> None:
+    """Hash the row bytes of each (a, b, sha256) chunk in one sequential read; ValueError
+    naming the first bad chunk, its rows and the file, ending with ``fix``."""
+    row_bytes = dim * _DTYPE.itemsize
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for i, (a, b, digest) in enumerate(chunks):
+            h = hashlib.sha256()
+            remaining = (b - a) * row_bytes
+            while remaining:
+                block = f.read(min(remaining, _BLOCK))
+                if not block:
+                    raise ValueError(f"{os.fspath(path)!r} ends inside "
+                                     f"{_rows_label(i, a, b)}: the file is truncated; {fix}")
+                h.update(block)
+                remaining -= len(block)
+            if h.hexdigest() != digest:
+                raise ValueError(
+                    f"{_rows_label(i, a, b)} of {os.fspath(path)!r} fails its SHA-256 check "
+                    f"(recorded {digest[:12]}..., file {h.hexdigest()[:12]}...): the data is "
+                    f"corrupt; {fix}")
 
 
 # -- the read side --------------------------------------------------------------------------------
@@ -397,28 +437,12 @@ class EmbeddingStore:
             Naming the first corrupt chunk, its rows and the file.
         """
         if not self.complete:
-            for i, entry in enumerate(self._entries):
-                _load_chunk_file(self.path / PENDING, i, entry, self._dim)
+            _check_pending_data(self.path / PENDING, self._dim, self._entries)
+            _verify_rows(self.path / PENDING / EMBEDDINGS, _HEADER_BYTES, self._dim,
+                         self._chunks, fix=_FIX_PENDING)
             return
-        emb_path = self.path / EMBEDDINGS
-        row_bytes = self._dim * _DTYPE.itemsize
-        with open(emb_path, "rb") as f:
-            f.seek(self._offset)
-            for i, (a, b, digest) in enumerate(self._chunks):
-                h = hashlib.sha256()
-                remaining = (b - a) * row_bytes
-                while remaining:
-                    block = f.read(min(remaining, _BLOCK))
-                    if not block:
-                        raise ValueError(f"{os.fspath(emb_path)!r} ends inside "
-                                         f"{_rows_label(i, a, b)}: the file is truncated")
-                    h.update(block)
-                    remaining -= len(block)
-                if h.hexdigest() != digest:
-                    raise ValueError(
-                        f"{_rows_label(i, a, b)} of {os.fspath(emb_path)!r} fails its SHA-256 "
-                        f"check (manifest {digest[:12]}..., file {h.hexdigest()[:12]}...): the "
-                        f"data is corrupt; re-embed into a new directory")
+        _verify_rows(self.path / EMBEDDINGS, self._offset, self._dim, self._chunks,
+                     fix="re-embed into a new directory")
 
     def __repr__(self) -> str:
         model = self._manifest.get("adapter", {}).get("adapter")
@@ -529,35 +553,35 @@ def _read_journal(path: Path, header: dict) -> tuple[list[dict], int]:
     return entries, good
 
 
-def _chunk_name(i: int) -> str:
-    return f"chunk-{i:06d}.npy"
+_FIX_PENDING = "delete the store's directory and start again"
 
 
-def _load_chunk_file(pending: Path, i: int, entry: dict, dim: int) -> np.ndarray:
-    """A committed chunk's rows, checked against its journal entry."""
-    path = pending / _chunk_name(i)
-    a, b = entry["rows"]
-    label = _rows_label(i, a, b)
+def _check_pending_data(pending: Path, dim: int, entries: list[dict]) -> int:
+    """Check the header and size of an unfinished store's data file; return its size.
+
+    Rows past the last journalled chunk (the chunk in flight) are allowed; fewer bytes than
+    the journal needs mean damage, and the message names the first chunk affected.
+    """
+    path = pending / EMBEDDINGS
     if not path.is_file():
-        raise ValueError(f"{label} is in the journal but {os.fspath(path)!r} is missing: the "
-                         f"unfinished store is damaged; delete its directory and start again")
+        raise ValueError(f"{os.fspath(path)!r} is missing: the unfinished store is damaged; "
+                         f"{_FIX_PENDING}")
     with open(path, "rb") as f:
         shape, dtype, offset = _read_npy_header(f, repr(os.fspath(path)))
-        if dtype != _DTYPE or shape != (b - a, dim):
-            raise ValueError(f"{os.fspath(path)!r} ({label}) holds {dtype} {shape}, expected "
-                             f"float32 {(b - a, dim)}: the chunk file is corrupt")
-        expected = offset + (b - a) * dim * _DTYPE.itemsize
-        size = os.fstat(f.fileno()).st_size
-        if size != expected:
-            word = "truncated" if size < expected else "longer than expected"
-            raise ValueError(f"{os.fspath(path)!r} ({label}) is {word}: {size} bytes, expected "
-                             f"{expected}; delete the store's directory and start again")
-        data = np.frombuffer(f.read(), dtype=_DTYPE).reshape(b - a, dim)
-    if _rows_sha256(data) != entry["sha256"]:
-        raise ValueError(f"{os.fspath(path)!r} ({label}) fails its SHA-256 check against the "
-                         f"journal: the chunk file is corrupt; delete the store's directory and "
-                         f"start again")
-    return data
+    if dtype != _DTYPE or len(shape) != 2 or shape[1] != dim or offset != _HEADER_BYTES:
+        raise ValueError(f"{os.fspath(path)!r} has a header for {dtype} {shape}, expected "
+                         f"float32 (n, {dim}): the unfinished store is corrupt; {_FIX_PENDING}")
+    size = path.stat().st_size
+    n = entries[-1]["rows"][1] if entries else 0
+    expected = _HEADER_BYTES + n * dim * _DTYPE.itemsize
+    if size < expected:
+        row = (size - _HEADER_BYTES) // (dim * _DTYPE.itemsize)
+        i = next(j for j, e in enumerate(entries) if e["rows"][1] > row)
+        a, b = entries[i]["rows"]
+        raise ValueError(f"{os.fspath(path)!r} is truncated: {size} bytes, the journal needs "
+                         f"{expected}; {_rows_label(i, a, b)} and later are lost: "
+                         f"{_FIX_PENDING}")
+    return size
 
 
 # -- the write side (used by matalign.embed) -----------------------------------------------------
@@ -595,7 +619,7 @@ def _compare_headers(stored: Mapping, now: Mapping, path: Path) -> None:
 
 
 class _StoreWriter:
-    """Creates or resumes a store directory, commits chunks, consolidates at the end."""
+    """Creates or resumes a store directory, commits chunks, seals the store at the end."""
 
     def __init__(self, path: str | os.PathLike, header: dict, *, resume: bool) -> None:
         self.path = Path(path)
@@ -625,17 +649,26 @@ class _StoreWriter:
             for leftover in self.pending.iterdir():
                 if leftover.name.endswith(".tmp"):
                     leftover.unlink()
-            for i, entry in enumerate(self.entries):  # cheap: existence and size
-                path = self.pending / _chunk_name(i)
-                a, b = entry["rows"]
-                if not path.is_file():
-                    raise ValueError(f"{_rows_label(i, a, b)} is in the journal but "
-                                     f"{os.fspath(path)!r} is missing: the unfinished store "
-                                     f"is damaged; delete its directory and start again")
+            data = self.pending / EMBEDDINGS
+            if not data.exists() and (self.path / EMBEDDINGS).is_file():
+                # finishing was interrupted between moving the data and the manifest
+                os.replace(self.path / EMBEDDINGS, data)
+                _fsync_dir(self.pending)
+                _fsync_dir(self.path)
+            dim = int(stored["dim"])
+            size = _check_pending_data(self.pending, dim, self.entries)
+            self._truncate_data(size)
+            # One read of what is committed (about 1 s/GB): damage is reported before any
+            # new work, naming the chunk.
+            _verify_rows(data, _HEADER_BYTES, dim,
+                         [(e["rows"][0], e["rows"][1], e["sha256"]) for e in self.entries],
+                         fix=_FIX_PENDING)
         else:
             self.pending.mkdir(parents=True, exist_ok=True)
             _fsync_dir(self.path)
             _fsync_dir(self.path.parent)
+            dim = int(self.header["dim"])
+            _atomic_write(self.pending / EMBEDDINGS, lambda f: f.write(_npy_header(0, dim)))
             _atomic_write(self.pending / JOURNAL, lambda f: None)
             _atomic_write(self.pending / HEADER, lambda f: f.write(_json_bytes(self.header)))
         self.dim = int(self.header["dim"])
@@ -644,6 +677,14 @@ class _StoreWriter:
     @property
     def n_rows(self) -> int:
         return self.entries[-1]["rows"][1] if self.entries else 0
+
+    def _truncate_data(self, size: int) -> None:
+        """Drop rows past the last committed chunk (the chunk in flight of a killed run)."""
+        keep = _HEADER_BYTES + self.n_rows * int(self.header["dim"]) * _DTYPE.itemsize
+        if size > keep:
+            with open(self.pending / EMBEDDINGS, "r+b") as f:
+                f.truncate(keep)
+                os.fsync(f.fileno())
 
     @property
     def n_records(self) -> int:
@@ -659,15 +700,23 @@ class _StoreWriter:
 
     def commit(self, rows: np.ndarray, ids: list[str], skipped: list[dict],
                n_records: int) -> None:
-        """Commit one chunk: its file atomically, then its journal line (fsync'd)."""
+        """Commit one chunk: its rows in place (fsync'd), then its journal line (fsync'd)."""
         i = len(self.entries)
         rows = np.ascontiguousarray(rows, dtype=_DTYPE)
         if rows.shape != (len(ids), self.dim):
             raise RuntimeError(f"internal error: chunk {i} has shape {rows.shape} for "
                                f"{len(ids)} ids and D={self.dim}")
-        _atomic_write(self.pending / _chunk_name(i),
-                      lambda f: np.lib.format.write_array(f, rows, allow_pickle=False))
         a = self.n_rows
+        fd = os.open(self.pending / EMBEDDINGS, os.O_WRONLY)
+        try:
+            view = memoryview(rows).cast("B")
+            offset = _HEADER_BYTES + a * self.dim * _DTYPE.itemsize
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         r0 = self.n_records
         entry = {"chunk": i, "rows": [a, a + len(ids)], "records": [r0, r0 + n_records],
                  "sha256": _rows_sha256(rows), "ids": list(ids), "skipped": skipped}
@@ -694,21 +743,27 @@ class _StoreWriter:
                                  f"a store needs unique ids: fix the dataset's ids")
 
     def finalize(self) -> EmbeddingStore:
-        """Consolidate chunks into embeddings.npy + ids.txt + manifest.json; drop pending/."""
+        """Verify all chunks, write the final header, move the data into place, write ids.txt
+        and manifest.json, drop pending/."""
         if not self.entries or self.n_rows == 0:
             raise ValueError("nothing to store: the dataset yielded no structures that could "
                              "be embedded")
         self.check_ids()
         n = self.n_rows
 
-        def write_embeddings(f):
-            np.lib.format.write_array_header_1_0(
-                f, {"descr": np.lib.format.dtype_to_descr(_DTYPE), "fortran_order": False,
-                    "shape": (n, self.dim)})
-            for i, entry in enumerate(self.entries):
-                f.write(_load_chunk_file(self.pending, i, entry, self.dim).data)
-
-        _atomic_write(self.path / EMBEDDINGS, write_embeddings)
+        data = self.pending / EMBEDDINGS
+        size = _check_pending_data(self.pending, self.dim, self.entries)
+        self._truncate_data(size)
+        _verify_rows(data, _HEADER_BYTES, self.dim,
+                     [(e["rows"][0], e["rows"][1], e["sha256"]) for e in self.entries],
+                     fix=_FIX_PENDING)
+        with open(data, "r+b") as f:  # the final header, in place: same 128 bytes
+            f.write(_npy_header(n, self.dim))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(data, self.path / EMBEDDINGS)
+        _fsync_dir(self.pending)
+        _fsync_dir(self.path)
         ids_bytes = "".join(sid + "\n" for e in self.entries for sid in e["ids"]).encode("utf-8")
         _atomic_write(self.path / IDS, lambda f: f.write(ids_bytes))
         manifest = dict(self.header)

@@ -1,0 +1,273 @@
+"""Embedding store and embed pipeline: throughput and overhead.
+
+Part 1, the store, against a bare ``np.save`` of the same (N, D) float32 array (default
+200,000 x 256 = 205 MB), in one process on the same data:
+
+* write: ``np.save`` (no fsync, as most code does), ``np.save`` + fsync (what crash safety
+  needs at least), the store writer alone (per chunk: rows written in place and fsync'd, an
+  fsync'd journal line; at the end every chunk hash is checked, the header written and the
+  file renamed into place, ids and manifest written), and the whole
+  ``ma.embed`` pipeline with a trivial adapter that returns rows of the array (Structure
+  records, batching, adapter checks, progress, store);
+* read: ``np.load`` into RAM versus ``open_store`` (verify=False: manifest, ids, header and
+  size checks; verify=True: also SHA-256 of all data) and a full copy out of the memmap.
+
+Agreement is checked before a row is printed: the store's ``embeddings.npy`` must be
+byte-identical to the ``np.save`` file and its memmap equal to the array. Reads are served
+from the page cache (the file was just written); best of ``--repeat`` runs.
+
+Part 2: structures per second through ``ma.embed`` (store included, ``skip_bad=True``) for
+every offline adapter in ``matalign.adapters.list(offline=True)`` that is installed, on the
+first ``--adapter-n`` structures of a shipped set of its modality (crystals: ``mptrj``;
+molecules with 3D atoms: ``g2``; SMILES: ``nci``; sequences: a seeded mutant scan). Model
+loading and a warm-up batch are timed separately. ``--skip-adapters`` leaves part 2 out.
+
+    python bench/bench_embed.py                       # < 2 min on 2 cores
+    python bench/bench_embed.py --n 1000000 --dim 512 --skip-adapters
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+import matalign as ma  # noqa: E402
+from matalign.adapters import Adapter  # noqa: E402
+from matalign.datasets import Dataset  # noqa: E402
+from matalign.store import _StoreWriter  # noqa: E402
+from matalign.structures import Structure  # noqa: E402
+
+
+class _RowAdapter(Adapter):
+    """Returns row i of a fixed array for structure id 'r<i>': the pipeline's own cost."""
+
+    name, modality, layer = "rows", "smiles", "none"
+
+    def __init__(self, X):
+        super().__init__()
+        self.X = X
+        self.dim = X.shape[1]
+
+    def _embed_batch(self, batch):
+        return self.X[[int(s.id[1:]) for s in batch]]
+
+
+class _Rows(Dataset):
+    name, modality = "rows", ("smiles",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield Structure(f"r{i}", smiles="C")
+
+    def __len__(self):
+        return self.n
+
+
+def _best(fn, repeat, setup=None):
+    times, result = [], None
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), result
+
+
+def _fresh(path):
+    def setup():
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.unlink(path)
+    return setup
+
+
+def _dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
+
+
+def bench_store(args, work):
+    rng = np.random.default_rng(args.seed)
+    X = rng.standard_normal((args.n, args.dim), dtype=np.float32)
+    ids = [f"r{i}" for i in range(args.n)]
+    nbytes = X.nbytes
+    npy = os.path.join(work, "bare.npy")
+    store_dir = os.path.join(work, "store")
+    embed_dir = os.path.join(work, "embed")
+    chunk = args.chunk_size
+
+    def save_fsync():
+        with open(npy, "wb") as f:
+            np.save(f, X)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write_store():
+        header = {"matalign_version": ma.__version__, "dtype": "float32", "dim": args.dim,
+                  "chunk_size": chunk, "batch_size": chunk, "skip_bad": False,
+                  "adapter": {"adapter": "rows"}, "dataset": {"name": "rows"}}
+        w = _StoreWriter(store_dir, header, resume=False)
+        for a in range(0, args.n, chunk):
+            b = min(a + chunk, args.n)
+            w.commit(X[a:b], ids[a:b], [], b - a)
+        return w.finalize()
+
+    def run_embed():
+        return ma.embed(_Rows(args.n), _RowAdapter(X), embed_dir, chunk_size=chunk,
+                        batch_size=args.batch_size, progress=False)
+
+    t_save, _ = _best(lambda: np.save(npy, X), args.repeat, _fresh(npy))
+    t_save_sync, _ = _best(save_fsync, args.repeat, _fresh(npy))
+    t_store, store = _best(write_store, args.repeat, _fresh(store_dir))
+    t_embed, estore = _best(run_embed, 1, _fresh(embed_dir))
+    # Agreement before any row: byte-identical array file, equal memmaps.
+    with open(npy, "rb") as f1, open(os.path.join(store_dir, "embeddings.npy"), "rb") as f2:
+        identical = f1.read() == f2.read()
+    if not identical or not np.array_equal(store.embeddings, X) \
+            or not np.array_equal(estore.embeddings, X) or estore.ids != tuple(ids):
+        raise SystemExit("DISAGREEMENT: the store's embeddings differ from the array")
+    t_load, _ = _best(lambda: np.load(npy), args.repeat)
+    t_open, _ = _best(lambda: ma.open_store(store_dir, verify=False), args.repeat)
+    t_verify, _ = _best(lambda: ma.open_store(store_dir, verify=True), args.repeat)
+    t_copy, _ = _best(lambda: np.array(ma.open_store(store_dir, verify=False).embeddings),
+                      args.repeat)
+    t_mmap_sum, _ = _best(lambda: float(ma.open_store(store_dir, verify=False)
+                                        .embeddings.sum(dtype=np.float64)), args.repeat)
+
+    overhead = _dir_bytes(store_dir) - os.path.getsize(npy)
+    print(f"\nstore: N={args.n:,} D={args.dim} float32 ({C.fmt_bytes(nbytes)}), chunk_size="
+          f"{chunk} ({-(-args.n // chunk)} chunks), batch_size={args.batch_size}, best of "
+          f"{args.repeat}; embeddings.npy byte-identical to np.save: {identical}; store size "
+          f"overhead {C.fmt_bytes(overhead)} (ids.txt + manifest.json)")
+    table = C.Table(["operation", "time (s)", "MB/s", "rows/s", "vs np.save", "vs np.save+fsync"])
+    table.print_header()
+
+    def row(name, t, base=True):
+        table.add([name, C.fmt_s(t), f"{nbytes / t / 1e6:,.0f}", f"{args.n / t:,.0f}",
+                   f"{t / t_save:.2f}x" if base else "—",
+                   f"{t / t_save_sync:.2f}x" if base else "—"])
+
+    row("write: np.save", t_save)
+    row("write: np.save + fsync", t_save_sync)
+    row("write: store writer (chunks + journal + seal)", t_store)
+    row("write: ma.embed pipeline, trivial adapter (1 run)", t_embed)
+    table.add(["read: np.load (into RAM)", C.fmt_s(t_load), f"{nbytes / t_load / 1e6:,.0f}",
+               f"{args.n / t_load:,.0f}", "1.00x (reference)", "—"])
+    for name, t in (("read: open_store(verify=False)", t_open),
+                    ("read: open_store(verify=True), SHA-256 of all data", t_verify),
+                    ("read: open (no verify) + copy memmap into RAM", t_copy),
+                    ("read: open (no verify) + sum over the memmap", t_mmap_sum)):
+        table.add([name, C.fmt_s(t), f"{nbytes / t / 1e6:,.0f}", f"{args.n / t:,.0f}",
+                   f"{t / t_load:.2f}x np.load", "—"])
+
+
+_SEQUENCE = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVV"
+
+
+def _structures(info, n):
+    """First n structures of a shipped set for this adapter, or (None, reason)."""
+    datasets = ma.datasets
+    try:
+        if info.modality == "smiles":
+            name, data = "nci", datasets.get("nci")
+        elif info.modality == "sequence":
+            name, data = "mutant scan", datasets.mutant_scan({"p": _SEQUENCE}, n=n, seed=0)
+        elif "molecule" in info.description or info.name.startswith("ani"):
+            name, data = "g2", datasets.get("g2")
+        else:
+            name, data = "mptrj", datasets.get("mptrj")
+        return name, list(itertools.islice(iter(data), n))
+    except Exception as exc:  # a dataset that is not there: skip with the reason
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def bench_adapters(args, work):
+    infos = ma.adapters.list(offline=True)
+    print(f"\nadapters: ma.embed (store included, skip_bad=True, batch_size="
+          f"{args.adapter_batch}) on the first {args.adapter_n} structures of a shipped set; "
+          f"load = building the adapter, warm-up = one batch of 4 (both excluded)")
+    table = C.Table(["adapter", "modality", "D", "dataset", "embedded", "skipped", "load (s)",
+                     "warm-up (s)", "embed (s)", "structures/s"])
+    table.print_header()
+    for info in infos:
+        t0 = time.perf_counter()
+        try:
+            adapter = ma.adapters.get(info.name)
+        except Exception as exc:
+            print(f"| {info.name} | skipped: {type(exc).__name__}: {str(exc)[:150]} |",
+                  flush=True)
+            continue
+        t_load = time.perf_counter() - t0
+        dname, structures = _structures(info, args.adapter_n)
+        if dname is None:
+            print(f"| {info.name} | skipped: no shipped dataset ({structures}) |", flush=True)
+            continue
+        t0 = time.perf_counter()
+        try:
+            for s in structures[:4]:
+                try:
+                    adapter.embed_batch([s])
+                except Exception:
+                    pass
+        finally:
+            t_warm = time.perf_counter() - t0
+        out = os.path.join(work, f"adapter-{info.name}")
+        t0 = time.perf_counter()
+        try:
+            store = ma.embed(structures, adapter, out, batch_size=args.adapter_batch,
+                             skip_bad=True, progress=False)
+        except Exception as exc:
+            print(f"| {info.name} | failed: {type(exc).__name__}: {str(exc)[:150]} |",
+                  flush=True)
+            continue
+        t_embed = time.perf_counter() - t0
+        ok = len(store)
+        if store.shape != (ok, adapter.dim) or not np.isfinite(store.embeddings).all():
+            raise SystemExit(f"DISAGREEMENT: {info.name} store has shape {store.shape}")
+        table.add([info.name, info.modality, str(adapter.dim), dname, str(ok),
+                   str(len(store.skipped)), C.fmt_s(t_load), C.fmt_s(t_warm), C.fmt_s(t_embed),
+                   f"{len(structures) / t_embed:,.1f}"])
+        del adapter, store
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--adapter-n", type=int, default=32)
+    parser.add_argument("--adapter-batch", type=int, default=16)
+    parser.add_argument("--skip-adapters", action="store_true")
+    parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--tmpdir", default=None, help="where to write (default: $TMPDIR)")
+    args = parser.parse_args(argv)
+    for line in C.header_lines():
+        print(line)
+    print(f"command: {C.command_line()}")
+    with tempfile.TemporaryDirectory(dir=args.tmpdir) as work:
+        if not args.skip_store:
+            bench_store(args, work)
+        if not args.skip_adapters:
+            bench_adapters(args, work)
+
+
+if __name__ == "__main__":
+    main()
