@@ -1,0 +1,194 @@
+"""``list()``, ``get()`` and ``open()``: the dataset registry and the file entry point."""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import _builtin, _generators
+from ._base import Dataset
+from ._readers import open_file
+
+__all__ = ["DatasetInfo", "list", "get", "open"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One registered dataset: what :func:`get` can build.
+
+    Attributes
+    ----------
+    name : str
+    modality : tuple of str
+        Representations its structures carry ('atoms', 'smiles', 'sequence').
+    n : int or None
+        Number of structures (None when it depends on options or on a local copy).
+    source : str
+    description : str
+    licence : str
+    """
+
+    name: str
+    modality: tuple[str, ...]
+    n: int | None
+    source: str
+    description: str
+    licence: str
+
+
+_REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Dataset]]] = {}
+
+
+def _register(info: DatasetInfo, factory: Callable[..., Dataset]) -> None:
+    _REGISTRY[info.name] = (info, factory)
+
+
+_register(DatasetInfo(
+    "mptrj", ("atoms",), _builtin.MPTRJ_N, "matalign/data (slice of mattersim 1.2.3 benchmarks)",
+    "300 real crystals: 150 MPtrj + 150 Alexandria (<= 64 atoms) with DFT energy, forces, "
+    "stress; committed to matalign", "CC-BY-4.0 (MPtrj, Alexandria)"), _builtin.mptrj)
+_register(DatasetInfo(
+    "mattersim-full", ("atoms",), 5222, "mattersim 1.2.3 sdist data/benchmarks (local copy)",
+    "All 5,222 benchmark crystals (MPtrj, Alexandria, mpf); options path= (or env "
+    "MATALIGN_MATTERSIM_DIR), subsets=; get it with: " + _builtin.MATTERSIM_DOWNLOAD,
+    "CC-BY-4.0 (data), MIT (mattersim)"), _builtin.mattersim_full)
+_register(DatasetInfo(
+    "ccd", ("atoms", "smiles"), None, "biotite (PDB Chemical Component Dictionary)",
+    "Up to 49,196 PDB components with ideal 3D coordinates incl. H and SMILES; options "
+    "elements= (e.g. 'HCNO'), max_atoms=, min_atoms=, n=, hydrogens=",
+    "public domain (wwPDB)"), _builtin.ccd)
+for _name, (_a, _rel, _kw, _n, _desc, _lic) in _builtin._RDKIT_SETS.items():
+    _register(DatasetInfo(_name, ("smiles",), _n, f"rdkit {_rel}",
+                          _desc + "; options conformers=True (adds ETKDGv3+MMFF atoms), seed=",
+                          _lic),
+              lambda _name=_name, **kw: _builtin.rdkit_smiles(_name, **kw))
+_register(DatasetInfo("g2", ("atoms",), 162, "ase.collections.g2",
+                      "G2 molecules (1-14 atoms)", "LGPL-2.1 (ASE)"),
+          lambda: _builtin.ase_collection("g2"))
+_register(DatasetInfo("s22", ("atoms",), 22, "ase.collections.s22",
+                      "S22 non-covalent dimers", "LGPL-2.1 (ASE)"),
+          lambda: _builtin.ase_collection("s22"))
+_register(DatasetInfo(
+    "mptrj-ladder", ("atoms",), None, "generator over mptrj",
+    "crystal_ladder over the mptrj slice; options kind= ('strain', 'rattle', 'vacancy', "
+    "'substitution'), levels=, n_per_level=, seed=", "CC-BY-4.0 (MPtrj, Alexandria)"),
+    lambda **kw: _generators.crystal_ladder(_builtin.mptrj(), **kw))
+_register(DatasetInfo(
+    "synthetic-crystals", ("atoms",), None, "generator",
+    "synthetic_crystals: fast seeded prototype crystals; options n= (default 10000), seed=, "
+    "max_strain=, max_rattle=, start=", "MIT (generated)"),
+    lambda n=10000, **kw: _generators.synthetic_crystals(n, **kw))
+_register(DatasetInfo(
+    "nci-brics", ("smiles",), None, "generator over nci",
+    "brics: BRICS recombination of NCI fragments; options n= (default 10000), seed=, "
+    "max_depth=, n_seeds=", "generated from NCI (public)"),
+    lambda n=10000, **kw: _generators.brics(_builtin.rdkit_smiles("nci"), n, **kw))
+
+
+def list() -> builtins.list[DatasetInfo]:  # noqa: A001 - public API name
+    """Registered datasets (built-in sets and named generators), sorted by name.
+
+    Returns
+    -------
+    list of DatasetInfo
+
+    Examples
+    --------
+    >>> import matalign.datasets as mds
+    >>> names = [d.name for d in mds.list()]
+    >>> "mptrj" in names and "ccd" in names
+    True
+    """
+    return [_REGISTRY[k][0] for k in sorted(_REGISTRY)]
+
+
+def get(name: str, **options: Any) -> Dataset:
+    """Build a registered dataset by name (offline; nothing is downloaded).
+
+    Parameters
+    ----------
+    name : str
+        One of ``[d.name for d in list()]``: ``mptrj``, ``mattersim-full``, ``ccd``,
+        ``nci``, ``wehi``, ``chembl``, ``g2``, ``s22``, ``mptrj-ladder``,
+        ``synthetic-crystals``, ``nci-brics``.
+    **options
+        Dataset-specific options (see each ``DatasetInfo.description``).
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> import matalign.datasets as mds
+    >>> ds = mds.get("mptrj")
+    >>> len(ds), next(iter(ds)).id
+    (300, 'mptrj:0')
+    >>> next(iter(mds.get("g2"))).id
+    'g2:PH3'
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"name must be one of {sorted(_REGISTRY)}, got {name!r}")
+    info, factory = _REGISTRY[name]
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError:
+        params = [p for p in inspect.signature(factory).parameters]
+        raise TypeError(f"dataset {name!r} does not accept options {sorted(options)}; "
+                        f"it takes {params or 'no options'}") from None
+    return factory(**options)
+
+
+def open(path, *, format=None, skip_bad=False, **options: Any) -> Dataset:  # noqa: A001
+    """Stream structures from a file; the reader is chosen by extension or ``format=``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (``.gz``, ``.bz2``, ``.xz`` compression is handled for text formats).
+    format : str, optional
+        ``extxyz`` (.xyz, .extxyz), ``asedb`` (.db), ``aselmdb`` (.aselmdb, .lmdb),
+        ``smi`` (.smi), ``csv`` (.csv, .tsv), ``sdf`` (.sdf, .mol), ``pdb``/``cif``/``bcif``
+        (.pdb, .cif, .bcif), ``fasta`` (.fasta, .fa, .faa), or ``ase`` (anything
+        ``ase.io.iread`` reads, the fallback for other extensions); any other ASE format name
+        also works and is passed to ASE.
+    skip_bad : bool
+        Skip unreadable records instead of raising ``ValueError`` (which names the file, the
+        record index and the line when known). The count is ``dataset.n_skipped`` after an
+        iteration, and a ``SkippedRecordsWarning`` reports it.
+    **options
+        Reader options: ``id_prefix`` (default: the file stem); SMILES/CSV: ``conformers``,
+        ``seed``, ``validate``; CSV: ``smiles_column``, ``header``, ``delimiter``;
+        PDB/mmCIF: ``per`` ('chain' or 'file'); ASE db: ``select``.
+
+    Returns
+    -------
+    Dataset
+        Ids ``"<stem>:<index>"`` (ASE db / LMDB: ``"<stem>:<row id>"``; PDB: ``"<stem>:<chain>"``).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import matalign.datasets as mds
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(tmp.name) / "mols.smi"
+    >>> _ = path.write_text("CCO ethanol\\nc1ccccc1 benzene\\n")
+    >>> [(s.id, s.smiles, s.info["name"]) for s in mds.open(path)]
+    [('mols:0', 'CCO', 'ethanol'), ('mols:1', 'c1ccccc1', 'benzene')]
+    >>> tmp.cleanup()
+    """
+    if format is not None:
+        fmt = format.lower() if isinstance(format, str) else format
+        from ._readers import FORMATS
+
+        if fmt not in FORMATS:
+            try:
+                from ase.io.formats import ioformats
+            except ImportError:
+                ioformats = {}
+            if fmt in ioformats:
+                options["ase_format"] = fmt
+                format = "ase"
+    return open_file(path, format=format, skip_bad=skip_bad, **options)
