@@ -264,6 +264,7 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
         "dtype": "float32", "dim": int(adapter.dim), "chunk_size": chunk_size,
         "batch_size": batch_size, "skip_bad": skip_bad, "n_records_hint": hint,
         "adapter": adapter.metadata, "dataset": dataset_meta,
+        "device": None if getattr(adapter, "device", None) is None else str(adapter.device),
     }
     it = iter(structures)
     first = next(it, None)
@@ -334,7 +335,8 @@ def _resolve_dataset(data):
 
 def run_embed(model, data, out, *, resume: bool = False, batch_size: int | None = None,
               chunk_size: int | None = None, checkpoint=None, adapter_options=None,
-              progress=True, skip_bad: bool = False) -> EmbeddingStore:
+              device: str | None = None, progress=True,
+              skip_bad: bool = False) -> EmbeddingStore:
     """What ``matalign embed --model NAME --data PATH --out DIR`` runs.
 
     Parameters
@@ -352,6 +354,10 @@ def run_embed(model, data, out, *, resume: bool = False, batch_size: int | None 
         Local checkpoint for hub-weight adapters (passed as ``checkpoint=``).
     adapter_options : dict, optional
         More keyword options for the adapter factory (``pooling``, ``layer``...).
+    device : str, optional
+        Torch device for model adapters (``"cpu"``, ``"cuda"``, ``"cuda:1"``), passed as
+        ``device=``. Recorded in the store; resuming on another device is allowed, but then
+        the result is only as reproducible as the model is across devices.
 
     Returns
     -------
@@ -385,6 +391,11 @@ def run_embed(model, data, out, *, resume: bool = False, batch_size: int | None 
     options = dict(adapter_options or {})
     if checkpoint is not None:
         options["checkpoint"] = os.fspath(checkpoint)
+    if device is not None:
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0'; got "
+                            f"{describe(device)}")
+        options["device"] = device
     adapter = _resolve_adapter(model, options)
     dataset = _resolve_dataset(data)
     return embed(dataset, adapter, out, chunk_size=chunk_size, resume=resume,
