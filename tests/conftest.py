@@ -40,3 +40,38 @@ def _no_network():
         mp.setattr(socket, "create_connection", _refuse_network)
         mp.setattr(socket, "getaddrinfo", _refuse_network)
         yield
+
+
+# --- GPU canary (STYLE rule 24) -----------------------------------------------------------
+# Tests marked `cuda` skip with a reason where CUDA is unavailable. On a machine where
+# matalign sees a CUDA device, a session in which every such test skipped is a failure (a
+# broken build or driver must not pass as "all GPU tests skipped").
+_cuda_outcomes = {"passed": 0, "skipped": 0, "failed": 0}
+
+
+def pytest_runtest_logreport(report):
+    if "cuda" not in report.keywords:
+        return
+    if report.when == "call" and report.passed:
+        _cuda_outcomes["passed"] += 1
+    elif report.skipped:
+        _cuda_outcomes["skipped"] += 1
+    elif report.failed:
+        _cuda_outcomes["failed"] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _cuda_outcomes["skipped"] == 0 or _cuda_outcomes["passed"] > 0:
+        return
+    try:
+        import matalign
+        devices = matalign.cuda_device_count()
+    except Exception:  # noqa: BLE001 - an import failure is reported by the tests themselves
+        return
+    if devices > 0 and session.exitstatus == 0:
+        session.exitstatus = 1
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"GPU canary: {devices} CUDA device(s) visible but all {_cuda_outcomes['skipped']} "
+                "cuda tests skipped; failing the session", red=True)

@@ -14,6 +14,7 @@ See DESIGN.md for the exact definitions.
 
 from . import _core
 from . import adapters, datasets
+from ._device import CudaError
 from ._info import build_info, cuda_device_count
 from .knn import KnnGraph, knn
 from .matrix import AlignmentMatrix, alignment_matrix
@@ -50,4 +51,5 @@ __all__ = [
     "embed",
     "build_info",
     "cuda_device_count",
+    "CudaError",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from . import _device
 from . import approx as _approx
 from ._progress import progress_callback
 from ._rows import l2_normalize
@@ -326,7 +327,7 @@ def _check_graph_contents(graph: KnnGraph, bad) -> None:
 
 def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progress=False,
         tile_rows=0, tile_cols=0, rescore=False, simd="auto", nlist=None, nprobe=None, M=None,
-        ef_search=None, pq_m=None, recall_sample=1000, seed=0) -> KnnGraph:
+        ef_search=None, pq_m=None, recall_sample=1000, seed=0, device="auto") -> KnnGraph:
     """k-nearest neighbours of every row of X (or of every query row) among X's rows.
 
     ``method="exact"`` (default) searches exhaustively on matalign's engine. ``"ivf"``,
@@ -410,6 +411,12 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     seed : int, default 0
         Approximate methods: seed of the recall sample, the k-means training sample and
         FAISS's k-means.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+        Where exact search runs (rules in ``matalign._device``): "auto" picks the GPU for GPU
+        input (CuPy, torch CUDA tensors; read zero-copy) or for N >= 50 000 when a GPU is
+        visible, else the CPU. The GPU gives the same graph as the CPU (same FMA order, same
+        tie rule); it supports ``method="exact"`` without ``rescore``, and ignores ``simd``
+        and ``n_threads``.
 
     Returns
     -------
@@ -430,7 +437,12 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     ImportError
         For an approximate method without FAISS installed (``pip install faiss-cpu``).
     RuntimeError
-        For GPU-resident input (needs the CUDA build).
+        For ``device="cuda"`` without CUDA ("matalign was built without CUDA" or "no CUDA
+        device visible"), or GPU input with ``device="cpu"``.
+    MemoryError
+        When the GPU cannot hold the input or the tiles (the message gives the size).
+    matalign.CudaError
+        When a CUDA call fails (the message names the call and the CUDA error).
 
     Examples
     --------
@@ -461,6 +473,10 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
                                     ef_search=ef_search, pq_m=pq_m)
     recall_sample = check_int(recall_sample, "recall_sample", 1)
     seed = check_int(seed, "seed", 0)
+    dev = _device.resolve(device, X, queries)
+    if dev.is_cuda:
+        return _knn_cuda(X, queries, k=k, metric=metric, method=method, rescore=rescore,
+                         tile_rows=tile_rows, tile_cols=tile_cols, progress=progress, dev=dev)
     X = as_matrix(X, "X")
     n, d = X.shape
     Q = None
@@ -507,4 +523,50 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     with progress_callback(progress, label) as callback:
         values, indices = fn(X, Q, k, core_metric, Q is None, tile_rows, tile_cols, n_threads,
                              rescore, simd, callback)
+    return KnnGraph(indices, values, metric, Q is None)
+
+
+def _knn_cuda(X, queries, *, k, metric, method, rescore, tile_rows, tile_cols, progress,
+              dev) -> KnnGraph:
+    """Exact kNN on the CUDA engine (``knn(..., device="cuda")``); same graph as the CPU."""
+    if method != "exact":
+        raise ValueError(
+            f"method={method!r} runs on FAISS, not on matalign's CUDA engine: pass "
+            "device='cpu' (FAISS uses its own GPU indexes when faiss-gpu is installed)")
+    if check_bool(rescore, "rescore"):
+        raise ValueError("rescore=True is not supported with device='cuda' (the GPU keeps no "
+                         "candidate surplus); pass device='cpu' for re-scored graphs")
+    tile_rows = check_int(tile_rows, "tile_rows", 0)
+    tile_cols = check_int(tile_cols, "tile_cols", 0)
+    progress = check_progress(progress)
+    X = _device.matrix(X, "X", dev)
+    n, d = X.shape
+    Q = None
+    if queries is not None:
+        Q = _device.matrix(queries, "queries", dev)
+        check_same_dtype(X, Q)
+        if Q.shape[1] != d:
+            raise ValueError(
+                f"queries must have as many columns as X: X has D={d}, queries has "
+                f"D={Q.shape[1]}")
+    k = check_k(k, n, exclude_self=Q is None)
+    normalize = False
+    if metric == "cosine":
+        # Host rows are normalised exactly as on the CPU path (the same graph); device rows on
+        # the device (float64 norms, one rounding).
+        if isinstance(X, np.ndarray):
+            same = Q is X
+            X = l2_normalize(X, "X", 'metric="cosine" normalises rows')
+            if Q is not None:
+                Q = X if same else l2_normalize(Q, "queries", 'metric="cosine" normalises rows')
+        else:
+            normalize = True  # applies to X and queries alike, on the device
+    core_metric = "l2" if metric == "l2" else "ip"
+    fn = _core.knn_exact_cuda_f32 if X.dtype == np.float32 else _core.knn_exact_cuda_f64
+    label = f"kNN {metric} k={k} N={n} {dev}" + ("" if Q is None else f" M={Q.shape[0]}")
+    with progress_callback(progress, label) as callback:
+        values, indices = fn(_device.core_arg(X), None if Q is None else _device.core_arg(Q), k,
+                             core_metric, Q is None, normalize, device=dev.index,
+                             stream=_device.stream_of(X, Q), tile_rows=tile_rows,
+                             tile_cols=tile_cols, progress=callback)
     return KnnGraph(indices, values, metric, Q is None)

@@ -52,13 +52,17 @@ def too_few_rows(func: str, n: int, minimum: int, why: str) -> ValueError:
     return ValueError(f"{func} needs at least {minimum} rows ({why}); got N={n}")
 
 
-def pair_sums(X: np.ndarray, Y: np.ndarray, fn: str, gamma, n_threads: int, progress, label: str):
+def pair_sums(X: np.ndarray, Y: np.ndarray, fn: str, gamma, n_threads: int, progress, label: str,
+              device=None):
     """One PairSums pass over the two spaces: (rowsums (2, N), cross (2, 2)), float64, diagonal
     excluded.
 
     Both spaces run in one engine call, so they must share a dtype; when one is float32 and the
     other float64, the float32 one is widened to float64 (exact: every float32 is a float64).
+    ``device``: a resolved ``matalign._device.Device``; CUDA runs the pass on the GPU.
     """
+    if device is not None and device.is_cuda:
+        return _pair_sums_cuda(X, Y, fn, gamma, progress, label, device)
     if X.dtype != Y.dtype:
         X = X.astype(np.float64) if X.dtype == np.float32 else X
         Y = Y.astype(np.float64) if Y.dtype == np.float32 else Y
@@ -66,4 +70,23 @@ def pair_sums(X: np.ndarray, Y: np.ndarray, fn: str, gamma, n_threads: int, prog
     gamma = [] if gamma is None else [float(g) for g in gamma]
     with progress_callback(progress, label) as callback:
         rowsums, cross = core([X, Y], fn, gamma, n_threads=n_threads, progress=callback)
+    return np.asarray(rowsums, dtype=np.float64), np.asarray(cross, dtype=np.float64)
+
+
+def _pair_sums_cuda(X, Y, fn: str, gamma, progress, label: str, device):
+    from .. import _device
+
+    if X.dtype != Y.dtype:
+        if _device.is_device_array(X) or _device.is_device_array(Y):
+            raise TypeError(
+                f"X has dtype {X.dtype.name} and Y has dtype {Y.dtype.name}; GPU arrays are not "
+                "widened silently: pass both in one dtype (e.g. Y.astype(X.dtype))")
+        X = X.astype(np.float64) if X.dtype == np.float32 else X
+        Y = Y.astype(np.float64) if Y.dtype == np.float32 else Y
+    core = _core.pair_sums_cuda_f32 if X.dtype == np.float32 else _core.pair_sums_cuda_f64
+    gamma = [] if gamma is None else [float(g) for g in gamma]
+    with progress_callback(progress, f"{label} {device}") as callback:
+        rowsums, cross = core([_device.core_arg(X), _device.core_arg(Y)], fn, gamma,
+                              device=device.index, stream=_device.stream_of(X, Y),
+                              progress=callback)
     return np.asarray(rowsums, dtype=np.float64), np.asarray(cross, dtype=np.float64)

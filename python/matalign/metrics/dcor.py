@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _device
 from .._validate import check_threads, as_matrix, check_bool, check_int, check_progress, check_same_n
 from ._global import constant_error, is_constant, pair_sums, too_few_rows
 
@@ -36,7 +37,8 @@ def _dcov2_u(s1: float, s2: float, s3: float, n: int):
     return t[0] - t[1] + t[2], abs(t[0]) + abs(t[1]) + abs(t[2])
 
 
-def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -> float:
+def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False,
+                         device="auto") -> float:
     """Distance correlation between two embedding spaces of the same N structures.
 
     With a_ij = ‖x_i − x_j‖ and b_ij = ‖y_i − y_j‖ (Euclidean), S1 = Σ_ij a_ij b_ij,
@@ -65,6 +67,10 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
         Engine threads; 0 = all cores.
     progress : bool or callable(done, total), default False
         True shows a progress bar; a callable is called between tiles.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+        Where the pass over the pairs runs (rules in ``matalign._device``); GPU input (CuPy,
+        torch CUDA tensors) is read in place. The GPU sums in another (fixed) order than the
+        CPU, so the two agree to rounding, not bitwise.
 
     Returns
     -------
@@ -99,8 +105,9 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
     unbiased = check_bool(unbiased, "unbiased")
     n_threads = check_threads(n_threads)
     progress = check_progress(progress)
-    X = as_matrix(X, "X")
-    Y = as_matrix(Y, "Y")
+    dev = _device.resolve(device, X, Y)
+    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
+    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")
     n = check_same_n(X, Y)
     if unbiased and n < 4:
         raise too_few_rows("distance_correlation(unbiased=True)", n, 4,
@@ -108,10 +115,12 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False) -
     if n < 2:
         raise too_few_rows("distance_correlation", n, 2, "a pair of rows")
     for A, name in ((X, "X"), (Y, "Y")):
-        if is_constant(A):
+        # (GPU input: a constant matrix is caught by the zero-variance test below.)
+        if isinstance(A, np.ndarray) and is_constant(A):
             raise constant_error(name, n, "the distance correlation")
 
-    r, c = pair_sums(X, Y, "distance", None, n_threads, progress, f"distance correlation N={n}")
+    r, c = pair_sums(X, Y, "distance", None, n_threads, progress, f"distance correlation N={n}",
+                     device=dev)
     totals = r.sum(axis=1)
     dcov2 = _dcov2_u if unbiased else _dcov2_v
 

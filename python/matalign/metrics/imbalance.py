@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 
 from .. import _core
+from .. import _device
 from .._progress import progress_callback
 from .._validate import (check_threads, as_matrix, check_choice, check_int, check_k, check_progress,
                          check_same_n)
@@ -23,23 +24,30 @@ __all__ = ["information_imbalance"]
 METHODS = ("exact", "subset")
 
 
-def _ranks(A: np.ndarray, targets: np.ndarray, n_threads: int, callback) -> np.ndarray:
+def _ranks(A: np.ndarray, targets: np.ndarray, n_threads: int, callback, dev=None) -> np.ndarray:
     """rank_A(i, targets[i, t]) = 1 + count (Euclidean, ties by lower index), int64."""
+    targets = np.ascontiguousarray(targets, dtype=np.int64)
+    if dev is not None and dev.is_cuda:
+        core = _core.rank_count_cuda_f32 if A.dtype == np.float32 else _core.rank_count_cuda_f64
+        counts = core(_device.core_arg(A), targets, device=dev.index,
+                      stream=_device.stream_of(A), progress=callback)
+        return np.asarray(counts, dtype=np.int64) + 1
     core = _core.rank_count_f32 if A.dtype == np.float32 else _core.rank_count_f64
-    counts = core(A, np.ascontiguousarray(targets, dtype=np.int64), n_threads=n_threads,
-                  progress=callback)
+    counts = core(A, targets, n_threads=n_threads, progress=callback)
     return np.asarray(counts, dtype=np.int64) + 1
 
 
-def _directional(A: np.ndarray, B: np.ndarray, k: int, n_threads: int, callback) -> float:
+def _directional(A: np.ndarray, B: np.ndarray, k: int, n_threads: int, callback,
+                 dev=None) -> float:
     """Δ(A→B) = (2/N)·mean of rank_B(i, j) over i and over the k nearest j of i in A."""
     n = A.shape[0]
-    targets = knn(A, k=k, metric="l2", n_threads=n_threads).indices
-    ranks = _ranks(B, targets, n_threads, callback)
+    where = "cpu" if dev is None else str(dev)
+    targets = knn(A, k=k, metric="l2", n_threads=n_threads, device=where).indices
+    ranks = _ranks(B, targets, n_threads, callback, dev)
     return 2.0 * float(ranks.mean(dtype=np.float64)) / n
 
 
-def _exact(X, Y, k: int, n_threads: int, progress) -> tuple[float, float]:
+def _exact(X, Y, k: int, n_threads: int, progress, dev=None) -> tuple[float, float]:
     n = X.shape[0]
     with progress_callback(progress, f"information imbalance N={n}") as callback:
         def phase(p: int):
@@ -48,8 +56,8 @@ def _exact(X, Y, k: int, n_threads: int, progress) -> tuple[float, float]:
                 return None
             return lambda done, total: callback(p * total + done, 2 * total)
 
-        d_xy = _directional(X, Y, k, n_threads, phase(0))
-        d_yx = _directional(Y, X, k, n_threads, phase(1))
+        d_xy = _directional(X, Y, k, n_threads, phase(0), dev)
+        d_yx = _directional(Y, X, k, n_threads, phase(1), dev)
     return d_xy, d_yx
 
 
@@ -71,7 +79,7 @@ def _subset(X, Y, k: int, n_threads: int, progress, subset_size: int, seed: int)
 
 
 def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=False,
-                          subset_size=2000, seed=0) -> tuple[float, float]:
+                          subset_size=2000, seed=0, device="auto") -> tuple[float, float]:
     """Information imbalances (Δ(X→Y), Δ(Y→X)) between two spaces of the same N structures.
 
     rank_Y(i, j) = 1 + #{l ≠ i : d_Y(i,l) < d_Y(i,j)} + #{l ≠ i : d_Y(i,l) = d_Y(i,j), l < j}
@@ -107,6 +115,10 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
         Chunk size of ``method="subset"`` (at least k + 1); unused by ``"exact"``.
     seed : int, default 0
         Seed of the shuffle of ``method="subset"``; unused by ``"exact"``.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+        Where ``method="exact"`` runs its kNN searches and RankCount passes (rules in
+        ``matalign._device``; GPU input is read in place). The GPU gives the same ranks as the
+        CPU. ``method="subset"`` runs on the CPU.
 
     Returns
     -------
@@ -143,15 +155,16 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
     n_threads = check_threads(n_threads)
     progress = check_progress(progress)
     seed = check_int(seed, "seed", 0)
-    X = as_matrix(X, "X")
-    Y = as_matrix(Y, "Y")
+    dev = _device.resolve(device, X, Y) if method == "exact" else _device.resolve("cpu", X, Y)
+    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
+    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")
     n = check_same_n(X, Y)
     if n < 2:
         raise too_few_rows("information_imbalance", n, 2, "each row needs a neighbour besides "
                            "itself")
     k = check_k(k, n)
     if method == "exact":
-        return _exact(X, Y, k, n_threads, progress)
+        return _exact(X, Y, k, n_threads, progress, dev if dev.is_cuda else None)
     subset_size = check_int(subset_size, "subset_size", 2)
     if subset_size < k + 1:
         raise ValueError(

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .. import _core
+from .. import _device
 from .._progress import progress_callback
 from .._validate import (check_threads, as_matrix, check_bool, check_choice, check_int, check_progress,
                          check_same_n, describe)
@@ -265,10 +266,11 @@ def _parse_sigma(sigma):
     return s, s
 
 
-def _rbf(X, Y, unbiased: bool, sigma, n_threads: int, progress, seed: int) -> float:
+def _rbf(X, Y, unbiased: bool, sigma, n_threads: int, progress, seed: int, dev=None) -> float:
     n = X.shape[0]
     for A, name in ((X, "X"), (Y, "Y")):
-        if is_constant(A):
+        # (GPU input: a constant matrix is caught by the self-HSIC test of _ratio.)
+        if isinstance(A, np.ndarray) and is_constant(A):
             raise constant_error(name, n, "RBF CKA")
     s_x, s_y = _parse_sigma(sigma)
     if "median" in (s_x, s_y):
@@ -276,14 +278,15 @@ def _rbf(X, Y, unbiased: bool, sigma, n_threads: int, progress, seed: int) -> fl
     sigmas = []
     for s, A, name in ((s_x, X, "X"), (s_y, Y, "Y")):
         if s == "median":
-            s = float(np.median(_pair_distances(A, i, j)))
+            rows = _device.HostRows(A) if isinstance(A, _device.DeviceMatrix) else A
+            s = float(np.median(_pair_distances(rows, i, j)))
             if not s > 0.0:
                 raise ValueError(
                     f"sigma='median' gives 0 for {name}: more than half of the sampled pairs of "
                     f"rows are duplicates; pass sigma explicitly")
         sigmas.append(s)
     gamma = [1.0 / (2.0 * s * s) for s in sigmas]
-    r, c = pair_sums(X, Y, "rbf", gamma, n_threads, progress, f"RBF CKA N={n}")
+    r, c = pair_sums(X, Y, "rbf", gamma, n_threads, progress, f"RBF CKA N={n}", device=dev)
     if unbiased:
         # Zero-diagonal kernels: exactly what the reducer sums (i != j).
         s_k, s_l = float(r[0].sum()), float(r[1].sum())
@@ -301,7 +304,7 @@ def _rbf(X, Y, unbiased: bool, sigma, n_threads: int, progress, seed: int) -> fl
 
 
 def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progress=False,
-        seed=0) -> float:
+        seed=0, device="auto") -> float:
     """Centred kernel alignment between two embedding spaces of the same N structures.
 
     CKA = HSIC(K, L) / √(HSIC(K, K)·HSIC(L, L)) with K, L the kernels of X and Y (DESIGN.md §2):
@@ -340,6 +343,10 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         True shows a progress bar; a callable is called between blocks/tiles.
     seed : int, default 0
         Seed of the pair sample of ``sigma="median"``.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+        Where the RBF kernel's pass over the pairs runs (rules in ``matalign._device``; GPU
+        input is read in place). The linear kernel always runs on the CPU (it is O(N·D²) in
+        feature space): GPU input is then copied to the host.
 
     Returns
     -------
@@ -377,8 +384,13 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
     seed = check_int(seed, "seed", 0)
     if kernel == "rbf":
         _parse_sigma(sigma)  # validate before any work
-    X = as_matrix(X, "X")
-    Y = as_matrix(Y, "Y")
+    dev = _device.resolve(device, X, Y)
+    if kernel == "linear" and dev.is_cuda:
+        X = _device.to_host(_device.matrix(X, "X", dev))
+        Y = _device.to_host(_device.matrix(Y, "Y", dev))
+        dev = _device.Device("cpu")
+    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
+    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")
     n = check_same_n(X, Y)
     if unbiased and n < 4:
         raise too_few_rows("cka(unbiased=True)", n, 4, "the unbiased HSIC divides by N - 3")
@@ -388,4 +400,4 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         if not unbiased and X.dtype == Y.dtype:
             return _linear_biased_engine(X, Y, n_threads, progress)
         return _linear(X, Y, unbiased, progress)
-    return _rbf(X, Y, unbiased, sigma, n_threads, progress, seed)
+    return _rbf(X, Y, unbiased, sigma, n_threads, progress, seed, dev)

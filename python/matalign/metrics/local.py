@@ -7,12 +7,14 @@ when it has more). The metric itself then costs O(N·k) time and memory.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 
 import numpy as np
 
 from .. import _core
+from .. import _device
 from .._validate import check_threads, as_matrix, check_choice, check_int, check_k, check_same_n, describe
 from ..knn import METRICS, KnnGraph, knn
 
@@ -21,15 +23,18 @@ __all__ = ["mutual_knn", "local_agreement", "cknna"]
 _IP_METRICS = ("ip", "cosine")
 
 
-def _resolve(obj, name: str):
+def _resolve(obj, name: str, dev=None):
     """Validate one input: a KnnGraph is checked for being a self graph, an array goes through
-    as_matrix. Nothing expensive happens here, so all inputs are checked before any search."""
+    as_matrix (or, on a CUDA device, _device.matrix). Nothing expensive happens here, so all
+    inputs are checked before any search."""
     if isinstance(obj, KnnGraph):
         if not obj.self_excluded:
             raise ValueError(
                 f"{name} is a KnnGraph of separate queries (self_excluded=False); graph metrics "
                 f"need a self graph: build it with ma.knn({name}, k=...) without queries")
         return obj
+    if dev is not None and dev.is_cuda:
+        return _device.matrix(obj, name, dev)
     return as_matrix(obj, name)
 
 
@@ -45,7 +50,7 @@ def _warn_if_approximate(g: KnnGraph, name: str, fn: str) -> None:
         UserWarning, stacklevel=4)
 
 
-def _graph(obj, name: str, k: int, metric: str, n_threads: int) -> KnnGraph:
+def _graph(obj, name: str, k: int, metric: str, n_threads: int, dev=None) -> KnnGraph:
     """The k-column self graph of a resolved input (searching only for arrays)."""
     if isinstance(obj, KnnGraph):
         if obj.k < k:
@@ -53,14 +58,15 @@ def _graph(obj, name: str, k: int, metric: str, n_threads: int) -> KnnGraph:
                 f"{name} is a KnnGraph with k={obj.k} neighbours per row but k={k} was "
                 f"requested: pass k<={obj.k} or rebuild the graph with ma.knn(..., k={k})")
         return obj if obj.k == k else obj.head(k)
-    return knn(obj, k=k, metric=metric, n_threads=n_threads)
+    return knn(obj, k=k, metric=metric, n_threads=n_threads,
+               device="cpu" if dev is None else str(dev))
 
 
 def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 2,
              why: str = "self-kNN needs a neighbour besides the row itself",
-             fn: str = "mutual_knn"):
+             fn: str = "mutual_knn", dev=None):
     names = ("X", "Y")
-    rx, ry = _resolve(X, "X"), _resolve(Y, "Y")
+    rx, ry = _resolve(X, "X", dev), _resolve(Y, "Y", dev)
     n = check_same_n(rx, ry, names)
     if n < min_n:
         raise ValueError(f"need at least {min_n} rows ({why}); got N={n}")
@@ -73,18 +79,32 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
                     f"cknna needs inner-product graphs (metric 'ip' or 'cosine'), because its "
                     f"kernel values are the inner products K_ij; {name} is a KnnGraph with "
                     f"metric={r.metric!r}")
-    gx = _graph(rx, "X", k, metric, n_threads)
-    gy = _graph(ry, "Y", k, metric, n_threads)
+    gx = _graph(rx, "X", k, metric, n_threads, dev)
+    gy = _graph(ry, "Y", k, metric, n_threads, dev)
     _warn_if_approximate(gx, "X", fn)
     _warn_if_approximate(gy, "Y", fn)
     return gx, gy, n_threads
+
+
+def _array_of(obj):
+    """The array behind an input (None for a KnnGraph: graphs are host data)."""
+    return None if isinstance(obj, KnnGraph) else obj
+
+
+def _n_hint(obj):
+    shape = getattr(obj, "shape", None)
+    return obj.n if isinstance(obj, KnnGraph) else (int(shape[0]) if shape else 0)
+
+
+def _cuda_or_none(dev):
+    return dev if dev.is_cuda else None
 
 
 def _indices(g: KnnGraph) -> np.ndarray:
     return np.ascontiguousarray(g.indices)
 
 
-def mutual_knn(X, Y, *, k=10, metric="ip", n_threads=0) -> float:
+def mutual_knn(X, Y, *, k=10, metric="ip", n_threads=0, device="auto") -> float:
     """Mutual k-nearest-neighbour overlap of two embedding spaces of the same N structures.
 
     mutual_knn = (1/N) Σ_i |knn_X(i) ∩ knn_Y(i)| / k, self excluded (Huh et al. 2024).
@@ -101,6 +121,10 @@ def mutual_knn(X, Y, *, k=10, metric="ip", n_threads=0) -> float:
         code; on L2-normalised rows that is cosine). Graph inputs keep their own metric.
     n_threads : int, default 0
         Threads; 0 = all cores.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+        Where the kNN searches of array inputs and the graph comparison run (rules in
+        ``matalign._device``; "auto" counts GPU input and N as for ``knn``). Same result on
+        both.
 
     Returns
     -------
@@ -137,11 +161,15 @@ def mutual_knn(X, Y, *, k=10, metric="ip", n_threads=0) -> float:
     1.0
     """
     metric = check_choice(metric, "metric", METRICS)
-    gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads)
+    dev = _device.resolve(device, _array_of(X), _array_of(Y), n=_n_hint(X))
+    gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads, dev=_cuda_or_none(dev))
+    if dev.is_cuda:
+        return float(_core.mutual_knn_cuda(_indices(gx), _indices(gy), per_row=False,
+                                           device=dev.index))
     return float(_core.mutual_knn(_indices(gx), _indices(gy), n_threads=n_threads))
 
 
-def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0) -> np.ndarray:
+def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0, device="auto") -> np.ndarray:
     """Per-structure neighbourhood agreement |knn_X(i) ∩ knn_Y(i)| / k.
 
     Its mean is :func:`mutual_knn`; low values point at the structures on which two models
@@ -157,6 +185,10 @@ def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0) -> np.ndarray:
         Metric of the kNN searches run for array inputs; graphs keep their own.
     n_threads : int, default 0
         Threads; 0 = all cores.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+        Where the kNN searches of array inputs and the graph comparison run (rules in
+        ``matalign._device``; "auto" counts GPU input and N as for ``knn``). Same result on
+        both.
 
     Returns
     -------
@@ -187,12 +219,17 @@ def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0) -> np.ndarray:
     ((200,), dtype('float64'), 1.0)
     """
     metric = check_choice(metric, "metric", METRICS)
-    gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads, fn="local_agreement")
+    dev = _device.resolve(device, _array_of(X), _array_of(Y), n=_n_hint(X))
+    gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads, fn="local_agreement",
+                                 dev=_cuda_or_none(dev))
+    if dev.is_cuda:
+        return np.asarray(_core.mutual_knn_cuda(_indices(gx), _indices(gy), per_row=True,
+                                                device=dev.index), dtype=np.float64)
     return np.asarray(_core.local_agreement(_indices(gx), _indices(gy), n_threads=n_threads),
                       dtype=np.float64)
 
 
-def cknna(X, Y, *, k=10, eps=0.0, n_threads=0) -> float:
+def cknna(X, Y, *, k=10, eps=0.0, n_threads=0, device="auto") -> float:
     """CKNNA: centred kernel nearest-neighbour alignment (Huh et al. 2024), exact, O(N·k).
 
     With K = XXᵀ, L = YYᵀ and the kNN masks Mᴷ, Mᴸ (largest inner product, self excluded),
@@ -212,6 +249,10 @@ def cknna(X, Y, *, k=10, eps=0.0, n_threads=0) -> float:
         Added to the denominator. 0 is exact; 1e-6 reproduces the reference code.
     n_threads : int, default 0
         Threads; 0 = all cores.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+        Where the kNN searches of array inputs and the graph comparison run (rules in
+        ``matalign._device``; "auto" counts GPU input and N as for ``knn``). Same result on
+        both.
 
     Returns
     -------
@@ -250,17 +291,24 @@ def cknna(X, Y, *, k=10, eps=0.0, n_threads=0) -> float:
     eps = float(eps)
     if not (np.isfinite(eps) and eps >= 0.0):
         raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    dev = _device.resolve(device, _array_of(X), _array_of(Y), n=_n_hint(X))
     gx, gy, n_threads = _prepare(X, Y, k, "ip", n_threads, ip_only=True, min_n=4,
-                              why="cknna's unbiased HSIC estimator divides by N - 3", fn="cknna")
+                              why="cknna's unbiased HSIC estimator divides by N - 3", fn="cknna",
+                              dev=_cuda_or_none(dev))
     vx, vy = gx.values, gy.values
     if vx.dtype == np.float32 and vy.dtype == np.float32:
         fn = _core.cknna_f32
+        if dev.is_cuda:
+            fn = functools.partial(_core.cknna_cuda_f32, device=dev.index)
     else:
         # Graph values are outputs of matalign, not user data: widening float32 values to
         # float64 so that two graphs of different dtypes can be combined loses nothing.
         fn = _core.cknna_f64
+        if dev.is_cuda:
+            fn = functools.partial(_core.cknna_cuda_f64, device=dev.index)
         vx, vy = vx.astype(np.float64, copy=False), vy.astype(np.float64, copy=False)
     # The binding returns (value, per_row, hsic_xy, hsic_xx, hsic_yy); only value is public.
+    threads = {} if dev.is_cuda else {"n_threads": n_threads}
     result = fn(_indices(gx), np.ascontiguousarray(vx), _indices(gy), np.ascontiguousarray(vy),
-                eps, n_threads=n_threads)
+                eps, **threads)
     return float(result[0])

@@ -1,0 +1,327 @@
+// mutual_knn and CKNNA from two kNN graphs on the GPU (DESIGN.md §1.2, §2): O(N·k) work.
+//
+// Each row's neighbour list is sorted once (cub segmented sort, with the permutation to fetch
+// kernel values), then one thread per row does exactly the CPU engine's per-row arithmetic
+// (graph_metrics.cpp: the same loops in the same order, double, no FMA contraction), and the
+// per-row terms are summed in chunks of 512 rows in row order, chunks added in order on the
+// host: the CKNNA value is bitwise the CPU engine's.
+#include <cub/device/device_segmented_sort.cuh>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common.cuh"
+
+namespace matalign {
+namespace cuda {
+
+namespace {
+
+using detail::Buffer;
+
+constexpr int64_t kChunk = 512;  // graph_metrics.cpp's chunk: the same summation order
+
+__global__ void offsets_kernel(int64_t n, int64_t k, int64_t* off) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i <= n) off[i] = i * k;
+}
+
+__global__ void iota_kernel(int64_t n, int64_t k, int32_t* pos) {
+  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (e < n * k) pos[e] = static_cast<int32_t>(e % k);
+}
+
+__device__ __forceinline__ bool row_ok(const int64_t* s, int64_t n, int64_t k, int64_t i) {
+  if (s[0] < 0 || s[k - 1] >= n) return false;
+  for (int64_t t = 0; t < k; ++t) {
+    if (s[t] == i) return false;
+    if (t > 0 && s[t] == s[t - 1]) return false;
+  }
+  return true;
+}
+
+__global__ void validate_kernel(const int64_t* sx, const int64_t* sy, int64_t n, int64_t k,
+                                unsigned long long* first_bad) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  if (!row_ok(sx + i * k, n, k, i) || (sy && !row_ok(sy + i * k, n, k, i)))
+    atomicMin(first_bad, static_cast<unsigned long long>(i));
+}
+
+__device__ __forceinline__ int64_t find_sorted(const int64_t* s, int64_t k, int64_t v) {
+  int64_t lo = 0, hi = k;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (s[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return (lo < k && s[lo] == v) ? lo : -1;
+}
+
+template <class T>
+struct Sorted {
+  const int64_t* sidx;
+  const int32_t* perm;
+  const T* val;
+  // If row j lists i, its stored kernel value for i.
+  __device__ bool lookup(int64_t k, int64_t j, int64_t i, double* v) const {
+    const int64_t s = find_sorted(sidx + j * k, k, i);
+    if (s < 0) return false;
+    *v = static_cast<double>(val[j * k + perm[j * k + s]]);
+    return true;
+  }
+};
+
+struct RowTerms {  // per row, as graph_metrics.cpp phase 2
+  double* rs_xx;
+  double* rs_yy;
+  double* rs_a;
+  double* rs_b;
+  double* tr_xy;
+  uint8_t* mutual;
+};
+
+template <class T>
+__global__ void phase2_kernel(const int64_t* idx_x, const T* val_x, const T* val_y, Sorted<T> gx,
+                              Sorted<T> gy, int64_t n, int64_t k, RowTerms o) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const int64_t* xi = idx_x + i * k;
+  double sxx = 0, syy = 0, sa = 0, sb = 0, txy = 0;
+  for (int64_t t = 0; t < k; ++t) {
+    const int64_t j = xi[t];
+    const double kij = static_cast<double>(val_x[i * k + t]);
+    sxx += kij;
+    double lij, kji, lji;
+    const bool m = gy.lookup(k, i, j, &lij);
+    if (m) {
+      sa += kij;
+      sb += lij;
+      if (gx.lookup(k, j, i, &kji) && gy.lookup(k, j, i, &lji)) txy += kij * lji;
+    }
+    o.mutual[i * k + t] = m ? 1 : 0;
+  }
+  for (int64_t t = 0; t < k; ++t) syy += static_cast<double>(val_y[i * k + t]);
+  o.rs_xx[i] = sxx, o.rs_yy[i] = syy, o.rs_a[i] = sa, o.rs_b[i] = sb, o.tr_xy[i] = txy;
+}
+
+// The 12 sums of one chunk: xy, xx, yy × (trace, sum_a, sum_b, cross).
+template <class T>
+__global__ void phase3_kernel(const int64_t* idx_x, const T* val_x, const int64_t* idx_y,
+                              const T* val_y, Sorted<T> gx, Sorted<T> gy, int64_t n, int64_t k,
+                              RowTerms o, double* chunk_sums) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t r0 = c * kChunk;
+  if (r0 >= n) return;
+  const int64_t r1 = r0 + kChunk < n ? r0 + kChunk : n;
+  double cs[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = r0; i < r1; ++i) {
+    const int64_t* xi = idx_x + i * k;
+    const int64_t* yi = idx_y + i * k;
+    double txx = 0, tyy = 0, cxx = 0, cyy = 0, cxy = 0;
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t j = xi[t];
+      const double kij = static_cast<double>(val_x[i * k + t]);
+      cxx += kij * o.rs_xx[j];
+      if (o.mutual[i * k + t]) cxy += kij * o.rs_b[j];
+      double kji;
+      if (gx.lookup(k, j, i, &kji)) txx += kij * kji;
+    }
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t j = yi[t];
+      const double lij = static_cast<double>(val_y[i * k + t]);
+      cyy += lij * o.rs_yy[j];
+      double lji;
+      if (gy.lookup(k, j, i, &lji)) tyy += lij * lji;
+    }
+    cs[0] += o.tr_xy[i], cs[1] += o.rs_a[i], cs[2] += o.rs_b[i], cs[3] += cxy;
+    cs[4] += txx, cs[5] += o.rs_xx[i], cs[6] += o.rs_xx[i], cs[7] += cxx;
+    cs[8] += tyy, cs[9] += o.rs_yy[i], cs[10] += o.rs_yy[i], cs[11] += cyy;
+  }
+  for (int q = 0; q < 12; ++q) chunk_sums[c * 12 + q] = cs[q];
+}
+
+__global__ void common_kernel(const int64_t* sx, const int64_t* sy, int64_t n, int64_t k,
+                              int64_t* common) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const int64_t* a = sx + i * k;
+  const int64_t* b = sy + i * k;
+  int64_t p = 0, q = 0, c = 0;
+  while (p < k && q < k) {
+    if (a[p] < b[q]) ++p;
+    else if (b[q] < a[p]) ++q;
+    else ++c, ++p, ++q;
+  }
+  common[i] = c;
+}
+
+void check_sizes(const char* fn, int64_t n, int64_t k, int64_t n_min) {
+  MATALIGN_CHECK(n >= n_min, fn, ": needs at least ", n_min, " rows, got n = ", n);
+  MATALIGN_CHECK(k >= 1 && k <= n - 1, fn, ": k must be in 1..n-1 = 1..", n - 1, ", got k = ", k);
+  MATALIGN_CHECK(k <= std::numeric_limits<int32_t>::max(), fn, ": k = ", k, " is too large");
+  mul_checked(n, k, "n * k");
+}
+
+// The CPU engine's message for the first bad row (graph_metrics.cpp throw_row_problem).
+void throw_row_problem(const char* fn, const char* graph, const int64_t* row, int64_t n, int64_t k,
+                       int64_t i) {
+  for (int64_t t = 0; t < k; ++t) {
+    const int64_t j = row[t];
+    MATALIGN_CHECK(j >= 0 && j < n, fn, ": graph ", graph, " row ", i, " has neighbour index ", j,
+                   " outside [0, ", n, ")");
+    MATALIGN_CHECK(j != i, fn, ": graph ", graph, " row ", i, " lists the row itself (index ", j,
+                   ") as a neighbour; self must be excluded");
+  }
+  std::vector<int64_t> s(row, row + k);
+  std::sort(s.begin(), s.end());
+  for (int64_t t = 1; t < k; ++t)
+    MATALIGN_CHECK(s[t] != s[t - 1], fn, ": graph ", graph, " row ", i, " lists neighbour ", s[t],
+                   " more than once");
+}
+
+/// A graph's indices on the device, and each row sorted (with the permutation).
+struct DeviceGraph {
+  Buffer<int64_t> idx, sidx;
+  Buffer<int32_t> pos, perm;
+};
+
+void upload_sorted(const int64_t* idx, int64_t n, int64_t k, const Buffer<int64_t>& offsets,
+                   DeviceGraph& g, cudaStream_t s) {
+  const int64_t nk = n * k;
+  g.idx.allocate(nk, "graph indices");
+  g.sidx.allocate(nk, "sorted graph indices");
+  g.pos.allocate(nk, "graph positions");
+  g.perm.allocate(nk, "graph permutation");
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(g.idx.get(), idx, nk * sizeof(int64_t), cudaMemcpyHostToDevice, s));
+  iota_kernel<<<detail::grid_for(nk, 256), 256, 0, s>>>(n, k, g.pos.get());
+  MATALIGN_CUDA_LAUNCHED("iota_kernel");
+  size_t bytes = 0;
+  const int64_t* begin = offsets.get();
+  const int64_t* end = offsets.get() + 1;
+  MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, bytes, g.idx.get(), g.sidx.get(),
+                                                          g.pos.get(), g.perm.get(), nk, n, begin, end, s));
+  Buffer<unsigned char> tmp(static_cast<int64_t>(bytes), "segmented sort scratch");
+  MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(tmp.get(), bytes, g.idx.get(), g.sidx.get(),
+                                                          g.pos.get(), g.perm.get(), nk, n, begin, end, s));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));  // tmp is freed on return
+}
+
+/// Sorted device copies of both graphs; throws the CPU engine's message for the first bad row.
+void prepare(const char* fn, const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t k,
+             DeviceGraph& gx, DeviceGraph& gy, cudaStream_t s) {
+  Buffer<int64_t> offsets(n + 1, "segment offsets");
+  offsets_kernel<<<detail::grid_for(n + 1, 256), 256, 0, s>>>(n, k, offsets.get());
+  MATALIGN_CUDA_LAUNCHED("offsets_kernel");
+  upload_sorted(idx_x, n, k, offsets, gx, s);
+  upload_sorted(idx_y, n, k, offsets, gy, s);
+  Buffer<unsigned long long> bad(1, "validation flag");
+  const unsigned long long none = std::numeric_limits<unsigned long long>::max();
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(bad.get(), &none, sizeof(none), cudaMemcpyHostToDevice, s));
+  validate_kernel<<<detail::grid_for(n, 256), 256, 0, s>>>(gx.sidx.get(), gy.sidx.get(), n, k, bad.get());
+  MATALIGN_CUDA_LAUNCHED("validate_kernel");
+  unsigned long long first = none;
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(&first, bad.get(), sizeof(first), cudaMemcpyDeviceToHost, s));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+  if (first != none) {
+    const int64_t i = static_cast<int64_t>(first);
+    throw_row_problem(fn, "x", idx_x + i * k, n, k, i);
+    throw_row_problem(fn, "y", idx_y + i * k, n, k, i);
+    MATALIGN_INTERNAL(false);
+  }
+}
+
+double hsic1(const double* s, int64_t n) {  // s = trace, sum_a, sum_b, cross
+  const double N = static_cast<double>(n);
+  return (s[0] + s[1] * s[2] / ((N - 1) * (N - 2)) - 2.0 * s[3] / (N - 2)) / (N * (N - 3));
+}
+
+}  // namespace
+
+double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t k, double* per_row,
+                  const Launch& l) {
+  static const char* fn = "mutual_knn";
+  check_sizes(fn, n, k, 2);
+  MATALIGN_CHECK(idx_x && idx_y, fn, ": null index array");
+  detail::check_launch(l, fn);
+  detail::DeviceGuard guard(l.device);
+  const cudaStream_t s = detail::stream_of(l);
+  DeviceGraph gx, gy;
+  prepare(fn, idx_x, idx_y, n, k, gx, gy, s);
+  Buffer<int64_t> common(n, "common counts");
+  common_kernel<<<detail::grid_for(n, 256), 256, 0, s>>>(gx.sidx.get(), gy.sidx.get(), n, k, common.get());
+  MATALIGN_CUDA_LAUNCHED("common_kernel");
+  std::vector<int64_t> host(static_cast<size_t>(n));
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), common.get(), n * sizeof(int64_t), cudaMemcpyDeviceToHost, s));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    total += host[static_cast<size_t>(i)];
+    if (per_row) per_row[i] = static_cast<double>(host[static_cast<size_t>(i)]) / static_cast<double>(k);
+  }
+  return static_cast<double>(total) / (static_cast<double>(n) * static_cast<double>(k));
+}
+
+template <class T>
+CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, const T* val_y,
+                  int64_t n, int64_t k, double eps, const Launch& l) {
+  static const char* fn = "cknna";
+  check_sizes(fn, n, k, 4);
+  MATALIGN_CHECK(idx_x && val_x && idx_y && val_y, fn, ": null input array");
+  MATALIGN_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps must be finite and >= 0, got ", eps);
+  detail::check_launch(l, fn);
+  detail::DeviceGuard guard(l.device);
+  const cudaStream_t s = detail::stream_of(l);
+  const int64_t nk = n * k;
+  DeviceGraph gx, gy;
+  prepare(fn, idx_x, idx_y, n, k, gx, gy, s);
+  Buffer<T> vx(nk, "graph values"), vy(nk, "graph values");
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(vx.get(), val_x, nk * sizeof(T), cudaMemcpyHostToDevice, s));
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(vy.get(), val_y, nk * sizeof(T), cudaMemcpyHostToDevice, s));
+  Buffer<double> rows(mul_checked(5, n, "row terms"), "CKNNA row terms");
+  Buffer<uint8_t> mutual(nk, "mutual flags");
+  const RowTerms o{rows.get(), rows.get() + n, rows.get() + 2 * n, rows.get() + 3 * n,
+                   rows.get() + 4 * n, mutual.get()};
+  const Sorted<T> sx{gx.sidx.get(), gx.perm.get(), vx.get()};
+  const Sorted<T> sy{gy.sidx.get(), gy.perm.get(), vy.get()};
+  phase2_kernel<T><<<detail::grid_for(n, 128), 128, 0, s>>>(gx.idx.get(), vx.get(), vy.get(), sx, sy, n, k, o);
+  MATALIGN_CUDA_LAUNCHED("phase2_kernel");
+  const int64_t chunks = detail::ceil_div(n, kChunk);
+  Buffer<double> parts(chunks * 12, "chunk sums");
+  phase3_kernel<T><<<detail::grid_for(chunks, 64), 64, 0, s>>>(gx.idx.get(), vx.get(), gy.idx.get(),
+                                                              vy.get(), sx, sy, n, k, o, parts.get());
+  MATALIGN_CUDA_LAUNCHED("phase3_kernel");
+  std::vector<double> host(static_cast<size_t>(chunks * 12));
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), parts.get(), chunks * 12 * sizeof(double),
+                                      cudaMemcpyDeviceToHost, s));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+  double tot[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int q = 0; q < 12; ++q) tot[q] += host[static_cast<size_t>(c * 12 + q)];
+
+  CknnaResult r;
+  r.hsic_xy = hsic1(tot, n);
+  r.hsic_xx = hsic1(tot + 4, n);
+  r.hsic_yy = hsic1(tot + 8, n);
+  const bool finite = std::isfinite(r.hsic_xy) && std::isfinite(r.hsic_xx) && std::isfinite(r.hsic_yy);
+  MATALIGN_CHECK(finite, fn, ": non-finite HSIC (hsic_xy = ", r.hsic_xy, ", hsic_xx = ", r.hsic_xx,
+                 ", hsic_yy = ", r.hsic_yy, "); the kernel values must be finite");
+  const double prod = r.hsic_xx * r.hsic_yy;
+  MATALIGN_CHECK(prod > 0 || (prod == 0 && eps > 0), fn,
+                 ": CKNNA is undefined: HSIC(K,K) * HSIC(L,L) = ", r.hsic_xx, " * ", r.hsic_yy,
+                 " = ", prod, (prod < 0 ? ", negative (square root of a negative number)"
+                                        : ", zero with eps = 0 (division by zero)"),
+                 "; the masked kernels carry no usable variance (try a larger k)");
+  r.value = r.hsic_xy / (std::sqrt(std::max(prod, 0.0)) + eps);
+  return r;
+}
+
+template CknnaResult cknna<float>(const int64_t*, const float*, const int64_t*, const float*, int64_t,
+                                  int64_t, double, const Launch&);
+template CknnaResult cknna<double>(const int64_t*, const double*, const int64_t*, const double*,
+                                   int64_t, int64_t, double, const Launch&);
+
+}  // namespace cuda
+}  // namespace matalign

@@ -1,0 +1,293 @@
+// Exact kNN on the GPU: tile GEMM + the TopK reducer (see engine.h for the contract).
+//
+// TopK keeps, for the rows of the current row tile, their best k so far as a sorted list at
+// the head of a per-row segment of capacity k + C (C = column tile width). For each column
+// tile (in increasing column order) a block per row appends, in increasing column order, the
+// tile's candidates that beat the row's current k-th best; one stable segmented sort
+// (descending by score) then orders each row's segment, and its first k entries become the
+// new list. The tie rule "lower index first" holds because the list's indices are all below
+// the tile's, the appended candidates are in increasing index order, and the sort is stable.
+// Rows without candidates get an empty segment (no work). The GPU visits all N×N pairs: no
+// symmetric half (simpler; the CPU engine's conflict-free rounds have no cheap GPU analogue).
+#include <cub/block/block_scan.cuh>
+#include <cub/device/device_segmented_sort.cuh>
+
+#include <cmath>
+#include <limits>
+
+#include "common.cuh"
+
+namespace matalign {
+namespace cuda {
+
+namespace {
+
+using detail::Buffer;
+using detail::DevMat;
+
+constexpr int kRowThreads = 256;
+
+template <class T>
+struct TopKView {
+  T* keys;             // R × cap scores (higher is better), list at the head of each segment
+  int64_t* vals;       // R × cap database indices
+  int64_t* begin;      // R segment begins (absolute element offsets)
+  int64_t* end;        // R segment ends (== begin: nothing to sort)
+  int32_t* filled;     // R entries in the list (<= k)
+  int32_t* added;      // R candidates appended by the last tile
+  int64_t cap, k;
+};
+
+// Appends the tile's candidates of row r (tile-local) behind its list, in column order.
+template <class T>
+__global__ void __launch_bounds__(kRowThreads)
+select_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const T* norm_r,
+              const T* norm_c, bool l2, bool exclude_self, TopKView<T> st) {
+  using Scan = cub::BlockScan<int, kRowThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  const int64_t r = blockIdx.x;
+  const int64_t i = r0 + r;  // global row
+  const int filled = st.filled[r];
+  T* keys = st.keys + r * st.cap;
+  int64_t* vals = st.vals + r * st.cap;
+  const bool full = filled >= st.k;
+  const T thr = full ? keys[st.k - 1] : T(0);  // unused until the list is full
+  const int64_t thr_index = full ? vals[st.k - 1] : 0;
+  const T ni = l2 ? norm_r[i] : T(0);
+  int base = filled;
+  for (int64_t c = 0; c < C; c += kRowThreads) {
+    const int64_t jj = c + threadIdx.x;
+    const int64_t j = c0 + jj;
+    T s = T(0);
+    int take = 0;
+    if (jj < C && !(exclude_self && j == i)) {
+      s = g[r * ldg + jj];
+      if (l2) s = s * T(2) - (ni + norm_c[j]);  // −‖x_i − x_j‖², as the CPU engine
+      s = s + T(0);  // −0 → +0: the radix sort orders −0 below +0, comparisons do not
+      take = (!full || s > thr || (s == thr && j < thr_index)) ? 1 : 0;
+    }
+    int pos, total;
+    Scan(scan_tmp).ExclusiveSum(take, pos, total);
+    if (take) {
+      keys[base + pos] = s;
+      vals[base + pos] = j;
+    }
+    base += total;
+    __syncthreads();  // scan_tmp is reused by the next chunk
+  }
+  if (threadIdx.x == 0) {
+    const int added = base - filled;
+    st.added[r] = added;
+    st.begin[r] = r * st.cap;
+    st.end[r] = added > 0 ? r * st.cap + base : r * st.cap;
+  }
+}
+
+// After the sort: the first min(k, filled + added) of each sorted segment become the list.
+template <class T>
+__global__ void __launch_bounds__(kRowThreads)
+keep_kernel(const T* sorted_keys, const int64_t* sorted_vals, TopKView<T> st) {
+  const int64_t r = blockIdx.x;
+  const int added = st.added[r];
+  if (added == 0) return;
+  const int64_t n = st.filled[r] + added;
+  const int64_t keep = n < st.k ? n : st.k;
+  const int64_t off = r * st.cap;
+  for (int64_t t = threadIdx.x; t < keep; t += kRowThreads) {
+    st.keys[off + t] = sorted_keys[off + t];
+    st.vals[off + t] = sorted_vals[off + t];
+  }
+  if (threadIdx.x == 0) st.filled[r] = static_cast<int32_t>(keep);
+}
+
+template <class T>
+__global__ void finish_kernel(TopKView<T> st, int64_t R, bool l2, T* values, int64_t* indices,
+                              int* short_rows) {
+  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (e >= R * st.k) return;
+  const int64_t r = e / st.k, t = e % st.k;
+  if (t == 0 && st.filled[r] < st.k) atomicAdd(short_rows, 1);
+  const T s = st.keys[r * st.cap + t];
+  values[e] = l2 ? (-s > T(0) ? -s : T(0)) : s;
+  indices[e] = st.vals[r * st.cap + t];
+}
+
+template <class T>
+__global__ void init_kernel(TopKView<T> st, int64_t R) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (r < R) st.filled[r] = 0;
+}
+
+// Row i divided by its norm: squares summed in double in dimension order, sqrt in double,
+// each element divided in double and rounded once to T.
+template <class T>
+__global__ void normalize_kernel(DevMat<T> x, T* out, unsigned long long* zero_rows) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= x.rows) return;
+  double acc = 0.0;
+  for (int64_t j = 0; j < x.cols; ++j) {
+    const double v = static_cast<double>(x.at(i, j));
+    acc += v * v;
+  }
+  const double nrm = sqrt(acc);
+  if (!(nrm > 0.0)) {
+    atomicAdd(zero_rows, 1ull);
+    return;
+  }
+  for (int64_t j = 0; j < x.cols; ++j)
+    out[i * x.cols + j] = static_cast<T>(static_cast<double>(x.at(i, j)) / nrm);
+}
+
+template <class T>
+DevMat<T> normalized(const DevMat<T>& x, Buffer<T>& storage, cudaStream_t s, const char* name) {
+  Buffer<T> out(mul_checked(x.rows, x.cols, "normalised copy"), "normalised copy");
+  Buffer<unsigned long long> zeros(1, "zero-row count");
+  MATALIGN_CUDA_CHECK(cudaMemsetAsync(zeros.get(), 0, sizeof(unsigned long long), s));
+  normalize_kernel<T><<<detail::grid_for(x.rows, 128), 128, 0, s>>>(x, out.get(), zeros.get());
+  MATALIGN_CUDA_LAUNCHED("normalize_kernel");
+  unsigned long long z = 0;
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(&z, zeros.get(), sizeof(z), cudaMemcpyDeviceToHost, s));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+  MATALIGN_CHECK(z == 0, name, " has ", z, " zero row", z == 1 ? "" : "s",
+                 ", which cannot be L2-normalised (metric=\"cosine\" normalises rows); drop them "
+                 "or pick a metric that does not normalise");
+  storage = std::move(out);
+  return DevMat<T>{storage.get(), x.rows, x.cols, x.cols, 1};
+}
+
+// Device bytes of one row tile of R rows against column tiles of C (everything but the data).
+template <class T>
+int64_t tile_bytes(int64_t R, int64_t C, int64_t k, int64_t sort_tmp) {
+  const int64_t cap = k + C;
+  return R * C * int64_t(sizeof(T)) + 2 * R * cap * int64_t(sizeof(T) + sizeof(int64_t)) +
+         R * (2 * sizeof(int64_t) + 2 * sizeof(int32_t)) + R * k * int64_t(sizeof(T) + 8) + sort_tmp;
+}
+
+template <class T>
+size_t sort_temp_bytes(int64_t R, int64_t cap, cudaStream_t s) {
+  size_t bytes = 0;
+  MATALIGN_CUDA_CHECK((cub::DeviceSegmentedSort::StableSortPairsDescending<T, int64_t, const int64_t*, const int64_t*>(
+      nullptr, bytes, static_cast<const T*>(nullptr), static_cast<T*>(nullptr),
+      static_cast<const int64_t*>(nullptr), static_cast<int64_t*>(nullptr), R * cap, R,
+      static_cast<const int64_t*>(nullptr), static_cast<const int64_t*>(nullptr), s)));
+  return bytes;
+}
+
+}  // namespace
+
+template <class T>
+void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip, bool exclude_self,
+               bool normalize, T* values, int64_t* indices, const Launch& l) {
+  static const char* fn = "knn (cuda)";
+  detail::check_launch(l, fn);
+  detail::DeviceGuard guard(l.device);
+  const bool self = queries == nullptr;
+  detail::check_matrix(x, l, fn, "X");
+  if (!self) detail::check_matrix(*queries, l, fn, "queries");
+  const Matrix<T>& q = self ? x : *queries;
+  const int64_t n = x.rows, m = q.rows, d = x.cols;
+  MATALIGN_CHECK(q.cols == d, fn, ": queries have ", q.cols, " columns but the database has ", d);
+  const bool excl = self && exclude_self;
+  const int64_t max_k = excl ? n - 1 : n;
+  MATALIGN_CHECK(k >= 1 && k <= max_k, fn, ": k must be in 1..", max_k, ", got ", k);
+  MATALIGN_CHECK(k < (int64_t(1) << 30), fn, ": k too large");
+  MATALIGN_CHECK(values != nullptr && indices != nullptr, fn, ": null output buffer");
+  mul_checked(m, k, "knn output size");
+  const cudaStream_t s = detail::stream_of(l);
+  const bool l2 = !ip;
+
+  Buffer<T> x_store, q_store, x_norm_store, q_norm_store;
+  DevMat<T> dx = detail::stage(x, x_store, l, "knn database");
+  DevMat<T> dq = self ? dx : detail::stage(q, q_store, l, "knn queries");
+  if (normalize) {
+    dx = normalized(dx, x_norm_store, s, "X");
+    dq = self ? dx : normalized(dq, q_norm_store, s, "queries");
+  }
+  Buffer<T> norm_x, norm_q;
+  if (l2) {
+    norm_x.allocate(n, "squared norms");
+    detail::squared_norms(dx, norm_x.get(), s);
+    if (!self) {
+      norm_q.allocate(m, "squared norms");
+      detail::squared_norms(dq, norm_q.get(), s);
+    }
+  }
+  const T* norm_r = l2 ? (self ? norm_x.get() : norm_q.get()) : nullptr;
+  const T* norm_c = l2 ? norm_x.get() : nullptr;
+
+  // Tiles: as given, else the largest power of two (<= 8192) whose buffers fit in half of the
+  // free memory (the segment capacity k + C makes large k cost memory, not correctness).
+  int64_t R = l.tile_rows > 0 ? l.tile_rows : 8192;
+  int64_t C = l.tile_cols > 0 ? l.tile_cols : 8192;
+  R = std::min(R, m);
+  C = std::min(C, n);
+  if (l.tile_rows <= 0 || l.tile_cols <= 0) {
+    const int64_t budget = detail::free_bytes() / 2;
+    const bool auto_r = l.tile_rows <= 0, auto_c = l.tile_cols <= 0;
+    while (tile_bytes<T>(R, C, k, static_cast<int64_t>(sort_temp_bytes<T>(R, k + C, s))) > budget) {
+      if (auto_r && R > 64 && (R >= C || !auto_c || C <= 64)) R = (R + 1) / 2;
+      else if (auto_c && C > 64) C = (C + 1) / 2;
+      else break;  // allocate anyway: a device that is too small then fails with the size asked
+    }
+  }
+  const int64_t cap = k + C;
+  MATALIGN_CHECK(cap < (int64_t(1) << 31), fn, ": k + tile_cols too large");
+
+  Buffer<T> g(mul_checked(R, C, "tile"), "kNN tile");
+  Buffer<T> keys(mul_checked(R, cap, "topk"), "top-k keys"), keys_out(R * cap, "top-k keys");
+  Buffer<int64_t> vals(R * cap, "top-k indices"), vals_out(R * cap, "top-k indices");
+  Buffer<int64_t> begin(R, "segments"), end(R, "segments");
+  Buffer<int32_t> filled(R, "top-k counts"), added(R, "top-k counts");
+  Buffer<T> out_v(R * k, "kNN values");
+  Buffer<int64_t> out_i(R * k, "kNN indices");
+  Buffer<int> short_rows(1, "check");
+  size_t tmp_bytes = sort_temp_bytes<T>(R, cap, s);
+  Buffer<unsigned char> tmp(static_cast<int64_t>(tmp_bytes), "segmented sort scratch");
+  const TopKView<T> st{keys.get(), vals.get(), begin.get(), end.get(), filled.get(), added.get(), cap, k};
+
+  const int64_t n_row_tiles = detail::ceil_div(m, R), n_col_tiles = detail::ceil_div(n, C);
+  const int64_t total = n_row_tiles * n_col_tiles;
+  detail::poll(l, 0, total);
+  for (int64_t rt = 0; rt < n_row_tiles; ++rt) {
+    const int64_t r0 = rt * R, rows = std::min(R, m - r0);
+    init_kernel<T><<<detail::grid_for(rows, 256), 256, 0, s>>>(st, rows);
+    MATALIGN_CUDA_LAUNCHED("init_kernel");
+    for (int64_t ct = 0; ct < n_col_tiles; ++ct) {
+      const int64_t c0 = ct * C, cols = std::min(C, n - c0);
+      detail::gemm_tile(dq, r0, rows, dx, c0, cols, g.get(), C, s);
+      select_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
+          g.get(), C, cols, r0, c0, norm_r, norm_c, l2, excl, st);
+      MATALIGN_CUDA_LAUNCHED("select_kernel");
+      size_t bytes = tmp_bytes;
+      MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairsDescending(
+          tmp.get(), bytes, keys.get(), keys_out.get(), vals.get(), vals_out.get(), rows * cap,
+          rows, static_cast<const int64_t*>(begin.get()), static_cast<const int64_t*>(end.get()), s));
+      keep_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(keys_out.get(), vals_out.get(), st);
+      MATALIGN_CUDA_LAUNCHED("keep_kernel");
+      if ((ct & 7) == 7 || ct + 1 == n_col_tiles) {
+        MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));  // keeps Ctrl-C and progress live
+        detail::poll(l, rt * n_col_tiles + ct + 1, total);
+      }
+    }
+    MATALIGN_CUDA_CHECK(cudaMemsetAsync(short_rows.get(), 0, sizeof(int), s));
+    finish_kernel<T><<<detail::grid_for(rows * k, 256), 256, 0, s>>>(st, rows, l2, out_v.get(),
+                                                                     out_i.get(), short_rows.get());
+    MATALIGN_CUDA_LAUNCHED("finish_kernel");
+    int shorts = 0;
+    MATALIGN_CUDA_CHECK(cudaMemcpyAsync(values + r0 * k, out_v.get(), rows * k * sizeof(T),
+                                        cudaMemcpyDeviceToHost, s));
+    MATALIGN_CUDA_CHECK(cudaMemcpyAsync(indices + r0 * k, out_i.get(), rows * k * sizeof(int64_t),
+                                        cudaMemcpyDeviceToHost, s));
+    MATALIGN_CUDA_CHECK(cudaMemcpyAsync(&shorts, short_rows.get(), sizeof(int), cudaMemcpyDeviceToHost, s));
+    MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+    MATALIGN_INTERNAL(shorts == 0);
+  }
+}
+
+template void knn_exact<float>(const Matrix<float>&, const Matrix<float>*, int64_t, bool, bool, bool,
+                               float*, int64_t*, const Launch&);
+template void knn_exact<double>(const Matrix<double>&, const Matrix<double>*, int64_t, bool, bool,
+                                bool, double*, int64_t*, const Launch&);
+
+}  // namespace cuda
+}  // namespace matalign

@@ -1,0 +1,259 @@
+// PairSums (RBF CKA, distance correlation) and RankCount (exact information imbalance) on the
+// GPU: the tile GEMM of each space, then one block per tile row that reduces the row's pairs.
+//
+// Determinism: a row's partial over a tile is a cub::BlockReduce of per-thread sums over a
+// fixed column assignment (fixed block size), added to the row's float64 accumulator by one
+// thread; tiles run in stream order (row tiles, then column tiles increasing). The M×M cross
+// sums are kept per row and added on the host in row order. So every result is the same on
+// every run; it is not bitwise the CPU's (different summation order), but RankCount counts are
+// (integers from bitwise-identical scores).
+#include <cub/block/block_reduce.cuh>
+
+#include <cmath>
+#include <vector>
+
+#include "common.cuh"
+
+namespace matalign {
+namespace cuda {
+
+namespace {
+
+using detail::Buffer;
+using detail::DevMat;
+
+constexpr int kMaxSpaces = 8;
+constexpr int kMaxPairs = kMaxSpaces * (kMaxSpaces + 1) / 2;
+constexpr int kRowThreads = 256;
+
+template <class T>
+struct SpaceTiles {
+  const T* g[kMaxSpaces];      // tile of inner products of each space, R × ldg
+  const T* norms[kMaxSpaces];  // squared norms of each space, n
+  double gamma[kMaxSpaces];
+};
+
+template <class T>
+__global__ void __launch_bounds__(kRowThreads)
+pair_kernel(SpaceTiles<T> t, int M, bool rbf, int64_t ldg, int64_t C, int64_t r0, int64_t c0,
+            int64_t n, double* rowsum_acc, double* cross_acc) {
+  using Reduce = cub::BlockReduce<double, kRowThreads>;
+  __shared__ typename Reduce::TempStorage tmp;
+  const int64_t r = blockIdx.x, i = r0 + r;
+  double rs[kMaxSpaces], cr[kMaxPairs];
+  for (int m = 0; m < kMaxSpaces; ++m) rs[m] = 0.0;
+  for (int p = 0; p < kMaxPairs; ++p) cr[p] = 0.0;
+  for (int64_t jj = threadIdx.x; jj < C; jj += kRowThreads) {
+    const int64_t j = c0 + jj;
+    if (j == i) continue;  // the diagonal is the caller's (0 for distance, 1 for rbf)
+    double f[kMaxSpaces];
+    for (int m = 0; m < M; ++m) {
+      const T s = t.g[m][r * ldg + jj] * T(2) - (t.norms[m][i] + t.norms[m][j]);  // −d², as CPU
+      const double d2 = -static_cast<double>(s);
+      f[m] = rbf ? exp(-t.gamma[m] * (d2 > 0.0 ? d2 : 0.0)) : (d2 > 0.0 ? sqrt(d2) : 0.0);
+      rs[m] += f[m];
+    }
+    int p = 0;
+    for (int a = 0; a < M; ++a)
+      for (int b = a; b < M; ++b) cr[p++] += f[a] * f[b];
+  }
+  for (int m = 0; m < M; ++m) {
+    const double v = Reduce(tmp).Sum(rs[m]);
+    if (threadIdx.x == 0) rowsum_acc[m * n + i] += v;
+    __syncthreads();
+  }
+  const int P = M * (M + 1) / 2;
+  for (int p = 0; p < P; ++p) {
+    const double v = Reduce(tmp).Sum(cr[p]);
+    if (threadIdx.x == 0) cross_acc[i * P + p] += v;
+    __syncthreads();
+  }
+}
+
+template <class T>
+__device__ __forceinline__ T fma_dev(T a, T b, T c);
+template <>
+__device__ __forceinline__ float fma_dev<float>(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+template <>
+__device__ __forceinline__ double fma_dev<double>(double a, double b, double c) { return __fma_rn(a, b, c); }
+
+// thr[i*k + t] = 2·<y_i, y_j> − (n_i + n_j), j = targets[i*k + t]: bitwise the tile's score.
+template <class T>
+__global__ void threshold_kernel(DevMat<T> y, const T* norms, const int64_t* targets, int64_t k,
+                                 T* thr) {
+  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (e >= y.rows * k) return;
+  const int64_t i = e / k, j = targets[e];
+  T ip = T(0);
+  for (int64_t c = 0; c < y.cols; ++c) ip = fma_dev<T>(y.at(i, c), y.at(j, c), ip);
+  thr[e] = ip * T(2) - (norms[i] + norms[j]);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kRowThreads)
+rank_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const T* norms,
+            const T* thr, const int64_t* targets, int64_t k, long long* counts) {
+  using Reduce = cub::BlockReduce<long long, kRowThreads>;
+  __shared__ typename Reduce::TempStorage tmp;
+  const int64_t r = blockIdx.x, i = r0 + r;
+  const T ni = norms[i];
+  for (int64_t q = 0; q < k; ++q) {
+    const T th = thr[i * k + q];
+    const int64_t tj = targets[i * k + q];
+    long long cnt = 0;
+    for (int64_t jj = threadIdx.x; jj < C; jj += kRowThreads) {
+      const int64_t l = c0 + jj;
+      if (l == i) continue;
+      const T s = g[r * ldg + jj] * T(2) - (ni + norms[l]);
+      cnt += (s > th) || (s == th && l < tj);
+    }
+    const long long v = Reduce(tmp).Sum(cnt);
+    if (threadIdx.x == 0) counts[i * k + q] += v;
+    __syncthreads();
+  }
+}
+
+// Square tile edge: as given, else the largest power of two <= 4096 whose buffers (M tiles of
+// P² values) fit in half of the free memory.
+int64_t pick_tile(int64_t given, int64_t n, int64_t bytes_per_entry) {
+  if (given > 0) return std::min(given, n);
+  int64_t p = std::min<int64_t>(4096, n);
+  const int64_t budget = detail::free_bytes() / 2;
+  while (p > 64 && p * p * bytes_per_entry > budget) p = (p + 1) / 2;
+  return p;
+}
+
+}  // namespace
+
+template <class T>
+void pair_sums(const std::vector<Matrix<T>>& spaces, PairFn fn, const std::vector<double>& gamma,
+               double* rowsums, double* cross, const Launch& l) {
+  static const char* fn_name = "pair_sums (cuda)";
+  detail::check_launch(l, fn_name);
+  detail::DeviceGuard guard(l.device);
+  const int64_t M = static_cast<int64_t>(spaces.size());
+  MATALIGN_CHECK(M >= 1 && M <= kMaxSpaces, fn_name, ": need 1..", kMaxSpaces, " spaces, got ", M);
+  const int64_t n = spaces[0].rows;
+  for (int64_t m = 0; m < M; ++m) {
+    detail::check_matrix(spaces[m], l, fn_name, "space");
+    MATALIGN_CHECK(spaces[m].rows == n, fn_name, ": space ", m, " has ", spaces[m].rows,
+                   " rows, space 0 has ", n);
+  }
+  MATALIGN_CHECK(n >= 2, fn_name, ": need at least 2 rows, got ", n);
+  const bool rbf = fn == PairFn::rbf;
+  if (rbf) MATALIGN_CHECK(static_cast<int64_t>(gamma.size()) == M, fn_name, ": need one gamma per space");
+  const cudaStream_t s = detail::stream_of(l);
+
+  std::vector<Buffer<T>> store(static_cast<size_t>(M)), norms(static_cast<size_t>(M));
+  std::vector<DevMat<T>> dev;
+  SpaceTiles<T> tiles{};
+  for (int64_t m = 0; m < M; ++m) {
+    dev.push_back(detail::stage(spaces[m], store[m], l, "pair_sums input"));
+    norms[m].allocate(n, "squared norms");
+    detail::squared_norms(dev[m], norms[m].get(), s);
+    tiles.norms[m] = norms[m].get();
+    tiles.gamma[m] = rbf ? gamma[m] : 0.0;
+  }
+  const int64_t P = pick_tile(l.tile_rows, n, M * int64_t(sizeof(T)));
+  std::vector<Buffer<T>> g(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    g[m].allocate(mul_checked(P, P, "tile"), "pair_sums tile");
+    tiles.g[m] = g[m].get();
+  }
+  const int64_t pairs = M * (M + 1) / 2;
+  Buffer<double> racc(mul_checked(M, n, "row sums"), "row sums");
+  Buffer<double> cacc(mul_checked(n, pairs, "cross sums"), "per-row cross sums");
+  MATALIGN_CUDA_CHECK(cudaMemsetAsync(racc.get(), 0, M * n * sizeof(double), s));
+  MATALIGN_CUDA_CHECK(cudaMemsetAsync(cacc.get(), 0, n * pairs * sizeof(double), s));
+
+  const int64_t nb = detail::ceil_div(n, P), total = nb * nb;
+  detail::poll(l, 0, total);
+  for (int64_t rt = 0; rt < nb; ++rt) {
+    const int64_t r0 = rt * P, rows = std::min(P, n - r0);
+    for (int64_t ct = 0; ct < nb; ++ct) {
+      const int64_t c0 = ct * P, cols = std::min(P, n - c0);
+      for (int64_t m = 0; m < M; ++m) detail::gemm_tile(dev[m], r0, rows, dev[m], c0, cols, g[m].get(), P, s);
+      pair_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
+          tiles, static_cast<int>(M), rbf, P, cols, r0, c0, n, racc.get(), cacc.get());
+      MATALIGN_CUDA_LAUNCHED("pair_kernel");
+      if ((ct & 7) == 7 || ct + 1 == nb) {
+        MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+        detail::poll(l, rt * nb + ct + 1, total);
+      }
+    }
+  }
+  std::vector<double> per_row(static_cast<size_t>(n * pairs));
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(rowsums, racc.get(), M * n * sizeof(double), cudaMemcpyDeviceToHost, s));
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(per_row.data(), cacc.get(), n * pairs * sizeof(double),
+                                      cudaMemcpyDeviceToHost, s));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+  std::vector<double> sum(static_cast<size_t>(pairs), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t p = 0; p < pairs; ++p) sum[p] += per_row[static_cast<size_t>(i * pairs + p)];
+  int64_t p = 0;
+  for (int64_t a = 0; a < M; ++a)
+    for (int64_t b = a; b < M; ++b, ++p) cross[a * M + b] = cross[b * M + a] = sum[p];
+}
+
+template <class T>
+void rank_count(const Matrix<T>& y, const int64_t* targets, int64_t k, int64_t* counts,
+                const Launch& l) {
+  static const char* fn = "rank_count (cuda)";
+  detail::check_launch(l, fn);
+  detail::DeviceGuard guard(l.device);
+  detail::check_matrix(y, l, fn, "y");
+  const int64_t n = y.rows;
+  MATALIGN_CHECK(n >= 2, fn, ": need n >= 2 rows, got ", n);
+  MATALIGN_CHECK(k >= 1 && k <= n - 1, fn, ": k must be in 1..", n - 1, ", got ", k);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t j = targets[i * k + t];
+      MATALIGN_CHECK(j >= 0 && j < n && j != i, fn, ": target ", t, " of row ", i, " is ", j,
+                     " (must be in [0, ", n, ") and != ", i, ")");
+    }
+  const int64_t nk = mul_checked(n, k, "counts");
+  const cudaStream_t s = detail::stream_of(l);
+  Buffer<T> store;
+  const DevMat<T> dy = detail::stage(y, store, l, "rank_count input");
+  Buffer<T> norms(n, "squared norms");
+  detail::squared_norms(dy, norms.get(), s);
+  Buffer<int64_t> tg(nk, "targets");
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(tg.get(), targets, nk * sizeof(int64_t), cudaMemcpyHostToDevice, s));
+  Buffer<T> thr(nk, "thresholds");
+  threshold_kernel<T><<<detail::grid_for(nk, 256), 256, 0, s>>>(dy, norms.get(), tg.get(), k, thr.get());
+  MATALIGN_CUDA_LAUNCHED("threshold_kernel");
+  Buffer<long long> cnt(nk, "counts");
+  MATALIGN_CUDA_CHECK(cudaMemsetAsync(cnt.get(), 0, nk * sizeof(long long), s));
+
+  const int64_t P = pick_tile(l.tile_rows, n, int64_t(sizeof(T)));
+  Buffer<T> g(mul_checked(P, P, "tile"), "rank_count tile");
+  const int64_t nb = detail::ceil_div(n, P), total = nb * nb;
+  detail::poll(l, 0, total);
+  for (int64_t rt = 0; rt < nb; ++rt) {
+    const int64_t r0 = rt * P, rows = std::min(P, n - r0);
+    for (int64_t ct = 0; ct < nb; ++ct) {
+      const int64_t c0 = ct * P, cols = std::min(P, n - c0);
+      detail::gemm_tile(dy, r0, rows, dy, c0, cols, g.get(), P, s);
+      rank_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
+          g.get(), P, cols, r0, c0, norms.get(), thr.get(), tg.get(), k, cnt.get());
+      MATALIGN_CUDA_LAUNCHED("rank_kernel");
+      if ((ct & 7) == 7 || ct + 1 == nb) {
+        MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+        detail::poll(l, rt * nb + ct + 1, total);
+      }
+    }
+  }
+  static_assert(sizeof(long long) == sizeof(int64_t), "64-bit counts");
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(counts, cnt.get(), nk * sizeof(int64_t), cudaMemcpyDeviceToHost, s));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+template void pair_sums<float>(const std::vector<Matrix<float>>&, PairFn, const std::vector<double>&,
+                               double*, double*, const Launch&);
+template void pair_sums<double>(const std::vector<Matrix<double>>&, PairFn, const std::vector<double>&,
+                                double*, double*, const Launch&);
+template void rank_count<float>(const Matrix<float>&, const int64_t*, int64_t, int64_t*, const Launch&);
+template void rank_count<double>(const Matrix<double>&, const int64_t*, int64_t, int64_t*, const Launch&);
+
+}  // namespace cuda
+}  // namespace matalign
