@@ -197,3 +197,24 @@ def test_python_dash_m_entry_point(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("matalign report: error:")
+
+
+def test_embed_then_score_stores(capsys, tmp_path):
+    """End to end through the store: embed a built-in set, then score and knn on store dirs."""
+    pytest.importorskip("ase")
+    if importlib.util.find_spec("matalign.embed") is None:
+        pytest.skip("matalign.embed is not available")
+    from matalign.score import read_scores
+
+    store = tmp_path / "comp"
+    status, out, err = _run(capsys, "embed", "--model", "composition", "--data", "g2", "--out",
+                            str(store))
+    assert status == 0, err
+    status, out, err = _run(capsys, "score", f"a={store}", f"b={store}", "--k", "5", "--out",
+                            str(tmp_path / "s.csv"))
+    assert status == 0, err
+    t = read_scores(tmp_path / "s.csv")
+    assert "id" in t and str(t["id"][0]).startswith("g2:")
+    status, out, err = _run(capsys, "knn", str(store), "--k", "5", "--out",
+                            str(tmp_path / "g.npz"))
+    assert status == 0, err

@@ -241,7 +241,7 @@ def datasets(json_: Annotated[bool, typer.Option("--json", help="print machine-r
     columns = []
     for row in rows:
         for key in row:
-            if key not in columns and key not in ("options", "target"):
+            if key not in columns and key not in ("options", "target", "description"):
                 columns.append(key)
     table = Table(title=f"{len(rows)} datasets", header_style="bold")
     for col in columns:
@@ -326,8 +326,10 @@ def embed(
             raise UserError(f"--{key.replace('_', '-')} is not supported by this version of "
                             f"matalign.embed")
     result = run_embed(model, data, out, **kwargs)
-    _console().print(f"[green]wrote[/green] {out}" + (f"  ({result})" if result is not None
-                                                      and not isinstance(result, Path) else ""))
+    from rich.text import Text
+
+    summary = f": {result!r}" if result is not None and not isinstance(result, Path) else ""
+    _console().print(Text.assemble(("wrote", "green"), f" {out}{summary}"))
 
 
 # ---------------------------------------------------------------------------------------------
