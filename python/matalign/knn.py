@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _core
 from . import _device
+from . import _memory
 from . import approx as _approx
 from ._progress import progress_callback
 from ._rows import l2_normalize
@@ -440,7 +441,10 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         For ``device="cuda"`` without CUDA ("matalign was built without CUDA" or "no CUDA
         device visible"), or GPU input with ``device="cpu"``.
     MemoryError
-        When the GPU cannot hold the input or the tiles (the message gives the size).
+        When the call's estimated peak allocation (outputs, the engine's per-row state and
+        tile scratch, the FAISS index) exceeds the available memory (MemAvailable, or the
+        cgroup limit), checked before anything is allocated; or when the GPU cannot hold the
+        input or the tiles. The message gives the size.
     matalign.CudaError
         When a CUDA call fails (the message names the call and the CUDA error).
 
@@ -500,6 +504,18 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         params = _approx.resolve_params(method, n, d, k + 1 if Q is None else k, **options)
         faiss = _approx.import_faiss(method)
 
+    m = n if Q is None else Q.shape[0]
+    need = _memory.knn_bytes(n, m, d, k, X.itemsize, method=method, metric=metric,
+                             self_mode=Q is None, rescore=rescore,
+                             n_threads=_memory.threads(n_threads), tile_rows=tile_rows,
+                             tile_cols=tile_cols, params=params)
+    what = f"knn(N={n}, D={d}, k={k}, method={method!r}" + ("" if Q is None else f", M={m}") + ")"
+    _memory.check_memory(need, what, advice=(
+        "pass a smaller k, search the queries in batches (queries=X[a:b]), or fewer n_threads"
+        if method == "exact" else
+        "the FAISS index holds a copy of X: use method='ivfpq' (compressed codes), "
+        "method='exact' (no index), or a smaller k"))
+
     core_metric = metric
     if metric == "cosine":
         core_metric = "ip"
@@ -510,7 +526,8 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
 
     label = f"kNN {metric} k={k} N={n}" + ("" if Q is None else f" M={Q.shape[0]}")
     if method != "exact":
-        with progress_callback(progress, f"{label} {method}") as callback:
+        with progress_callback(progress, f"{label} {method}") as callback, \
+                _memory.reraise(what, need):
             values, indices = _approx.search(X, Q, k=k, metric=core_metric, params=params,
                                              n_threads=n_threads, progress=callback,
                                              rescore=rescore, seed=seed, faiss=faiss)
@@ -520,7 +537,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
                                         tile_cols=tile_cols, simd=simd)
         return KnnGraph(indices, values, metric, Q is None, recall, method)
     fn = _core.knn_exact_f32 if X.dtype == np.float32 else _core.knn_exact_f64
-    with progress_callback(progress, label) as callback:
+    with progress_callback(progress, label) as callback, _memory.reraise(what, need):
         values, indices = fn(X, Q, k, core_metric, Q is None, tile_rows, tile_cols, n_threads,
                              rescore, simd, callback)
     return KnnGraph(indices, values, metric, Q is None)
@@ -550,6 +567,11 @@ def _knn_cuda(X, queries, *, k, metric, method, rescore, tile_rows, tile_cols, p
                 f"queries must have as many columns as X: X has D={d}, queries has "
                 f"D={Q.shape[1]}")
     k = check_k(k, n, exclude_self=Q is None)
+    m = n if Q is None else Q.shape[0]
+    # Host memory: the (m, k) outputs (device memory is checked by the CUDA engine).
+    _memory.check_memory(_memory.graph_bytes(m, k, X.dtype.itemsize),
+                         f"knn(N={n}, k={k}, device={str(dev)!r}) outputs",
+                         advice="pass a smaller k or search the queries in batches")
     normalize = False
     if metric == "cosine":
         # Host rows are normalised exactly as on the CPU path (the same graph); device rows on

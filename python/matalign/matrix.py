@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from . import _memory
 from ._progress import progress_callback
 from ._validate import (check_threads, as_matrix, check_bool, check_choice, check_fraction, check_int,
                         check_k, check_progress, describe)
@@ -928,6 +929,46 @@ def _imbalance_matrix(arrays, k: int, n_threads: int, job, work) -> np.ndarray:
     return out
 
 
+def _memory_need(inputs, n, dims, wanted, k, imbalance_k, cka_kernel, knn_metric,
+                 n_threads) -> int:
+    """Peak host bytes of the job: the largest of its stages (they run one after another)."""
+    nt = _memory.threads(n_threads)
+    arrays = [obj for obj in inputs if not isinstance(obj, KnnGraph)]
+    m = len(inputs)
+    stages = [0]
+    if set(wanted) & set(GRAPH_METRICS):
+        searches = ("cknna" in wanted) + ("mutual_knn" in wanted and
+                                          ("cknna" not in wanted or knn_metric != "ip"))
+        held = searches * sum(_memory.graph_bytes(n, k, A.dtype.itemsize) for A in arrays)
+        held += 2 * m * n * k * 8  # contiguous int64 / float64 copies of the graphs' arrays
+        engine = [_memory.cknna_bytes(n, k)]
+        engine += [_memory.knn_bytes(n, n, A.shape[1], k, A.dtype.itemsize, n_threads=nt)
+                   for A in arrays]
+        stages.append(held + max(engine))
+    if arrays and ("dcor" in wanted or ("cka" in wanted and cka_kernel == "rbf")):
+        mixed = len({A.dtype for A in arrays}) > 1
+        widened = sum(n * A.shape[1] * 8 for A in arrays if mixed and A.dtype == np.float32)
+        itemsize = 8 if mixed else arrays[0].dtype.itemsize
+        stages.append(_memory.pair_sums_bytes(n, dims, itemsize, n_threads=nt,
+                                              widened=widened))
+    if arrays and "cka" in wanted and cka_kernel == "linear":
+        pairs = sum(8 * a * b for i, a in enumerate(dims) for b in dims[i:])
+        blocks = 4 * min(n, block_rows(*dims)) * sum(dims) * 8
+        stages.append(min(pairs, LINEAR_CKA_BYTES) + blocks)
+    if arrays and "information_imbalance" in wanted:
+        held = 2 * m * n * imbalance_k * 8           # the M targets and their concatenation
+        engine = [_memory.knn_bytes(n, n, A.shape[1], imbalance_k, A.dtype.itemsize,
+                                    metric="l2", n_threads=nt) for A in arrays]
+        engine += [_memory.rank_count_bytes(n, A.shape[1], m * imbalance_k, A.dtype.itemsize,
+                                            n_threads=nt) for A in arrays]
+        stages.append(held + max(engine))
+    if arrays and "intrinsic_dimension" in wanted:
+        stages.append(max(_memory.knn_bytes(n, n, A.shape[1], 2, A.dtype.itemsize,
+                                            metric="l2", rescore=True, n_threads=nt)
+                          for A in arrays) + n * 2 * 8)
+    return max(stages)
+
+
 def _work_estimate(n, dims, wanted, k, imbalance_k, cka_kernel, knn_metric, graphs):
     """Rough operation counts of each stage (for the progress bar only) and their total."""
     m = len(dims)
@@ -1154,6 +1195,12 @@ def alignment_matrix(spaces, *, metrics=DEFAULT_METRICS, k=10, knn_metric="ip", 
 
     arrays = [None if g else obj for obj, g in zip(inputs, graphs)]
     dims = [obj.shape[1] if not g else obj.k for obj, g in zip(inputs, graphs)]
+    need = _memory_need(inputs, n, dims, wanted, k, imbalance_k, cka_kernel, knn_metric,
+                        n_threads)
+    what = f"alignment_matrix(M={len(names)}, N={n}, metrics={list(wanted)})"
+    _memory.check_memory(need, what, advice=(
+        "compute fewer metrics per call, pass a smaller k, pass all models in one dtype, or "
+        "fewer n_threads"))
     # Constant models fail fast, before any expensive pass.
     if "dcor" in wanted or ("cka" in wanted and cka_kernel == "rbf"):
         for A, label in zip(arrays, labels):
@@ -1169,7 +1216,8 @@ def alignment_matrix(spaces, *, metrics=DEFAULT_METRICS, k=10, knn_metric="ip", 
     work, total = _work_estimate(n, dims, wanted, k, imbalance_k, cka_kernel, knn_metric, graphs)
     results, per_model = {}, {}
     resolved_sigmas = None
-    with progress_callback(progress, f"alignment matrix M={len(names)} N={n}") as callback:
+    with progress_callback(progress, f"alignment matrix M={len(names)} N={n}") as callback, \
+            _memory.reraise(what, need):
         job = _Job(callback, total)
         if set(wanted) & set(GRAPH_METRICS):
             results.update(_graph_metrics(inputs, labels, wanted, k, knn_metric, eps,

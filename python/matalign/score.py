@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from . import _memory
 from ._progress import progress_callback
 from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_progress,
                         check_threads, describe)
@@ -155,6 +156,20 @@ def load_embeddings(source, name: str = "embeddings"):
         return np.load(path, mmap_mode="r", allow_pickle=False), None
     raise ValueError(f"{name}: {path} is not a .npy file or an embedding-store directory; "
                      f"save embeddings with np.save(path, X) or `matalign embed`")
+
+
+def _approx_params(method: str, n: int, d: int, k: int, nlist, nprobe):
+    """The resolved FAISS parameters (for the memory estimate), None for exact search or
+    options that ma.knn will reject with its own message."""
+    if method == "exact":
+        return None
+    from . import approx  # noqa: PLC0415
+
+    try:
+        options = approx.check_options(method, nlist=nlist, nprobe=nprobe)
+        return approx.resolve_params(method, n, d, k + 1, **options)
+    except (TypeError, ValueError):
+        return None
 
 
 def _ids_equal(a, b) -> bool:
@@ -352,6 +367,21 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
     n = arrays[0].shape[0]
     k = check_k(k, n)
     with_cknna = metric in _IP_METRICS and n >= 4
+    npairs = len(names) * (len(names) - 1) // 2
+    nt = _memory.threads(n_threads)
+    # Resident: the M graphs, the per-pair columns (2 per pair) and ~6 per-row arrays; on top
+    # of them the larger of one search and one CKNNA.
+    need = (sum(_memory.graph_bytes(n, k, A.dtype.itemsize) for A in arrays)
+            + npairs * 2 * n * 8 + 6 * n * 8
+            + max([_memory.cknna_bytes(n, k) if with_cknna else 2 * n * k * 8]
+                  + [_memory.knn_bytes(n, n, A.shape[1], k, A.dtype.itemsize, method=method,
+                                       metric=metric, n_threads=nt,
+                                       params=_approx_params(method, n, A.shape[1], k,
+                                                             nlist, nprobe))
+                     for A in arrays]))
+    what = f"score(M={len(names)}, N={n}, k={k}, method={method!r})"
+    _memory.check_memory(need, what, advice=(
+        "pass a smaller k, fewer models per call, or method='ivfpq' for a smaller index"))
 
     # One graph per model; only its int64 indices and values stay (O(N·k)).
     graphs, recall = [], {}

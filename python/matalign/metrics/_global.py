@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from .. import _memory
 from .._progress import progress_callback
 
-__all__ = ["block_rows", "column_stats", "is_constant", "pair_sums", "constant_error", "too_few_rows"]
+__all__ = ["block_rows", "column_stats", "is_constant", "pair_sums", "pair_sums_memory",
+           "constant_error", "too_few_rows"]
 
 BLOCK_ROWS = 65536          # rows per streamed block at most
 _BLOCK_ELEMENTS = 1 << 23   # float64 elements per streamed block (64 MB) at most
@@ -50,6 +52,19 @@ def constant_error(name: str, n: int, what: str) -> ValueError:
 
 def too_few_rows(func: str, n: int, minimum: int, why: str) -> ValueError:
     return ValueError(f"{func} needs at least {minimum} rows ({why}); got N={n}")
+
+
+def pair_sums_memory(X, Y, n_threads: int, device=None) -> int:
+    """Host bytes :func:`pair_sums` allocates: the float64 copy of a float32 input when the
+    dtypes differ, the row sums, and (CPU) the engine's norms and tile scratch."""
+    n = X.shape[0]
+    widened = sum(A.shape[0] * A.shape[1] * 8 for A in (X, Y)
+                  if X.dtype != Y.dtype and A.dtype == np.float32)
+    if device is not None and device.is_cuda:
+        return widened + 2 * n * 8
+    itemsize = max(X.dtype.itemsize, Y.dtype.itemsize)
+    return _memory.pair_sums_bytes(n, [X.shape[1], Y.shape[1]], itemsize,
+                                   n_threads=_memory.threads(n_threads), widened=widened)
 
 
 def pair_sums(X: np.ndarray, Y: np.ndarray, fn: str, gamma, n_threads: int, progress, label: str,

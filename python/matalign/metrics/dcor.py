@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _device
+from .. import _memory
 from .._validate import check_threads, as_matrix, check_bool, check_int, check_progress, check_same_n
-from ._global import constant_error, is_constant, pair_sums, too_few_rows
+from ._global import constant_error, is_constant, pair_sums, pair_sums_memory, too_few_rows
 
 __all__ = ["distance_correlation"]
 
@@ -114,13 +115,18 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False,
                            "the bias-corrected estimator divides by N - 3")
     if n < 2:
         raise too_few_rows("distance_correlation", n, 2, "a pair of rows")
+    what = f"distance_correlation(N={n})"
+    need = pair_sums_memory(X, Y, n_threads, dev)
+    _memory.check_memory(need, what, advice="pass X and Y in one dtype (a float32 input is "
+                         "widened to a float64 copy otherwise), or fewer n_threads")
     for A, name in ((X, "X"), (Y, "Y")):
         # (GPU input: a constant matrix is caught by the zero-variance test below.)
         if isinstance(A, np.ndarray) and is_constant(A):
             raise constant_error(name, n, "the distance correlation")
 
-    r, c = pair_sums(X, Y, "distance", None, n_threads, progress, f"distance correlation N={n}",
-                     device=dev)
+    with _memory.reraise(what, need):
+        r, c = pair_sums(X, Y, "distance", None, n_threads, progress,
+                         f"distance correlation N={n}", device=dev)
     totals = r.sum(axis=1)
     dcov2 = _dcov2_u if unbiased else _dcov2_v
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _core
 from .. import _device
+from .. import _memory
 from .._progress import progress_callback
 from .._validate import (check_threads, as_matrix, check_choice, check_int, check_k, check_progress,
                          check_same_n)
@@ -45,6 +46,25 @@ def _directional(A: np.ndarray, B: np.ndarray, k: int, n_threads: int, callback,
     targets = knn(A, k=k, metric="l2", n_threads=n_threads, device=where).indices
     ranks = _ranks(B, targets, n_threads, callback, dev)
     return 2.0 * float(ranks.mean(dtype=np.float64)) / n
+
+
+def _exact_memory(X, Y, k: int, n_threads: int, dev) -> int:
+    """Host bytes of one direction (they run one after the other): the l2 graph of the source,
+    then its int64 targets and the RankCount pass in the target space."""
+    n = X.shape[0]
+    nt = _memory.threads(n_threads)
+    need = 0
+    for A, B in ((X, Y), (Y, X)):
+        graph = _memory.graph_bytes(n, k, A.dtype.itemsize)
+        if dev is not None and dev.is_cuda:
+            step = graph + 3 * n * k * 8
+        else:
+            step = graph + max(_memory.knn_bytes(n, n, A.shape[1], k, A.dtype.itemsize,
+                                                 metric="l2", n_threads=nt),
+                               _memory.rank_count_bytes(n, B.shape[1], k, B.dtype.itemsize,
+                                                        n_threads=nt))
+        need = max(need, step)
+    return need
 
 
 def _exact(X, Y, k: int, n_threads: int, progress, dev=None) -> tuple[float, float]:
@@ -164,7 +184,11 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
                            "itself")
     k = check_k(k, n)
     if method == "exact":
-        return _exact(X, Y, k, n_threads, progress, dev if dev.is_cuda else None)
+        what = f"information_imbalance(N={n}, k={k})"
+        need = _exact_memory(X, Y, k, n_threads, dev)
+        _memory.check_memory(need, what, advice="pass a smaller k (the ranks are (N, k) int64)")
+        with _memory.reraise(what, need):
+            return _exact(X, Y, k, n_threads, progress, dev if dev.is_cuda else None)
     subset_size = check_int(subset_size, "subset_size", 2)
     if subset_size < k + 1:
         raise ValueError(

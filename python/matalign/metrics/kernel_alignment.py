@@ -16,11 +16,12 @@ import numpy as np
 
 from .. import _core
 from .. import _device
+from .. import _memory
 from .._progress import progress_callback
 from .._validate import (check_threads, as_matrix, check_bool, check_choice, check_int, check_progress,
                          check_same_n, describe)
 from ._global import (block_rows, column_stats, constant_error, is_constant, pair_sums,
-                      too_few_rows)
+                      pair_sums_memory, too_few_rows)
 
 __all__ = ["cka", "median_distance"]
 
@@ -396,8 +397,20 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         raise too_few_rows("cka(unbiased=True)", n, 4, "the unbiased HSIC divides by N - 3")
     if n < 2:
         raise too_few_rows("cka", n, 2, "the biased HSIC divides by (N - 1)^2")
+    what = f"cka(N={n}, kernel={kernel!r})"
     if kernel == "linear":
-        if not unbiased and X.dtype == Y.dtype:
-            return _linear_biased_engine(X, Y, n_threads, progress)
-        return _linear(X, Y, unbiased, progress)
-    return _rbf(X, Y, unbiased, sigma, n_threads, progress, seed, dev)
+        need = _memory.gram_bytes(n, [X.shape[1], Y.shape[1]],
+                                  n_threads=_memory.threads(n_threads))
+        advice = ("it holds (D1+D2)² float64 sums and blocks of rows in float64: reduce the "
+                  "dimensions (e.g. PCA) first")
+    else:
+        need = pair_sums_memory(X, Y, n_threads, dev) + 2 * MEDIAN_PAIRS * 8
+        advice = ("pass X and Y in one dtype (a float32 input is widened to a float64 copy "
+                  "otherwise), or fewer n_threads")
+    _memory.check_memory(need, what, advice=advice)
+    with _memory.reraise(what, need):
+        if kernel == "linear":
+            if not unbiased and X.dtype == Y.dtype:
+                return _linear_biased_engine(X, Y, n_threads, progress)
+            return _linear(X, Y, unbiased, progress)
+        return _rbf(X, Y, unbiased, sigma, n_threads, progress, seed, dev)

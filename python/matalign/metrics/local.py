@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import _core
 from .. import _device
+from .. import _memory
 from .._validate import check_threads, as_matrix, check_choice, check_int, check_k, check_same_n, describe
 from ..knn import METRICS, KnnGraph, knn
 
@@ -79,11 +80,26 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
                     f"cknna needs inner-product graphs (metric 'ip' or 'cosine'), because its "
                     f"kernel values are the inner products K_ij; {name} is a KnnGraph with "
                     f"metric={r.metric!r}")
+    _check_memory(rx, ry, n, k, metric, n_threads, fn, dev)
     gx = _graph(rx, "X", k, metric, n_threads, dev)
     gy = _graph(ry, "Y", k, metric, n_threads, dev)
     _warn_if_approximate(gx, "X", fn)
     _warn_if_approximate(gy, "Y", fn)
     return gx, gy, n_threads
+
+
+def _check_memory(rx, ry, n: int, k: int, metric: str, n_threads: int, fn: str, dev) -> None:
+    """Before any search: the graphs searched for array inputs (held together), the larger of
+    one search's engine state and the graph comparison."""
+    arrays = [r for r in (rx, ry) if not isinstance(r, KnnGraph)]
+    held = sum(_memory.graph_bytes(n, k, r.dtype.itemsize) for r in arrays)
+    final = (_memory.cknna_bytes(n, k) if fn == "cknna" else 2 * n * k * 8 + 2 * n * 8)
+    steps = [final]
+    if dev is None or not dev.is_cuda:
+        steps += [_memory.knn_bytes(n, n, r.shape[1], k, r.dtype.itemsize, metric=metric,
+                                    n_threads=_memory.threads(n_threads)) for r in arrays]
+    _memory.check_memory(held + max(steps), f"{fn}(N={n}, k={k})", advice=(
+        "pass a smaller k, or build the graphs one at a time with ma.knn and pass them"))
 
 
 def _array_of(obj):
@@ -309,6 +325,7 @@ def cknna(X, Y, *, k=10, eps=0.0, n_threads=0, device="auto") -> float:
         vx, vy = vx.astype(np.float64, copy=False), vy.astype(np.float64, copy=False)
     # The binding returns (value, per_row, hsic_xy, hsic_xx, hsic_yy); only value is public.
     threads = {} if dev.is_cuda else {"n_threads": n_threads}
-    result = fn(_indices(gx), np.ascontiguousarray(vx), _indices(gy), np.ascontiguousarray(vy),
-                eps, **threads)
+    with _memory.reraise(f"cknna(N={gx.n}, k={gx.k})", _memory.cknna_bytes(gx.n, gx.k)):
+        result = fn(_indices(gx), np.ascontiguousarray(vx), _indices(gy),
+                    np.ascontiguousarray(vy), eps, **threads)
     return float(result[0])

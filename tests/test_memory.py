@@ -1,0 +1,211 @@
+"""Memory budget (issue 7): every engine entry point checks its estimated peak allocation
+against the available memory *before* allocating, and raises MemoryError naming the call and
+the size; a std::bad_alloc from the engine surfaces as a MemoryError that states the size."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import matalign as ma
+from matalign import _core, _memory
+from matalign import approx as _approx
+from matalign.score import score
+
+TINY = 100_000  # bytes "available" in the tests below: 0.1 MB
+
+
+def _data(seed=0, n=5000, d=8):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, d)).astype(np.float32),
+            rng.normal(size=(n, d)).astype(np.float32))
+
+
+@pytest.fixture
+def tiny_memory(monkeypatch):
+    """0.1 MB available, and every engine routine replaced by one that fails the test if it is
+    reached: the MemoryError must come before any allocation."""
+    monkeypatch.setattr(_memory, "available_memory", lambda: (TINY, "test"))
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the engine was called although the memory check should fail")
+
+    for name in ("knn_exact_f32", "knn_exact_f64", "pair_sums_f32", "pair_sums_f64",
+                 "rank_count_f32", "rank_count_f64", "shifted_gram_f32", "shifted_gram_f64",
+                 "cknna_f32", "cknna_f64", "mutual_knn", "local_agreement"):
+        monkeypatch.setattr(_core, name, reached)
+    monkeypatch.setattr(_approx, "search", reached)
+
+
+SIZE = r"needs about [0-9.]+ (MB|GB) of memory, but only 0\.1 MB is available \(test\)"
+
+
+def test_check_memory_message_and_pass():
+    _memory.check_memory(10, "small", available=100)
+    with pytest.raises(MemoryError, match=r"^big call needs about 2\.5 GB of memory, but only "
+                       r"1 GB is available \(given\); use less$"):
+        _memory.check_memory(2.5e9, "big call", available=1e9, advice="use less")
+
+
+def test_unknown_available_memory_skips_the_check(monkeypatch):
+    monkeypatch.setattr(_memory, "available_memory", lambda: (None, "unknown"))
+    _memory.check_memory(1e18, "anything")
+
+
+def test_cgroup_limit_is_respected(monkeypatch, tmp_path):
+    (tmp_path / "memory.max").write_text("2000000000\n")
+    (tmp_path / "memory.current").write_text("500000000\n")
+    monkeypatch.setattr(_memory, "_CGROUP_V2", str(tmp_path))
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: 10**12)
+    available, source = _memory.available_memory()
+    assert available == 1_500_000_000
+    assert source.startswith("cgroup limit 2 GB") and "memory.max" in source
+    # "max" means no limit: MemAvailable (here 1 TB) decides
+    (tmp_path / "memory.max").write_text("max\n")
+    monkeypatch.setattr(_memory, "_CGROUP_V1", str(tmp_path / "none"))
+    assert _memory.available_memory() == (10**12, "MemAvailable")
+
+
+def test_real_available_memory_is_plausible():
+    available, source = _memory.available_memory()
+    assert available is None or 0 < available < 1 << 50, (available, source)
+
+
+@pytest.mark.parametrize("method", ["exact", "ivf", "hnsw", "ivfpq"])
+def test_knn_raises_before_allocating(tiny_memory, method):
+    pytest.importorskip("faiss")
+    X, _ = _data()
+    with pytest.raises(MemoryError, match=rf"^knn\(N=5000, D=8, k=50, method='{method}'\) "
+                       + SIZE):
+        ma.knn(X, k=50, method=method, device="cpu")
+
+
+def test_knn_cosine_and_queries_raise(tiny_memory):
+    X, Y = _data()
+    with pytest.raises(MemoryError, match=SIZE):
+        ma.knn(X, k=50, metric="cosine", device="cpu")
+    with pytest.raises(MemoryError, match=r"knn\(N=5000, D=8, k=50, method='exact', M=5000\) "):
+        ma.knn(X, k=50, queries=Y, device="cpu")
+
+
+def test_knn_size_in_gb_for_large_n(monkeypatch):
+    """N = 10⁷ rows (a zero-stride view: 32 bytes of data) with k = 10 needs ~5.5 GB of
+    candidate buffers and outputs: refused before the engine is reached."""
+    monkeypatch.setattr(_memory, "available_memory", lambda: (10**9, "test"))
+    monkeypatch.setattr(_core, "knn_exact_f32", lambda *a, **k: pytest.fail("engine reached"))
+    X = np.lib.stride_tricks.as_strided(np.ones(8, dtype=np.float32), shape=(10**7, 8),
+                                        strides=(0, 4))
+    with pytest.raises(MemoryError, match=r"^knn\(N=10000000, D=8, k=10, method='exact'\) "
+                       r"needs about 5\.\d+ GB of memory, but only 1 GB is available \(test\); "
+                       r"pass a smaller k"):
+        ma.knn(X, k=10, device="cpu")
+
+
+def test_graph_metrics_raise(tiny_memory):
+    X, Y = _data()
+    for fn in (ma.mutual_knn, ma.local_agreement, ma.cknna):
+        with pytest.raises(MemoryError, match=rf"^{fn.__name__}\(N=5000, k=50\) " + SIZE):
+            fn(X, Y, k=50, device="cpu")
+
+
+def test_cknna_from_graphs_raises(monkeypatch):
+    X, Y = _data()
+    gx, gy = ma.knn(X, k=50), ma.knn(Y, k=50)
+    monkeypatch.setattr(_memory, "available_memory", lambda: (TINY, "test"))
+    monkeypatch.setattr(_core, "cknna_f32", lambda *a, **k: pytest.fail("engine reached"))
+    with pytest.raises(MemoryError, match=r"^cknna\(N=5000, k=50\) " + SIZE):
+        ma.cknna(gx, gy, k=50, device="cpu")
+
+
+def test_global_metrics_raise(tiny_memory):
+    X, Y = _data()
+    with pytest.raises(MemoryError, match=r"^distance_correlation\(N=5000\) " + SIZE):
+        ma.distance_correlation(X, Y, device="cpu")
+    with pytest.raises(MemoryError, match=r"^cka\(N=5000, kernel='linear'\) " + SIZE):
+        ma.cka(X, Y)
+    with pytest.raises(MemoryError, match=r"^cka\(N=5000, kernel='rbf'\) " + SIZE):
+        ma.cka(X, Y, kernel="rbf", sigma=1.0, device="cpu")
+    with pytest.raises(MemoryError, match=r"^information_imbalance\(N=5000, k=50\) " + SIZE):
+        ma.information_imbalance(X, Y, k=50, device="cpu")
+    with pytest.raises(MemoryError, match=r"^knn\(N=5000, D=8, k=2, method='exact'\) " + SIZE):
+        ma.intrinsic_dimension(X)
+
+
+def test_mixed_dtypes_count_the_widened_copy(monkeypatch):
+    """dCor of float32 with float64 widens the float32 input to a float64 copy: counted."""
+    X, Y = _data(n=2000)
+    from matalign.metrics._global import pair_sums_memory
+
+    same = pair_sums_memory(X, Y.astype(np.float64).astype(np.float32), 1)
+    mixed = pair_sums_memory(X, Y.astype(np.float64), 1)
+    assert mixed - same >= 2000 * 8 * 8
+
+
+def test_alignment_matrix_and_score_raise(tiny_memory, tmp_path):
+    X, Y = _data()
+    with pytest.raises(MemoryError, match=r"^alignment_matrix\(M=2, N=5000, metrics=" + ".*"
+                       + SIZE):
+        ma.alignment_matrix({"x": X, "y": Y}, k=50)
+    with pytest.raises(MemoryError, match=r"^score\(M=2, N=5000, k=50, method='exact'\) "
+                       + SIZE):
+        score({"x": X, "y": Y}, tmp_path / "s.csv", k=50)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_normal_calls_unaffected(tmp_path):
+    """With the real budget nothing small is refused, and the results do not depend on it."""
+    X, Y = _data(n=600)
+    g = ma.knn(X, k=10, device="cpu")
+    values = (ma.cknna(X, Y, k=10, device="cpu"), ma.distance_correlation(X, Y, device="cpu"),
+              ma.cka(X, Y), ma.information_imbalance(X, Y, device="cpu"),
+              ma.intrinsic_dimension(X))
+    assert all(np.all(np.isfinite(v)) for v in values)
+    ma.alignment_matrix({"x": X, "y": Y}, k=10)
+    score({"x": X, "y": Y}, tmp_path / "s.csv", k=10)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_memory, "available_memory", lambda: (None, "unknown"))
+        h = ma.knn(X, k=10, device="cpu")
+    assert np.array_equal(g.indices, h.indices)
+
+
+def test_estimates_cover_the_outputs():
+    n, d, k = 1_000_000, 256, 10
+    exact = _memory.knn_bytes(n, n, d, k, 4, n_threads=2)
+    # outputs 0.12 GB + candidate buffers (k + 16 per row, 16 bytes each) 0.42 GB + tiles
+    assert _memory.graph_bytes(n, k, 4) + n * 26 * 16 <= exact <= 0.7e9
+    params = _approx.resolve_params("ivf", n, d, k + 1)
+    ivf = _memory.knn_bytes(n, n, d, k, 4, method="ivf", params=params)
+    assert n * d * 4 <= ivf <= 1.5e9          # the index holds a float32 copy of X
+    assert _memory.cknna_bytes(n, k) <= 1e9
+    assert _memory.pair_sums_bytes(n, [d, d], 4, n_threads=2) <= 0.1e9  # O(N), not O(N²)
+
+
+def test_bad_alloc_message_names_the_size():
+    """A std::bad_alloc inside the engine (here: under an address-space limit that lets the
+    (N, k) outputs through but not the candidate buffers) becomes a MemoryError with the
+    estimated size, not pybind11's bare "std::bad_alloc"."""
+    code = textwrap.dedent("""
+        import resource, numpy as np, matalign as ma
+        from matalign import _memory
+        _memory.available_memory = lambda: (1 << 50, "test")  # let the call reach the engine
+        X = np.random.default_rng(0).normal(size=(200_000, 8)).astype(np.float32)
+        with open("/proc/self/status") as f:
+            vm = int([l for l in f if l.startswith("VmSize")][0].split()[1]) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 1_500_000_000, resource.RLIM_INFINITY))
+        try:
+            ma.knn(X, k=500, n_threads=1, device="cpu")
+        except MemoryError as exc:
+            print("MemoryError:", exc)
+        """)
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc/self/status (Linux)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "MemoryError: knn(N=200000, D=8, k=500, method='exact') ran out of memory " \
+           "(std::bad_alloc): it needs about 3.6 GB" in out.stdout, out.stdout + out.stderr
