@@ -180,7 +180,9 @@ def test_estimates_cover_the_outputs():
     assert _memory.graph_bytes(n, k, 4) + n * 26 * 16 <= exact <= 0.7e9
     params = _approx.resolve_params("ivf", n, d, k + 1)
     ivf = _memory.knn_bytes(n, n, d, k, 4, method="ivf", params=params)
-    assert n * d * 4 <= ivf <= 1.5e9          # the index holds a float32 copy of X
+    # the index holds a float32 copy of X (and FAISS's vectors grow by doubling): measured
+    # 1.73 GB added at this size (bench/README.md, "Out of core")
+    assert 1.73e9 <= ivf <= 3e9
     assert _memory.cknna_bytes(n, k) <= 1e9
     assert _memory.pair_sums_bytes(n, [d, d], 4, n_threads=2) <= 0.1e9  # O(N), not O(N²)
 
