@@ -69,20 +69,41 @@ def test_info_json(capsys):
 
 
 def test_demo_quick_prints_the_table(capsys):
-    status, out, _ = _run(capsys, "demo", "--n", "400")
+    status, out, _ = _run(capsys, "demo", "--synthetic", "--n", "400")
     assert status == 0
     assert "X vs Y" in out and "alignment(X, Y) >> alignment(X, Z): yes" in out
 
 
 def test_demo_writes_a_run_dir_and_report(capsys, tmp_path):
-    status, out, _ = _run(capsys, "demo", "--n", "300", "--out", str(tmp_path / "run"))
+    status, out, _ = _run(capsys, "demo", "--synthetic", "--n", "300", "--out",
+                          str(tmp_path / "run"))
     assert status == 0, out
     assert (tmp_path / "run" / "run.json").is_file()
     assert (tmp_path / "run" / "report.html").is_file()
-    status, _, err = _run(capsys, "demo", "--n", "300", "--out", str(tmp_path / "run"))
+    status, _, err = _run(capsys, "demo", "--synthetic", "--n", "300", "--out",
+                          str(tmp_path / "run"))
     assert status == 2 and "--overwrite" in _one_line_error(err, "demo")
     status, out, _ = _run(capsys, "report", str(tmp_path / "run"), "--reference", "Y")
     assert status == 0 and "report.html" in out
+
+
+def test_demo_real_models_small(capsys, tmp_path):
+    # The real demo (what README command 1 runs), on 12 structures per set: every study's
+    # report, the findings, and embeddings in resumable stores.
+    out = tmp_path / "demo"
+    status, text, err = _run(capsys, "demo", "--quick", "--n", "12", "--k", "3", "--out",
+                             str(out))
+    assert status == 0, err
+    assert "the paper's findings, checked on this data" in text
+    assert "same-family checkpoints" in text and "holds" in text
+    for study in ("crystals", "molecules"):
+        assert (out / study / "report.html").is_file()
+        assert (out / study / "run.json").is_file()
+    findings = json.loads((out / "findings.json").read_text())
+    assert [f["holds"] in (True, False) for f in findings] == [True, True]
+    store = ma.open_store(out / "crystals" / "embeddings" / "id" / "chgnet-0.3.0")
+    assert store.shape == (12, 64)
+    assert "crystals/report.html" in (out / "index.html").read_text()
 
 
 def test_knn_writes_the_graph(capsys, npy_models, tmp_path):

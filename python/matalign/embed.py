@@ -309,9 +309,12 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
             f"--resume (ma.embed(..., resume=True))") from None
 
 
-def _resolve_dataset(data):
+def _resolve_dataset(data, options=None):
     from . import datasets
+    options = dict(options or {})
     if isinstance(data, datasets.Dataset):
+        if options:
+            raise ValueError("data_options apply to a dataset name or file, not to a Dataset")
         return data
     if not isinstance(data, (str, os.PathLike)):
         raise TypeError(f"data must be a built-in dataset name, a file path or a Dataset; got "
@@ -321,13 +324,13 @@ def _resolve_dataset(data):
         if opener is None:
             raise RuntimeError("this matalign has no dataset file readers "
                                "(matalign.datasets.open is missing)")
-        return opener(data)
+        return opener(data, **options)
     getter = getattr(datasets, "get", None)
     if getter is None:
         raise FileNotFoundError(f"data {os.fspath(data)!r} is not an existing file (and this "
                                 f"matalign has no built-in datasets)")
     try:
-        return getter(os.fspath(data))
+        return getter(os.fspath(data), **options)
     except ValueError as exc:
         raise ValueError(f"data {os.fspath(data)!r} is not an existing file; as a built-in "
                          f"dataset name: {exc}") from None
@@ -335,7 +338,7 @@ def _resolve_dataset(data):
 
 def run_embed(model, data, out, *, resume: bool = False, batch_size: int | None = None,
               chunk_size: int | None = None, checkpoint=None, adapter_options=None,
-              device: str | None = None, progress=True,
+              data_options=None, device: str | None = None, progress=True,
               skip_bad: bool = False) -> EmbeddingStore:
     """What ``matalign embed --model NAME --data PATH --out DIR`` runs.
 
@@ -354,6 +357,9 @@ def run_embed(model, data, out, *, resume: bool = False, batch_size: int | None 
         Local checkpoint for hub-weight adapters (passed as ``checkpoint=``).
     adapter_options : dict, optional
         More keyword options for the adapter factory (``pooling``, ``layer``...).
+    data_options : dict, optional
+        Keyword options for the dataset (``n=``, ``seed=``, ``elements=``...), passed to
+        ``matalign.datasets.get`` or ``open``.
     device : str, optional
         Torch device for model adapters (``"cpu"``, ``"cuda"``, ``"cuda:1"``), passed as
         ``device=``. Recorded in the store; resuming on another device is allowed, but then
@@ -397,7 +403,9 @@ def run_embed(model, data, out, *, resume: bool = False, batch_size: int | None 
                             f"{describe(device)}")
         options["device"] = device
     adapter = _resolve_adapter(model, options)
-    dataset = _resolve_dataset(data)
+    if data_options is not None and not isinstance(data_options, dict):
+        raise TypeError(f"data_options must be a dict; got {describe(data_options)}")
+    dataset = _resolve_dataset(data, data_options)
     return embed(dataset, adapter, out, chunk_size=chunk_size, resume=resume,
                  batch_size=batch_size, progress=progress, skip_bad=skip_bad)
 
