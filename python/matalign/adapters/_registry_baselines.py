@@ -58,3 +58,7 @@ register("esm2", modality="sequence", dim=None, offline=False, family="language"
          description="bring your own ESM-2 checkpoint (checkpoint=esm2_t33_650M_UR50D.pt), "
                      "last layer mean over residues",
          layer=-1)
+register("element-stats", modality="atoms", dim=23, offline=True, family="descriptor",
+         package="ase", extra="chem", target="elemental:ElementStats",
+         description="Magpie-style: mean/std/min/max of Z, mass, covalent radius, period, "
+                     "group + log N, volume per atom, packing fraction; vectorised")
