@@ -17,6 +17,7 @@ from . import _core
 from . import _device
 from . import _memory
 from . import approx as _approx
+from ._io import atomic_open
 from ._progress import progress_callback
 from ._rows import l2_normalize
 from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_threads,
@@ -209,7 +210,6 @@ class KnnGraph:
         path = Path(os.fspath(path))
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
-        tmp = path.with_name(path.name + ".tmp")
         arrays = {
             "format": np.array(_FILE_FORMAT),
             "version": np.array(_FILE_VERSION, dtype=np.int64),
@@ -220,13 +220,8 @@ class KnnGraph:
             "recall": np.array(np.nan if self.recall is None else self.recall, dtype=np.float64),
             "method": np.array(self.method),
         }
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_open(path, "wb") as f:
+            np.savez(f, **arrays)
         return path
 
     @classmethod
@@ -541,6 +536,19 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         values, indices = fn(X, Q, k, core_metric, Q is None, tile_rows, tile_cols, n_threads,
                              rescore, simd, callback)
     return KnnGraph(indices, values, metric, Q is None)
+
+
+def _self_graph(obj, label: str, k: int, metric: str, n_threads: int, *, progress=False,
+                device="auto") -> KnnGraph:
+    """The k-column self graph of a resolved input: a KnnGraph is cut to k columns (it must
+    have at least k), an array is searched with :func:`knn`."""
+    if isinstance(obj, KnnGraph):
+        if obj.k < k:
+            raise ValueError(
+                f"{label} is a KnnGraph with k={obj.k} neighbours per row but k={k} was "
+                f"requested: pass k<={obj.k} or rebuild the graph with ma.knn(..., k={k})")
+        return obj if obj.k == k else obj.head(k)
+    return knn(obj, k=k, metric=metric, n_threads=n_threads, progress=progress, device=device)
 
 
 def _knn_cuda(X, queries, *, k, metric, method, rescore, tile_rows, tile_cols, progress,

@@ -35,11 +35,12 @@ import numpy as np
 
 from . import _core
 from . import _memory
+from ._io import atomic_write_text
 from ._progress import progress_callback
 from ._validate import (check_threads, as_matrix, check_bool, check_choice, check_fraction, check_int,
                         check_k, check_progress, describe)
 from .knn import METRICS as KNN_METRICS
-from .knn import KnnGraph, knn
+from .knn import KnnGraph, _self_graph, knn
 from .metrics._global import block_rows, column_stats, constant_error, is_constant, too_few_rows
 from .metrics.dcor import ZERO_VARIANCE_RTOL, _dcov2_u, _dcov2_v
 from .metrics.imbalance import _ranks
@@ -482,15 +483,7 @@ class AlignmentMatrix:
         """
         path = Path(os.fspath(path))
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.write("\n")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write_text(path, text + "\n")
         return path
 
     @classmethod
@@ -663,17 +656,6 @@ class _Job:
 # ---------------------------------------------------------------------------------------------
 
 
-def _graph_of(obj, label: str, k: int, metric: str, n_threads: int, progress) -> KnnGraph:
-    """The k-column self graph of one input (searching only for arrays)."""
-    if isinstance(obj, KnnGraph):
-        if obj.k < k:
-            raise ValueError(
-                f"{label} is a KnnGraph with k={obj.k} neighbours per row but k={k} was "
-                f"requested: pass k<={obj.k} or rebuild the graph with ma.knn(..., k={k})")
-        return obj if obj.k == k else obj.head(k)
-    return knn(obj, k=k, metric=metric, n_threads=n_threads, progress=progress)
-
-
 def _graph_metrics(inputs, labels, wanted, k, knn_metric, eps, n_threads, job, work):
     """cknna and mutual_knn matrices from one (or two) kNN graphs per model."""
     m = len(inputs)
@@ -682,13 +664,14 @@ def _graph_metrics(inputs, labels, wanted, k, knn_metric, eps, n_threads, job, w
         search = 0.0 if isinstance(obj, KnnGraph) else work["knn"][i]
         if "cknna" in wanted:
             with job.stage(search) as cb:
-                ip_graphs[i] = _graph_of(obj, labels[i], k, "ip", n_threads, cb)
+                ip_graphs[i] = _self_graph(obj, labels[i], k, "ip", n_threads, progress=cb)
         if "mutual_knn" in wanted:
             if ip_graphs[i] is not None and (isinstance(obj, KnnGraph) or knn_metric == "ip"):
                 mk_graphs[i] = ip_graphs[i]  # the same graph: searched once
             else:
                 with job.stage(search) as cb:
-                    mk_graphs[i] = _graph_of(obj, labels[i], k, knn_metric, n_threads, cb)
+                    mk_graphs[i] = _self_graph(obj, labels[i], k, knn_metric, n_threads,
+                                                progress=cb)
     out = {}
     with job.stage(work["graph_pairs"]):
         if "mutual_knn" in wanted:

@@ -47,7 +47,6 @@ import base64
 import datetime as _dt
 import html
 import json
-import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -56,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core
+from ._io import atomic_json, atomic_write_text
 from .matrix import AlignmentMatrix
 
 __all__ = ["write_run", "load_run", "render", "RUN_FORMAT", "RUN_VERSION"]
@@ -67,11 +67,8 @@ _TOP_ROWS = 20
 
 
 def _atomic_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    # A failed write leaves its hidden ".<name>.partial-<pid>" file behind, as it always has.
+    atomic_json(path, data, indent=2, hidden=True, cleanup=False)
 
 
 def write_run(run_dir, sets, *, scores=None, intrinsic_dimension=None, errors=None,
@@ -565,7 +562,5 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
             f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
             f"{body}\n</body>\n</html>\n")
     out = root / "report.html"
-    tmp = out.with_name(f".report.html.partial-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, text, hidden=True, cleanup=False)
     return out

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import _core
 from . import _memory
+from ._io import temp_path
 from ._progress import progress_callback
 from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_progress,
                         check_threads, describe)
@@ -187,7 +188,7 @@ class _Writer:
 
     def __init__(self, path: Path, columns: list, kinds: dict):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        self.tmp = temp_path(path, hidden=True)
         self.columns = columns
         self.kinds = kinds  # column -> "int" | "float" | "str"
         self.suffix = path.suffix.lower()

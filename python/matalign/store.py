@@ -76,6 +76,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ._io import atomic_open
+from ._io import fsync_dir as _fsync_dir
+
 __all__ = ["EmbeddingStore", "open_store", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "matalign-embedding-store"
@@ -96,29 +99,12 @@ _RESUME_KEYS = ("format", "format_version", "matalign_version", "dtype", "dim", 
 
 
 # -- small file helpers ---------------------------------------------------------------------------
-def _fsync_dir(path: str | os.PathLike) -> None:
-    """Make a rename or unlink inside ``path`` durable (no-op where directories can't be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - file systems without directory fsync
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: Path, write) -> None:
-    """Write ``path`` atomically: ``write(f)`` into ``path.tmp``, fsync, replace, fsync dir."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    """Write ``path`` atomically: ``write(f)`` into ``path.tmp``, fsync, replace, fsync dir.
+
+    A write that fails leaves ``path.tmp`` behind; a resumed run deletes it."""
+    with atomic_open(path, "wb", fsync=True, cleanup=False) as f:
         write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _json_bytes(obj: Any) -> bytes:

@@ -17,7 +17,7 @@ from .. import _core
 from .. import _device
 from .. import _memory
 from .._validate import check_threads, as_matrix, check_choice, check_int, check_k, check_same_n, describe
-from ..knn import METRICS, KnnGraph, knn
+from ..knn import METRICS, KnnGraph, _self_graph
 
 __all__ = ["mutual_knn", "local_agreement", "cknna"]
 
@@ -51,18 +51,6 @@ def _warn_if_approximate(g: KnnGraph, name: str, fn: str) -> None:
         UserWarning, stacklevel=4)
 
 
-def _graph(obj, name: str, k: int, metric: str, n_threads: int, dev=None) -> KnnGraph:
-    """The k-column self graph of a resolved input (searching only for arrays)."""
-    if isinstance(obj, KnnGraph):
-        if obj.k < k:
-            raise ValueError(
-                f"{name} is a KnnGraph with k={obj.k} neighbours per row but k={k} was "
-                f"requested: pass k<={obj.k} or rebuild the graph with ma.knn(..., k={k})")
-        return obj if obj.k == k else obj.head(k)
-    return knn(obj, k=k, metric=metric, n_threads=n_threads,
-               device="cpu" if dev is None else str(dev))
-
-
 def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 2,
              why: str = "self-kNN needs a neighbour besides the row itself",
              fn: str = "mutual_knn", dev=None):
@@ -81,8 +69,9 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
                     f"kernel values are the inner products K_ij; {name} is a KnnGraph with "
                     f"metric={r.metric!r}")
     _check_memory(rx, ry, n, k, metric, n_threads, fn, dev)
-    gx = _graph(rx, "X", k, metric, n_threads, dev)
-    gy = _graph(ry, "Y", k, metric, n_threads, dev)
+    device = "cpu" if dev is None else str(dev)
+    gx = _self_graph(rx, "X", k, metric, n_threads, device=device)
+    gy = _self_graph(ry, "Y", k, metric, n_threads, device=device)
     _warn_if_approximate(gx, "X", fn)
     _warn_if_approximate(gy, "Y", fn)
     return gx, gy, n_threads
