@@ -463,3 +463,33 @@ def test_manifest_is_deterministic_json(tmp_path):
                              "matalign_version", "ids_sha256", "n", "model", "layer", "pooling"}
     text = (out / "manifest.json").read_text()
     assert "time" not in text and "date" not in text
+
+
+def test_metrics_refuse_stores_of_different_structures(tmp_path):
+    # Row i of every compared store must be the same structure: the ids are checked.
+    from matalign.structures import Structure
+    from matalign.adapters import Adapter
+
+    class Hashy(Adapter):
+        name, modality, dim = "hashy", "smiles", 3
+
+        def _embed_batch(self, batch):
+            return np.array([[len(s.smiles), s.smiles.count("C"), i % 3]
+                             for i, s in enumerate(batch)], dtype=np.float32)
+
+    mols = [Structure(f"m{i}", smiles="C" * (i + 1) + "O" * (i % 4)) for i in range(12)]
+    shuffled = mols[1:] + mols[:1]
+    a = ma.embed(mols, Hashy(), tmp_path / "a", batch_size=4)
+    b = ma.embed(mols, Hashy(), tmp_path / "b", batch_size=4)
+    c = ma.embed(shuffled, Hashy(), tmp_path / "c", batch_size=4)
+    ma.cka(a, b)                                   # same ids: fine
+    msg = r"X and Y are stores of different structures: row 0 is 'm0' in X but 'm1' in Y"
+    for call in (lambda: ma.cka(a, c), lambda: ma.distance_correlation(a, c),
+                 lambda: ma.information_imbalance(a, c), lambda: ma.cknna(a, c, k=3),
+                 lambda: ma.mutual_knn(a, c, k=3), lambda: ma.local_agreement(a, c, k=3)):
+        with pytest.raises(ValueError, match=msg):
+            call()
+    with pytest.raises(ValueError, match="first and third are stores of different structures"):
+        ma.alignment_matrix({"first": a, "second": b, "third": c}, metrics=["cka"])
+    # Arrays carry no ids: comparing a store with an array is the caller's responsibility.
+    ma.cka(a, np.asarray(c.embeddings))

@@ -261,6 +261,37 @@ def _n_of(obj) -> int:
     return int(obj.shape[0])
 
 
+def check_same_structures(named) -> None:
+    """Check that embedding stores compared with each other hold the same structures in the
+    same order (row i of every store is one structure), by their ids.
+
+    ``named`` is a sequence of (name, object) pairs; objects that are not stores (arrays,
+    graphs) carry no ids and are skipped.
+
+    Raises
+    ------
+    ValueError
+        Naming the first row whose ids differ, or the differing counts.
+    """
+    from .store import EmbeddingStore  # local import: no cycle
+
+    stores = [(name, obj) for name, obj in named if isinstance(obj, EmbeddingStore)]
+    if len(stores) < 2:
+        return
+    first_name, first = stores[0]
+    ref = first.ids
+    for name, other in stores[1:]:
+        ids = other.ids
+        if len(ids) != len(ref):
+            continue  # the row-count check that follows names both N
+        if ids != ref:
+            row = next(i for i, (a, b) in enumerate(zip(ref, ids)) if a != b)
+            raise ValueError(
+                f"{first_name} and {name} are stores of different structures: row {row} is "
+                f"{ref[row]!r} in {first_name} but {ids[row]!r} in {name}; embed the same "
+                f"dataset, in the same order, with each model")
+
+
 def check_same_n(X, Y, names=("X", "Y")) -> int:
     """Check that X and Y (arrays or KnnGraphs) describe the same N structures; return N.
 

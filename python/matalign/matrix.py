@@ -37,6 +37,7 @@ from . import _core
 from . import _memory
 from ._io import atomic_write_text
 from ._progress import progress_callback
+from ._validate import check_same_structures
 from ._validate import (check_threads, as_matrix, check_bool, check_choice, check_fraction, check_int,
                         check_k, check_progress, describe)
 from .knn import METRICS as KNN_METRICS
@@ -1102,6 +1103,7 @@ def alignment_matrix(spaces, *, metrics=DEFAULT_METRICS, k=10, knn_metric="ip", 
                             f"{name!r}")
         if not name:
             raise ValueError("spaces keys must be non-empty model names; got ''")
+    check_same_structures(list(spaces.items()))
     if len(names) < 2:
         raise ValueError(f"alignment_matrix needs at least 2 models to compare; got "
                          f"{len(names)}{': ' + repr(names[0]) if names else ''}")

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _device
 from .. import _memory
+from .._validate import check_same_structures
 from .._validate import check_threads, as_matrix, check_bool, check_int, check_progress, check_same_n
 from ._global import constant_error, is_constant, pair_sums, pair_sums_memory, too_few_rows
 
@@ -106,6 +107,7 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False,
     unbiased = check_bool(unbiased, "unbiased")
     n_threads = check_threads(n_threads)
     progress = check_progress(progress)
+    check_same_structures((("X", X), ("Y", Y)))
     dev = _device.resolve(device, X, Y)
     X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
     Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")

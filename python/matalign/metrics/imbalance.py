@@ -15,6 +15,7 @@ from .. import _core
 from .. import _device
 from .. import _memory
 from .._progress import progress_callback
+from .._validate import check_same_structures
 from .._validate import (check_threads, as_matrix, check_choice, check_int, check_k, check_progress,
                          check_same_n)
 from ..knn import knn
@@ -175,6 +176,7 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
     n_threads = check_threads(n_threads)
     progress = check_progress(progress)
     seed = check_int(seed, "seed", 0)
+    check_same_structures((("X", X), ("Y", Y)))
     dev = _device.resolve(device, X, Y) if method == "exact" else _device.resolve("cpu", X, Y)
     X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
     Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")

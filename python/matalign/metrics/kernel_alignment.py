@@ -18,6 +18,7 @@ from .. import _core
 from .. import _device
 from .. import _memory
 from .._progress import progress_callback
+from .._validate import check_same_structures
 from .._validate import (check_threads, as_matrix, check_bool, check_choice, check_int, check_progress,
                          check_same_n, describe)
 from ._global import (block_rows, column_stats, constant_error, is_constant, pair_sums,
@@ -385,6 +386,7 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
     seed = check_int(seed, "seed", 0)
     if kernel == "rbf":
         _parse_sigma(sigma)  # validate before any work
+    check_same_structures((("X", X), ("Y", Y)))
     dev = _device.resolve(device, X, Y)
     if kernel == "linear" and dev.is_cuda:
         X = _device.to_host(_device.matrix(X, "X", dev))

@@ -16,6 +16,7 @@ import numpy as np
 from .. import _core
 from .. import _device
 from .. import _memory
+from .._validate import check_same_structures
 from .._validate import check_threads, as_matrix, check_choice, check_int, check_k, check_same_n, describe
 from ..knn import METRICS, KnnGraph, _self_graph
 
@@ -55,6 +56,7 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
              why: str = "self-kNN needs a neighbour besides the row itself",
              fn: str = "mutual_knn", dev=None):
     names = ("X", "Y")
+    check_same_structures(((names[0], X), (names[1], Y)))
     rx, ry = _resolve(X, "X", dev), _resolve(Y, "Y", dev)
     n = check_same_n(rx, ry, names)
     if n < min_n:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validate import check_same_structures
 from .._validate import as_matrix, check_choice, check_int, check_same_n, describe
 from ..knn import KnnGraph
 
@@ -217,6 +218,7 @@ def permutation_test(metric_fn, X, Y, *, n_permutations=100, alternative="greate
         if isinstance(obj, KnnGraph) and not obj.self_excluded:
             raise ValueError(f"{name} is a KnnGraph of separate queries (self_excluded=False); "
                              f"the permutation test needs self graphs")
+    check_same_structures((("X", X), ("Y", Y)))
     if not isinstance(X, KnnGraph):
         X = as_matrix(X, "X")
     if not isinstance(Y, KnnGraph):
