@@ -188,12 +188,6 @@ struct HsicSums {
   }
 };
 
-double hsic1(const HsicSums& s, int64_t n) {
-  const double N = static_cast<double>(n);
-  return (s.trace + s.sum_a * s.sum_b / ((N - 1) * (N - 2)) - 2.0 * s.cross / (N - 2)) /
-         (N * (N - 3));
-}
-
 struct ChunkSums {
   HsicSums xy, xx, yy;
 };
@@ -318,24 +312,11 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
   ChunkSums tot;
   for (const ChunkSums& p : parts) tot.xy.add(p.xy), tot.xx.add(p.xx), tot.yy.add(p.yy);
 
-  CknnaResult r;
-  r.hsic_xy = hsic1(tot.xy, n);
-  r.hsic_xx = hsic1(tot.xx, n);
-  r.hsic_yy = hsic1(tot.yy, n);
-  const bool finite =
-      std::isfinite(r.hsic_xy) && std::isfinite(r.hsic_xx) && std::isfinite(r.hsic_yy);
-  MATALIGN_CHECK(finite, fn, ": non-finite HSIC (hsic_xy = ", r.hsic_xy, ", hsic_xx = ", r.hsic_xx,
-                 ", hsic_yy = ", r.hsic_yy, "); the kernel values must be finite");
-  const double prod = r.hsic_xx * r.hsic_yy;
-  // The unbiased HSIC can be zero or negative; the reference code then returns NaN (or, with
-  // its epsilon, a huge value). Say so instead.
-  MATALIGN_CHECK(prod > 0 || (prod == 0 && eps > 0), fn,
-                 ": CKNNA is undefined: HSIC(K,K) * HSIC(L,L) = ", r.hsic_xx, " * ", r.hsic_yy,
-                 " = ", prod, (prod < 0 ? ", negative (square root of a negative number)"
-                                        : ", zero with eps = 0 (division by zero)"),
-                 "; the masked kernels carry no usable variance (try a larger k)");
-  const double denom = std::sqrt(std::max(prod, 0.0)) + eps;
-  r.value = r.hsic_xy / denom;
+  const double sums[12] = {tot.xy.trace, tot.xy.sum_a, tot.xy.sum_b, tot.xy.cross,
+                           tot.xx.trace, tot.xx.sum_a, tot.xx.sum_b, tot.xx.cross,
+                           tot.yy.trace, tot.yy.sum_a, tot.yy.sum_b, tot.yy.cross};
+  const CknnaResult r = detail::cknna_from_sums(sums, n, eps, fn);
+  const double denom = std::sqrt(std::max(r.hsic_xx * r.hsic_yy, 0.0)) + eps;
 
   if (per_row) {
     // Row i's share of the numerator: its trace edges, rowsum(A)_i·ΣB/((N−1)(N−2)) and

@@ -233,11 +233,6 @@ void prepare(const char* fn, const int64_t* idx_x, const int64_t* idx_y, int64_t
   }
 }
 
-double hsic1(const double* s, int64_t n) {  // s = trace, sum_a, sum_b, cross
-  const double N = static_cast<double>(n);
-  return (s[0] + s[1] * s[2] / ((N - 1) * (N - 2)) - 2.0 * s[3] / (N - 2)) / (N * (N - 3));
-}
-
 }  // namespace
 
 double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t k, double* per_row,
@@ -301,21 +296,7 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
   for (int64_t c = 0; c < chunks; ++c)
     for (int q = 0; q < 12; ++q) tot[q] += host[static_cast<size_t>(c * 12 + q)];
 
-  CknnaResult r;
-  r.hsic_xy = hsic1(tot, n);
-  r.hsic_xx = hsic1(tot + 4, n);
-  r.hsic_yy = hsic1(tot + 8, n);
-  const bool finite = std::isfinite(r.hsic_xy) && std::isfinite(r.hsic_xx) && std::isfinite(r.hsic_yy);
-  MATALIGN_CHECK(finite, fn, ": non-finite HSIC (hsic_xy = ", r.hsic_xy, ", hsic_xx = ", r.hsic_xx,
-                 ", hsic_yy = ", r.hsic_yy, "); the kernel values must be finite");
-  const double prod = r.hsic_xx * r.hsic_yy;
-  MATALIGN_CHECK(prod > 0 || (prod == 0 && eps > 0), fn,
-                 ": CKNNA is undefined: HSIC(K,K) * HSIC(L,L) = ", r.hsic_xx, " * ", r.hsic_yy,
-                 " = ", prod, (prod < 0 ? ", negative (square root of a negative number)"
-                                        : ", zero with eps = 0 (division by zero)"),
-                 "; the masked kernels carry no usable variance (try a larger k)");
-  r.value = r.hsic_xy / (std::sqrt(std::max(prod, 0.0)) + eps);
-  return r;
+  return ::matalign::detail::cknna_from_sums(tot, n, eps, fn);
 }
 
 template CknnaResult cknna<float>(const int64_t*, const float*, const int64_t*, const float*, int64_t,

@@ -7,7 +7,11 @@
 /// values K_ij = <x_i, x_j> of those neighbours, in the same order).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+
+#include "matalign/common.h"
 
 namespace matalign {
 
@@ -39,5 +43,39 @@ struct CknnaResult {
 template <class T>
 CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, const T* val_y,
                   int64_t n, int64_t k, double eps, double* per_row, int n_threads = 0);
+
+namespace detail {
+
+/// Unbiased HSIC₁ from its four sums s = {trace, sum_a, sum_b, cross} over n rows.
+inline double hsic1_from_sums(const double* s, int64_t n) {
+  const double N = static_cast<double>(n);
+  return (s[0] + s[1] * s[2] / ((N - 1) * (N - 2)) - 2.0 * s[3] / (N - 2)) / (N * (N - 3));
+}
+
+/// CKNNA from the 12 sums of the three HSICs (xy, xx, yy; each as in hsic1_from_sums), with
+/// the checks that make an undefined ratio an error. Shared by the CPU and CUDA engines so
+/// that both finish identically.
+inline CknnaResult cknna_from_sums(const double* sums, int64_t n, double eps, const char* fn) {
+  CknnaResult r;
+  r.hsic_xy = hsic1_from_sums(sums, n);
+  r.hsic_xx = hsic1_from_sums(sums + 4, n);
+  r.hsic_yy = hsic1_from_sums(sums + 8, n);
+  const bool finite =
+      std::isfinite(r.hsic_xy) && std::isfinite(r.hsic_xx) && std::isfinite(r.hsic_yy);
+  MATALIGN_CHECK(finite, fn, ": non-finite HSIC (hsic_xy = ", r.hsic_xy, ", hsic_xx = ", r.hsic_xx,
+                 ", hsic_yy = ", r.hsic_yy, "); the kernel values must be finite");
+  const double prod = r.hsic_xx * r.hsic_yy;
+  // The unbiased HSIC can be zero or negative; the reference code then returns NaN (or, with
+  // its epsilon, a huge value). Say so instead.
+  MATALIGN_CHECK(prod > 0 || (prod == 0 && eps > 0), fn,
+                 ": CKNNA is undefined: HSIC(K,K) * HSIC(L,L) = ", r.hsic_xx, " * ", r.hsic_yy,
+                 " = ", prod, (prod < 0 ? ", negative (square root of a negative number)"
+                                        : ", zero with eps = 0 (division by zero)"),
+                 "; the masked kernels carry no usable variance (try a larger k)");
+  r.value = r.hsic_xy / (std::sqrt(std::max(prod, 0.0)) + eps);
+  return r;
+}
+
+}  // namespace detail
 
 }  // namespace matalign
