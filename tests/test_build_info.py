@@ -20,6 +20,7 @@ KEYS = {
     "simd_compiled": list,
     "simd_available": list,
     "simd_selected": str,
+    "knn_screen": str,
     "cuda": bool,
     "cuda_version": (str, type(None)),
     "cuda_architectures": list,

@@ -211,12 +211,14 @@ def test_knn_rescore_float32_l2():
     assert eps32 * norm2 > 100 * 4 * (d + 2) * eps32 * ref_values[:, :k].max()
 
 
+@pytest.mark.parametrize("screen", ("off", "int8"))
 @pytest.mark.parametrize("simd", SIMD_LEVELS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("metric", ("ip", "l2"))
-def test_knn_simd_levels_bitwise_identical(simd, metric, dtype):
+def test_knn_simd_levels_bitwise_identical(simd, metric, dtype, screen):
     """Every SIMD level the CPU has gives bitwise the scalar result (same FMA
-    order everywhere), and that result is right."""
+    order everywhere; the int8 screen's VNNI and portable kernels pick the same
+    exact float64 graph), and that result is right."""
     for n, d, k, tr, tc in [
         (173, 33, 9, 0, 0),
         (61, 1, 5, 5, 7),
@@ -225,14 +227,17 @@ def test_knn_simd_levels_bitwise_identical(simd, metric, dtype):
         (150, 301, 6, 0, 0),
     ]:
         X = _data(41 + d, n, d, dtype)
-        g = ma.knn(X, k=k, metric=metric, simd=simd, tile_rows=tr, tile_cols=tc)
-        g_scalar = ma.knn(X, k=k, metric=metric, simd="scalar", tile_rows=tr, tile_cols=tc)
+        g = ma.knn(X, k=k, metric=metric, simd=simd, tile_rows=tr, tile_cols=tc, screen=screen)
+        g_scalar = ma.knn(X, k=k, metric=metric, simd="scalar", tile_rows=tr, tile_cols=tc,
+                          screen=screen)
         np.testing.assert_array_equal(g.indices, g_scalar.indices, err_msg=f"{simd} N={n} D={d}")
         np.testing.assert_array_equal(g.values, g_scalar.values, err_msg=f"{simd} N={n} D={d}")
         _check_graph(g, X, k, metric)
         Q = _data(43 + d, 19, d, dtype)
-        gq = ma.knn(X, k=min(k, n), metric=metric, queries=Q, simd=simd, tile_rows=tr, tile_cols=tc)
-        gq_scalar = ma.knn(X, k=min(k, n), metric=metric, queries=Q, simd="scalar", tile_rows=tr, tile_cols=tc)
+        gq = ma.knn(X, k=min(k, n), metric=metric, queries=Q, simd=simd, tile_rows=tr,
+                    tile_cols=tc, screen=screen)
+        gq_scalar = ma.knn(X, k=min(k, n), metric=metric, queries=Q, simd="scalar",
+                           tile_rows=tr, tile_cols=tc, screen=screen)
         np.testing.assert_array_equal(gq.indices, gq_scalar.indices)
         np.testing.assert_array_equal(gq.values, gq_scalar.values)
 

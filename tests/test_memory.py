@@ -95,7 +95,8 @@ def test_knn_cosine_and_queries_raise(tiny_memory):
 
 def test_knn_size_in_gb_for_large_n(monkeypatch):
     """N = 10⁷ rows (a zero-stride view: 32 bytes of data) with k = 10 needs ~5.5 GB of
-    candidate buffers and outputs: refused before the engine is reached."""
+    candidate buffers and outputs (~9 GB with the int8 screen's buffers): refused before the
+    engine is reached."""
     monkeypatch.setattr(_memory, "available_memory", lambda: (10**9, "test"))
     monkeypatch.setattr(_core, "knn_exact_f32", lambda *a, **k: pytest.fail("engine reached"))
     X = np.lib.stride_tricks.as_strided(np.ones(8, dtype=np.float32), shape=(10**7, 8),
@@ -103,7 +104,9 @@ def test_knn_size_in_gb_for_large_n(monkeypatch):
     with pytest.raises(MemoryError, match=r"^knn\(N=10000000, D=8, k=10, method='exact'\) "
                        r"needs about 5\.\d+ GB of memory, but only 1 GB is available \(test\); "
                        r"pass a smaller k"):
-        ma.knn(X, k=10, device="cpu")
+        ma.knn(X, k=10, device="cpu", screen="off")
+    with pytest.raises(MemoryError, match=r"needs about (9|10)\.\d+ GB of memory"):
+        ma.knn(X, k=10, device="cpu", screen="int8")
 
 
 def test_graph_metrics_raise(tiny_memory):
@@ -175,9 +178,13 @@ def test_normal_calls_unaffected(tmp_path):
 
 def test_estimates_cover_the_outputs():
     n, d, k = 1_000_000, 256, 10
-    exact = _memory.knn_bytes(n, n, d, k, 4, n_threads=2)
+    exact = _memory.knn_bytes(n, n, d, k, 4, n_threads=2, screen="off")
     # outputs 0.12 GB + candidate buffers (k + 16 per row, 16 bytes each) 0.42 GB + tiles
     assert _memory.graph_bytes(n, k, 4) + n * 26 * 16 <= exact <= 0.7e9
+    # the int8 screen (default for k <= 16 on VNNI CPUs): + the int8 copy (0.26 GB), 4k + 64
+    # 8-byte candidates per row (0.83 GB) and the threshold heaps (0.04 GB)
+    screened = _memory.knn_bytes(n, n, d, k, 4, n_threads=2, screen="int8")
+    assert _memory.graph_bytes(n, k, 4) + n * (d + 104 * 8 + 40) <= screened <= 1.5e9
     params = _approx.resolve_params("ivf", n, d, k + 1)
     ivf = _memory.knn_bytes(n, n, d, k, 4, method="ivf", params=params)
     # the index holds a float32 copy of X (and FAISS's vectors grow by doubling): measured

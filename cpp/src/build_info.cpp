@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "matalign/common.h"
+#include "screen.h"
 
 namespace matalign {
 
@@ -25,6 +26,10 @@ BuildInfo build_info() {
     if (simd_supported(s)) b.simd_available.push_back(simd_name(s));
   b.simd_selected = simd_name(simd_best());
   b.max_threads = resolve_threads(0);
+  b.knn_screen = (simd_best() == Simd::avx512 && detail::screen_vnni_supported() &&
+                  detail::screen_vnni_kernel() != nullptr)
+                     ? "vnni"
+                     : "portable";
   return b;
 }
 

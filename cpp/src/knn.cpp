@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "screen.h"
 #include "matalign/tiling.h"
 
 namespace matalign {
@@ -43,6 +44,12 @@ void parallel_norms(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out,
 
 }  // namespace
 
+// knn_screen.cpp
+template <class T>
+bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
+                  bool exclude_self, T* values, int64_t* indices, const KnnOptions& opt,
+                  bool use_vnni);
+
 template <class T>
 void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
                bool exclude_self, T* values, int64_t* indices, const KnnOptions& opt) {
@@ -68,6 +75,23 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
   const bool l2 = metric == Metric::l2;
+  MATALIGN_CHECK(opt.screen >= -1 && opt.screen <= 1, "knn: screen must be -1, 0 or 1");
+
+  // The int8 screen: exact (the float64 graph), and faster wherever VNNI runs it.
+  if (opt.screen != 0) {
+    const bool vnni = simd == Simd::avx512 && detail::screen_vnni_supported() &&
+                      detail::screen_vnni_kernel() != nullptr;
+    // Measured crossover (bench/README.md): for larger k the int8 bound leaves too many
+    // candidates per row and the float GEMM is faster.
+    constexpr int64_t kAutoMaxK = 16;
+    if (opt.screen == 1 || (vnni && k <= kAutoMaxK)) {
+      if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni)) return;
+      MATALIGN_CHECK(opt.screen != 1,
+                     "knn: screen='int8' does not apply to these rows (it needs every nonzero "
+                     "row norm within [1e-12, 1e12], D <= 60000 and N < 2^32); use "
+                     "screen='auto' or 'off'");
+    }
+  }
 
   // Rescoring keeps a few more float candidates than asked, then re-ranks them in double.
   const int64_t kc = opt.rescore ? std::min(max_k, k + std::max<int64_t>(8, k / 2)) : k;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -172,6 +173,253 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
     for (int64_t b = 0; b < a; ++b) cross[a * M + b] = cross[b * M + a];
 }
 
+namespace {
+
+// RankCount of float64 rows through a float32 screen: the tile GEMM runs in float32 on a
+// float32 copy (twice the float64 FMA rate), and each comparison "s(i,l) vs threshold" is
+// decided from the float32 score when a rigorous bound on its error settles it; only the
+// pairs within the bound of a threshold are recomputed with the float64 GEMM's FMA chain and
+// decided exactly. The counts are therefore those of the float64 computation, bit for bit.
+//
+// Bound. With u = 2^-24, converting both rows to float32 moves <y_i, y_l> by <= 2.01u·Σ|y y|,
+// the float32 dot adds <= (d+2)u·Σ|y y| (any summation order), and Σ|y y| <= |y_i||y_l|; the
+// score 2·ip − (N_i + N_l) and its comparison with a float32 copy of the float64 threshold add
+// a few u·(N_i + N_l + 2|y_i||y_l|). All of it is below w_il = (2d + 40)·u·(|y_i| + |y_l|)² +
+// (tiny absolute), which is used on both sides of every comparison.
+// Returns false (nothing written) where float32 cannot hold the rows safely (an entry outside
+// [1e-15, 1e15] in magnitude, other than 0).
+// The k = 1 counting of one float32 tile, both sides in one pass: definite counts and
+// "ambiguous" flags per row and per column. Compiled for several ISAs (the loader picks one
+// from the CPU's features, as for the kernel files); integer counts do not depend on which.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void count_tile_k1(const float* g, int64_t P, int64_t R, int64_t C, bool diagonal,
+                   const float* nf_r, const float* rt_r, const float* thi_r, const float* tlo_r,
+                   const float* nf_c, const float* rt_c, const float* thi_c, const float* tlo_c,
+                   float c_w, int32_t* rowcnt, uint8_t* rowamb, int32_t* colcnt,
+                   uint8_t* colamb, uint8_t* ambm) {
+  for (int64_t ii = 0; ii < R; ++ii) {
+    const int64_t jj0 = diagonal ? ii + 1 : 0;
+    const float ni = nf_r[ii], ri = rt_r[ii], hi = thi_r[ii], lo = tlo_r[ii];
+    const float* gi = g + ii * P;
+    uint8_t* am = ambm + ii * P;
+    for (int64_t jj = 0; jj < jj0 && jj < C; ++jj) am[jj] = 0;
+    int32_t cnt = 0, amb = 0;
+#pragma omp simd reduction(+ : cnt) reduction(| : amb)
+    for (int64_t jj = jj0; jj < C; ++jj) {
+      const float sc = gi[jj] * 2.0f - (ni + nf_c[jj]);
+      const float r = ri + rt_c[jj];
+      const float w = c_w * (r * r) + 1e-30f;
+      const float a = sc - w, b = sc + w;
+      const int32_t yes = a > hi;
+      const int32_t ra = (b >= lo) & (1 - yes);
+      cnt += yes;
+      amb |= ra;
+      const int32_t cyes = a > thi_c[jj];
+      const int32_t ca = (b >= tlo_c[jj]) & (1 - cyes);
+      colcnt[jj] += cyes;
+      colamb[jj] |= static_cast<uint8_t>(ca);
+      am[jj] = static_cast<uint8_t>(ra | (ca << 1));
+    }
+    rowcnt[ii] = cnt;
+    rowamb[ii] = static_cast<uint8_t>(amb);
+  }
+}
+
+bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, int64_t k,
+                         int64_t* counts, const PairwiseOptions& opt) {
+  const int64_t n = y.rows, d = y.cols;
+  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  const detail::Kernels<float> K = kernels_for<float>(simd);
+  const detail::Kernels<double> K64 = kernels_for<double>(simd);
+  const int nt = resolve_threads(opt.n_threads);
+  std::vector<float> yf(static_cast<size_t>(mul_checked(n, d, "float32 copy")));
+  int bad = 0;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < d; ++c) {
+      const double v = y(r, c);
+      const double a = std::fabs(v);
+      if (v != 0.0 && !(a >= 1e-15 && a <= 1e15)) bad = 1;
+      yf[r * d + c] = static_cast<float>(v);
+    }
+  if (bad) return false;
+  // float64 norms with the GEMM's chain (exact scores), float32 copies for the screen
+  std::vector<double> nrm(static_cast<size_t>(n));
+  norms_all(K64, y, nrm.data(), nt);
+  const double u = std::ldexp(1.0, -24);
+  const float c_w = static_cast<float>((2.0 * d + 40.0) * u * 1.001);
+  std::vector<float> nf(static_cast<size_t>(n)), rootf(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    nf[r] = static_cast<float>(nrm[r]);
+    rootf[r] = static_cast<float>(std::sqrt(nrm[r]) * (1.0 + 1e-6));
+  }
+  // Exact float64 thresholds (the same chain), with float32 outer copies for the screen.
+  std::vector<double> thr(static_cast<size_t>(mul_checked(n, k, "thresholds")));
+  std::vector<float> thr_hi(thr.size()), thr_lo(thr.size());
+  auto exact_score = [&](int64_t i, int64_t l) {
+    const double* yi = &y(i, 0);
+    const double* yl = &y(l, 0);
+    double ip;
+    if (y.col_stride == 1) {
+      K64.dots_f64(yi, &yl, 1, d, 1, &ip);
+    } else {
+      std::vector<double> row(static_cast<size_t>(d));
+      for (int64_t c = 0; c < d; ++c) row[c] = y(i, c);
+      K64.dots_f64(row.data(), &yl, y.col_stride, d, 1, &ip);
+    }
+    return ip * 2.0 - (nrm[i] + nrm[l]);
+  };
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < k; ++t) {
+      const double th = exact_score(i, targets[i * k + t]);
+      thr[i * k + t] = th;
+      const double wt = 4.0 * u * std::fabs(th) + 1e-30;
+      thr_hi[i * k + t] = static_cast<float>(th + wt);
+      thr_lo[i * k + t] = static_cast<float>(th - wt);
+    }
+  std::fill(counts, counts + n * k, int64_t(0));
+  // exact decision of one ambiguous comparison: row a ranks b against its target t
+  auto exact_counts = [&](int64_t a, int64_t b, int64_t t, double s) {
+    const double th = thr[a * k + t];
+    return s > th || (s == th && b < targets[a * k + t]);
+  };
+
+  const int64_t P = std::min(opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(1, d, sizeof(float)),
+                             round_up(n, 48));
+  const int64_t pack = mul_checked(round_up(P, K.mr) + round_up(P, K.nr), d, "pack");
+  const int64_t per_thread = pack + P * P + (P * P + 3) / 4 + P;  // + the k = 1 byte map
+  std::vector<float> scratch(static_cast<size_t>(mul_checked(nt, per_thread, "scratch")));
+  std::vector<int32_t> colcnt_all(static_cast<size_t>(nt * P * (k + 1)));
+  std::vector<uint8_t> colamb_all(static_cast<size_t>(nt * 2 * P));
+  TileLoopOptions lo;
+  lo.n_threads = nt;
+  lo.progress = opt.progress;
+  const float* yfd = yf.data();
+  for_each_tile(
+      n, n, P, P, true,
+      [&](const Tile& t, int tid) {
+        float* pa = scratch.data() + static_cast<size_t>(tid) * per_thread;
+        float* pb = pa + round_up(P, K.mr) * d;
+        float* g = pa + pack;
+        int32_t* colcnt = colcnt_all.data() + static_cast<size_t>(tid) * P * (k + 1);
+        uint8_t* colamb = colamb_all.data() + static_cast<size_t>(tid) * 2 * P;
+        const int64_t R = t.r1 - t.r0, C = t.c1 - t.c0;
+        K.pack(yfd, d, 1, d, t.r0, t.r1, K.mr, pa);
+        K.pack(yfd, d, 1, d, t.c0, t.c1, K.nr, pb);
+        K.gemm_tile(pa, pb, d, R, C, g, P);
+        std::fill(colcnt, colcnt + C * k, 0);
+        std::fill(colamb, colamb + C, uint8_t(0));
+        const float* nfc = nf.data() + t.c0;
+        const float* rtc = rootf.data() + t.c0;
+        if (k == 1) {
+          int32_t* rowcnt = colcnt + P;  // scratch after the column counts
+          uint8_t* rowamb = colamb + P;
+          uint8_t* ambm = reinterpret_cast<uint8_t*>(g + P * P);
+          count_tile_k1(g, P, R, C, t.diagonal, nf.data() + t.r0, rootf.data() + t.r0,
+                        thr_hi.data() + t.r0, thr_lo.data() + t.r0, nfc, rtc,
+                        thr_hi.data() + t.c0, thr_lo.data() + t.c0, c_w, rowcnt, rowamb, colcnt,
+                        colamb, ambm);
+          bool any_col = false;
+          for (int64_t jj = 0; jj < C; ++jj) any_col |= colamb[jj] != 0;
+          for (int64_t ii = 0; ii < R; ++ii) {
+            const int64_t i = t.r0 + ii;
+            if (rowamb[ii] || any_col) {
+              // exact decisions for the ambiguous pairs only (a byte map: bit 0 row side,
+              // bit 1 column side), scanned 8 bytes at a time
+              const uint8_t* am = ambm + ii * P;
+              for (int64_t w0 = 0; w0 < C; w0 += 8) {
+                uint64_t word = 0;
+                std::memcpy(&word, am + w0, static_cast<size_t>(std::min<int64_t>(8, C - w0)));
+                if (C - w0 < 8) word &= (uint64_t(1) << (8 * (C - w0))) - 1;
+                while (word) {
+                  const int bit = __builtin_ctzll(word);
+                  const int64_t jj = w0 + bit / 8;
+                  const uint8_t flags = am[jj];
+                  word &= ~(uint64_t(0xFF) << (8 * (bit / 8)));
+                  const int64_t l = t.c0 + jj;
+                  const double se = exact_score(i, l);
+                  if (flags & 1) rowcnt[ii] += exact_counts(i, l, 0, se);
+                  if (flags & 2) colcnt[jj] += exact_counts(l, i, 0, se);
+                }
+              }
+            }
+            counts[i] += rowcnt[ii];
+          }
+          for (int64_t jj = 0; jj < C; ++jj) counts[t.c0 + jj] += colcnt[jj];
+          return;
+        } else
+        for (int64_t ii = 0; ii < R; ++ii) {
+          const int64_t i = t.r0 + ii;
+          const int64_t jj0 = t.diagonal ? ii + 1 : 0;
+          const float ni = nf[i], ri = rootf[i];
+          const float* gi = g + ii * P;
+          for (int64_t q = 0; q < k; ++q) {
+            const float hi = thr_hi[i * k + q], lo_ = thr_lo[i * k + q];
+            int32_t cnt = 0, amb = 0;
+            for (int64_t jj = jj0; jj < C; ++jj) {
+              const float s = gi[jj] * 2.0f - (ni + nfc[jj]);
+              const float r = ri + rtc[jj];
+              const float w = c_w * (r * r) + 1e-30f;
+              const int yes = (s - w) > hi;
+              cnt += yes;
+              amb |= (s + w >= lo_) & !yes;
+            }
+            if (amb) {  // recount this row segment with exact decisions where needed
+              cnt = 0;
+              for (int64_t jj = jj0; jj < C; ++jj) {
+                const float s = gi[jj] * 2.0f - (ni + nfc[jj]);
+                const float r = ri + rtc[jj];
+                const float w = c_w * (r * r) + 1e-30f;
+                if ((s - w) > hi) ++cnt;
+                else if (s + w >= lo_) cnt += exact_counts(i, t.c0 + jj, q, exact_score(i, t.c0 + jj));
+              }
+            }
+            counts[i * k + q] += cnt;
+          }
+          // column side: row l ranks i
+          for (int64_t q = 0; q < k; ++q) {
+            int32_t* cc = colcnt + q;
+            for (int64_t jj = jj0; jj < C; ++jj) {
+              const int64_t l = t.c0 + jj;
+              const float s = gi[jj] * 2.0f - (ni + nfc[jj]);
+              const float r = ri + rtc[jj];
+              const float w = c_w * (r * r) + 1e-30f;
+              const int yes = (s - w) > thr_hi[l * k + q];
+              cc[jj * k] += yes;
+              colamb[jj] |= static_cast<uint8_t>((s + w >= thr_lo[l * k + q]) & !yes);
+            }
+          }
+        }
+        for (int64_t jj = 0; jj < C; ++jj) {
+          const int64_t l = t.c0 + jj;
+          if (!colamb[jj]) {
+            for (int64_t q = 0; q < k; ++q) counts[l * k + q] += colcnt[jj * k + q];
+            continue;
+          }
+          // recount column l over this tile's rows with exact decisions where needed
+          const int64_t ii1 = t.diagonal ? std::min(R, jj) : R;
+          for (int64_t q = 0; q < k; ++q) {
+            const float hi = thr_hi[l * k + q], lo_ = thr_lo[l * k + q];
+            int64_t cnt = 0;
+            for (int64_t ii = 0; ii < ii1; ++ii) {
+              const int64_t i = t.r0 + ii;
+              const float s = g[ii * P + jj] * 2.0f - (nf[i] + nfc[jj]);
+              const float r = rootf[i] + rtc[jj];
+              const float w = c_w * (r * r) + 1e-30f;
+              if ((s - w) > hi) ++cnt;
+              else if (s + w >= lo_) cnt += exact_counts(l, i, q, exact_score(i, l));
+            }
+            counts[l * k + q] += cnt;
+          }
+        }
+      },
+      lo);
+  return true;
+}
+
+}  // namespace
+
 template <class T>
 void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64_t* counts,
                 const PairwiseOptions& opt) {
@@ -189,6 +437,9 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "rank_count: tile_rows too large");
+  if constexpr (std::is_same<T, double>::value) {
+    if (opt.screen && rank_count_screened(y, targets, k, counts, opt)) return;
+  }
   const int64_t P = std::min(opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(1, d, sizeof(T)),
                              round_up(n, 48));
 

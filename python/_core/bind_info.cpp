@@ -23,6 +23,7 @@ void bind_info(py::module_& m) {
         d["simd_available"] = b.simd_available;
         d["simd_selected"] = b.simd_selected;
         d["max_threads"] = b.max_threads;
+        d["knn_screen"] = b.knn_screen;
 #ifdef MATALIGN_HAS_CUDA
         d["cuda"] = true;
         d["cuda_version"] = matalign::cuda::compiled_cuda_version();

@@ -18,7 +18,7 @@ template <class T>
 py::tuple knn_exact(const py::array& x, const py::object& queries, int64_t k,
                     const std::string& metric, bool exclude_self, int64_t tile_rows,
                     int64_t tile_cols, int n_threads, bool rescore, const std::string& simd,
-                    py::object progress) {
+                    py::object progress, const std::string& screen) {
   const matalign::MatrixView<T> xv = view2d<T>(x, "X");
   std::optional<matalign::MatrixView<T>> qv;
   py::array qarr;
@@ -34,6 +34,10 @@ py::tuple knn_exact(const py::array& x, const py::object& queries, int64_t k,
   opt.tile_cols = tile_cols;
   opt.n_threads = n_threads;
   opt.rescore = rescore;
+  if (screen == "auto") opt.screen = -1;
+  else if (screen == "off") opt.screen = 0;
+  else if (screen == "int8") opt.screen = 1;
+  else throw std::invalid_argument("screen must be 'auto', 'int8' or 'off'; got '" + screen + "'");
   opt.simd = matalign::simd_parse(simd);
   opt.simd_auto = false;
   opt.progress = make_progress(progress);
@@ -61,12 +65,13 @@ int64_t first_nonfinite(const py::array& x, int n_threads) {
 
 const char* kKnnDoc =
     "knn_exact_{f32,f64}(x, queries, k, metric, exclude_self, tile_rows, tile_cols, n_threads,\n"
-    "                    rescore, simd, progress) -> (values, indices)\n\n"
+    "                    rescore, simd, progress, screen='auto') -> (values, indices)\n\n"
     "Exact kNN on the tile loop. x: (N, D) array of exactly this dtype, any strides; queries:\n"
     "(M, D) or None for the self graph (self excluded by index when exclude_self). metric:\n"
     "'ip' | 'l2'. Returns values (rows, k) (inner products or squared L2) and indices (rows, k)\n"
     "int64, best first, ties by lower index. Releases the GIL; progress(done, total) is called\n"
-    "between tiles and Ctrl-C stops the computation with KeyboardInterrupt.";
+    "between tiles and Ctrl-C stops the computation with KeyboardInterrupt. screen: 'auto' (the\n"
+    "int8 screen where AVX-512 VNNI runs it), 'int8' (always), 'off' (float GEMM in x's dtype).";
 
 }  // namespace
 
@@ -75,12 +80,12 @@ void bind_knn(py::module_& m) {
         py::arg("queries").none(true), py::arg("k"), py::arg("metric") = "ip",
         py::arg("exclude_self") = true, py::arg("tile_rows") = 0, py::arg("tile_cols") = 0,
         py::arg("n_threads") = 0, py::arg("rescore") = false, py::arg("simd") = "auto",
-        py::arg("progress") = py::none());
+        py::arg("progress") = py::none(), py::arg("screen") = "auto");
   m.def("knn_exact_f64", &knn_exact<double>, kKnnDoc, py::arg("x").noconvert(),
         py::arg("queries").none(true), py::arg("k"), py::arg("metric") = "ip",
         py::arg("exclude_self") = true, py::arg("tile_rows") = 0, py::arg("tile_cols") = 0,
         py::arg("n_threads") = 0, py::arg("rescore") = false, py::arg("simd") = "auto",
-        py::arg("progress") = py::none());
+        py::arg("progress") = py::none(), py::arg("screen") = "auto");
   m.def("first_nonfinite_row_f32", &first_nonfinite<float>,
         "Index of the first row with a NaN/Inf, or -1 (float32, any strides).",
         py::arg("x").noconvert(), py::arg("n_threads") = 0);

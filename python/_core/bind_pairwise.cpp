@@ -50,7 +50,7 @@ template <class T>
 py::array_t<int64_t> rank_count(const py::array& y,
                                 const py::array_t<int64_t, py::array::c_style>& targets,
                                 int64_t tile_rows, int n_threads, const std::string& simd,
-                                py::object progress) {
+                                py::object progress, bool screen) {
   const auto yv = view2d<T>(y, "y");
   if (targets.ndim() != 2 || targets.shape(0) != yv.rows)
     throw std::invalid_argument("targets must have shape (n, k) with n = y.shape[0]");
@@ -59,6 +59,7 @@ py::array_t<int64_t> rank_count(const py::array& y,
   int64_t* cp = counts.mutable_data();
   const int64_t* tp = targets.data();
   auto opt = make_options(tile_rows, n_threads, simd, std::move(progress));
+  opt.screen = screen;
   run_released([&] { matalign::rank_count<T>(yv, tp, k, cp, opt); });
   return counts;
 }
@@ -109,9 +110,11 @@ const char* kPairDoc =
     "spaces: f = 'distance' (Euclidean) or 'rbf' (exp(-gamma_m * squared distance));\n"
     "rowsums[m, i] = sum_{j != i} f_m(i, j); cross[a, b] = sum_{i != j} f_a(i, j) f_b(i, j).";
 const char* kRankDoc =
-    "rank_count_{f32,f64}(y, targets, tile_rows=0, n_threads=0, simd='auto', progress=None)\n"
-    "-> counts (n, k) int64: counts[i, t] = #{l != i: d(i,l) < d(i,j_t)} + #{l != i: d(i,l) ==\n"
-    "d(i,j_t), l < j_t}, d the squared Euclidean distance in y (kNN-identical rounding).";
+    "rank_count_{f32,f64}(y, targets, tile_rows=0, n_threads=0, simd='auto', progress=None,\n"
+    "screen=True) -> counts (n, k) int64: counts[i, t] = #{l != i: d(i,l) < d(i,j_t)} +\n"
+    "#{l != i: d(i,l) == d(i,j_t), l < j_t}, d the squared Euclidean distance in y\n"
+    "(kNN-identical rounding). screen (float64 only): float32 tiles decide the comparisons a\n"
+    "rigorous bound settles, float64 the rest (the same counts).";
 
 }  // namespace
 
@@ -130,10 +133,10 @@ void bind_pairwise(py::module_& m) {
         py::arg("simd") = "auto", py::arg("progress") = py::none());
   m.def("rank_count_f32", &rank_count<float>, kRankDoc, py::arg("y").noconvert(),
         py::arg("targets").noconvert(), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
-        py::arg("simd") = "auto", py::arg("progress") = py::none());
+        py::arg("simd") = "auto", py::arg("progress") = py::none(), py::arg("screen") = true);
   m.def("rank_count_f64", &rank_count<double>, kRankDoc, py::arg("y").noconvert(),
         py::arg("targets").noconvert(), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
-        py::arg("simd") = "auto", py::arg("progress") = py::none());
+        py::arg("simd") = "auto", py::arg("progress") = py::none(), py::arg("screen") = true);
 }
 
 }  // namespace matalign_py

@@ -190,9 +190,12 @@ def _auto_tile(d: int, itemsize: int) -> int:
 
 def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool = False,
                     rescore: bool = False, n_threads: int = 1, tile_rows: int = 0,
-                    tile_cols: int = 0) -> int:
+                    tile_cols: int = 0, screen: str = "auto", self_mode: bool = True) -> int:
     """cpp/src/knn.cpp knn_exact: outputs (m, k) values + int64 indices, the per-row candidate
-    buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles."""
+    buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles; where the
+    int8 screen may run (cpp/src/knn_screen.cpp: screen="int8", or "auto" with k <= 16), its
+    int8 copies with ten per-row bound terms, (4k + 64) 8-byte candidates and a k-entry heap
+    per row, and per-thread int8 panels."""
     max_k = n
     kc = min(max_k, k + max(8, k // 2)) if rescore else k
     cap = kc + max(16, kc // 2)
@@ -202,7 +205,15 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     tr = tile_rows or _auto_tile(d, itemsize)
     tc = tile_cols or _auto_tile(d, itemsize)
     scratch = max(1, n_threads) * (min(tr, m + 32) + min(max(tr, tc), n + 32)) * d * itemsize
-    return int(out + state + norms + scratch)
+    direct = out + state + norms + scratch
+    if screen == "off" or (screen == "auto" and k > 16):
+        return int(direct)
+    dp = (d + 3) // 4 * 4
+    sides = n + (0 if self_mode else m)
+    quant = sides * (dp + 48) + m * ((4 * k + 64) * 8 + 4 * k + 16)
+    panels = max(1, n_threads) * (1024 + 2048 + 64) * dp
+    fallback = 64 << 20  # float64 blocks of X for rows the bound cannot separate
+    return int(max(direct, out + quant + panels + fallback))
 
 
 def approx_index_bytes(method: str, n: int, d: int, *, nlist=None, M=None, pq_m=None,
@@ -233,7 +244,7 @@ def approx_index_bytes(method: str, n: int, d: int, *, nlist=None, M=None, pq_m=
 def knn_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, method: str = "exact",
               metric: str = "ip", self_mode: bool = True, rescore: bool = False,
               n_threads: int = 1, tile_rows: int = 0, tile_cols: int = 0,
-              params=None) -> int:
+              params=None, screen: str = "auto") -> int:
     """Peak of ``ma.knn``: the cosine copies, then the exact engine or the FAISS index, the
     (m, k) outputs and the re-sort of approximate results (two copies and an order array)."""
     copies = 0
@@ -242,7 +253,8 @@ def knn_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, method: str = "e
     if method == "exact":
         return copies + knn_exact_bytes(n, m, d, k, itemsize, l2=metric == "l2",
                                         rescore=rescore, n_threads=n_threads,
-                                        tile_rows=tile_rows, tile_cols=tile_cols)
+                                        tile_rows=tile_rows, tile_cols=tile_cols,
+                                        screen=screen, self_mode=self_mode)
     p = params
     index = approx_index_bytes(method, n, d, nlist=getattr(p, "nlist", None),
                                M=getattr(p, "M", None), pq_m=getattr(p, "pq_m", None),

@@ -16,6 +16,7 @@ struct BuildInfo {
   std::vector<std::string> simd_available;  ///< levels this CPU can run
   std::string simd_selected;            ///< level chosen by "auto"
   int max_threads = 1;                  ///< threads n_threads=0 resolves to
+  std::string knn_screen;               ///< int8 screen kernel: "vnni" or "portable"
 };
 
 BuildInfo build_info();

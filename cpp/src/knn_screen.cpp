@@ -1,0 +1,470 @@
+// Exact kNN through an int8 screen (see screen.h for the idea and the bound).
+//
+// Pipeline: quantise both sides once (O(N·D), parallel) -> the tile loop runs an int8 tile
+// kernel whose reducer keeps, per row, every column whose upper bound reaches the row's k-th
+// largest lower bound -> each row's survivors are re-scored in double with the float64 GEMM's
+// FMA chain and ranked (score desc, index asc). Rows whose candidate buffer overflows (many
+// pairs the bound cannot separate: duplicates, collapsed embeddings) are searched again by
+// the float64 kernel itself, so the answer is always that of the float64 computation.
+//
+// Why the result is exact. lb_ij <= s_ij <= ub_ij for the double score s. The row threshold
+// thr (k-th largest lb seen) never exceeds the true k-th score, so every column of the true
+// top-k (ties included) has ub >= thr when it is seen and is never evicted (eviction drops
+// only ub < thr). The bounds carry an allowance of 4e-6·t_i·t_j (plus 4e-6·|x|² per side for
+// l2) over the float32 rounding of their own evaluation (~1e-7 relative) and the double
+// re-scoring (~1e-16·D), so "top-k of the re-scored values" and "top-k of the real values"
+// pick from the same candidate set.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <type_traits>
+#include <vector>
+
+#include "kernels.h"
+#include "matalign/knn.h"
+#include "matalign/tiling.h"
+#include "screen.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace matalign {
+namespace detail {
+
+#if !defined(MATALIGN_HAVE_X86_KERNELS)
+int64_t screen_vnni_scratch_bytes(int64_t, int64_t, int64_t) { return 0; }
+ScreenTileFn screen_vnni_kernel() { return nullptr; }
+bool screen_vnni_supported() { return false; }
+#else
+bool screen_vnni_supported() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+#endif
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+void push(ScreenState& st, int64_t r, float lb, float ub, uint32_t idx) {
+  if (!(ub >= st.thr[r])) return;
+  // The threshold: the k-th largest lower bound, from a min-heap of the k largest.
+  float* h = st.heap + r * st.k;
+  int32_t& hn = st.heap_n[r];
+  const int64_t k = st.k;
+  if (hn < k) {
+    int64_t c = hn++;
+    h[c] = lb;
+    while (c > 0) {  // sift up
+      const int64_t p = (c - 1) / 2;
+      if (!(h[c] < h[p])) break;
+      std::swap(h[c], h[p]);
+      c = p;
+    }
+    if (hn == k) st.thr[r] = h[0];
+  } else if (lb > h[0]) {
+    int64_t c = 0;
+    h[0] = lb;
+    for (;;) {  // sift down
+      const int64_t l = 2 * c + 1;
+      if (l >= k) break;
+      const int64_t m = (l + 1 < k && h[l + 1] < h[l]) ? l + 1 : l;
+      if (!(h[m] < h[c])) break;
+      std::swap(h[m], h[c]);
+      c = m;
+    }
+    st.thr[r] = h[0];
+  }
+  if (!(ub >= st.thr[r])) return;  // its own lower bound may have raised the threshold
+  ScreenCand* c = st.cand + r * st.cap;
+  int32_t& cnt = st.count[r];
+  c[cnt++] = ScreenCand{ub, idx};
+  if (cnt < st.cap) return;
+  // Full: drop what can no longer reach the threshold.
+  const float thr = st.thr[r];
+  ScreenCand* end = std::partition(c, c + st.cap, [thr](const ScreenCand& x) { return x.ub >= thr; });
+  cnt = static_cast<int32_t>(end - c);
+  if (cnt > st.cap - st.cap / 4) {
+    // The bound cannot separate this row's candidates: search it exactly later instead.
+    st.overflow[r] = 1;
+    st.thr[r] = kInf;
+    cnt = 0;
+  }
+}
+
+}  // namespace
+
+void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, bool to_row,
+                  bool to_col) {
+  const ScreenSide& R = a.rows;
+  const ScreenSide& C = a.cols;
+  const float m = std::fma(R.e[i], C.n[j], R.t[i] * C.g[j]);
+  const float u = approx + m, l = approx - m;
+  float ub = u, lb = l;
+  if (a.l2) {
+    ub = (u + u) - (R.nhi[i] + C.nhi[j]);
+    lb = (l + l) - (R.nlo[i] + C.nlo[j]);
+  }
+  if (to_row) push(*a.rs, i, lb, ub, static_cast<uint32_t>(j));
+  if (to_col) push(*a.cs, j, lb, ub, static_cast<uint32_t>(i));
+}
+
+namespace {
+
+// Portable tile kernel (any SIMD level): int32 dot products of the row-major int8 rows (the
+// compiler vectorises the integer reduction; integer sums are exact in any order).
+void tile_generic(const ScreenTileArgs& a) {
+  const ScreenSide& R = a.rows;
+  const ScreenSide& C = a.cols;
+  const int64_t dp = R.dp;
+  for (int64_t i = a.r0; i < a.r1; ++i) {
+    const int8_t* qi = R.q + i * dp;
+    int64_t j0 = a.c0;
+    if (a.diagonal) j0 = std::max(j0, a.exclude_self ? i + 1 : i);
+    for (int64_t j = j0; j < a.c1; ++j) {
+      const int8_t* qj = C.q + j * dp;
+      int32_t p = 0;
+      for (int64_t k = 0; k < dp; ++k) p += static_cast<int32_t>(qi[k]) * static_cast<int32_t>(qj[k]);
+      const float approx = (static_cast<float>(p) * C.s[j]) * R.s[i];
+      const bool to_col = a.feed_cols && !(a.diagonal && j == i);
+      screen_offer(a, i, j, approx, true, to_col);
+    }
+  }
+}
+
+// Quantised copy and per-row bound terms of one side.
+struct SideData {
+  std::vector<int8_t> q;
+  std::vector<float> s, n, t, e, g, nhi, nlo;
+  std::vector<int32_t> qsum;
+  std::vector<double> norm2;  // Σ x² with the float64 GEMM's FMA chain (l2 re-scoring)
+  int64_t dp = 0;
+  bool in_range = true;
+
+  ScreenSide view() const {
+    return ScreenSide{q.data(), dp, s.data(), n.data(), t.data(), e.data(), g.data(),
+                      nhi.data(), nlo.data(), qsum.data()};
+  }
+};
+
+constexpr double kSlack = 4e-6;      // rounding allowance, relative to |s q|² or |x|²
+constexpr double kUp = 1.0 + 1e-6;   // rounds a float32 copy of a bound term safely up
+
+template <class T>
+void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt, SideData& out) {
+  const int64_t n = x.rows, d = x.cols, pad = 64;
+  out.dp = round_up(d, 4);
+  out.q.assign(static_cast<size_t>(mul_checked(n, out.dp, "int8 copy")), 0);
+  for (auto* v : {&out.s, &out.n, &out.t, &out.e, &out.g, &out.nhi, &out.nlo})
+    v->assign(static_cast<size_t>(n + pad), 0.0f);
+  out.qsum.assign(static_cast<size_t>(n + pad), 0);
+  if (l2) out.norm2.assign(static_cast<size_t>(n), 0.0);
+  int bad = 0;
+#pragma omp parallel num_threads(nt) reduction(| : bad)
+  {
+    std::vector<double> row(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+      double amax = 0.0;
+      for (int64_t k = 0; k < d; ++k) {
+        row[k] = static_cast<double>(x(r, k));
+        amax = std::max(amax, std::fabs(row[k]));
+      }
+      if (amax == 0.0) continue;  // zero row: q = 0 and every bound term 0 (exact)
+      const float sf = static_cast<float>(amax / 127.0);
+      const double s = static_cast<double>(sf);
+      int8_t* q = out.q.data() + r * out.dp;
+      double e2 = 0.0, x2 = 0.0, q2 = 0.0;
+      int32_t qs = 0;
+      for (int64_t k = 0; k < d; ++k) {
+        long v = __builtin_lrint(row[k] / s);
+        v = std::min(127L, std::max(-127L, v));
+        q[k] = static_cast<int8_t>(v);
+        qs += static_cast<int32_t>(v);
+        const double diff = row[k] - s * static_cast<double>(v);
+        e2 += diff * diff;
+        x2 += row[k] * row[k];
+        q2 += static_cast<double>(v) * static_cast<double>(v);
+      }
+      const double nn = std::sqrt(x2), tt = s * std::sqrt(q2), ee = std::sqrt(e2);
+      // Outside this range float32 bound arithmetic could overflow or underflow: the caller
+      // then uses the direct kernel instead.
+      if (!(nn >= 1e-12 && nn <= 1e12)) bad = 1;
+      out.s[r] = sf;
+      out.n[r] = static_cast<float>(nn * kUp);
+      out.t[r] = static_cast<float>(tt * kUp);
+      out.e[r] = static_cast<float>(ee * kUp);
+      out.g[r] = static_cast<float>((ee + kSlack * tt) * kUp);
+      out.nhi[r] = static_cast<float>(x2 * (1.0 - kSlack));
+      out.nlo[r] = static_cast<float>(x2 * (1.0 + kSlack));
+      out.qsum[r] = qs;
+    }
+  }
+  out.in_range = bad == 0;
+  if (l2) {
+#pragma omp parallel num_threads(nt)
+    {
+      std::vector<double> row(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t k = 0; k < d; ++k) row[k] = static_cast<double>(x(r, k));
+        const T* p = &x(r, 0);
+        K.dots_f64(row.data(), &p, x.col_stride, d, 1, &out.norm2[r]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+}  // namespace detail
+
+using detail::round_up;
+
+/// Implemented here, declared in knn.cpp: exact kNN through the int8 screen. Returns false
+/// (nothing written) where the screen does not apply: norms outside [1e-12, 1e12], depth or
+/// row count beyond the int32/uint32 ranges.
+template <class T>
+bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
+                  bool exclude_self, T* values, int64_t* indices, const KnnOptions& opt,
+                  bool use_vnni) {
+  using namespace detail;
+  const bool self = queries == nullptr;
+  const MatrixView<T>& q = self ? x : *queries;
+  const int64_t n = x.rows, m = q.rows, d = x.cols;
+  const bool excl = self && exclude_self;
+  const bool l2 = metric == Metric::l2;
+  if (n >= int64_t(0xFFFFFFFF) || round_up(d, 4) > 60000) return false;
+
+  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  const Kernels<T> K = kernels_for<T>(simd);
+  const int nt = resolve_threads(opt.n_threads);
+
+  SideData xs, qs_;
+  quantise(x, K, l2, nt, xs);
+  if (!xs.in_range) return false;
+  if (!self) {
+    quantise(q, K, l2, nt, qs_);
+    if (!qs_.in_range) return false;
+  }
+  const SideData& qd = self ? xs : qs_;
+
+  const int64_t cap = std::min<int64_t>(4 * k + 64, int64_t(1) << 30);
+  const int64_t pad = 64;
+  std::vector<ScreenCand> cand(static_cast<size_t>(mul_checked(m, cap, "candidate buffer")));
+  std::vector<int32_t> count(static_cast<size_t>(m), 0);
+  std::vector<float> thr(static_cast<size_t>(m + pad), -std::numeric_limits<float>::infinity());
+  std::vector<uint8_t> overflow(static_cast<size_t>(m), 0);
+  std::vector<float> heap(static_cast<size_t>(mul_checked(m, k, "threshold heaps")));
+  std::vector<int32_t> heap_n(static_cast<size_t>(m), 0);
+  ScreenState st{cand.data(), count.data(), thr.data(), overflow.data(), heap.data(),
+                 heap_n.data(), k, cap};
+
+  const ScreenTileFn tile_fn = use_vnni ? screen_vnni_kernel() : nullptr;
+  // 1024 rows × D bytes of int8 sit in L2; the symmetric loop gets rounds of >= 2 tiles per
+  // thread from N ~ 8k on, which keeps two threads evenly loaded.
+  int64_t tr = opt.tile_rows > 0 ? opt.tile_rows : 1024;
+  int64_t tc = opt.tile_cols > 0 ? opt.tile_cols : 2048;
+  if (!self && opt.tile_rows <= 0) {
+    const int64_t per_thread = (m + nt - 1) / nt;
+    tr = std::max<int64_t>(12, std::min(tr, round_up(per_thread, 12)));
+  }
+  tr = std::min(tr, self ? n : m);
+  tc = std::min(tc, n);
+  if (self) tc = tr;
+  std::vector<int8_t> scratch;
+  int64_t scratch_per = 0;
+  if (tile_fn) {
+    scratch_per = round_up(screen_vnni_scratch_bytes(tr, tc, xs.dp), 64);
+    scratch.assign(static_cast<size_t>(mul_checked(nt, scratch_per, "scratch")) + 64, 0);
+  }
+  int8_t* scratch_base = scratch.empty() ? nullptr
+      : scratch.data() + ((64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64);
+
+  TileLoopOptions lo;
+  lo.n_threads = nt;
+  lo.progress = opt.progress;
+  for_each_tile(
+      m, n, tr, tc, self,
+      [&](const Tile& t, int tid) {
+        ScreenTileArgs a;
+        a.rows = qd.view();
+        a.cols = xs.view();
+        a.r0 = t.r0;
+        a.r1 = t.r1;
+        a.c0 = t.c0;
+        a.c1 = t.c1;
+        a.l2 = l2;
+        a.feed_cols = self;
+        a.diagonal = t.diagonal;
+        a.exclude_self = excl;
+        a.rs = &st;
+        a.cs = &st;
+        a.scratch = scratch_base ? scratch_base + tid * scratch_per : nullptr;
+        if (tile_fn) tile_fn(a);
+        else tile_generic(a);
+      },
+      lo);
+
+  // Exact re-scoring of the survivors; overflowed rows are collected for the float64 kernel.
+  auto score = [&](int64_t i, double ip, int64_t j) {
+    return l2 ? (2.0 * ip) - (qd.norm2[i] + xs.norm2[j]) : ip;
+  };
+  std::exception_ptr error;
+  std::mutex error_mutex;
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<double> row(static_cast<size_t>(d));
+    std::vector<std::pair<double, int64_t>> ex;
+    std::vector<std::pair<double, double>> fast;
+    std::vector<double> lows;
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t i = 0; i < m; ++i) {
+      if (overflow[i]) continue;
+      try {
+        ScreenCand* c = cand.data() + i * cap;
+        int64_t cnt = count[i];
+        MATALIGN_INTERNAL(cnt >= k && heap_n[i] == k);
+        const float th = thr[i];  // the k-th largest lower bound of the row
+        cnt = std::partition(c, c + cnt, [th](const ScreenCand& z) { return z.ub >= th; }) - c;
+        // Second, tighter screen where rows are contiguous: the SIMD dot in T with its
+        // rounding bound (~d·eps(T)·|x_i||x_j|, far below the int8 bound) leaves about k.
+        if (cnt > k && x.col_stride == 1 && q.col_stride == 1) {
+          const T* qi = &q(i, 0);
+          const double eps = static_cast<double>(std::numeric_limits<T>::epsilon());
+          const double rel = 1.01 * static_cast<double>(d + 64) * eps;
+          fast.resize(static_cast<size_t>(cnt));
+          const int64_t lines = (d * static_cast<int64_t>(sizeof(T)) + 63) / 64;
+          auto prefetch = [&](int64_t t) {
+            const char* p = reinterpret_cast<const char*>(&x(c[t].index, 0));
+            for (int64_t l = 0; l < lines; ++l) __builtin_prefetch(p + 64 * l);
+          };
+          for (int64_t t = 0; t < std::min<int64_t>(cnt, 6); ++t) prefetch(t);
+          for (int64_t t = 0; t < cnt; ++t) {
+            if (t + 6 < cnt) prefetch(t + 6);
+            const int64_t j = c[t].index;
+            const double f = K.dot_fast(qi, &x(j, 0), d);
+            double err = rel * static_cast<double>(qd.n[i]) * static_cast<double>(xs.n[j]);
+            double sc = f;
+            if (l2) {
+              sc = score(i, f, j);
+              err = 2.0 * err + 1e-12 * (qd.norm2[i] + xs.norm2[j]);
+            }
+            fast[t] = {sc - err, sc + err};
+          }
+          lows.resize(static_cast<size_t>(cnt));
+          for (int64_t t = 0; t < cnt; ++t) lows[t] = fast[t].first;
+          std::nth_element(lows.begin(), lows.begin() + (k - 1), lows.end(), std::greater<double>());
+          const double lk = lows[k - 1];
+          int64_t w = 0;
+          for (int64_t t = 0; t < cnt; ++t)
+            if (fast[t].second >= lk) c[w++] = c[t];
+          cnt = w;
+        }
+        for (int64_t col = 0; col < d; ++col) row[col] = static_cast<double>(q(i, col));
+        ex.resize(static_cast<size_t>(cnt));
+        for (int64_t t0 = 0; t0 < cnt; t0 += 4) {
+          const int ny = static_cast<int>(std::min<int64_t>(4, cnt - t0));
+          const T* ys[4];
+          double out[4];
+          for (int u = 0; u < ny; ++u) ys[u] = &x(c[t0 + u].index, 0);
+          K.dots_f64(row.data(), ys, x.col_stride, d, ny, out);
+          for (int u = 0; u < ny; ++u) {
+            const int64_t j = c[t0 + u].index;
+            ex[t0 + u] = {score(i, out[u], j), j};
+          }
+        }
+        auto better = [](const std::pair<double, int64_t>& p1, const std::pair<double, int64_t>& p2) {
+          return p1.first > p2.first || (p1.first == p2.first && p1.second < p2.second);
+        };
+        MATALIGN_INTERNAL(static_cast<int64_t>(ex.size()) >= k);
+        std::partial_sort(ex.begin(), ex.begin() + k, ex.end(), better);
+        T* vo = values + i * k;
+        int64_t* io = indices + i * k;
+        for (int64_t t = 0; t < k; ++t) {
+          io[t] = ex[t].second;
+          vo[t] = static_cast<T>(l2 ? std::max(0.0, -ex[t].first) : ex[t].first);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+
+  // Overflowed rows: the float64 kernel, queries = those rows (k + 1 and drop self by index).
+  std::vector<int64_t> hard;
+  for (int64_t i = 0; i < m; ++i)
+    if (overflow[i]) hard.push_back(i);
+  if (!hard.empty()) {
+    // The float64 kernel with these rows as queries, over float64 blocks of X of <= 64 MB
+    // (a float32 X is converted block by block), merged by (score, index). k + 1 per block
+    // in self mode, then the row itself is dropped by index.
+    const int64_t h = static_cast<int64_t>(hard.size());
+    const int64_t kk = excl ? k + 1 : k;
+    std::vector<double> qcopy(static_cast<size_t>(mul_checked(h, d, "overflow rows")));
+    for (int64_t r = 0; r < h; ++r)
+      for (int64_t col = 0; col < d; ++col) qcopy[r * d + col] = static_cast<double>(q(hard[r], col));
+    const MatrixView<double> qv{qcopy.data(), h, d, d, 1};
+    // (tile_cols, when given, also sets the block: tests force several blocks that way)
+    const int64_t block = std::max<int64_t>(
+        kk, opt.tile_cols > 0 ? opt.tile_cols : std::min<int64_t>(n, (int64_t(64) << 20) / (8 * d)));
+    std::vector<std::vector<std::pair<double, int64_t>>> best(static_cast<size_t>(h));
+    std::vector<double> xcopy;
+    KnnOptions o2;
+    o2.n_threads = opt.n_threads;
+    o2.simd = simd;
+    o2.simd_auto = false;
+    o2.screen = 0;
+    o2.progress = opt.progress;
+    for (int64_t b0 = 0; b0 < n; b0 += block) {
+      const int64_t b1 = std::min(n, b0 + block), nb = b1 - b0;
+      const int64_t kb = std::min(kk, nb);
+      MatrixView<double> xv;
+      if constexpr (std::is_same<T, double>::value) {
+        xv = MatrixView<double>{&x(b0, 0), nb, d, x.row_stride, x.col_stride};
+      } else {
+        xcopy.resize(static_cast<size_t>(nb * d));
+        for (int64_t r = 0; r < nb; ++r)
+          for (int64_t col = 0; col < d; ++col) xcopy[r * d + col] = static_cast<double>(x(b0 + r, col));
+        xv = MatrixView<double>{xcopy.data(), nb, d, d, 1};
+      }
+      std::vector<double> hv(static_cast<size_t>(h * kb));
+      std::vector<int64_t> hi(static_cast<size_t>(h * kb));
+      knn_exact<double>(xv, &qv, kb, metric, false, hv.data(), hi.data(), o2);
+      for (int64_t r = 0; r < h; ++r)
+        for (int64_t t = 0; t < kb; ++t) {
+          const int64_t j = b0 + hi[r * kb + t];
+          if (excl && j == hard[r]) continue;
+          // larger is better in both metrics: l2 values are distances
+          best[r].push_back({l2 ? -hv[r * kb + t] : hv[r * kb + t], j});
+        }
+    }
+    for (int64_t r = 0; r < h; ++r) {
+      auto& v = best[r];
+      std::sort(v.begin(), v.end(), [](const auto& p1, const auto& p2) {
+        return p1.first > p2.first || (p1.first == p2.first && p1.second < p2.second);
+      });
+      MATALIGN_INTERNAL(static_cast<int64_t>(v.size()) >= k);
+      const int64_t i = hard[r];
+      for (int64_t t = 0; t < k; ++t) {
+        indices[i * k + t] = v[t].second;
+        values[i * k + t] = static_cast<T>(l2 ? -v[t].first : v[t].first);
+      }
+    }
+  }
+  return true;
+}
+
+template bool knn_screened<float>(const MatrixView<float>&, const MatrixView<float>*, int64_t,
+                                  Metric, bool, float*, int64_t*, const KnnOptions&, bool);
+template bool knn_screened<double>(const MatrixView<double>&, const MatrixView<double>*, int64_t,
+                                   Metric, bool, double*, int64_t*, const KnnOptions&, bool);
+
+}  // namespace matalign

@@ -1,0 +1,91 @@
+// Internal interface of the int8 screen for exact kNN (knn_screen.cpp) and its per-ISA tile
+// kernels (the generic one in knn_screen.cpp, the AVX-512 VNNI one in kernels_vnni.cpp).
+//
+// Idea. Each row x is quantised to int8 with its own scale s (q = round(x / s), |q| <= 127),
+// so <q_i, q_j> is an exact int32 and a_ij = s_i s_j <q_i, q_j> approximates <x_i, x_j> with a
+// PROVABLE error bound computed from per-row norms:
+//     |<x_i, x_j> - a_ij| <= e_i n_j + t_i e_j                (e = |x - s q|, n = |x|, t = |s q|)
+// A column j can only be among row i's exact top-k if its upper bound ub_ij = a_ij + m_ij
+// reaches the k-th largest lower bound lb = a - m seen so far. The int8 pass keeps exactly
+// those candidates (typically k + a few), which are then re-scored exactly (double, the same
+// FMA chain as the float64 GEMM) and ranked. The result is the exact graph of the double
+// computation, bit for bit, whatever the kernel, tile sizes or thread count; the int8 pass
+// only decides which pairs need the exact computation. AVX-512 VNNI does 64 int8 products per
+// instruction against 16 float32 FMAs, which is where the speed comes from.
+//
+// Only plain structs and functions with one definition (compiled for the baseline ISA) cross
+// this header, as for kernels.h.
+#pragma once
+
+#include <cstdint>
+
+namespace matalign {
+namespace detail {
+
+/// One candidate of a row: an upper bound on its exact score (larger is better) and its
+/// column (its lower bound went into the row's threshold heap when it was pushed).
+struct ScreenCand {
+  float ub;
+  uint32_t index;
+};
+
+/// Per-row screening state, indexed globally. thr[r] is the k-th largest lower bound seen by
+/// row r, kept current by a k-entry min-heap (-inf until k were seen; +inf once the row
+/// overflowed and will be searched by the float64 kernel instead). Candidates whose upper
+/// bound reaches thr are appended to the row's list; a full list drops those below thr. Padded by >= 64 entries so SIMD kernels may load whole vectors.
+struct ScreenState {
+  ScreenCand* cand;  ///< rows × cap
+  int32_t* count;    ///< rows
+  float* thr;        ///< rows + padding
+  uint8_t* overflow; ///< rows
+  float* heap;       ///< rows × k: min-heap of the k largest lower bounds seen (thr = its top)
+  int32_t* heap_n;   ///< rows: entries in the heap (< k until k pairs were seen)
+  int64_t k;
+  int64_t cap;
+};
+
+/// Per-row quantities of one side (rows or columns), all rounded so the bounds stay valid
+/// (see knn_screen.cpp): scale, |x| and |s q| inflated, the error norm plus the rounding
+/// allowance (g = e + c·t), squared norm bounds for l2, and Σ q (VNNI's unsigned-offset fix).
+struct ScreenSide {
+  const int8_t* q;      ///< rows × dp, row-major, zero-padded
+  int64_t dp;           ///< padded depth, a multiple of 4
+  const float* s;       ///< scale
+  const float* n;       ///< |x| (rounded up)
+  const float* t;       ///< |s q| (rounded up)
+  const float* e;       ///< |x - s q| (rounded up)
+  const float* g;       ///< e + c·t (rounded up)
+  const float* nhi;     ///< |x|² rounded down (l2 upper bound)
+  const float* nlo;     ///< |x|² rounded up (l2 lower bound)
+  const int32_t* qsum;  ///< Σ_k q
+};
+
+struct ScreenTileArgs {
+  ScreenSide rows, cols;
+  int64_t r0, r1, c0, c1;
+  bool l2;
+  bool feed_cols;   ///< symmetric loop: each pair also feeds column j's state with row i
+  bool diagonal;    ///< diagonal tile of a symmetric loop
+  bool exclude_self;
+  ScreenState* rs;  ///< state of rows (queries)
+  ScreenState* cs;  ///< state of columns (symmetric loop only; same object as rs)
+  int8_t* scratch;  ///< per-thread packing scratch (screen_scratch_bytes)
+};
+
+using ScreenTileFn = void (*)(const ScreenTileArgs&);
+
+/// Offer the pair (i, j) with approximate inner product a to row i's state (and, when
+/// `to_col`, to column j's state with row i). Computes the margin and both bounds in scalar
+/// float and pushes where ub >= the row's threshold. Defined once, in knn_screen.cpp.
+void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, bool to_row,
+                  bool to_col);
+
+/// Bytes of packing scratch per thread a VNNI tile kernel needs for tiles of these edges.
+int64_t screen_vnni_scratch_bytes(int64_t tile_rows, int64_t tile_cols, int64_t dp);
+/// The AVX-512 VNNI tile kernel, or nullptr where it is not compiled.
+ScreenTileFn screen_vnni_kernel();
+/// Whether this CPU runs the VNNI kernel (AVX-512 F/BW/VL + VNNI, OS-enabled).
+bool screen_vnni_supported();
+
+}  // namespace detail
+}  // namespace matalign

@@ -1,0 +1,182 @@
+"""Exact kNN through the int8 screen (cpp/src/knn_screen.cpp).
+
+The screen only decides which pairs are re-scored; the graph it returns must be, bit for
+bit, the float64 engine's graph of the same rows (``X.astype(float64)``, ``screen="off"``),
+whatever the kernel (VNNI or portable), tiles, threads, memory layout, and including the
+rows whose candidates the bound cannot separate (re-searched by the float64 kernel)."""
+import numpy as np
+import pytest
+
+import matalign as ma
+import reference as ref
+
+SIMD_LEVELS = tuple(ma.build_info()["simd_available"])
+
+
+def _data(seed, n, d, dtype, *, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return (scale * rng.standard_normal((n, d))).astype(dtype)
+
+
+def _float64_graph(X, k, metric, queries=None, **kw):
+    Q = None if queries is None else np.asarray(queries, dtype=np.float64)
+    return ma.knn(np.asarray(X, dtype=np.float64), k=k, metric=metric, queries=Q, screen="off", **kw)
+
+
+def _assert_same_as_float64(g, X, k, metric, queries=None):
+    if metric == "cosine":  # rows are normalised in X's dtype first, then searched by ip
+        X = ma.preprocess(X, l2=True)
+        queries = None if queries is None else ma.preprocess(queries, l2=True)
+        metric = "ip"
+    g64 = _float64_graph(X, k, metric, queries)
+    np.testing.assert_array_equal(g.indices, g64.indices)
+    np.testing.assert_array_equal(g.values, g64.values.astype(g.values.dtype))
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64), ids=["f32", "f64"])
+@pytest.mark.parametrize("metric", ("ip", "l2", "cosine"))
+@pytest.mark.parametrize("n,d,k,tr,tc", [
+    (50, 1, 1, 0, 0),          # D = 1, k = 1
+    (97, 33, 96, 13, 11),      # k = N - 1, ragged tiles
+    (300, 256, 10, 0, 0),
+    (513, 7, 5, 64, 100),      # N not a multiple of the tile
+    (40, 301, 3, 5, 5),        # N smaller than one tile... of many tiny ones; D > 256
+])
+def test_screen_is_the_float64_graph(dtype, metric, n, d, k, tr, tc):
+    X = _data(n * 7 + d, n, d, dtype)
+    X[3] = X[11 % n]  # a duplicate row
+    g = ma.knn(X, k=k, metric=metric, screen="int8", tile_rows=tr, tile_cols=tc)
+    assert g.values.dtype == X.dtype
+    _assert_same_as_float64(g, X, k, metric)
+    # and the tie-aware reference from the math
+    rv, ri = ref.knn(X, k, metric)
+    ref.assert_knn_equal(g.values, g.indices, rv, ri, 1e-6 if dtype == np.float32 else 1e-12, 1e-6)
+    Q = _data(5 + d, 23, d, dtype)
+    gq = ma.knn(X, k=min(k, n), metric=metric, queries=Q, screen="int8", tile_rows=tr, tile_cols=tc)
+    _assert_same_as_float64(gq, X, min(k, n), metric, Q)
+
+
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+def test_screen_kernels_threads_and_layouts_agree(simd, tmp_path):
+    X = _data(3, 700, 64, np.float32)
+    base = ma.knn(X, k=7, metric="l2", screen="int8", simd="scalar", n_threads=1)
+    for kw in ({"simd": simd}, {"simd": simd, "n_threads": 2}, {"simd": simd, "tile_rows": 29, "tile_cols": 31}):
+        g = ma.knn(X, k=7, metric="l2", screen="int8", **kw)
+        np.testing.assert_array_equal(g.indices, base.indices)
+        np.testing.assert_array_equal(g.values, base.values)
+    F = np.asfortranarray(X)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    for Xv in (F, mm, X[::1, :]):
+        g = ma.knn(Xv, k=7, metric="l2", screen="int8", simd=simd)
+        np.testing.assert_array_equal(g.indices, base.indices)
+        np.testing.assert_array_equal(g.values, base.values)
+    strided = np.ascontiguousarray(np.repeat(X, 2, axis=1))[:, ::2]
+    g = ma.knn(strided, k=7, metric="l2", screen="int8", simd=simd)
+    np.testing.assert_array_equal(g.indices, base.indices)
+
+
+@pytest.mark.parametrize("metric", ("ip", "l2"))
+@pytest.mark.parametrize("tc", (0, 17))
+def test_screen_rows_the_bound_cannot_separate(metric, tc):
+    """Identical rows, groups of duplicates and a collapsed embedding: candidate buffers
+    overflow and those rows go to the float64 kernel (over several blocks when tc > 0)."""
+    const = np.ones((200, 12), np.float32)
+    groups = np.repeat(_data(1, 8, 12, np.float32), 40, axis=0)  # 8 groups of 40 twins
+    mixed = np.vstack([groups, _data(2, 100, 12, np.float32)])
+    for X in (const, groups, mixed):
+        for k in (1, 5, 16):
+            g = ma.knn(X, k=k, metric=metric, screen="int8", tile_rows=tc, tile_cols=tc)
+            _assert_same_as_float64(g, X, k, metric)
+            assert not (g.indices == np.arange(len(X))[:, None]).any(), "self must be excluded"
+
+
+def test_screen_zero_rows_and_range():
+    X = _data(4, 120, 16, np.float64)
+    X[7] = 0.0
+    X[50] = 0.0
+    for metric in ("ip", "l2"):
+        _assert_same_as_float64(ma.knn(X, k=4, metric=metric, screen="int8"), X, 4, metric)
+    # norms outside [1e-12, 1e12]: "int8" refuses, "auto" falls back to the float GEMM
+    for scale in (1e13, 1e-14):
+        Y = X * scale
+        with pytest.raises(ValueError, match="screen='int8' does not apply"):
+            ma.knn(Y, k=4, screen="int8")
+        g = ma.knn(Y, k=4, screen="auto")
+        _assert_same_as_float64(g, Y, 4, "ip")
+
+
+def test_screen_auto_rule():
+    """auto = the int8 screen where VNNI runs it and k <= 16: the float64 graph bit for bit;
+    elsewhere the float32 GEMM (equal to screen='off')."""
+    X = _data(6, 400, 48, np.float32)
+    on_vnni = ma.build_info()["knn_screen"] == "vnni"
+    for k in (16, 17):
+        g = ma.knn(X, k=k, metric="l2")
+        expect_screen = on_vnni and k <= 16
+        other = ma.knn(X, k=k, metric="l2", screen="int8" if expect_screen else "off")
+        np.testing.assert_array_equal(g.values, other.values)
+        np.testing.assert_array_equal(g.indices, other.indices)
+
+
+def test_screen_bad_value_and_progress():
+    X = _data(8, 300, 16, np.float32)
+    with pytest.raises(ValueError, match="screen"):
+        ma.knn(X, k=3, screen="bf16")
+    calls = []
+    g = ma.knn(X, k=3, screen="int8", tile_rows=32, tile_cols=32,
+               progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1]
+    _assert_same_as_float64(g, X, 3, "ip")
+
+
+def test_screen_heavy_tailed_rows():
+    """One dominant coordinate makes the int8 step coarse for the other coordinates: more
+    candidates per row, same exact graph."""
+    X = _data(9, 600, 40, np.float32)
+    X[:, 0] *= 300.0
+    X[::7] *= 1e3  # rows of very different norms
+    for metric in ("ip", "l2"):
+        _assert_same_as_float64(ma.knn(X, k=9, metric=metric, screen="int8"), X, 9, metric)
+
+
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+@pytest.mark.parametrize("n,d,k,tile", [(50, 1, 1, 0), (97, 33, 3, 13), (300, 256, 1, 0),
+                                        (513, 7, 5, 48), (200, 5, 1, 7)])
+def test_rank_count_float32_screen_is_the_float64_count(simd, n, d, k, tile):
+    """RankCount of float64 rows decides comparisons on float32 tiles where the error bound
+    settles them and in float64 elsewhere: the counts equal the float64 pass exactly, with
+    duplicate rows, exact ties (integer grids) and targets tied with their twins."""
+    from matalign import _core
+    rng = np.random.default_rng(n + d)
+    for Y in (rng.standard_normal((n, d)), rng.integers(0, 3, (n, d)).astype(np.float64)):
+        Y[3] = Y[8]
+        Y[10 % n] = Y[8]
+        T = np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
+        T[8, 0] = 3
+        a = _core.rank_count_f64(Y, T, tile_rows=tile, simd=simd, screen=True)
+        b = _core.rank_count_f64(Y, T, tile_rows=tile, simd=simd, screen=False)
+        np.testing.assert_array_equal(a, b)
+        # and the definition, from the dense float64 distances
+        D = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+        for i in (0, 8, n - 1):
+            for t in range(k):
+                j = T[i, t]
+                others = np.delete(np.arange(n), i)
+                dd = D[i, others]
+                want = int((dd < D[i, j]).sum() + ((dd == D[i, j]) & (others < j)).sum())
+                assert abs(int(a[i, t]) - want) <= (0 if Y.dtype == np.float64 and np.all(Y == np.round(Y)) else 1)
+
+
+def test_rank_count_screen_range_fallback():
+    """Entries float32 cannot hold with a relative bound (|y| > 1e15 or 0 < |y| < 1e-15):
+    the float64 pass runs instead, same counts."""
+    from matalign import _core
+    rng = np.random.default_rng(1)
+    Y = rng.standard_normal((60, 4))
+    T = ((np.arange(60) + 1) % 60)[:, None].astype(np.int64)
+    for scale in (1e16, 1e-16):
+        Z = Y * scale
+        np.testing.assert_array_equal(_core.rank_count_f64(Z, T, screen=True),
+                                      _core.rank_count_f64(Z, T, screen=False))
