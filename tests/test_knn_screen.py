@@ -80,8 +80,8 @@ def test_screen_kernels_threads_and_layouts_agree(simd, tmp_path):
 @pytest.mark.parametrize("metric", ("ip", "l2"))
 @pytest.mark.parametrize("tc", (0, 17))
 def test_screen_rows_the_bound_cannot_separate(metric, tc):
-    """Identical rows, groups of duplicates and a collapsed embedding: candidate buffers
-    overflow and those rows go to the float64 kernel (over several blocks when tc > 0)."""
+    """Identical rows, groups of duplicates and a collapsed embedding: candidate lists
+    outgrow their inline buffers and spill to growable lists; the same exact graph."""
     const = np.ones((200, 12), np.float32)
     groups = np.repeat(_data(1, 8, 12, np.float32), 40, axis=0)  # 8 groups of 40 twins
     mixed = np.vstack([groups, _data(2, 100, 12, np.float32)])
@@ -90,6 +90,20 @@ def test_screen_rows_the_bound_cannot_separate(metric, tc):
             g = ma.knn(X, k=k, metric=metric, screen="int8", tile_rows=tc, tile_cols=tc)
             _assert_same_as_float64(g, X, k, metric)
             assert not (g.indices == np.arange(len(X))[:, None]).any(), "self must be excluded"
+
+
+@pytest.mark.parametrize("metric", ("ip", "l2"))
+@pytest.mark.parametrize("tc", (0, 700))
+def test_screen_collapsed_embedding_goes_to_float64(metric, tc):
+    """5000 identical rows with k = 1: every row's undecided list passes the per-row spill
+    limit (64·(4k + 64) = 4352 < 4999), so every row is searched by the float64 kernel (over
+    blocks of 700 database rows when tc = 700, merged by score and index)."""
+    X = np.full((5000, 4), 0.25, np.float32)
+    X[::1000] += 1.0  # a few distinct rows among the twins
+    for k in (1, 3):
+        g = ma.knn(X, k=k, metric=metric, screen="int8", tile_cols=tc)
+        _assert_same_as_float64(g, X, k, metric)
+        assert not (g.indices == np.arange(len(X))[:, None]).any()
 
 
 def test_screen_zero_rows_and_range():
@@ -129,6 +143,22 @@ def test_screen_bad_value_and_progress():
                progress=lambda done, total: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]
     _assert_same_as_float64(g, X, 3, "ip")
+
+
+@pytest.mark.parametrize("offset", (3.0, -50.0, 1e4))
+def test_screen_offset_rows(offset):
+    """A large common offset (all-positive activations, a shared mean): the rows are centred
+    before quantisation, the second (float) re-screen bounds its rounding by the uncentred
+    norms; the same exact graph, ip and l2, self and queries."""
+    X = offset + _data(10, 400, 24, np.float32)
+    Q = offset + _data(11, 30, 24, np.float32)
+    for metric in ("ip", "l2", "cosine"):
+        _assert_same_as_float64(ma.knn(X, k=7, metric=metric, screen="int8"), X, 7, metric)
+        _assert_same_as_float64(ma.knn(X, k=7, metric=metric, queries=Q, screen="int8"), X, 7,
+                                metric, Q)
+    R = np.maximum(_data(12, 500, 32, np.float32), 0.0)  # ReLU features
+    for metric in ("ip", "l2", "cosine"):
+        _assert_same_as_float64(ma.knn(R, k=5, metric=metric, screen="int8"), R, 5, metric)
 
 
 def test_screen_heavy_tailed_rows():

@@ -113,8 +113,10 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
   for (int64_t jp = a.c0; jp < a.c1; jp += NR) {
     const uint32_t* pbp = pb + ((jp - a.c0) / NR) * NR * kg;
     const int64_t jn = imin(NR, a.c1 - jp);
-    __m512 sj[NV], nj[NV], gj[NV], hj[NV];
+    __m512 sj[NV], nj[NV], gj[NV], hj[NV], cj[NV], dj[NV];
     for (int v = 0; v < NV; ++v) {
+      cj[v] = _mm512_loadu_ps(C.c + jp + 16 * v);
+      dj[v] = _mm512_loadu_ps(C.dc + jp + 16 * v);
       sj[v] = _mm512_loadu_ps(C.s + jp + 16 * v);
       nj[v] = _mm512_loadu_ps(C.n + jp + 16 * v);
       gj[v] = _mm512_loadu_ps(C.g + jp + 16 * v);
@@ -140,15 +142,22 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
         const __m512 ei = _mm512_set1_ps(R.e[r]);
         const __m512 ti = _mm512_set1_ps(R.t[r]);
         const __m512 thr = _mm512_set1_ps(a.rs->thr[r]);
+        const __m512 ci = _mm512_set1_ps(R.c[r]);
+        const __m512 di = _mm512_set1_ps(R.dc[r]);
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v) {
           const __m512i cv = _mm512_load_si512(reinterpret_cast<const void*>(raw + i * NR + 16 * v));
           const __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(cv, fix));
-          const __m512 av = _mm512_mul_ps(_mm512_mul_ps(p, sj[v]), si);
-          const __m512 m = _mm512_fmadd_ps(ei, nj[v], _mm512_mul_ps(ti, gj[v]));
+          const __m512 av_raw = _mm512_mul_ps(_mm512_mul_ps(p, sj[v]), si);
+          __m512 av = av_raw;
+          __m512 m = _mm512_fmadd_ps(ei, nj[v], _mm512_mul_ps(ti, gj[v]));
+          if (!l2) {  // the centring terms (screen_offer does the same in scalar)
+            m = _mm512_add_ps(m, _mm512_add_ps(di, dj[v]));
+            av = _mm512_add_ps(av, _mm512_add_ps(ci, cj[v]));
+          }
           __m512 u = _mm512_add_ps(av, m);
           if (l2) u = _mm512_sub_ps(_mm512_add_ps(u, u), _mm512_add_ps(_mm512_set1_ps(R.nhi[r]), hj[v]));
-          _mm512_store_ps(approx + i * NR + 16 * v, av);
+          _mm512_store_ps(approx + i * NR + 16 * v, av_raw);
           _mm512_store_ps(ubv + i * NR + 16 * v, u);
           rm[i][v] = _mm512_cmp_ps_mask(u, thr, _CMP_GE_OQ);
           any |= rm[i][v];

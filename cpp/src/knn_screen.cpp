@@ -7,6 +7,12 @@
 // pairs the bound cannot separate: duplicates, collapsed embeddings) are searched again by
 // the float64 kernel itself, so the answer is always that of the float64 computation.
 //
+// Centring. Both sides are quantised after subtracting the database mean μ (in double):
+// squared distances do not change, and <x, y> = <x', y'> + c_x + c_y with c = <μ, x'> +
+// |μ|²/2 computed per row. Embeddings with a large common component (all-positive
+// activations, a shared offset) would otherwise spend the int8 range on it and widen every
+// bound; centred, the bound scales with the spread of the rows, not their offset.
+//
 // Why the result is exact. lb_ij <= s_ij <= ub_ij for the double score s. The row threshold
 // thr (k-th largest lb seen) never exceeds the true k-th score, so every column of the true
 // top-k (ties included) has ub >= thr when it is seen and is never evicted (eviction drops
@@ -15,6 +21,7 @@
 // re-scoring (~1e-16·D), so "top-k of the re-scored values" and "top-k of the real values"
 // pick from the same candidate set.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -46,6 +53,14 @@ bool screen_vnni_supported() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 #endif
+
+// Rows whose candidates outgrow the inline list continue in a growable one, up to a per-row
+// limit and a shared byte budget; past either, the row is searched by the float64 kernel.
+struct ScreenSpill {
+  std::vector<std::vector<ScreenCand>> rows;
+  int64_t row_limit = 0;            // entries
+  std::atomic<int64_t> budget{0};  // bytes left
+};
 
 namespace {
 
@@ -81,19 +96,50 @@ void push(ScreenState& st, int64_t r, float lb, float ub, uint32_t idx) {
     st.thr[r] = h[0];
   }
   if (!(ub >= st.thr[r])) return;  // its own lower bound may have raised the threshold
-  ScreenCand* c = st.cand + r * st.cap;
   int32_t& cnt = st.count[r];
+  const float thr0 = st.thr[r];
+  auto reachable = [&](const ScreenCand& x) { return x.ub >= thr0; };
+  if (st.overflow[r] == 2) {  // spilled: cnt is the list's current limit
+    std::vector<ScreenCand>& v = st.spill->rows[r];
+    v.push_back(ScreenCand{ub, idx});
+    if (static_cast<int64_t>(v.size()) < cnt) return;
+    v.erase(std::partition(v.begin(), v.end(), reachable), v.end());
+    if (static_cast<int64_t>(v.size()) > cnt - cnt / 4) {
+      const int64_t more = int64_t(cnt) * int64_t(sizeof(ScreenCand));
+      if (2 * int64_t(cnt) > st.spill->row_limit ||
+          st.spill->budget.fetch_sub(more, std::memory_order_relaxed) < more) {
+        st.overflow[r] = 1;  // the bound cannot separate this row: float64 search later
+        st.thr[r] = kInf;
+        std::vector<ScreenCand>().swap(v);
+        cnt = 0;
+        return;
+      }
+      cnt *= 2;
+      v.reserve(static_cast<size_t>(cnt));
+    }
+    return;
+  }
+  ScreenCand* c = st.cand + r * st.cap;
   c[cnt++] = ScreenCand{ub, idx};
   if (cnt < st.cap) return;
   // Full: drop what can no longer reach the threshold.
-  const float thr = st.thr[r];
-  ScreenCand* end = std::partition(c, c + st.cap, [thr](const ScreenCand& x) { return x.ub >= thr; });
+  ScreenCand* end = std::partition(c, c + st.cap, reachable);
   cnt = static_cast<int32_t>(end - c);
   if (cnt > st.cap - st.cap / 4) {
-    // The bound cannot separate this row's candidates: search it exactly later instead.
-    st.overflow[r] = 1;
-    st.thr[r] = kInf;
-    cnt = 0;
+    // Too many undecided candidates: continue in a growable list (or, past the budget,
+    // search this row with the float64 kernel later).
+    const int64_t bytes = 4 * st.cap * int64_t(sizeof(ScreenCand));
+    if (st.spill->budget.fetch_sub(bytes, std::memory_order_relaxed) < bytes) {
+      st.overflow[r] = 1;
+      st.thr[r] = kInf;
+      cnt = 0;
+      return;
+    }
+    std::vector<ScreenCand>& v = st.spill->rows[r];
+    v.reserve(static_cast<size_t>(4 * st.cap));
+    v.assign(c, c + cnt);
+    st.overflow[r] = 2;
+    cnt = static_cast<int32_t>(4 * st.cap);
   }
 }
 
@@ -103,7 +149,8 @@ void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, b
                   bool to_col) {
   const ScreenSide& R = a.rows;
   const ScreenSide& C = a.cols;
-  const float m = std::fma(R.e[i], C.n[j], R.t[i] * C.g[j]);
+  const float m = std::fma(R.e[i], C.n[j], R.t[i] * C.g[j]) + (R.dc[i] + C.dc[j]);
+  approx = approx + (R.c[i] + C.c[j]);
   const float u = approx + m, l = approx - m;
   float ub = u, lb = l;
   if (a.l2) {
@@ -140,7 +187,8 @@ void tile_generic(const ScreenTileArgs& a) {
 // Quantised copy and per-row bound terms of one side.
 struct SideData {
   std::vector<int8_t> q;
-  std::vector<float> s, n, t, e, g, nhi, nlo;
+  std::vector<float> s, n, t, e, g, nhi, nlo, c, dc;
+  std::vector<double> raw;    // |x| of the uncentred row (bound of the float dot re-screen)
   std::vector<int32_t> qsum;
   std::vector<double> norm2;  // Σ x² with the float64 GEMM's FMA chain (l2 re-scoring)
   int64_t dp = 0;
@@ -148,7 +196,7 @@ struct SideData {
 
   ScreenSide view() const {
     return ScreenSide{q.data(), dp, s.data(), n.data(), t.data(), e.data(), g.data(),
-                      nhi.data(), nlo.data(), qsum.data()};
+                      nhi.data(), nlo.data(), qsum.data(), c.data(), dc.data()};
   }
 };
 
@@ -156,13 +204,17 @@ constexpr double kSlack = 4e-6;      // rounding allowance, relative to |s q|² 
 constexpr double kUp = 1.0 + 1e-6;   // rounds a float32 copy of a bound term safely up
 
 template <class T>
-void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt, SideData& out) {
+void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt,
+              const std::vector<double>& mu, SideData& out) {
   const int64_t n = x.rows, d = x.cols, pad = 64;
+  double mu2 = 0.0;
+  for (int64_t k = 0; k < d; ++k) mu2 += mu[k] * mu[k];
   out.dp = round_up(d, 4);
   out.q.assign(static_cast<size_t>(mul_checked(n, out.dp, "int8 copy")), 0);
-  for (auto* v : {&out.s, &out.n, &out.t, &out.e, &out.g, &out.nhi, &out.nlo})
+  for (auto* v : {&out.s, &out.n, &out.t, &out.e, &out.g, &out.nhi, &out.nlo, &out.c, &out.dc})
     v->assign(static_cast<size_t>(n + pad), 0.0f);
   out.qsum.assign(static_cast<size_t>(n + pad), 0);
+  out.raw.assign(static_cast<size_t>(n), 0.0);
   if (l2) out.norm2.assign(static_cast<size_t>(n), 0.0);
   int bad = 0;
 #pragma omp parallel num_threads(nt) reduction(| : bad)
@@ -170,12 +222,25 @@ void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt, Side
     std::vector<double> row(static_cast<size_t>(d));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < n; ++r) {
-      double amax = 0.0;
+      double amax = 0.0, cr = 0.0, raw2 = 0.0;
       for (int64_t k = 0; k < d; ++k) {
-        row[k] = static_cast<double>(x(r, k));
+        const double v = static_cast<double>(x(r, k));
+        raw2 += v * v;
+        row[k] = v - mu[k];
         amax = std::max(amax, std::fabs(row[k]));
+        cr += mu[k] * row[k];
       }
-      if (amax == 0.0) continue;  // zero row: q = 0 and every bound term 0 (exact)
+      if (!l2) {
+        // c = <μ, x'> + |μ|²/2 and an allowance for its rounding (double, ~d·1e-16 relative)
+        // and for the two float32 additions of c terms to the approximate product
+        cr += 0.5 * mu2;
+        const double bound = std::fabs(cr) + 1e-12 * (std::sqrt(mu2) * std::sqrt(d) * amax + mu2);
+        out.c[r] = static_cast<float>(cr);
+        out.dc[r] = static_cast<float>(kSlack * bound + 1e-30);
+        if (!(std::fabs(cr) <= 1e24)) bad = 1;
+      }
+      out.raw[r] = std::sqrt(raw2) * kUp;
+      if (amax == 0.0) continue;  // x = μ: q = 0 and every bound term 0 (exact)
       const float sf = static_cast<float>(amax / 127.0);
       const double s = static_cast<double>(sf);
       int8_t* q = out.q.data() + r * out.dp;
@@ -245,11 +310,26 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   const Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
 
+  // The database mean (double; any shift keeps the bounds valid, the mean makes them tight).
+  std::vector<double> mu(static_cast<size_t>(d), 0.0);
+  {
+    const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
+    std::vector<double> part(static_cast<size_t>(mul_checked(nchunks, d, "mean")), 0.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t cidx = 0; cidx < nchunks; ++cidx) {
+      double* p = part.data() + cidx * d;
+      for (int64_t r = cidx * chunk; r < std::min(n, (cidx + 1) * chunk); ++r)
+        for (int64_t col = 0; col < d; ++col) p[col] += static_cast<double>(x(r, col));
+    }
+    for (int64_t cidx = 0; cidx < nchunks; ++cidx)
+      for (int64_t col = 0; col < d; ++col) mu[col] += part[cidx * d + col];
+    for (int64_t col = 0; col < d; ++col) mu[col] /= static_cast<double>(n);
+  }
   SideData xs, qs_;
-  quantise(x, K, l2, nt, xs);
+  quantise(x, K, l2, nt, mu, xs);
   if (!xs.in_range) return false;
   if (!self) {
-    quantise(q, K, l2, nt, qs_);
+    quantise(q, K, l2, nt, mu, qs_);
     if (!qs_.in_range) return false;
   }
   const SideData& qd = self ? xs : qs_;
@@ -262,7 +342,12 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   std::vector<uint8_t> overflow(static_cast<size_t>(m), 0);
   std::vector<float> heap(static_cast<size_t>(mul_checked(m, k, "threshold heaps")));
   std::vector<int32_t> heap_n(static_cast<size_t>(m), 0);
-  ScreenState st{cand.data(), count.data(), thr.data(), overflow.data(), heap.data(),
+  ScreenSpill spill;
+  spill.rows.resize(static_cast<size_t>(m));
+  spill.row_limit = std::max<int64_t>(64 * cap, 4096);
+  // spilled lists may use as much again as the inline ones, and at least 256 MB
+  spill.budget = std::max<int64_t>(int64_t(256) << 20, m * cap * int64_t(sizeof(ScreenCand)));
+  ScreenState st{cand.data(), count.data(), thr.data(), overflow.data(), &spill, heap.data(),
                  heap_n.data(), k, cap};
 
   const ScreenTileFn tile_fn = use_vnni ? screen_vnni_kernel() : nullptr;
@@ -325,10 +410,14 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
     std::vector<double> lows;
 #pragma omp for schedule(dynamic, 64)
     for (int64_t i = 0; i < m; ++i) {
-      if (overflow[i]) continue;
+      if (overflow[i] == 1) continue;
       try {
         ScreenCand* c = cand.data() + i * cap;
         int64_t cnt = count[i];
+        if (overflow[i] == 2) {
+          c = spill.rows[i].data();
+          cnt = static_cast<int64_t>(spill.rows[i].size());
+        }
         MATALIGN_INTERNAL(cnt >= k && heap_n[i] == k);
         const float th = thr[i];  // the k-th largest lower bound of the row
         cnt = std::partition(c, c + cnt, [th](const ScreenCand& z) { return z.ub >= th; }) - c;
@@ -349,7 +438,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
             if (t + 6 < cnt) prefetch(t + 6);
             const int64_t j = c[t].index;
             const double f = K.dot_fast(qi, &x(j, 0), d);
-            double err = rel * static_cast<double>(qd.n[i]) * static_cast<double>(xs.n[j]);
+            double err = rel * qd.raw[i] * xs.raw[j];  // T's rounding scales with |x|, not |x - μ|
             double sc = f;
             if (l2) {
               sc = score(i, f, j);
@@ -401,7 +490,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   // Overflowed rows: the float64 kernel, queries = those rows (k + 1 and drop self by index).
   std::vector<int64_t> hard;
   for (int64_t i = 0; i < m; ++i)
-    if (overflow[i]) hard.push_back(i);
+    if (overflow[i] == 1) hard.push_back(i);
   if (!hard.empty()) {
     // The float64 kernel with these rows as queries, over float64 blocks of X of <= 64 MB
     // (a float32 X is converted block by block), merged by (score, index). k + 1 per block

@@ -1,7 +1,8 @@
 // Internal interface of the int8 screen for exact kNN (knn_screen.cpp) and its per-ISA tile
 // kernels (the generic one in knn_screen.cpp, the AVX-512 VNNI one in kernels_vnni.cpp).
 //
-// Idea. Each row x is quantised to int8 with its own scale s (q = round(x / s), |q| <= 127),
+// Idea. Each row x (centred: x - μ, μ the database mean, see knn_screen.cpp) is quantised
+// to int8 with its own scale s (q = round(x / s), |q| <= 127),
 // so <q_i, q_j> is an exact int32 and a_ij = s_i s_j <q_i, q_j> approximates <x_i, x_j> with a
 // PROVABLE error bound computed from per-row norms:
 //     |<x_i, x_j> - a_ij| <= e_i n_j + t_i e_j                (e = |x - s q|, n = |x|, t = |s q|)
@@ -29,6 +30,8 @@ struct ScreenCand {
   uint32_t index;
 };
 
+struct ScreenSpill;  // knn_screen.cpp: growable candidate lists of rows that outgrew `cap`
+
 /// Per-row screening state, indexed globally. thr[r] is the k-th largest lower bound seen by
 /// row r, kept current by a k-entry min-heap (-inf until k were seen; +inf once the row
 /// overflowed and will be searched by the float64 kernel instead). Candidates whose upper
@@ -37,7 +40,8 @@ struct ScreenState {
   ScreenCand* cand;  ///< rows × cap
   int32_t* count;    ///< rows
   float* thr;        ///< rows + padding
-  uint8_t* overflow; ///< rows
+  uint8_t* overflow; ///< rows: 0 inline list, 2 spilled to a growable list, 1 float64 search
+  ScreenSpill* spill;
   float* heap;       ///< rows × k: min-heap of the k largest lower bounds seen (thr = its top)
   int32_t* heap_n;   ///< rows: entries in the heap (< k until k pairs were seen)
   int64_t k;
@@ -58,6 +62,8 @@ struct ScreenSide {
   const float* nhi;     ///< |x|² rounded down (l2 upper bound)
   const float* nlo;     ///< |x|² rounded up (l2 lower bound)
   const int32_t* qsum;  ///< Σ_k q
+  const float* c;       ///< ip only: μ·x + |μ|²/2 (0 for l2), see "Centring" in knn_screen.cpp
+  const float* dc;      ///< allowance for c's rounding and its float32 additions
 };
 
 struct ScreenTileArgs {

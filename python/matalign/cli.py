@@ -376,6 +376,9 @@ def knn(
     metric: Annotated[Metric, typer.Option("--metric", help="ip, cosine or l2")] = Metric.ip,
     method: Annotated[Method, typer.Option("--method",
                       help="exact, or approximate (faiss): ivf, hnsw, ivfpq")] = Method.exact,
+    screen: Annotated[str, typer.Option(
+        "--screen", help="exact search: auto (int8 screen where faster), int8 or off "
+                         "(see ma.knn)")] = "auto",
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
 ):
@@ -388,7 +391,7 @@ def knn(
     _check_out(out, overwrite)
     X, _ = load_embeddings(input, name=input)
     g = ma.knn(X, k=k, metric=metric.value, method=method.value, n_threads=threads,
-               progress=True)
+               progress=True, screen=screen)
     path = g.save(out)
     recall = "" if g.recall is None else f", recall {g.recall:.4f}"
     _console().print(f"[green]wrote[/green] {path}: N={g.n}, k={g.k}, metric={g.metric}, "

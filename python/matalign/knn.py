@@ -399,7 +399,9 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         (a CPU with AVX-512 VNNI and k <= 16); ``"int8"`` always (a portable kernel elsewhere;
         ValueError for rows it cannot bound: a nonzero norm outside [1e-12, 1e12]); ``"off"``
         computes in X's dtype with the float GEMM. Rows whose candidates the bound cannot
-        separate (many duplicates) are searched again by the float64 kernel.
+        separate (many duplicates) are searched again by the float64 kernel. CPU exact search
+        only: the GPU engine and FAISS compute in X's dtype (``screen="off"`` gives the CPU
+        graph that the GPU engine reproduces bit for bit).
     nlist : int, optional
         ivf, ivfpq: number of inverted lists (k-means cells), 1..N.
     nprobe : int, optional
