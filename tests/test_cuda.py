@@ -138,7 +138,7 @@ def test_knn_matches_cpu(backend, dtype, metric, n, d, k, tiles):
     X = _data(10 + n, n, d, dtype)
     X[7] = X[3]  # duplicate rows: ties by lower index, self excluded by index
     # screen="off": the CPU's float GEMM in X's dtype, the computation the GPU engine mirrors
-    # (the CPU's default int8 screen returns the float64 graph for float32 X, k <= 16)
+    # (the CPU's default int8 screen returns the float64 graph for float32 X, k <= 32)
     ref = ma.knn(X, k=k, metric=metric, device="cpu", screen="off")
     g = ma.knn(X, k=k, metric=metric, device=backend, tile_rows=tiles[0], tile_cols=tiles[1],
                screen="off")

@@ -122,14 +122,16 @@ def test_screen_zero_rows_and_range():
 
 
 def test_screen_auto_rule():
-    """auto = the int8 screen where VNNI runs it and k <= 16: the float64 graph bit for bit;
-    elsewhere the float32 GEMM (equal to screen='off')."""
+    """auto = the int8 screen where VNNI runs it and k <= 32 (self) or k <= 64 (queries): the
+    float64 graph bit for bit; elsewhere the float32 GEMM (equal to screen='off')."""
     X = _data(6, 400, 48, np.float32)
+    Q = _data(7, 50, 48, np.float32)
     on_vnni = ma.build_info()["knn_screen"] == "vnni"
-    for k in (16, 17):
-        g = ma.knn(X, k=k, metric="l2")
-        expect_screen = on_vnni and k <= 16
-        other = ma.knn(X, k=k, metric="l2", screen="int8" if expect_screen else "off")
+    for k, queries, limit in ((32, None, 32), (33, None, 32), (64, Q, 64), (65, Q, 64)):
+        g = ma.knn(X, k=k, metric="l2", queries=queries)
+        expect_screen = on_vnni and k <= limit
+        other = ma.knn(X, k=k, metric="l2", queries=queries,
+                       screen="int8" if expect_screen else "off")
         np.testing.assert_array_equal(g.values, other.values)
         np.testing.assert_array_equal(g.indices, other.indices)
 

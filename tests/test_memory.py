@@ -181,7 +181,7 @@ def test_estimates_cover_the_outputs():
     exact = _memory.knn_bytes(n, n, d, k, 4, n_threads=2, screen="off")
     # outputs 0.12 GB + candidate buffers (k + 16 per row, 16 bytes each) 0.42 GB + tiles
     assert _memory.graph_bytes(n, k, 4) + n * 26 * 16 <= exact <= 0.7e9
-    # the int8 screen (default for k <= 16 on VNNI CPUs): + the int8 copy (0.26 GB), 4k + 64
+    # the int8 screen (default for k <= 32 on VNNI CPUs): + the int8 copy (0.26 GB), 4k + 64
     # 8-byte candidates per row (0.83 GB) and the threshold heaps (0.04 GB)
     screened = _memory.knn_bytes(n, n, d, k, 4, n_threads=2, screen="int8")
     assert _memory.graph_bytes(n, k, 4) + n * (d + 104 * 8 + 40) <= screened <= 1.5e9

@@ -81,10 +81,10 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   if (opt.screen != 0) {
     const bool vnni = simd == Simd::avx512 && detail::screen_vnni_supported() &&
                       detail::screen_vnni_kernel() != nullptr;
-    // Measured crossover (bench/README.md): for larger k the int8 bound leaves too many
-    // candidates per row and the float GEMM is faster.
-    constexpr int64_t kAutoMaxK = 16;
-    if (opt.screen == 1 || (vnni && k <= kAutoMaxK)) {
+    // Measured crossover (bench/README.md, N = 20k, D = 256): for larger k the int8 bound
+    // leaves too many undecided candidates per row and the float GEMM is faster.
+    const int64_t auto_max_k = queries == nullptr ? 32 : 64;
+    if (opt.screen == 1 || (vnni && k <= auto_max_k)) {
       if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni)) return;
       MATALIGN_CHECK(opt.screen != 1,
                      "knn: screen='int8' does not apply to these rows (it needs every nonzero "

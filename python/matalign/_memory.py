@@ -193,7 +193,8 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
                     tile_cols: int = 0, screen: str = "auto", self_mode: bool = True) -> int:
     """cpp/src/knn.cpp knn_exact: outputs (m, k) values + int64 indices, the per-row candidate
     buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles; where the
-    int8 screen may run (cpp/src/knn_screen.cpp: screen="int8", or "auto" with k <= 16), its
+    int8 screen may run (cpp/src/knn_screen.cpp: screen="int8", or "auto" with k <= 32 self /
+    64 with queries), its
     int8 copies with ten per-row bound terms, (4k + 64) 8-byte candidates and a k-entry heap
     per row, and per-thread int8 panels."""
     max_k = n
@@ -206,7 +207,7 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     tc = tile_cols or _auto_tile(d, itemsize)
     scratch = max(1, n_threads) * (min(tr, m + 32) + min(max(tr, tc), n + 32)) * d * itemsize
     direct = out + state + norms + scratch
-    if screen == "off" or (screen == "auto" and k > 16):
+    if screen == "off" or (screen == "auto" and k > (32 if self_mode else 64)):
         return int(direct)
     dp = (d + 3) // 4 * 4
     sides = n + (0 if self_mode else m)

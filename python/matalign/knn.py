@@ -396,7 +396,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         can reach a row's top-k are re-scored in float64. The result is **exact**: indices
         and values are bit for bit those of the float64 computation (``X.astype(float64)``
         with ``screen="off"``), also for float32 X. ``"auto"`` uses it where it is faster
-        (a CPU with AVX-512 VNNI and k <= 16); ``"int8"`` always (a portable kernel elsewhere;
+        (a CPU with AVX-512 VNNI; k <= 32 for self graphs, k <= 64 with ``queries``); ``"int8"`` always (a portable kernel elsewhere;
         ValueError for rows it cannot bound: a nonzero norm outside [1e-12, 1e12]); ``"off"``
         computes in X's dtype with the float GEMM. Rows whose candidates the bound cannot
         separate (many duplicates) are searched again by the float64 kernel. CPU exact search
