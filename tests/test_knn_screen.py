@@ -33,6 +33,7 @@ def _assert_same_as_float64(g, X, k, metric, queries=None):
     np.testing.assert_array_equal(g.values, g64.values.astype(g.values.dtype))
 
 
+@pytest.mark.parametrize("screen", ("int8", "int16"))
 @pytest.mark.parametrize("dtype", (np.float32, np.float64), ids=["f32", "f64"])
 @pytest.mark.parametrize("metric", ("ip", "l2", "cosine"))
 @pytest.mark.parametrize("n,d,k,tr,tc", [
@@ -42,26 +43,28 @@ def _assert_same_as_float64(g, X, k, metric, queries=None):
     (513, 7, 5, 64, 100),      # N not a multiple of the tile
     (40, 301, 3, 5, 5),        # N smaller than one tile... of many tiny ones; D > 256
 ])
-def test_screen_is_the_float64_graph(dtype, metric, n, d, k, tr, tc):
+def test_screen_is_the_float64_graph(dtype, metric, n, d, k, tr, tc, screen):
     X = _data(n * 7 + d, n, d, dtype)
     X[3] = X[11 % n]  # a duplicate row
-    g = ma.knn(X, k=k, metric=metric, screen="int8", tile_rows=tr, tile_cols=tc)
+    g = ma.knn(X, k=k, metric=metric, screen=screen, tile_rows=tr, tile_cols=tc)
     assert g.values.dtype == X.dtype
     _assert_same_as_float64(g, X, k, metric)
     # and the tie-aware reference from the math
     rv, ri = ref.knn(X, k, metric)
     ref.assert_knn_equal(g.values, g.indices, rv, ri, 1e-6 if dtype == np.float32 else 1e-12, 1e-6)
     Q = _data(5 + d, 23, d, dtype)
-    gq = ma.knn(X, k=min(k, n), metric=metric, queries=Q, screen="int8", tile_rows=tr, tile_cols=tc)
+    gq = ma.knn(X, k=min(k, n), metric=metric, queries=Q, screen=screen, tile_rows=tr,
+                tile_cols=tc)
     _assert_same_as_float64(gq, X, min(k, n), metric, Q)
 
 
+@pytest.mark.parametrize("screen", ("int8", "int16"))
 @pytest.mark.parametrize("simd", SIMD_LEVELS)
-def test_screen_kernels_threads_and_layouts_agree(simd, tmp_path):
+def test_screen_kernels_threads_and_layouts_agree(simd, tmp_path, screen):
     X = _data(3, 700, 64, np.float32)
-    base = ma.knn(X, k=7, metric="l2", screen="int8", simd="scalar", n_threads=1)
+    base = ma.knn(X, k=7, metric="l2", screen=screen, simd="scalar", n_threads=1)
     for kw in ({"simd": simd}, {"simd": simd, "n_threads": 2}, {"simd": simd, "tile_rows": 29, "tile_cols": 31}):
-        g = ma.knn(X, k=7, metric="l2", screen="int8", **kw)
+        g = ma.knn(X, k=7, metric="l2", screen=screen, **kw)
         np.testing.assert_array_equal(g.indices, base.indices)
         np.testing.assert_array_equal(g.values, base.values)
     F = np.asfortranarray(X)
@@ -69,11 +72,11 @@ def test_screen_kernels_threads_and_layouts_agree(simd, tmp_path):
     np.save(path, X)
     mm = np.load(path, mmap_mode="r")
     for Xv in (F, mm, X[::1, :]):
-        g = ma.knn(Xv, k=7, metric="l2", screen="int8", simd=simd)
+        g = ma.knn(Xv, k=7, metric="l2", screen=screen, simd=simd)
         np.testing.assert_array_equal(g.indices, base.indices)
         np.testing.assert_array_equal(g.values, base.values)
     strided = np.ascontiguousarray(np.repeat(X, 2, axis=1))[:, ::2]
-    g = ma.knn(strided, k=7, metric="l2", screen="int8", simd=simd)
+    g = ma.knn(strided, k=7, metric="l2", screen=screen, simd=simd)
     np.testing.assert_array_equal(g.indices, base.indices)
 
 
@@ -122,16 +125,17 @@ def test_screen_zero_rows_and_range():
 
 
 def test_screen_auto_rule():
-    """auto = the int8 screen where VNNI runs it and k <= 32 (self) or k <= 64 (queries): the
-    float64 graph bit for bit; elsewhere the float32 GEMM (equal to screen='off')."""
+    """auto on a VNNI CPU: int8 for k <= 32 (self) / 64 (queries), int16 up to 96 / 128, the
+    float GEMM beyond; elsewhere always the float GEMM (equal to screen='off'). Which path ran
+    shows in the values: the screens return the float64 graph, the float GEMM float32 sums."""
     X = _data(6, 400, 48, np.float32)
-    Q = _data(7, 50, 48, np.float32)
+    Q = _data(7, 150, 48, np.float32)
     on_vnni = ma.build_info()["knn_screen"] == "vnni"
-    for k, queries, limit in ((32, None, 32), (33, None, 32), (64, Q, 64), (65, Q, 64)):
+    cases = ((32, None, "int8"), (33, None, "int16"), (96, None, "int16"), (97, None, "off"),
+             (64, Q, "int8"), (65, Q, "int16"), (128, Q, "int16"), (129, Q, "off"))
+    for k, queries, expect in cases:
         g = ma.knn(X, k=k, metric="l2", queries=queries)
-        expect_screen = on_vnni and k <= limit
-        other = ma.knn(X, k=k, metric="l2", queries=queries,
-                       screen="int8" if expect_screen else "off")
+        other = ma.knn(X, k=k, metric="l2", queries=queries, screen=expect if on_vnni else "off")
         np.testing.assert_array_equal(g.values, other.values)
         np.testing.assert_array_equal(g.indices, other.indices)
 
@@ -140,6 +144,8 @@ def test_screen_bad_value_and_progress():
     X = _data(8, 300, 16, np.float32)
     with pytest.raises(ValueError, match="screen"):
         ma.knn(X, k=3, screen="bf16")
+    with pytest.raises(ValueError, match="screen='int16' does not apply"):
+        ma.knn(X * 1e13, k=3, screen="int16")
     calls = []
     g = ma.knn(X, k=3, screen="int8", tile_rows=32, tile_cols=32,
                progress=lambda done, total: calls.append((done, total)))

@@ -22,14 +22,18 @@ constexpr int NR = 16 * NV;  // columns per micro-panel
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
-// Rows [r0, r1) -> panels of MR rows: for each group of 4 depths, MR 32-bit words.
+// Rows [r0, r1) -> panels of MR rows: for each group of 4 bytes of depth (4 int8 or 2 int16
+// values), MR 32-bit words.
+template <bool I16>
 void pack_rows(const matalign::detail::ScreenSide& s, int64_t r0, int64_t r1, int32_t* out) {
-  const int64_t kg = s.dp / 4;
+  const int64_t row_bytes = I16 ? 2 * s.dp : s.dp;
+  const int64_t kg = row_bytes / 4;
+  const int8_t* base = I16 ? reinterpret_cast<const int8_t*>(s.q16) : s.q;
   for (int64_t p = r0; p < r1; p += MR) {
     const int valid = static_cast<int>(imin(MR, r1 - p));
     for (int i = 0; i < MR; ++i) {
       if (i < valid) {
-        const int8_t* src = s.q + (p + i) * s.dp;
+        const int8_t* src = base + (p + i) * row_bytes;
         for (int64_t g = 0; g < kg; ++g) std::memcpy(out + g * MR + i, src + 4 * g, 4);
       } else {
         for (int64_t g = 0; g < kg; ++g) out[g * MR + i] = 0;
@@ -39,22 +43,27 @@ void pack_rows(const matalign::detail::ScreenSide& s, int64_t r0, int64_t r1, in
   }
 }
 
-// Columns [c0, c1) -> panels of NR columns: for each group of 4 depths, NR 32-bit words of
-// the bytes offset by +128 (xor 0x80); missing columns are q = 0 (0x80 bytes).
+// Columns [c0, c1) -> panels of NR columns: for each group of 4 bytes of depth, NR 32-bit
+// words; int8 bytes are offset by +128 (xor 0x80) for vpdpbusd's unsigned operand and
+// missing columns are q = 0 (0x80 bytes); int16 words are copied as they are.
+template <bool I16>
 void pack_cols(const matalign::detail::ScreenSide& s, int64_t c0, int64_t c1, uint32_t* out) {
-  const int64_t kg = s.dp / 4;
+  const int64_t row_bytes = I16 ? 2 * s.dp : s.dp;
+  const int64_t kg = row_bytes / 4;
+  const int8_t* base = I16 ? reinterpret_cast<const int8_t*>(s.q16) : s.q;
+  const uint32_t flip = I16 ? 0u : 0x80808080u;
   for (int64_t p = c0; p < c1; p += NR) {
     const int valid = static_cast<int>(imin(NR, c1 - p));
     for (int j = 0; j < NR; ++j) {
       if (j < valid) {
-        const int8_t* src = s.q + (p + j) * s.dp;
+        const int8_t* src = base + (p + j) * row_bytes;
         for (int64_t g = 0; g < kg; ++g) {
           uint32_t w;
           std::memcpy(&w, src + 4 * g, 4);
-          out[g * NR + j] = w ^ 0x80808080u;
+          out[g * NR + j] = w ^ flip;
         }
       } else {
-        for (int64_t g = 0; g < kg; ++g) out[g * NR + j] = 0x80808080u;
+        for (int64_t g = 0; g < kg; ++g) out[g * NR + j] = flip;
       }
     }
     out += kg * NR;
@@ -70,6 +79,7 @@ inline __m512 load_col_thr(const float* thr, int64_t j0, int64_t c1) {
 }
 
 // MR×NR int32 block of raw (offset) dot products, full depth, stored to out[MR][NR].
+template <bool I16>
 __attribute__((noinline)) void micro_vnni(const int32_t* pap, const uint32_t* pbp, int64_t kg,
                                           int32_t* out) {
   __m512i c[MR][NV];
@@ -87,7 +97,8 @@ __attribute__((noinline)) void micro_vnni(const int32_t* pap, const uint32_t* pb
     for (int i = 0; i < MR; ++i) {
       const __m512i ai = _mm512_set1_epi32(ag[i]);
 #pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) c[i][v] = _mm512_dpbusd_epi32(c[i][v], b[v], ai);
+      for (int v = 0; v < NV; ++v)
+        c[i][v] = I16 ? _mm512_dpwssd_epi32(c[i][v], b[v], ai) : _mm512_dpbusd_epi32(c[i][v], b[v], ai);
     }
   }
 #pragma GCC unroll 12
@@ -97,15 +108,16 @@ __attribute__((noinline)) void micro_vnni(const int32_t* pap, const uint32_t* pb
       _mm512_store_si512(reinterpret_cast<void*>(out + i * NR + 16 * v), c[i][v]);
 }
 
+template <bool I16>
 void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
   using matalign::detail::screen_offer;
   const auto& R = a.rows;
   const auto& C = a.cols;
-  const int64_t kg = R.dp / 4;
+  const int64_t kg = (I16 ? 2 * R.dp : R.dp) / 4;
   int32_t* pa = reinterpret_cast<int32_t*>(a.scratch);
   uint32_t* pb = reinterpret_cast<uint32_t*>(a.scratch) + round_up(a.r1 - a.r0, MR) * kg;
-  pack_rows(R, a.r0, a.r1, pa);
-  pack_cols(C, a.c0, a.c1, pb);
+  pack_rows<I16>(R, a.r0, a.r1, pa);
+  pack_cols<I16>(C, a.c0, a.c1, pb);
   const bool l2 = a.l2;
   alignas(64) int32_t raw[MR * NR];
   alignas(64) float approx[MR * NR];
@@ -129,7 +141,7 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
         if (a.exclude_self ? (jmax <= ip) : (jmax < ip)) continue;
       }
       const int32_t* pap = pa + ((ip - a.r0) / MR) * MR * kg;
-      micro_vnni(pap, pbp, kg, raw);
+      micro_vnni<I16>(pap, pbp, kg, raw);
       // Epilogue: approximate inner product, its upper bound, screen against thresholds.
       uint16_t rm[MR][NV], cm[MR][NV];
       uint32_t any = 0;
@@ -137,7 +149,7 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
 #pragma GCC unroll 12
       for (int i = 0; i < MR; ++i) {
         const int64_t r = ip + (i < mn ? i : 0);
-        const __m512i fix = _mm512_set1_epi32(128 * R.qsum[r]);
+        const __m512i fix = _mm512_set1_epi32(I16 ? 0 : 128 * R.qsum[r]);
         const __m512 si = _mm512_set1_ps(R.s[r]);
         const __m512 ei = _mm512_set1_ps(R.e[r]);
         const __m512 ti = _mm512_set1_ps(R.t[r]);
@@ -205,8 +217,9 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
 namespace matalign {
 namespace detail {
 int64_t screen_vnni_scratch_bytes(int64_t tile_rows, int64_t tile_cols, int64_t dp) {
-  return (round_up(tile_rows, MR) + round_up(tile_cols, NR)) * dp + 64;
+  return (round_up(tile_rows, MR) + round_up(tile_cols, NR)) * 2 * dp + 64;  // int16 size
 }
-ScreenTileFn screen_vnni_kernel() { return &tile_vnni; }
+ScreenTileFn screen_vnni_kernel() { return &tile_vnni<false>; }
+ScreenTileFn screen_vnni16_kernel() { return &tile_vnni<true>; }
 }  // namespace detail
 }  // namespace matalign

@@ -48,7 +48,7 @@ void parallel_norms(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out,
 template <class T>
 bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
                   bool exclude_self, T* values, int64_t* indices, const KnnOptions& opt,
-                  bool use_vnni);
+                  bool use_vnni, int bits);
 
 template <class T>
 void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
@@ -75,20 +75,28 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
   const bool l2 = metric == Metric::l2;
-  MATALIGN_CHECK(opt.screen >= -1 && opt.screen <= 1, "knn: screen must be -1, 0 or 1");
+  MATALIGN_CHECK(opt.screen >= -1 && opt.screen <= 2, "knn: screen must be -1, 0, 1 or 2");
 
-  // The int8 screen: exact (the float64 graph), and faster wherever VNNI runs it.
+  // The int8/int16 screens: exact (the float64 graph), and faster wherever VNNI runs them.
   if (opt.screen != 0) {
     const bool vnni = simd == Simd::avx512 && detail::screen_vnni_supported() &&
                       detail::screen_vnni_kernel() != nullptr;
-    // Measured crossover (bench/README.md, N = 20k, D = 256): for larger k the int8 bound
-    // leaves too many undecided candidates per row and the float GEMM is faster.
-    const int64_t auto_max_k = queries == nullptr ? 32 : 64;
-    if (opt.screen == 1 || (vnni && k <= auto_max_k)) {
-      if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni)) return;
-      MATALIGN_CHECK(opt.screen != 1,
-                     "knn: screen='int8' does not apply to these rows (it needs every nonzero "
-                     "row norm within [1e-12, 1e12], D <= 60000 and N < 2^32); use "
+    // Measured crossovers (bench/README.md, N = 20k, D = 256): int8 up to k = 32 (self) / 64
+    // (queries); beyond, the int8 bound leaves too many undecided candidates per row and the
+    // int16 screen (twice the float32 rate, ~100x tighter bound) is faster, up to k ~ 96 (self)
+    // / 128 (queries), where keeping the top k costs more than the GEMM saves.
+    int bits = opt.screen == 1 ? 8 : opt.screen == 2 ? 16 : 0;
+    if (opt.screen == -1 && vnni) {
+      const bool self = queries == nullptr;
+      if (k <= (self ? 32 : 64)) bits = 8;
+      else if (k <= (self ? 96 : 128)) bits = 16;
+    }
+    if (bits != 0) {
+      if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni, bits))
+        return;
+      MATALIGN_CHECK(opt.screen == -1,
+                     "knn: screen='int", bits, "' does not apply to these rows (it needs every "
+                     "nonzero row norm within [1e-12, 1e12], D <= 60000 and N < 2^32); use "
                      "screen='auto' or 'off'");
     }
   }

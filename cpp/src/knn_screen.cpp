@@ -46,6 +46,7 @@ namespace detail {
 #if !defined(MATALIGN_HAVE_X86_KERNELS)
 int64_t screen_vnni_scratch_bytes(int64_t, int64_t, int64_t) { return 0; }
 ScreenTileFn screen_vnni_kernel() { return nullptr; }
+ScreenTileFn screen_vnni16_kernel() { return nullptr; }
 bool screen_vnni_supported() { return false; }
 #else
 bool screen_vnni_supported() {
@@ -165,16 +166,17 @@ namespace {
 
 // Portable tile kernel (any SIMD level): int32 dot products of the row-major int8 rows (the
 // compiler vectorises the integer reduction; integer sums are exact in any order).
-void tile_generic(const ScreenTileArgs& a) {
+template <class Q>
+void tile_generic_t(const ScreenTileArgs& a, const Q* rq, const Q* cq) {
   const ScreenSide& R = a.rows;
   const ScreenSide& C = a.cols;
   const int64_t dp = R.dp;
   for (int64_t i = a.r0; i < a.r1; ++i) {
-    const int8_t* qi = R.q + i * dp;
+    const Q* qi = rq + i * dp;
     int64_t j0 = a.c0;
     if (a.diagonal) j0 = std::max(j0, a.exclude_self ? i + 1 : i);
     for (int64_t j = j0; j < a.c1; ++j) {
-      const int8_t* qj = C.q + j * dp;
+      const Q* qj = cq + j * dp;
       int32_t p = 0;
       for (int64_t k = 0; k < dp; ++k) p += static_cast<int32_t>(qi[k]) * static_cast<int32_t>(qj[k]);
       const float approx = (static_cast<float>(p) * C.s[j]) * R.s[i];
@@ -184,9 +186,15 @@ void tile_generic(const ScreenTileArgs& a) {
   }
 }
 
+void tile_generic(const ScreenTileArgs& a) {
+  if (a.rows.q16) tile_generic_t<int16_t>(a, a.rows.q16, a.cols.q16);
+  else tile_generic_t<int8_t>(a, a.rows.q, a.cols.q);
+}
+
 // Quantised copy and per-row bound terms of one side.
 struct SideData {
   std::vector<int8_t> q;
+  std::vector<int16_t> q16;
   std::vector<float> s, n, t, e, g, nhi, nlo, c, dc;
   std::vector<double> raw;    // |x| of the uncentred row (bound of the float dot re-screen)
   std::vector<int32_t> qsum;
@@ -195,7 +203,7 @@ struct SideData {
   bool in_range = true;
 
   ScreenSide view() const {
-    return ScreenSide{q.data(), dp, s.data(), n.data(), t.data(), e.data(), g.data(),
+    return ScreenSide{q16.empty() ? q.data() : nullptr, q16.empty() ? nullptr : q16.data(), dp, s.data(), n.data(), t.data(), e.data(), g.data(),
                       nhi.data(), nlo.data(), qsum.data(), c.data(), dc.data()};
   }
 };
@@ -205,12 +213,16 @@ constexpr double kUp = 1.0 + 1e-6;   // rounds a float32 copy of a bound term sa
 
 template <class T>
 void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt,
-              const std::vector<double>& mu, SideData& out) {
+              const std::vector<double>& mu, int bits, SideData& out) {
   const int64_t n = x.rows, d = x.cols, pad = 64;
   double mu2 = 0.0;
   for (int64_t k = 0; k < d; ++k) mu2 += mu[k] * mu[k];
   out.dp = round_up(d, 4);
-  out.q.assign(static_cast<size_t>(mul_checked(n, out.dp, "int8 copy")), 0);
+  // int8: ±127. int16: the largest level whose dp products still sum exactly in int32.
+  const long qmax = bits == 8 ? 127L
+      : std::min(32767L, static_cast<long>(std::floor(std::sqrt(2147483647.0 / static_cast<double>(out.dp)))));
+  if (bits == 8) out.q.assign(static_cast<size_t>(mul_checked(n, out.dp, "int8 copy")), 0);
+  else out.q16.assign(static_cast<size_t>(mul_checked(n, out.dp, "int16 copy")), 0);
   for (auto* v : {&out.s, &out.n, &out.t, &out.e, &out.g, &out.nhi, &out.nlo, &out.c, &out.dc})
     v->assign(static_cast<size_t>(n + pad), 0.0f);
   out.qsum.assign(static_cast<size_t>(n + pad), 0);
@@ -241,15 +253,17 @@ void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt,
       }
       out.raw[r] = std::sqrt(raw2) * kUp;
       if (amax == 0.0) continue;  // x = μ: q = 0 and every bound term 0 (exact)
-      const float sf = static_cast<float>(amax / 127.0);
+      const float sf = static_cast<float>(amax / static_cast<double>(qmax));
       const double s = static_cast<double>(sf);
-      int8_t* q = out.q.data() + r * out.dp;
+      int8_t* q8 = bits == 8 ? out.q.data() + r * out.dp : nullptr;
+      int16_t* q16 = bits == 8 ? nullptr : out.q16.data() + r * out.dp;
       double e2 = 0.0, x2 = 0.0, q2 = 0.0;
       int32_t qs = 0;
       for (int64_t k = 0; k < d; ++k) {
         long v = __builtin_lrint(row[k] / s);
-        v = std::min(127L, std::max(-127L, v));
-        q[k] = static_cast<int8_t>(v);
+        v = std::min(qmax, std::max(-qmax, v));
+        if (q8) q8[k] = static_cast<int8_t>(v);
+        else q16[k] = static_cast<int16_t>(v);
         qs += static_cast<int32_t>(v);
         const double diff = row[k] - s * static_cast<double>(v);
         e2 += diff * diff;
@@ -297,7 +311,7 @@ using detail::round_up;
 template <class T>
 bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
                   bool exclude_self, T* values, int64_t* indices, const KnnOptions& opt,
-                  bool use_vnni) {
+                  bool use_vnni, int bits) {
   using namespace detail;
   const bool self = queries == nullptr;
   const MatrixView<T>& q = self ? x : *queries;
@@ -326,10 +340,10 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
     for (int64_t col = 0; col < d; ++col) mu[col] /= static_cast<double>(n);
   }
   SideData xs, qs_;
-  quantise(x, K, l2, nt, mu, xs);
+  quantise(x, K, l2, nt, mu, bits, xs);
   if (!xs.in_range) return false;
   if (!self) {
-    quantise(q, K, l2, nt, mu, qs_);
+    quantise(q, K, l2, nt, mu, bits, qs_);
     if (!qs_.in_range) return false;
   }
   const SideData& qd = self ? xs : qs_;
@@ -350,7 +364,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   ScreenState st{cand.data(), count.data(), thr.data(), overflow.data(), &spill, heap.data(),
                  heap_n.data(), k, cap};
 
-  const ScreenTileFn tile_fn = use_vnni ? screen_vnni_kernel() : nullptr;
+  const ScreenTileFn tile_fn = !use_vnni ? nullptr : bits == 8 ? screen_vnni_kernel() : screen_vnni16_kernel();
   // 1024 rows × D bytes of int8 sit in L2; the symmetric loop gets rounds of >= 2 tiles per
   // thread from N ~ 8k on, which keeps two threads evenly loaded.
   int64_t tr = opt.tile_rows > 0 ? opt.tile_rows : 1024;
@@ -421,9 +435,10 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
         MATALIGN_INTERNAL(cnt >= k && heap_n[i] == k);
         const float th = thr[i];  // the k-th largest lower bound of the row
         cnt = std::partition(c, c + cnt, [th](const ScreenCand& z) { return z.ub >= th; }) - c;
-        // Second, tighter screen where rows are contiguous: the SIMD dot in T with its
-        // rounding bound (~d·eps(T)·|x_i||x_j|, far below the int8 bound) leaves about k.
-        if (cnt > k && x.col_stride == 1 && q.col_stride == 1) {
+        // Second, tighter screen where rows are contiguous and many candidates are left: the
+        // SIMD dot in T with its rounding bound (~d·eps(T)·|x_i||x_j|, far below the int8
+        // bound) leaves about k.
+        if (cnt > k + k / 4 + 8 && x.col_stride == 1 && q.col_stride == 1) {
           const T* qi = &q(i, 0);
           const double eps = static_cast<double>(std::numeric_limits<T>::epsilon());
           const double rel = 1.01 * static_cast<double>(d + 64) * eps;
@@ -552,8 +567,8 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
 }
 
 template bool knn_screened<float>(const MatrixView<float>&, const MatrixView<float>*, int64_t,
-                                  Metric, bool, float*, int64_t*, const KnnOptions&, bool);
+                                  Metric, bool, float*, int64_t*, const KnnOptions&, bool, int);
 template bool knn_screened<double>(const MatrixView<double>&, const MatrixView<double>*, int64_t,
-                                   Metric, bool, double*, int64_t*, const KnnOptions&, bool);
+                                   Metric, bool, double*, int64_t*, const KnnOptions&, bool, int);
 
 }  // namespace matalign

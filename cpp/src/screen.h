@@ -52,7 +52,8 @@ struct ScreenState {
 /// (see knn_screen.cpp): scale, |x| and |s q| inflated, the error norm plus the rounding
 /// allowance (g = e + c·t), squared norm bounds for l2, and Σ q (VNNI's unsigned-offset fix).
 struct ScreenSide {
-  const int8_t* q;      ///< rows × dp, row-major, zero-padded
+  const int8_t* q;      ///< rows × dp, row-major, zero-padded (int8 screen)
+  const int16_t* q16;   ///< rows × dp (int16 screen; then q is null, and the reverse)
   int64_t dp;           ///< padded depth, a multiple of 4
   const float* s;       ///< scale
   const float* n;       ///< |x| (rounded up)
@@ -90,6 +91,9 @@ void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, b
 int64_t screen_vnni_scratch_bytes(int64_t tile_rows, int64_t tile_cols, int64_t dp);
 /// The AVX-512 VNNI tile kernel, or nullptr where it is not compiled.
 ScreenTileFn screen_vnni_kernel();
+/// The int16 variant (vpdpwssd, 32 products per instruction: twice the float32 FMA rate with
+/// ~2^-11 quantisation steps, for large k where the int8 bound leaves too many candidates).
+ScreenTileFn screen_vnni16_kernel();
 /// Whether this CPU runs the VNNI kernel (AVX-512 F/BW/VL + VNNI, OS-enabled).
 bool screen_vnni_supported();
 

@@ -37,7 +37,8 @@ py::tuple knn_exact(const py::array& x, const py::object& queries, int64_t k,
   if (screen == "auto") opt.screen = -1;
   else if (screen == "off") opt.screen = 0;
   else if (screen == "int8") opt.screen = 1;
-  else throw std::invalid_argument("screen must be 'auto', 'int8' or 'off'; got '" + screen + "'");
+  else if (screen == "int16") opt.screen = 2;
+  else throw std::invalid_argument("screen must be 'auto', 'int8', 'int16' or 'off'; got '" + screen + "'");
   opt.simd = matalign::simd_parse(simd);
   opt.simd_auto = false;
   opt.progress = make_progress(progress);

@@ -377,8 +377,8 @@ def knn(
     method: Annotated[Method, typer.Option("--method",
                       help="exact, or approximate (faiss): ivf, hnsw, ivfpq")] = Method.exact,
     screen: Annotated[str, typer.Option(
-        "--screen", help="exact search: auto (int8 screen where faster), int8 or off "
-                         "(see ma.knn)")] = "auto",
+        "--screen", help="exact search: auto (integer screen where faster), int8, int16 or "
+                         "off (see ma.knn)")] = "auto",
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
 ):

@@ -389,19 +389,21 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         methods: recompute the neighbours' values from the rows (always done for ivfpq).
     simd : {"auto", "avx512", "avx2", "scalar"}, default "auto"
         Kernel level of exact search; a level this CPU cannot run raises ValueError.
-    screen : {"auto", "int8", "off"}, default "auto"
-        Exact search through an int8 screen: rows are quantised to int8, an int8 GEMM
-        (AVX-512 VNNI: 64 products per instruction, 4× the float32 FMA rate) bounds every
-        score from above and below with a provable margin, and only the pairs whose bounds
-        can reach a row's top-k are re-scored in float64. The result is **exact**: indices
-        and values are bit for bit those of the float64 computation (``X.astype(float64)``
-        with ``screen="off"``), also for float32 X. ``"auto"`` uses it where it is faster
-        (a CPU with AVX-512 VNNI; k <= 32 for self graphs, k <= 64 with ``queries``); ``"int8"`` always (a portable kernel elsewhere;
-        ValueError for rows it cannot bound: a nonzero norm outside [1e-12, 1e12]); ``"off"``
-        computes in X's dtype with the float GEMM. Rows whose candidates the bound cannot
-        separate (many duplicates) are searched again by the float64 kernel. CPU exact search
-        only: the GPU engine and FAISS compute in X's dtype (``screen="off"`` gives the CPU
-        graph that the GPU engine reproduces bit for bit).
+    screen : {"auto", "int8", "int16", "off"}, default "auto"
+        Exact search through an integer screen: rows are centred on the database mean and
+        quantised to int8 (or int16), an integer GEMM (AVX-512 VNNI: 64 int8 or 32 int16
+        products per instruction, 4× or 2× the float32 FMA rate) bounds every score from above
+        and below with a provable margin, and only the pairs whose bounds can reach a row's
+        top-k are re-scored in float64. The result is **exact**: indices and values are bit
+        for bit those of the float64 computation (``X.astype(float64)`` with
+        ``screen="off"``), also for float32 X. ``"auto"`` uses them where they are faster on
+        a CPU with AVX-512 VNNI (int8 for k <= 32, or 64 with ``queries``; int16 up to k = 96,
+        or 128 with ``queries``); ``"int8"``/``"int16"`` always (portable kernels elsewhere;
+        ValueError for rows they cannot bound: a nonzero centred norm outside [1e-12, 1e12]);
+        ``"off"`` computes in X's dtype with the float GEMM. Rows whose candidates the bound
+        cannot separate (many duplicates) grow their candidate lists, then fall back to the
+        float64 kernel. CPU exact search only: the GPU engine and FAISS compute in X's dtype
+        (``screen="off"`` gives the CPU graph that the GPU engine reproduces bit for bit).
     nlist : int, optional
         ivf, ivfpq: number of inverted lists (k-means cells), 1..N.
     nprobe : int, optional
@@ -506,7 +508,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     tile_cols = check_int(tile_cols, "tile_cols", 0)
     rescore = check_bool(rescore, "rescore")
     simd = check_choice(simd, "simd", SIMD_LEVELS)
-    screen = check_choice(screen, "screen", ("auto", "int8", "off"))
+    screen = check_choice(screen, "screen", ("auto", "int8", "int16", "off"))
     progress = check_progress(progress)
     params = faiss = None
     if method != "exact":
