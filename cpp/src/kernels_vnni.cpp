@@ -142,10 +142,16 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
       }
       const int32_t* pap = pa + ((ip - a.r0) / MR) * MR * kg;
       micro_vnni<I16>(pap, pbp, kg, raw);
-      // Epilogue: approximate inner product, its upper bound, screen against thresholds.
+      // Epilogue: approximate inner product, its upper bound, screen against the row and
+      // column thresholds; only masks leave the registers (hits are rare once thresholds
+      // settle), and a block with a hit recomputes its approximate products for the walk.
       uint16_t rm[MR][NV], cm[MR][NV];
       uint32_t any = 0;
-      alignas(64) float ubv[MR * NR];
+      __m512 cthr[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v)
+        cthr[v] = a.feed_cols ? load_col_thr(a.cs->thr, jp + 16 * v, a.c1)
+                              : _mm512_set1_ps(std::numeric_limits<float>::infinity());
 #pragma GCC unroll 12
       for (int i = 0; i < MR; ++i) {
         const int64_t r = ip + (i < mn ? i : 0);
@@ -156,40 +162,37 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
         const __m512 thr = _mm512_set1_ps(a.rs->thr[r]);
         const __m512 ci = _mm512_set1_ps(R.c[r]);
         const __m512 di = _mm512_set1_ps(R.dc[r]);
+        const __m512 hi = _mm512_set1_ps(R.nhi[r]);
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v) {
           const __m512i cv = _mm512_load_si512(reinterpret_cast<const void*>(raw + i * NR + 16 * v));
           const __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(cv, fix));
-          const __m512 av_raw = _mm512_mul_ps(_mm512_mul_ps(p, sj[v]), si);
-          __m512 av = av_raw;
+          __m512 av = _mm512_mul_ps(_mm512_mul_ps(p, sj[v]), si);
           __m512 m = _mm512_fmadd_ps(ei, nj[v], _mm512_mul_ps(ti, gj[v]));
           if (!l2) {  // the centring terms (screen_offer does the same in scalar)
             m = _mm512_add_ps(m, _mm512_add_ps(di, dj[v]));
             av = _mm512_add_ps(av, _mm512_add_ps(ci, cj[v]));
           }
           __m512 u = _mm512_add_ps(av, m);
-          if (l2) u = _mm512_sub_ps(_mm512_add_ps(u, u), _mm512_add_ps(_mm512_set1_ps(R.nhi[r]), hj[v]));
-          _mm512_store_ps(approx + i * NR + 16 * v, av_raw);
-          _mm512_store_ps(ubv + i * NR + 16 * v, u);
+          if (l2) u = _mm512_sub_ps(_mm512_add_ps(u, u), _mm512_add_ps(hi, hj[v]));
           rm[i][v] = _mm512_cmp_ps_mask(u, thr, _CMP_GE_OQ);
-          any |= rm[i][v];
+          cm[i][v] = _mm512_cmp_ps_mask(u, cthr[v], _CMP_GE_OQ);
+          any |= static_cast<uint32_t>(rm[i][v]) | cm[i][v];
         }
-      }
-      if (a.feed_cols) {
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; ++v) {
-          const __m512 cthr = load_col_thr(a.cs->thr, jp + 16 * v, a.c1);
-#pragma GCC unroll 12
-          for (int i = 0; i < MR; ++i) {
-            cm[i][v] = _mm512_cmp_ps_mask(_mm512_load_ps(ubv + i * NR + 16 * v), cthr, _CMP_GE_OQ);
-            any |= cm[i][v];
-          }
-        }
-      } else {
-        for (int i = 0; i < MR; ++i)
-          for (int v = 0; v < NV; ++v) cm[i][v] = 0;
       }
       if (!any) continue;
+      for (int i = 0; i < mn; ++i) {
+        bool hit = false;
+        for (int v = 0; v < NV; ++v) hit |= (rm[i][v] | cm[i][v]) != 0;
+        if (!hit) continue;
+        const __m512i fix = _mm512_set1_epi32(I16 ? 0 : 128 * R.qsum[ip + i]);
+        const __m512 si = _mm512_set1_ps(R.s[ip + i]);
+        for (int v = 0; v < NV; ++v) {
+          const __m512i cv = _mm512_load_si512(reinterpret_cast<const void*>(raw + i * NR + 16 * v));
+          const __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(cv, fix));
+          _mm512_store_ps(approx + i * NR + 16 * v, _mm512_mul_ps(_mm512_mul_ps(p, sj[v]), si));
+        }
+      }
       // Walk only the lanes that passed (rows past the tile and columns past c1 are dropped).
       for (int ii = 0; ii < mn; ++ii) {
         const int64_t i = ip + ii;

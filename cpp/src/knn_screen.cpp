@@ -369,6 +369,13 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   // thread from N ~ 8k on, which keeps two threads evenly loaded.
   int64_t tr = opt.tile_rows > 0 ? opt.tile_rows : 1024;
   int64_t tc = opt.tile_cols > 0 ? opt.tile_cols : 2048;
+  if (self && opt.tile_rows <= 0 && nt > 1) {
+    // Rounds of the symmetric loop hold B/2 tiles: make B a multiple of 2·threads so every
+    // thread gets as many tiles per round (B = 10 on 2 threads left one idle 1/3 of a round).
+    int64_t blocks = (n + tr - 1) / tr;
+    blocks = round_up(blocks, 2 * nt);
+    tr = std::max<int64_t>(64, (n + blocks - 1) / blocks);
+  }
   if (!self && opt.tile_rows <= 0) {
     const int64_t per_thread = (m + nt - 1) / nt;
     tr = std::max<int64_t>(12, std::min(tr, round_up(per_thread, 12)));
