@@ -5,6 +5,10 @@
 // products to an int32 accumulator: 64 products per instruction. Rows (broadcast) are the
 // signed operand; columns are stored offset by +128 as unsigned, so the raw sum is
 // <q_i, q_j> + 128 Σ_k q_ik, corrected exactly in int32 before conversion.
+// GCC 12 reports _mm512_cvtepi32_ps's deliberately undefined pass-through operand
+// (_mm512_undefined_ps) as "may be used uninitialized"; the instruction has no mask, so no
+// lane of it is ever read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <cstdint>

@@ -328,7 +328,8 @@ void test_cknna() {
 /// must agree within a float32 tolerance; each returned index must be valid and carry the
 /// value reported for it (ties make index lists legitimately differ).
 void check_knn(const std::vector<float>& db, int64_t n, const std::vector<float>* q, int64_t m,
-               int64_t d, int64_t k, matalign::Metric metric, int64_t tile_rows, const char* what) {
+               int64_t d, int64_t k, matalign::Metric metric, int64_t tile_rows, const char* what,
+               int screen = -1) {
   const bool self = (q == nullptr);
   const std::vector<float>& qs = self ? db : *q;
   const int64_t rows = self ? n : m;
@@ -339,6 +340,7 @@ void check_knn(const std::vector<float>& db, int64_t n, const std::vector<float>
   matalign::KnnOptions opt;
   opt.tile_rows = tile_rows;
   opt.n_threads = 2;
+  opt.screen = screen;
   try {
     matalign::knn_exact<float>(xv, self ? nullptr : &qv, k, metric, self, values.data(),
                                indices.data(), opt);
@@ -397,14 +399,16 @@ void test_knn_exact() {
   std::vector<float> x(x64.begin(), x64.end()), q(q64.begin(), q64.end());
   // A duplicate row: self is excluded by index, so rows 3 and 5 are each other's nearest.
   std::copy(x.begin() + 3 * d, x.begin() + 4 * d, x.begin() + 5 * d);
-  for (matalign::Metric metric : {matalign::Metric::ip, matalign::Metric::l2}) {
-    const bool ip = metric == matalign::Metric::ip;
-    check_knn(x, n, nullptr, 0, d, k, metric, 7, ip ? "self ip tile 7" : "self l2 tile 7");
-    check_knn(x, n, nullptr, 0, d, k, metric, 0, ip ? "self ip auto" : "self l2 auto");
-    check_knn(x, n, nullptr, 0, d, n - 1, metric, 7, ip ? "self ip k=n-1" : "self l2 k=n-1");
-    check_knn(x, n, &q, m, d, k, metric, 7, ip ? "query ip tile 7" : "query l2 tile 7");
-    check_knn(x, n, &q, m, d, 1, metric, 0, ip ? "query ip k=1" : "query l2 k=1");
-  }
+  // screen: -1 auto, 0 the float GEMM, 1 int8, 2 int16 (portable kernels where no VNNI)
+  for (int screen : {-1, 0, 1, 2})
+    for (matalign::Metric metric : {matalign::Metric::ip, matalign::Metric::l2}) {
+      const bool ip = metric == matalign::Metric::ip;
+      check_knn(x, n, nullptr, 0, d, k, metric, 7, ip ? "self ip tile 7" : "self l2 tile 7", screen);
+      check_knn(x, n, nullptr, 0, d, k, metric, 0, ip ? "self ip auto" : "self l2 auto", screen);
+      check_knn(x, n, nullptr, 0, d, n - 1, metric, 7, ip ? "self ip k=n-1" : "self l2 k=n-1", screen);
+      check_knn(x, n, &q, m, d, k, metric, 7, ip ? "query ip tile 7" : "query l2 tile 7", screen);
+      check_knn(x, n, &q, m, d, 1, metric, 0, ip ? "query ip k=1" : "query l2 k=1", screen);
+    }
 }
 
 }  // namespace
