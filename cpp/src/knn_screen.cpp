@@ -84,16 +84,25 @@ void push(ScreenState& st, int64_t r, float lb, float ub, uint32_t idx) {
     }
     if (hn == k) st.thr[r] = h[0];
   } else if (lb > h[0]) {
+    // Replace the minimum (Floyd's bottom-up variant): walk the hole down to a leaf along the
+    // smaller children with branch-free selects, then sift the new value up from there (it
+    // rarely moves: new values are large, and large values live near the leaves).
     int64_t c = 0;
-    h[0] = lb;
-    for (;;) {  // sift down
+    for (;;) {
       const int64_t l = 2 * c + 1;
       if (l >= k) break;
-      const int64_t m = (l + 1 < k && h[l + 1] < h[l]) ? l + 1 : l;
-      if (!(h[m] < h[c])) break;
-      std::swap(h[m], h[c]);
+      const int64_t rr = l + 1;
+      const int64_t m = (rr < k && h[rr] < h[l]) ? rr : l;
+      h[c] = h[m];
       c = m;
     }
+    while (c > 0) {
+      const int64_t p = (c - 1) / 2;
+      if (!(lb < h[p])) break;
+      h[c] = h[p];
+      c = p;
+    }
+    h[c] = lb;
     st.thr[r] = h[0];
   }
   if (!(ub >= st.thr[r])) return;  // its own lower bound may have raised the threshold
