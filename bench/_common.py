@@ -293,7 +293,8 @@ def header_lines(extra_packages: tuple[str, ...] = ()) -> list[str]:
     lines = [
         f"matalign {info.get('version')} | {info.get('compiler')} | {omp} | "
         f"SIMD {simd} (compiled {','.join(info.get('simd_compiled') or [])}; "
-        f"available {','.join(info.get('simd_available') or [])}) | {cuda}",
+        f"available {','.join(info.get('simd_available') or [])}) | "
+        f"kNN screen {info.get('knn_screen', 'n/a')} | {cuda}",
         f"machine: {cpu_model()} ({isa}), {os.cpu_count()} logical cores, "
         f"{fmt_bytes(total)} RAM | {platform.system()} {platform.release()} | "
         f"Python {platform.python_version()}, "
