@@ -385,7 +385,8 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         search that measures recall).
     rescore : bool, default False
         Recompute the candidates' scores exactly in float64 and re-rank them (removes the
-        ‖x‖² + ‖y‖² − 2x·y cancellation error of ``"l2"`` in float32). For approximate
+        ‖x‖² + ‖y‖² − 2x·y cancellation error of ``"l2"`` in float32; no effect where the
+        integer screen runs, whose values are already the float64 ones). For approximate
         methods: recompute the neighbours' values from the rows (always done for ivfpq).
     simd : {"auto", "avx512", "avx2", "scalar"}, default "auto"
         Kernel level of exact search; a level this CPU cannot run raises ValueError.
