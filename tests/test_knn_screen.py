@@ -125,14 +125,14 @@ def test_screen_zero_rows_and_range():
 
 
 def test_screen_auto_rule():
-    """auto on a VNNI CPU: int8 for k <= 32 (self) / 64 (queries), int16 up to 96 / 128, the
+    """auto on a VNNI CPU: int8 for k <= 32 (self) / 64 (queries), int16 up to 112 / 160, the
     float GEMM beyond; elsewhere always the float GEMM (equal to screen='off'). Which path ran
     shows in the values: the screens return the float64 graph, the float GEMM float32 sums."""
     X = _data(6, 400, 48, np.float32)
-    Q = _data(7, 150, 48, np.float32)
+    Q = _data(7, 170, 48, np.float32)
     on_vnni = ma.build_info()["knn_screen"] == "vnni"
-    cases = ((32, None, "int8"), (33, None, "int16"), (96, None, "int16"), (97, None, "off"),
-             (64, Q, "int8"), (65, Q, "int16"), (128, Q, "int16"), (129, Q, "off"))
+    cases = ((32, None, "int8"), (33, None, "int16"), (112, None, "int16"), (113, None, "off"),
+             (64, Q, "int8"), (65, Q, "int16"), (160, Q, "int16"), (161, Q, "off"))
     for k, queries, expect in cases:
         g = ma.knn(X, k=k, metric="l2", queries=queries)
         other = ma.knn(X, k=k, metric="l2", queries=queries, screen=expect if on_vnni else "off")

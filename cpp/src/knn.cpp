@@ -83,13 +83,13 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
                       detail::screen_vnni_kernel() != nullptr;
     // Measured crossovers (bench/README.md, N = 20k, D = 256): int8 up to k = 32 (self) / 64
     // (queries); beyond, the int8 bound leaves too many undecided candidates per row and the
-    // int16 screen (twice the float32 rate, ~100x tighter bound) is faster, up to k ~ 96 (self)
-    // / 128 (queries), where keeping the top k costs more than the GEMM saves.
+    // int16 screen (twice the float32 rate, ~100x tighter bound) is faster, up to k ~ 112 (self)
+    // / 160 (queries), where keeping the top k costs more than the GEMM saves.
     int bits = opt.screen == 1 ? 8 : opt.screen == 2 ? 16 : 0;
     if (opt.screen == -1 && vnni) {
       const bool self = queries == nullptr;
       if (k <= (self ? 32 : 64)) bits = 8;
-      else if (k <= (self ? 96 : 128)) bits = 16;
+      else if (k <= (self ? 112 : 160)) bits = 16;
     }
     if (bits != 0) {
       if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni, bits))

@@ -357,7 +357,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   }
   const SideData& qd = self ? xs : qs_;
 
-  const int64_t cap = std::min<int64_t>(4 * k + 64, int64_t(1) << 30);
+  const int64_t cap = std::min<int64_t>((bits == 8 ? 4 : 2) * k + 64, int64_t(1) << 30);
   const int64_t pad = 64;
   std::vector<ScreenCand> cand(static_cast<size_t>(mul_checked(m, cap, "candidate buffer")));
   std::vector<int32_t> count(static_cast<size_t>(m), 0);

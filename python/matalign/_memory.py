@@ -194,8 +194,9 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     """cpp/src/knn.cpp knn_exact: outputs (m, k) values + int64 indices, the per-row candidate
     buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles; where the
     int8/int16 screen may run (cpp/src/knn_screen.cpp: screen="int8"/"int16", or "auto" with
-    k <= 96 self / 128 with queries), its
-    int8 copies with ten per-row bound terms, (4k + 64) 8-byte candidates and a k-entry heap
+    k <= 112 self / 160 with queries), its
+    int8/int16 copies with ten per-row bound terms, (4k + 64) (int8) or (2k + 64) (int16)
+    8-byte candidates and a k-entry heap
     per row, and per-thread int8 panels."""
     max_k = n
     kc = min(max_k, k + max(8, k // 2)) if rescore else k
@@ -207,12 +208,12 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     tc = tile_cols or _auto_tile(d, itemsize)
     scratch = max(1, n_threads) * (min(tr, m + 32) + min(max(tr, tc), n + 32)) * d * itemsize
     direct = out + state + norms + scratch
-    if screen == "off" or (screen == "auto" and k > (96 if self_mode else 128)):
+    if screen == "off" or (screen == "auto" and k > (112 if self_mode else 160)):
         return int(direct)
     qbytes = 2 if screen == "int16" or (screen == "auto" and k > (32 if self_mode else 64)) else 1
     dp = (d + 3) // 4 * 4
     sides = n + (0 if self_mode else m)
-    quant = sides * (dp * qbytes + 56) + m * ((4 * k + 64) * 8 + 4 * k + 16)
+    quant = sides * (dp * qbytes + 56) + m * (((4 if qbytes == 1 else 2) * k + 64) * 8 + 4 * k + 16)
     panels = max(1, n_threads) * (1024 + 2048 + 64) * dp * 2
     fallback = 64 << 20  # float64 blocks of X for rows the bound cannot separate
     return int(max(direct, out + quant + panels + fallback))

@@ -398,8 +398,8 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         top-k are re-scored in float64. The result is **exact**: indices and values are bit
         for bit those of the float64 computation (``X.astype(float64)`` with
         ``screen="off"``), also for float32 X. ``"auto"`` uses them where they are faster on
-        a CPU with AVX-512 VNNI (int8 for k <= 32, or 64 with ``queries``; int16 up to k = 96,
-        or 128 with ``queries``); ``"int8"``/``"int16"`` always (portable kernels elsewhere;
+        a CPU with AVX-512 VNNI (int8 for k <= 32, or 64 with ``queries``; int16 up to k = 112,
+        or 160 with ``queries``); ``"int8"``/``"int16"`` always (portable kernels elsewhere;
         ValueError for rows they cannot bound: a nonzero centred norm outside [1e-12, 1e12]);
         ``"off"`` computes in X's dtype with the float GEMM. Rows whose candidates the bound
         cannot separate (many duplicates) grow their candidate lists, then fall back to the

@@ -18,7 +18,7 @@ struct KnnOptions {
   Simd simd = Simd::scalar;
   bool simd_auto = true;  ///< ignore `simd` and use simd_best()
   /// int8/int16 screen (knn_screen.cpp): -1 = where it is faster (AVX-512 VNNI: int8 for
-  /// k <= 32 self / 64 queries, int16 up to 96 / 128), 0 = never (float GEMM in the input
+  /// k <= 32 self / 64 queries, int16 up to 112 / 160), 0 = never (float GEMM in the input
   /// dtype), 1 = int8, 2 = int16 (portable kernels without VNNI). The screened graph is the
   /// exact graph of the float64 computation: indices and values bit for bit those of
   /// knn_exact<double> on the same rows converted to double.
