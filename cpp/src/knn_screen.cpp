@@ -1,11 +1,12 @@
-// Exact kNN through an int8 screen (see screen.h for the idea and the bound).
+// Exact kNN through an int8 or int16 screen (see screen.h for the idea and the bound).
 //
-// Pipeline: quantise both sides once (O(N·D), parallel) -> the tile loop runs an int8 tile
-// kernel whose reducer keeps, per row, every column whose upper bound reaches the row's k-th
-// largest lower bound -> each row's survivors are re-scored in double with the float64 GEMM's
-// FMA chain and ranked (score desc, index asc). Rows whose candidate buffer overflows (many
-// pairs the bound cannot separate: duplicates, collapsed embeddings) are searched again by
-// the float64 kernel itself, so the answer is always that of the float64 computation.
+// Pipeline: centre and quantise both sides once (O(N·D), parallel) -> the tile loop runs an
+// integer tile kernel whose reducer keeps, per row, every column whose upper bound reaches the
+// row's k-th largest lower bound -> each row's survivors are re-scored in double with the
+// float64 GEMM's FMA chain and ranked (score desc, index asc). Rows with many pairs the bound
+// cannot separate (duplicates, collapsed embeddings) grow their candidate lists under a byte
+// budget; past it they are searched again by the float64 kernel itself, so the answer is
+// always that of the float64 computation.
 //
 // Centring. Both sides are quantised after subtracting the database mean μ (in double):
 // squared distances do not change, and <x, y> = <x', y'> + c_x + c_y with c = <μ, x'> +
@@ -314,7 +315,8 @@ void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt,
 
 using detail::round_up;
 
-/// Implemented here, declared in knn.cpp: exact kNN through the int8 screen. Returns false
+/// Implemented here, declared in knn.cpp: exact kNN through the int8 (bits = 8) or int16 screen
+/// (bits = 16); use_vnni picks the VNNI tile kernel, else the portable one. Returns false
 /// (nothing written) where the screen does not apply: norms outside [1e-12, 1e12], depth or
 /// row count beyond the int32/uint32 ranges.
 template <class T>

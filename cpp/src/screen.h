@@ -1,4 +1,4 @@
-// Internal interface of the int8 screen for exact kNN (knn_screen.cpp) and its per-ISA tile
+// Internal interface of the int8/int16 screens for exact kNN (knn_screen.cpp) and their tile
 // kernels (the generic one in knn_screen.cpp, the AVX-512 VNNI one in kernels_vnni.cpp).
 //
 // Idea. Each row x (centred: x - μ, μ the database mean, see knn_screen.cpp) is quantised
