@@ -176,6 +176,23 @@ def test_normal_calls_unaffected(tmp_path):
     assert np.array_equal(g.indices, h.indices)
 
 
+def test_knn_auto_screen_gives_way_to_the_float_gemm_when_memory_is_short(monkeypatch):
+    """screen="auto": where the integer screen's copies and candidate lists would not fit but
+    the float GEMM does, the float GEMM runs (its float32 graph) instead of a MemoryError."""
+    X = np.random.default_rng(0).standard_normal((3000, 64)).astype(np.float32)
+    direct = _memory.knn_bytes(3000, 3000, 64, 10, 4, n_threads=_memory.threads(0), screen="off")
+    screened = _memory.knn_bytes(3000, 3000, 64, 10, 4, n_threads=_memory.threads(0),
+                                 screen="int8")
+    assert direct < screened
+    monkeypatch.setattr(_memory, "available_memory", lambda: ((direct + screened) // 2, "test"))
+    g = ma.knn(X, k=10, device="cpu")
+    off = ma.knn(X, k=10, device="cpu", screen="off")
+    np.testing.assert_array_equal(g.values, off.values)
+    np.testing.assert_array_equal(g.indices, off.indices)
+    with pytest.raises(MemoryError, match="needs about"):
+        ma.knn(X, k=10, device="cpu", screen="int8")  # asked for explicitly: no silent change
+
+
 def test_estimates_cover_the_outputs():
     n, d, k = 1_000_000, 256, 10
     exact = _memory.knn_bytes(n, n, d, k, 4, n_threads=2, screen="off")

@@ -399,7 +399,9 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         for bit those of the float64 computation (``X.astype(float64)`` with
         ``screen="off"``), also for float32 X. ``"auto"`` uses them where they are faster on
         a CPU with AVX-512 VNNI (int8 for k <= 32, or 64 with ``queries``; int16 up to k = 112,
-        or 160 with ``queries``); ``"int8"``/``"int16"`` always (portable kernels elsewhere;
+        or 160 with ``queries``; and the float GEMM where the screen's int8/int16 copy and
+        candidate lists would not fit in memory but the float GEMM's would);
+        ``"int8"``/``"int16"`` always (portable kernels elsewhere;
         ValueError for rows they cannot bound: a nonzero centred norm outside [1e-12, 1e12]);
         ``"off"`` computes in X's dtype with the float GEMM. Rows whose candidates the bound
         cannot separate (many duplicates) grow their candidate lists, then fall back to the
@@ -518,10 +520,21 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         faiss = _approx.import_faiss(method)
 
     m = n if Q is None else Q.shape[0]
-    need = _memory.knn_bytes(n, m, d, k, X.itemsize, method=method, metric=metric,
-                             self_mode=Q is None, rescore=rescore,
-                             n_threads=_memory.threads(n_threads), tile_rows=tile_rows,
-                             tile_cols=tile_cols, params=params, screen=screen)
+
+    def _need(scr):
+        return _memory.knn_bytes(n, m, d, k, X.itemsize, method=method, metric=metric,
+                                 self_mode=Q is None, rescore=rescore,
+                                 n_threads=_memory.threads(n_threads), tile_rows=tile_rows,
+                                 tile_cols=tile_cols, params=params, screen=scr)
+
+    need = _need(screen)
+    if method == "exact" and screen == "auto":
+        # The screen's int8/int16 copy and candidate lists are a speed-up, not a requirement:
+        # where they would not fit but the float GEMM does, "auto" takes the float GEMM.
+        avail, _ = _memory.available_memory()
+        if avail is not None and need > avail and _need("off") <= avail:
+            screen = "off"
+            need = _need("off")
     what = f"knn(N={n}, D={d}, k={k}, method={method!r}" + ("" if Q is None else f", M={m}") + ")"
     _memory.check_memory(need, what, advice=(
         "pass a smaller k, search the queries in batches (queries=X[a:b]), or fewer n_threads"
