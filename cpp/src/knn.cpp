@@ -44,6 +44,16 @@ void parallel_norms(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out,
 
 }  // namespace
 
+int screen_auto_bits(int64_t k, bool self) {
+  // Measured crossovers (bench/README.md, N = 20k, D = 256): beyond int8's range its bound
+  // leaves too many undecided candidates per row and the int16 screen (twice the float32
+  // rate, ~100x tighter bound) is faster; beyond int16's, keeping the top k costs more than
+  // the GEMM saves.
+  if (k <= (self ? 32 : 64)) return 8;
+  if (k <= (self ? 112 : 160)) return 16;
+  return 0;
+}
+
 // knn_screen.cpp
 template <class T>
 bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
@@ -81,16 +91,8 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   if (opt.screen != 0) {
     const bool vnni = simd == Simd::avx512 && detail::screen_vnni_supported() &&
                       detail::screen_vnni_kernel() != nullptr;
-    // Measured crossovers (bench/README.md, N = 20k, D = 256): int8 up to k = 32 (self) / 64
-    // (queries); beyond, the int8 bound leaves too many undecided candidates per row and the
-    // int16 screen (twice the float32 rate, ~100x tighter bound) is faster, up to k ~ 112 (self)
-    // / 160 (queries), where keeping the top k costs more than the GEMM saves.
     int bits = opt.screen == 1 ? 8 : opt.screen == 2 ? 16 : 0;
-    if (opt.screen == -1 && vnni) {
-      const bool self = queries == nullptr;
-      if (k <= (self ? 32 : 64)) bits = 8;
-      else if (k <= (self ? 112 : 160)) bits = 16;
-    }
+    if (opt.screen == -1 && vnni) bits = screen_auto_bits(k, queries == nullptr);
     if (bits != 0) {
       if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni, bits))
         return;

@@ -192,9 +192,8 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
                     rescore: bool = False, n_threads: int = 1, tile_rows: int = 0,
                     tile_cols: int = 0, screen: str = "auto", self_mode: bool = True) -> int:
     """cpp/src/knn.cpp knn_exact: outputs (m, k) values + int64 indices, the per-row candidate
-    buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles; where the
-    int8/int16 screen may run (cpp/src/knn_screen.cpp: screen="int8"/"int16", or "auto" with
-    k <= 112 self / 160 with queries), its
+    buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles; with
+    screen="int8"/"int16" (cpp/src/knn_screen.cpp), the screen's peak instead: its
     int8/int16 copies with ten per-row bound terms, (4k + 64) (int8) or (2k + 64) (int16)
     8-byte candidates and a k-entry heap
     per row, and per-thread int8 panels."""
@@ -208,9 +207,12 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     tc = tile_cols or _auto_tile(d, itemsize)
     scratch = max(1, n_threads) * (min(tr, m + 32) + min(max(tr, tc), n + 32)) * d * itemsize
     direct = out + state + norms + scratch
-    if screen == "off" or (screen == "auto" and k > (112 if self_mode else 160)):
+    if screen not in ("int8", "int16"):
+        # "off", and "auto": ma.knn takes the float GEMM where the screen would not fit, so
+        # the float GEMM's peak is what a call needs at least (ma.knn checks the screen's own
+        # peak before it lets it run)
         return int(direct)
-    qbytes = 2 if screen == "int16" or (screen == "auto" and k > (32 if self_mode else 64)) else 1
+    qbytes = 2 if screen == "int16" else 1
     dp = (d + 3) // 4 * 4
     sides = n + (0 if self_mode else m)
     quant = sides * (dp * qbytes + 56) + m * (((4 if qbytes == 1 else 2) * k + 64) * 8 + 4 * k + 16)

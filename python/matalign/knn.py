@@ -531,10 +531,16 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     if method == "exact" and screen == "auto":
         # The screen's int8/int16 copy and candidate lists are a speed-up, not a requirement:
         # where they would not fit but the float GEMM does, "auto" takes the float GEMM.
-        avail, _ = _memory.available_memory()
-        if avail is not None and need > avail and _need("off") <= avail:
-            screen = "off"
-            need = _need("off")
+        # (The engine's own rule; on CPUs without VNNI "auto" never screens and this estimate
+        # is merely conservative.)
+        bits = {8: "int8", 16: "int16"}.get(_core.knn_screen_auto_bits(k, Q is None))
+        if bits is not None:
+            need_screen = _need(bits)
+            avail, _ = _memory.available_memory()
+            if avail is None or need_screen <= avail:
+                need = max(need, need_screen)
+            else:
+                screen = "off"
     what = f"knn(N={n}, D={d}, k={k}, method={method!r}" + ("" if Q is None else f", M={m}") + ")"
     _memory.check_memory(need, what, advice=(
         "pass a smaller k, search the queries in batches (queries=X[a:b]), or fewer n_threads"

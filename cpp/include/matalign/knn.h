@@ -46,6 +46,11 @@ template <class T>
 void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
                bool exclude_self, T* values, int64_t* indices, const KnnOptions& options);
 
+/// Precision screen="auto" picks on a VNNI CPU: 8 (int8), 16 (int16) or 0 (the float GEMM),
+/// from the measured crossovers (bench/README.md): int8 for k <= 32 (self) / 64 (queries),
+/// int16 up to 112 / 160.
+int screen_auto_bits(int64_t k, bool self);
+
 /// Index of the first row of x holding a NaN or ±Inf, or -1 (OpenMP, any strides).
 template <class T>
 int64_t first_nonfinite_row(const MatrixView<T>& x, int n_threads = 0);
