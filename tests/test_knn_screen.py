@@ -13,6 +13,11 @@ import reference as ref
 SIMD_LEVELS = tuple(ma.build_info()["simd_available"])
 
 
+def _core_bits(k, self_mode, n, d):
+    from matalign import _core
+    return _core.knn_screen_auto_bits(k, self_mode, n, d)
+
+
 def _data(seed, n, d, dtype, *, scale=1.0):
     rng = np.random.default_rng(seed)
     return (scale * rng.standard_normal((n, d))).astype(dtype)
@@ -125,15 +130,29 @@ def test_screen_zero_rows_and_range():
 
 
 def test_screen_auto_rule():
-    """auto on a VNNI CPU: int8 for k <= 32 (self) / 64 (queries), int16 up to 112 / 160, the
-    float GEMM beyond; elsewhere always the float GEMM (equal to screen='off'). Which path ran
-    shows in the values: the screens return the float64 graph, the float GEMM float32 sums."""
-    X = _data(6, 400, 48, np.float32)
-    Q = _data(7, 170, 48, np.float32)
+    """The rule of screen="auto" (cpp/src/knn.cpp screen_auto_bits, from bench_screen.py's
+    crossovers): the screens' range of k grows with N·D."""
+    bits = _core_bits
+    # N = 20k, D = 256 (bench/README.md's crossover table)
+    assert [bits(k, True, 20000, 256) for k in (1, 24, 25, 111, 112)] == [8, 8, 16, 16, 0]
+    assert [bits(k, False, 20000, 256) for k in (1, 48, 49, 160, 161)] == [8, 8, 16, 16, 0]
+    # N = 5k: int16 from k = 7, float GEMM above 27 (self)
+    assert [bits(k, True, 5000, 256) for k in (6, 7, 27, 28)] == [8, 16, 16, 0]
+    # the same work per row at lower D and higher N; hard caps at large N
+    assert bits(20, True, 80000, 64) == bits(20, True, 20000, 256)
+    assert bits(25, True, 10**7, 256) == 16 and bits(257, True, 10**7, 256) == 0
+    assert bits(3, True, 500, 16) == 0  # tiny problems: the float GEMM
+
+
+def test_screen_auto_takes_the_rule():
+    """On a VNNI CPU auto runs the precision of the rule (the float64 graph bit for bit); on
+    other CPUs always the float GEMM. Which path ran shows in the values: the screens return
+    float64 values, the float GEMM float32 sums."""
+    X = _data(6, 3000, 256, np.float32)
+    Q = _data(7, 200, 256, np.float32)
     on_vnni = ma.build_info()["knn_screen"] == "vnni"
-    cases = ((32, None, "int8"), (33, None, "int16"), (112, None, "int16"), (113, None, "off"),
-             (64, Q, "int8"), (65, Q, "int16"), (160, Q, "int16"), (161, Q, "off"))
-    for k, queries, expect in cases:
+    for k, queries in ((3, None), (10, None), (17, None), (5, Q), (20, Q), (30, Q)):
+        expect = {8: "int8", 16: "int16"}.get(_core_bits(k, queries is None, 3000, 256), "off")
         g = ma.knn(X, k=k, metric="l2", queries=queries)
         other = ma.knn(X, k=k, metric="l2", queries=queries, screen=expect if on_vnni else "off")
         np.testing.assert_array_equal(g.values, other.values)

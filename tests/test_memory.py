@@ -179,10 +179,11 @@ def test_normal_calls_unaffected(tmp_path):
 def test_knn_auto_screen_gives_way_to_the_float_gemm_when_memory_is_short(monkeypatch):
     """screen="auto": where the integer screen's copies and candidate lists would not fit but
     the float GEMM does, the float GEMM runs (its float32 graph) instead of a MemoryError."""
-    X = np.random.default_rng(0).standard_normal((3000, 64)).astype(np.float32)
-    direct = _memory.knn_bytes(3000, 3000, 64, 10, 4, n_threads=_memory.threads(0), screen="off")
-    screened = _memory.knn_bytes(3000, 3000, 64, 10, 4, n_threads=_memory.threads(0),
-                                 screen="int8")
+    n, d = 12000, 256  # large enough for auto to pick the int8 screen on a VNNI CPU
+    assert _core.knn_screen_auto_bits(10, True, n, d) == 8
+    X = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
+    direct = _memory.knn_bytes(n, n, d, 10, 4, n_threads=_memory.threads(0), screen="off")
+    screened = _memory.knn_bytes(n, n, d, 10, 4, n_threads=_memory.threads(0), screen="int8")
     assert direct < screened
     monkeypatch.setattr(_memory, "available_memory", lambda: ((direct + screened) // 2, "test"))
     g = ma.knn(X, k=10, device="cpu")

@@ -44,13 +44,20 @@ void parallel_norms(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out,
 
 }  // namespace
 
-int screen_auto_bits(int64_t k, bool self) {
-  // Measured crossovers (bench/README.md, N = 20k, D = 256): beyond int8's range its bound
-  // leaves too many undecided candidates per row and the int16 screen (twice the float32
-  // rate, ~100x tighter bound) is faster; beyond int16's, keeping the top k costs more than
-  // the GEMM saves.
-  if (k <= (self ? 32 : 64)) return 8;
-  if (k <= (self ? 112 : 160)) return 16;
+int screen_auto_bits(int64_t k, bool self, int64_t n, int64_t d) {
+  // Measured crossovers (bench/bench_screen.py at N = 5k and 20k, D = 256): the screens save
+  // GEMM work (∝ n·d per query row) and pay per-row top-k bookkeeping (∝ k·log n) and the
+  // re-scoring of ~k candidates, so their range of k grows with n·d. int8's looser bound
+  // leaves more undecided candidates, int16's GEMM is only 2x the float rate.
+  const double w = static_cast<double>(n) * static_cast<double>(d) / 256.0;
+  const double kk = static_cast<double>(k);
+  if (self) {
+    if (kk <= 24 && kk <= w / 800) return 8;
+    if (kk <= 256 && kk <= w / 180) return 16;
+  } else {
+    if (kk <= 48 && kk <= w / 400) return 8;
+    if (kk <= 256 && kk <= w / 125) return 16;
+  }
   return 0;
 }
 
@@ -92,7 +99,7 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
     const bool vnni = simd == Simd::avx512 && detail::screen_vnni_supported() &&
                       detail::screen_vnni_kernel() != nullptr;
     int bits = opt.screen == 1 ? 8 : opt.screen == 2 ? 16 : 0;
-    if (opt.screen == -1 && vnni) bits = screen_auto_bits(k, queries == nullptr);
+    if (opt.screen == -1 && vnni) bits = screen_auto_bits(k, queries == nullptr, n, d);
     if (bits != 0) {
       if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni, bits))
         return;

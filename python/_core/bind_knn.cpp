@@ -88,8 +88,9 @@ void bind_knn(py::module_& m) {
         py::arg("n_threads") = 0, py::arg("rescore") = false, py::arg("simd") = "auto",
         py::arg("progress") = py::none(), py::arg("screen") = "auto");
   m.def("knn_screen_auto_bits", &matalign::screen_auto_bits,
-        "Precision screen='auto' picks on a VNNI CPU: 8, 16 or 0 (the float GEMM).",
-        py::arg("k"), py::arg("self_mode"));
+        "Precision screen='auto' picks on a VNNI CPU: 8, 16 or 0 (the float GEMM), for k\n"
+        "neighbours among n database rows of dimension d (see matalign/knn.h).",
+        py::arg("k"), py::arg("self_mode"), py::arg("n"), py::arg("d"));
   m.def("first_nonfinite_row_f32", &first_nonfinite<float>,
         "Index of the first row with a NaN/Inf, or -1 (float32, any strides).",
         py::arg("x").noconvert(), py::arg("n_threads") = 0);

@@ -17,8 +17,7 @@ def build_info() -> dict:
         ``openmp_version``, ``blas`` (None: matalign uses its own kernels),
         ``simd_compiled`` (list of str), ``simd_available`` (list of str), ``simd_selected``
         (str), ``knn_screen`` (``"vnni"`` where exact kNN's int8/int16 screens run on
-        AVX-512 VNNI and ``ma.knn(screen="auto")`` uses them for k <= 112, or 160 with queries;
-        else ``"portable"``), ``cuda`` (bool), ``cuda_version`` (str or None) and
+        AVX-512 VNNI and ``ma.knn(screen="auto")`` uses them, else ``"portable"``), ``cuda`` (bool), ``cuda_version`` (str or None) and
         ``cuda_architectures``
         (list of str).
 

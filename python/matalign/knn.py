@@ -398,9 +398,11 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         top-k are re-scored in float64. The result is **exact**: indices and values are bit
         for bit those of the float64 computation (``X.astype(float64)`` with
         ``screen="off"``), also for float32 X. ``"auto"`` uses them where they are faster on
-        a CPU with AVX-512 VNNI (int8 for k <= 32, or 64 with ``queries``; int16 up to k = 112,
-        or 160 with ``queries``; and the float GEMM where the screen's int8/int16 copy and
-        candidate lists would not fit in memory but the float GEMM's would);
+        a CPU with AVX-512 VNNI: their range of k grows with N·D (at N = 20k, D = 256: int8
+        for k <= 24, or 48 with ``queries``; int16 up to k = 111, or 160 with ``queries``; the
+        rule is ``matalign._core.knn_screen_auto_bits(k, self_mode, N, D)``), and not where
+        the screen's int8/int16 copy and candidate lists would not fit in memory but the
+        float GEMM's would;
         ``"int8"``/``"int16"`` always (portable kernels elsewhere;
         ValueError for rows they cannot bound: a nonzero centred norm outside [1e-12, 1e12]);
         ``"off"`` computes in X's dtype with the float GEMM. Rows whose candidates the bound
@@ -533,7 +535,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         # where they would not fit but the float GEMM does, "auto" takes the float GEMM.
         # (The engine's own rule; on CPUs without VNNI "auto" never screens and this estimate
         # is merely conservative.)
-        bits = {8: "int8", 16: "int16"}.get(_core.knn_screen_auto_bits(k, Q is None))
+        bits = {8: "int8", 16: "int16"}.get(_core.knn_screen_auto_bits(k, Q is None, n, d))
         if bits is not None:
             need_screen = _need(bits)
             avail, _ = _memory.available_memory()

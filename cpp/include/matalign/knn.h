@@ -17,8 +17,8 @@ struct KnnOptions {
   bool rescore = false;   ///< recompute candidate scores exactly in double, then re-rank
   Simd simd = Simd::scalar;
   bool simd_auto = true;  ///< ignore `simd` and use simd_best()
-  /// int8/int16 screen (knn_screen.cpp): -1 = where it is faster (AVX-512 VNNI: int8 for
-  /// k <= 32 self / 64 queries, int16 up to 112 / 160), 0 = never (float GEMM in the input
+  /// int8/int16 screen (knn_screen.cpp): -1 = where it is faster (AVX-512 VNNI and the range
+  /// of screen_auto_bits), 0 = never (float GEMM in the input
   /// dtype), 1 = int8, 2 = int16 (portable kernels without VNNI). The screened graph is the
   /// exact graph of the float64 computation: indices and values bit for bit those of
   /// knn_exact<double> on the same rows converted to double.
@@ -47,9 +47,11 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
                bool exclude_self, T* values, int64_t* indices, const KnnOptions& options);
 
 /// Precision screen="auto" picks on a VNNI CPU: 8 (int8), 16 (int16) or 0 (the float GEMM),
-/// from the measured crossovers (bench/README.md): int8 for k <= 32 (self) / 64 (queries),
-/// int16 up to 112 / 160.
-int screen_auto_bits(int64_t k, bool self);
+/// from the measured crossovers (bench/bench_screen.py, bench/README.md). With w = n·d/256
+/// (database rows at D = 256 doing the same GEMM work per query row): self graphs take int8
+/// for k <= min(24, w/800), int16 for k <= min(256, w/180); queries int8 for
+/// k <= min(48, w/400), int16 for k <= min(256, w/125).
+int screen_auto_bits(int64_t k, bool self, int64_t n, int64_t d);
 
 /// Index of the first row of x holding a NaN or ±Inf, or -1 (OpenMP, any strides).
 template <class T>
