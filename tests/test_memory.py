@@ -210,6 +210,9 @@ def test_estimates_cover_the_outputs():
     assert 1.73e9 <= ivf <= 3e9
     assert _memory.cknna_bytes(n, k) <= 1e9
     assert _memory.pair_sums_bytes(n, [d, d], 4, n_threads=2) <= 0.1e9  # O(N), not O(N²)
+    # RankCount of float64 rows screens on a float32 copy of them (1.02 GB here)
+    assert n * d * 4 <= _memory.rank_count_bytes(n, d, 1, 8, n_threads=2) <= 1.3e9
+    assert _memory.rank_count_bytes(n, d, 1, 4, n_threads=2) <= 0.1e9
 
 
 def test_bad_alloc_message_names_the_size():

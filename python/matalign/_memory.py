@@ -313,10 +313,19 @@ def pair_sums_bytes(n: int, dims, itemsize: int, *, n_threads: int = 1, tile_row
 
 def rank_count_bytes(n: int, d: int, k: int, itemsize: int, *, n_threads: int = 1) -> int:
     """cpp/src/pairwise.cpp rank_count: norms, (n, k) thresholds, (n, k) int64 counts (and the
-    +1 copy in Python), the int64 targets, per-thread tiles."""
+    +1 copy in Python), the int64 targets, per-thread tiles; for float64 rows the float32
+    screen's copy of the rows, its float32 thresholds and norms, and its per-thread float32
+    tiles with the k = 1 byte map."""
     p = min(_auto_pair_tile(1, d, itemsize), n + 48)
     per_thread = (2 * (p + 32) * d + p * p) * itemsize
-    return int(n * itemsize + n * k * (itemsize + 3 * 8) + max(1, n_threads) * per_thread)
+    base = n * itemsize + n * k * (itemsize + 3 * 8)
+    if itemsize == 8:
+        p32 = min(_auto_pair_tile(1, d, 4), n + 48)
+        screen = (n * d * 4 + n * (8 + 8) + n * k * 8
+                  + max(1, n_threads) * ((2 * (p32 + 32) * d + p32 * p32) * 4 + p32 * p32
+                                         + p32 * (k + 1) * 4 + 2 * p32))
+        return int(base + max(max(1, n_threads) * per_thread, screen))
+    return int(base + max(1, n_threads) * per_thread)
 
 
 def gram_bytes(n: int, dims, *, n_threads: int = 1) -> int:
