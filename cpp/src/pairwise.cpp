@@ -348,19 +348,24 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
           }
           for (int64_t jj = 0; jj < C; ++jj) counts[t.c0 + jj] += colcnt[jj];
           return;
-        } else
+        }
+        // k > 1: the same decisions, one target at a time. The float32 score of tile entry
+        // (ii, jj) and its error bound w (see the function comment):
+        auto approx = [&](int64_t ii, int64_t jj, float& sc, float& w) {
+          const int64_t i = t.r0 + ii;
+          sc = g[ii * P + jj] * 2.0f - (nf[i] + nfc[jj]);
+          const float r = rootf[i] + rtc[jj];
+          w = c_w * (r * r) + 1e-30f;
+        };
         for (int64_t ii = 0; ii < R; ++ii) {
           const int64_t i = t.r0 + ii;
           const int64_t jj0 = t.diagonal ? ii + 1 : 0;
-          const float ni = nf[i], ri = rootf[i];
-          const float* gi = g + ii * P;
           for (int64_t q = 0; q < k; ++q) {
             const float hi = thr_hi[i * k + q], lo_ = thr_lo[i * k + q];
             int32_t cnt = 0, amb = 0;
             for (int64_t jj = jj0; jj < C; ++jj) {
-              const float s = gi[jj] * 2.0f - (ni + nfc[jj]);
-              const float r = ri + rtc[jj];
-              const float w = c_w * (r * r) + 1e-30f;
+              float s, w;
+              approx(ii, jj, s, w);
               const int yes = (s - w) > hi;
               cnt += yes;
               amb |= (s + w >= lo_) & !yes;
@@ -368,9 +373,8 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
             if (amb) {  // recount this row segment with exact decisions where needed
               cnt = 0;
               for (int64_t jj = jj0; jj < C; ++jj) {
-                const float s = gi[jj] * 2.0f - (ni + nfc[jj]);
-                const float r = ri + rtc[jj];
-                const float w = c_w * (r * r) + 1e-30f;
+                float s, w;
+                approx(ii, jj, s, w);
                 if ((s - w) > hi) ++cnt;
                 else if (s + w >= lo_) cnt += exact_counts(i, t.c0 + jj, q, exact_score(i, t.c0 + jj));
               }
@@ -382,9 +386,8 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
             int32_t* cc = colcnt + q;
             for (int64_t jj = jj0; jj < C; ++jj) {
               const int64_t l = t.c0 + jj;
-              const float s = gi[jj] * 2.0f - (ni + nfc[jj]);
-              const float r = ri + rtc[jj];
-              const float w = c_w * (r * r) + 1e-30f;
+              float s, w;
+              approx(ii, jj, s, w);
               const int yes = (s - w) > thr_hi[l * k + q];
               cc[jj * k] += yes;
               colamb[jj] |= static_cast<uint8_t>((s + w >= thr_lo[l * k + q]) & !yes);
@@ -404,9 +407,8 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
             int64_t cnt = 0;
             for (int64_t ii = 0; ii < ii1; ++ii) {
               const int64_t i = t.r0 + ii;
-              const float s = g[ii * P + jj] * 2.0f - (nf[i] + nfc[jj]);
-              const float r = rootf[i] + rtc[jj];
-              const float w = c_w * (r * r) + 1e-30f;
+              float s, w;
+              approx(ii, jj, s, w);
               if ((s - w) > hi) ++cnt;
               else if (s + w >= lo_) cnt += exact_counts(l, i, q, exact_score(i, l));
             }
