@@ -85,7 +85,7 @@ def main() -> int:
             ok16, r16 = _agree(graphs["int16"], graphs["off"], args.d)
             ok = same and ok8 and ok16
             failed |= not ok
-            bits = ma._core.knn_screen_auto_bits(k, queries is None)
+            bits = ma._core.knn_screen_auto_bits(k, queries is None, args.n, args.d)
             picks = {8: "int8", 16: "int16"}.get(bits, "off")
             agreement = (f"ok: int8 = int16 bitwise, recall vs off {min(r8, r16):.5f}" if ok else
                          f"**FAIL** (int8 = int16: {same}, recall {r8:.5f} / {r16:.5f})")

@@ -73,7 +73,7 @@ struct Kernels {
   /// the PairSums and RankCount reducers).
   void (*gemm_tile)(const T* pa, const T* pb, int64_t d, int64_t rows, int64_t cols, T* out,
                     int64_t ldo) = nullptr;
-  /// out[c] = Σ_k x[k]·y_c[k] in double for c < ny (<= 4), one FMA per k in k order: the
+  /// out[c] = Σ_k x[k]·y_c[k] in double for c < ny (<= 16), one FMA per k in k order: the
   /// chain of the float64 GEMM, so a re-scored pair equals the float64 kernel's bit for bit.
   /// x is a contiguous double row; y_c rows of T with element stride ys.
   void (*dots_f64)(const double* x, const T* const* y, int64_t ys, int64_t d, int ny,

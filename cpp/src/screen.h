@@ -42,10 +42,12 @@ struct ScreenState {
   float* thr;        ///< rows + padding
   uint8_t* overflow; ///< rows: 0 inline list, 2 spilled to a growable list, 1 float64 search
   ScreenSpill* spill;
-  float* heap;       ///< rows × k: min-heap of the k largest lower bounds seen (thr = its top)
-  int32_t* heap_n;   ///< rows: entries in the heap (< k until k pairs were seen)
+  float* heap;       ///< rows × hs: the k largest lower bounds seen (thr = their minimum)
+  int32_t* heap_n;   ///< rows: entries held (< k until k pairs were seen)
   int64_t k;
   int64_t cap;
+  int64_t hs;        ///< stride of `heap`: k (binary min-heap) or round_up(k, 16) + 16 (sorted)
+  bool sorted;       ///< AVX-512 CPUs: `heap` rows sorted ascending, +inf past the entries
 };
 
 /// Per-row quantities of one side (rows or columns), all rounded so the bounds stay valid
