@@ -85,6 +85,27 @@ def test_screen_kernels_threads_and_layouts_agree(simd, tmp_path, screen):
     np.testing.assert_array_equal(g.indices, base.indices)
 
 
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+@pytest.mark.parametrize("metric", ("ip", "l2"))
+@pytest.mark.parametrize("k,tile", [(48, 0), (64, 200), (64, 61), (150, 0), (150, 97)])
+def test_screen_batched_first_tiles(simd, metric, k, tile):
+    """k >= 48: each row's first tile (self: its own block; queries: the first column tile)
+    is merged as a batch by selection (AVX-512: a bit-pattern search for the k-th largest
+    lower bound) instead of one heap update per column. Ties at the k-th value (a group of
+    70 twins), tiles smaller than k (the held + new selection), the spill lists and both
+    kernels must still give the float64 graph bit for bit."""
+    X = _data(k + tile, 600, 24, np.float32)
+    X[100:170] = X[100]  # 70 twins: equal bounds straddle the k-th value
+    Q = np.vstack([_data(9, 40, 24, np.float32), X[100:103]])
+    for screen in ("int8", "int16"):
+        g = ma.knn(X, k=k, metric=metric, screen=screen, simd=simd, tile_rows=tile, tile_cols=tile)
+        _assert_same_as_float64(g, X, k, metric)
+        assert not (g.indices == np.arange(len(X))[:, None]).any(), "self must be excluded"
+        gq = ma.knn(X, k=k, metric=metric, queries=Q, screen=screen, simd=simd,
+                    tile_rows=tile, tile_cols=tile)
+        _assert_same_as_float64(gq, X, k, metric, Q)
+
+
 @pytest.mark.parametrize("metric", ("ip", "l2"))
 @pytest.mark.parametrize("tc", (0, 17))
 def test_screen_rows_the_bound_cannot_separate(metric, tc):
@@ -94,7 +115,7 @@ def test_screen_rows_the_bound_cannot_separate(metric, tc):
     groups = np.repeat(_data(1, 8, 12, np.float32), 40, axis=0)  # 8 groups of 40 twins
     mixed = np.vstack([groups, _data(2, 100, 12, np.float32)])
     for X in (const, groups, mixed):
-        for k in (1, 5, 16):
+        for k in (1, 5, 16, 60):
             g = ma.knn(X, k=k, metric=metric, screen="int8", tile_rows=tc, tile_cols=tc)
             _assert_same_as_float64(g, X, k, metric)
             assert not (g.indices == np.arange(len(X))[:, None]).any(), "self must be excluded"

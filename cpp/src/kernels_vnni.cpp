@@ -126,6 +126,49 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
   alignas(64) int32_t raw[MR * NR];
   alignas(64) float approx[MR * NR];
 
+  if (a.batch) {
+    // Both bounds of every pair, MR rows at a time (row panels outer), merged per panel.
+    const int64_t ld = round_up(a.c1 - a.c0, NR);
+    float* lbuf = a.batch_buf;
+    float* ubuf = lbuf + MR * ld;
+    for (int64_t ip = a.r0; ip < a.r1; ip += MR) {
+      const int64_t mn = imin(MR, a.r1 - ip);
+      const int32_t* pap = pa + ((ip - a.r0) / MR) * MR * kg;
+      for (int64_t jp = a.c0; jp < a.c1; jp += NR) {
+        const uint32_t* pbp = pb + ((jp - a.c0) / NR) * NR * kg;
+        micro_vnni<I16>(pap, pbp, kg, raw);
+        for (int i = 0; i < mn; ++i) {
+          const int64_t r = ip + i;
+          const __m512i fix = _mm512_set1_epi32(I16 ? 0 : 128 * R.qsum[r]);
+          const __m512 si = _mm512_set1_ps(R.s[r]), ei = _mm512_set1_ps(R.e[r]);
+          const __m512 ti = _mm512_set1_ps(R.t[r]), ci = _mm512_set1_ps(R.c[r]);
+          const __m512 di = _mm512_set1_ps(R.dc[r]);
+          const __m512 hi = _mm512_set1_ps(R.nhi[r]), lo = _mm512_set1_ps(R.nlo[r]);
+          for (int v = 0; v < NV; ++v) {
+            const int64_t j = jp + 16 * v;
+            const __m512i cv = _mm512_load_si512(reinterpret_cast<const void*>(raw + i * NR + 16 * v));
+            const __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(cv, fix));
+            __m512 av = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_loadu_ps(C.s + j)), si);
+            __m512 m = _mm512_fmadd_ps(ei, _mm512_loadu_ps(C.n + j), _mm512_mul_ps(ti, _mm512_loadu_ps(C.g + j)));
+            if (!l2) {
+              m = _mm512_add_ps(m, _mm512_add_ps(di, _mm512_loadu_ps(C.dc + j)));
+              av = _mm512_add_ps(av, _mm512_add_ps(ci, _mm512_loadu_ps(C.c + j)));
+            }
+            __m512 u = _mm512_add_ps(av, m), l = _mm512_sub_ps(av, m);
+            if (l2) {
+              u = _mm512_sub_ps(_mm512_add_ps(u, u), _mm512_add_ps(hi, _mm512_loadu_ps(C.nhi + j)));
+              l = _mm512_sub_ps(_mm512_add_ps(l, l), _mm512_add_ps(lo, _mm512_loadu_ps(C.nlo + j)));
+            }
+            _mm512_storeu_ps(ubuf + i * ld + (j - a.c0), u);
+            _mm512_storeu_ps(lbuf + i * ld + (j - a.c0), l);
+          }
+        }
+      }
+      matalign::detail::screen_merge_rows(a, ip, mn, lbuf, ubuf, ld);
+    }
+    return;
+  }
+
   for (int64_t jp = a.c0; jp < a.c1; jp += NR) {
     const uint32_t* pbp = pb + ((jp - a.c0) / NR) * NR * kg;
     const int64_t jn = imin(NR, a.c1 - jp);

@@ -23,6 +23,7 @@
 // pick from the same candidate set.
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -70,6 +71,57 @@ struct ScreenSpill {
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Appends column idx (upper bound ub >= the row's threshold) to row r's candidates; a full
+// list drops what can no longer reach the threshold, and a list that stays full moves to a
+// growable one (or, past the budget, the row is left to the float64 kernel).
+void append(ScreenState& st, int64_t r, float ub, uint32_t idx) {
+  int32_t& cnt = st.count[r];
+  const float thr0 = st.thr[r];
+  auto reachable = [&](const ScreenCand& x) { return x.ub >= thr0; };
+  if (st.overflow[r] == 2) {  // spilled: cnt is the list's current limit
+    std::vector<ScreenCand>& v = st.spill->rows[r];
+    v.push_back(ScreenCand{ub, idx});
+    if (static_cast<int64_t>(v.size()) < cnt) return;
+    v.erase(std::partition(v.begin(), v.end(), reachable), v.end());
+    if (static_cast<int64_t>(v.size()) > cnt - cnt / 4) {
+      const int64_t more = int64_t(cnt) * int64_t(sizeof(ScreenCand));
+      if (2 * int64_t(cnt) > st.spill->row_limit ||
+          st.spill->budget.fetch_sub(more, std::memory_order_relaxed) < more) {
+        st.overflow[r] = 1;  // the bound cannot separate this row: float64 search later
+        st.thr[r] = kInf;
+        std::vector<ScreenCand>().swap(v);
+        cnt = 0;
+        return;
+      }
+      cnt *= 2;
+      v.reserve(static_cast<size_t>(cnt));
+    }
+    return;
+  }
+  ScreenCand* c = st.cand + r * st.cap;
+  c[cnt++] = ScreenCand{ub, idx};
+  if (cnt < st.cap) return;
+  // Full: drop what can no longer reach the threshold.
+  ScreenCand* end = std::partition(c, c + st.cap, reachable);
+  cnt = static_cast<int32_t>(end - c);
+  if (cnt > st.cap - st.cap / 4) {
+    // Too many undecided candidates: continue in a growable list (or, past the budget,
+    // search this row with the float64 kernel later).
+    const int64_t bytes = 4 * st.cap * int64_t(sizeof(ScreenCand));
+    if (st.spill->budget.fetch_sub(bytes, std::memory_order_relaxed) < bytes) {
+      st.overflow[r] = 1;
+      st.thr[r] = kInf;
+      cnt = 0;
+      return;
+    }
+    std::vector<ScreenCand>& v = st.spill->rows[r];
+    v.reserve(static_cast<size_t>(4 * st.cap));
+    v.assign(c, c + cnt);
+    st.overflow[r] = 2;
+    cnt = static_cast<int32_t>(4 * st.cap);
+  }
+}
 
 #if defined(MATALIGN_HAVE_X86_KERNELS)
 // The k largest lower bounds of a row kept sorted ascending in 16-lane vectors (h[0] is the
@@ -122,6 +174,78 @@ MATALIGN_AVX512 void sorted_replace_min(float* h, int64_t k, float v) {
     r = _mm512_mask_mov_ps(r, static_cast<__mmask16>(lane_at(q - b)), x);
     _mm512_storeu_ps(h + b, r);
   }
+}
+
+// The k-th largest of v[0..n) (1 <= k <= n, no NaN): a binary search over the order-preserving
+// integer image of the floats, counting with one compare per 16 values (std::nth_element on
+// a row's first tile, ~1000 values, was ~10 % of the screen at k = 100).
+MATALIGN_AVX512 inline __m512i order_key(__m512 x) {  // float order = signed int order of keys
+  const __m512i b = _mm512_castps_si512(x);
+  return _mm512_xor_si512(b, _mm512_and_si512(_mm512_maskz_srai_epi32(0xFFFF, b, 31), _mm512_set1_epi32(0x7FFFFFFF)));
+}
+
+MATALIGN_AVX512 float kth_largest(const float* v, int64_t n, int64_t k) {
+  const auto key = order_key;
+  const int64_t full = n / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (n - full)) - 1u);
+  // the largest t with #{key >= t} >= k
+  int64_t lo = INT32_MIN, hi = INT32_MAX;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    const __m512i t = _mm512_set1_epi32(static_cast<int32_t>(mid));
+    int64_t c = 0;
+    for (int64_t o = 0; o < full; o += 16)
+      c += __builtin_popcount(_mm512_cmpge_epi32_mask(key(_mm512_loadu_ps(v + o)), t));
+    if (tail) c += __builtin_popcount(_mm512_mask_cmpge_epi32_mask(tail, key(_mm512_maskz_loadu_ps(tail, v + full)), t));
+    if (c >= k) lo = mid;
+    else hi = mid - 1;
+  }
+  const int32_t kb = static_cast<int32_t>(lo);
+  const int32_t b = kb >= 0 ? kb : (kb ^ 0x7FFFFFFF);
+  float out;
+  std::memcpy(&out, &b, sizeof(out));
+  return out;
+}
+
+// Whether kth_largest may run: more than k values above -inf (the excluded self is -inf).
+MATALIGN_AVX512 bool kth_largest_applies(const float* v, int64_t n, int64_t k) {
+  const __m512 ninf = _mm512_set1_ps(-kInf);
+  int64_t c = 0;
+  for (int64_t o = 0; o < n; o += 16) {
+    const __mmask16 m = o + 16 <= n ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - o)) - 1u);
+    c += __builtin_popcount(_mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, v + o), ninf, _CMP_GT_OQ));
+  }
+  return c > k;
+}
+
+// out <- the values of v[0..n) above x, in order (out has room for n + 16); returns how many.
+MATALIGN_AVX512 int64_t collect_above(const float* v, int64_t n, float x, float* out) {
+  const __m512 xs = _mm512_set1_ps(x);
+  int64_t c = 0;
+  for (int64_t o = 0; o < n; o += 16) {
+    const __mmask16 m = o + 16 <= n ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - o)) - 1u);
+    const __m512 y = _mm512_maskz_loadu_ps(m, v + o);
+    const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, y, xs, _CMP_GT_OQ);
+    _mm512_mask_compressstoreu_ps(out + c, hit, y);
+    c += __builtin_popcount(hit);
+  }
+  return c;
+}
+
+// out <- the positions t of v[0..n) with v[t] >= x, ascending (room for n + 16); returns how many.
+MATALIGN_AVX512 int64_t positions_at_least(const float* v, int64_t n, float x, uint32_t* out) {
+  const __m512 xs = _mm512_set1_ps(x);
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  int64_t c = 0;
+  for (int64_t o = 0; o < n; o += 16) {
+    const __mmask16 m = o + 16 <= n ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - o)) - 1u);
+    const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, v + o), xs, _CMP_GE_OQ);
+    if (!hit) continue;
+    const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(o)));
+    _mm512_mask_compressstoreu_epi32(out + c, hit, idx);
+    c += __builtin_popcount(hit);
+  }
+  return c;
 }
 #undef MATALIGN_AVX512
 #endif
@@ -176,69 +300,93 @@ void push(ScreenState& st, int64_t r, float lb, float ub, uint32_t idx) {
     st.thr[r] = h[0];
   }
   if (!(ub >= st.thr[r])) return;  // its own lower bound may have raised the threshold
-  int32_t& cnt = st.count[r];
-  const float thr0 = st.thr[r];
-  auto reachable = [&](const ScreenCand& x) { return x.ub >= thr0; };
-  if (st.overflow[r] == 2) {  // spilled: cnt is the list's current limit
-    std::vector<ScreenCand>& v = st.spill->rows[r];
-    v.push_back(ScreenCand{ub, idx});
-    if (static_cast<int64_t>(v.size()) < cnt) return;
-    v.erase(std::partition(v.begin(), v.end(), reachable), v.end());
-    if (static_cast<int64_t>(v.size()) > cnt - cnt / 4) {
-      const int64_t more = int64_t(cnt) * int64_t(sizeof(ScreenCand));
-      if (2 * int64_t(cnt) > st.spill->row_limit ||
-          st.spill->budget.fetch_sub(more, std::memory_order_relaxed) < more) {
-        st.overflow[r] = 1;  // the bound cannot separate this row: float64 search later
-        st.thr[r] = kInf;
-        std::vector<ScreenCand>().swap(v);
-        cnt = 0;
-        return;
-      }
-      cnt *= 2;
-      v.reserve(static_cast<size_t>(cnt));
-    }
-    return;
-  }
-  ScreenCand* c = st.cand + r * st.cap;
-  c[cnt++] = ScreenCand{ub, idx};
-  if (cnt < st.cap) return;
-  // Full: drop what can no longer reach the threshold.
-  ScreenCand* end = std::partition(c, c + st.cap, reachable);
-  cnt = static_cast<int32_t>(end - c);
-  if (cnt > st.cap - st.cap / 4) {
-    // Too many undecided candidates: continue in a growable list (or, past the budget,
-    // search this row with the float64 kernel later).
-    const int64_t bytes = 4 * st.cap * int64_t(sizeof(ScreenCand));
-    if (st.spill->budget.fetch_sub(bytes, std::memory_order_relaxed) < bytes) {
-      st.overflow[r] = 1;
-      st.thr[r] = kInf;
-      cnt = 0;
-      return;
-    }
-    std::vector<ScreenCand>& v = st.spill->rows[r];
-    v.reserve(static_cast<size_t>(4 * st.cap));
-    v.assign(c, c + cnt);
-    st.overflow[r] = 2;
-    cnt = static_cast<int32_t>(4 * st.cap);
-  }
+  append(st, r, ub, idx);
 }
 
 }  // namespace
 
-void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, bool to_row,
-                  bool to_col) {
+namespace {
+// Both bounds of pair (i, j) from its approximate product (the VNNI kernels evaluate the same
+// expressions in vectors).
+inline void screen_bounds(const ScreenTileArgs& a, int64_t i, int64_t j, float approx,
+                          float& lb, float& ub) {
   const ScreenSide& R = a.rows;
   const ScreenSide& C = a.cols;
   const float m = std::fma(R.e[i], C.n[j], R.t[i] * C.g[j]) + (R.dc[i] + C.dc[j]);
   approx = approx + (R.c[i] + C.c[j]);
   const float u = approx + m, l = approx - m;
-  float ub = u, lb = l;
+  ub = u;
+  lb = l;
   if (a.l2) {
     ub = (u + u) - (R.nhi[i] + C.nhi[j]);
     lb = (l + l) - (R.nlo[i] + C.nlo[j]);
   }
+}
+}  // namespace
+
+void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, bool to_row,
+                  bool to_col) {
+  float lb, ub;
+  screen_bounds(a, i, j, approx, lb, ub);
   if (to_row) push(*a.rs, i, lb, ub, static_cast<uint32_t>(j));
   if (to_col) push(*a.cs, j, lb, ub, static_cast<uint32_t>(i));
+}
+
+void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float* lb, float* ub,
+                       int64_t ld) {
+  ScreenState& st = *a.rs;
+  const int64_t k = st.k, nc = a.c1 - a.c0;
+  thread_local std::vector<float> vals;
+  thread_local std::vector<uint32_t> pos;
+  vals.resize(static_cast<size_t>(nc + k + 16));
+  pos.resize(static_cast<size_t>(nc + 16));
+  for (int64_t ii = 0; ii < nrows; ++ii) {
+    const int64_t i = i0 + ii;
+    if (st.overflow[i] == 1) continue;  // left to the float64 kernel
+    float* l = lb + ii * ld;
+    float* u = ub + ii * ld;
+    if (a.exclude_self && i >= a.c0 && i < a.c1) l[i - a.c0] = u[i - a.c0] = -kInf;
+    // The k largest of the held lower bounds and the batch's (only those above the
+    // threshold can be among them), sorted ascending: a valid binary min-heap as well.
+    float* h = st.heap + i * st.hs;
+    int32_t& hn = st.heap_n[i];
+    int64_t keep = 0;
+#if defined(MATALIGN_HAVE_X86_KERNELS)
+    if (st.sorted && hn == 0 && kth_largest_applies(l, nc, k)) {
+      // (a row's first tile: its heap is empty) the k-th largest, then everything above it
+      // and as many copies of it as make k (equal values are distinct columns' bounds)
+      const float x = kth_largest(l, nc, k);
+      keep = collect_above(l, nc, x, vals.data());
+      std::fill(vals.begin() + keep, vals.begin() + k, x);
+      keep = k;
+    } else
+#endif
+    {
+      std::copy(h, h + hn, vals.begin());
+      keep = hn;
+      const float thr = st.thr[i];
+      for (int64_t t = 0; t < nc; ++t)
+        if (l[t] > thr) vals[keep++] = l[t];
+      if (keep > k) {
+        std::nth_element(vals.begin(), vals.begin() + (k - 1), vals.begin() + keep, std::greater<float>());
+        keep = k;
+      }
+    }
+    std::sort(vals.begin(), vals.begin() + keep);
+    std::copy(vals.begin(), vals.begin() + keep, h);
+    hn = static_cast<int32_t>(keep);
+    if (keep == k) st.thr[i] = h[0];
+    const float thr = st.thr[i];
+    int64_t np = 0;
+#if defined(MATALIGN_HAVE_X86_KERNELS)
+    if (st.sorted) np = positions_at_least(u, nc, thr, pos.data());
+    else
+#endif
+      for (int64_t t = 0; t < nc; ++t)
+        if (u[t] >= thr) pos[np++] = static_cast<uint32_t>(t);
+    for (int64_t p = 0; p < np; ++p)
+      append(st, i, u[pos[p]], static_cast<uint32_t>(a.c0 + pos[p]));
+  }
 }
 
 namespace {
@@ -246,18 +394,36 @@ namespace {
 // Portable tile kernel (any SIMD level): int32 dot products of the row-major int8 rows (the
 // compiler vectorises the integer reduction; integer sums are exact in any order).
 template <class Q>
+int32_t idot(const Q* x, const Q* y, int64_t dp) {
+  int32_t p = 0;
+  for (int64_t k = 0; k < dp; ++k) p += static_cast<int32_t>(x[k]) * static_cast<int32_t>(y[k]);
+  return p;
+}
+
+template <class Q>
 void tile_generic_t(const ScreenTileArgs& a, const Q* rq, const Q* cq) {
   const ScreenSide& R = a.rows;
   const ScreenSide& C = a.cols;
   const int64_t dp = R.dp;
+  if (a.batch) {  // the bounds of one row at a time, then merged (screen_merge_rows)
+    const int64_t nc = a.c1 - a.c0;
+    float* lb = a.batch_buf;
+    float* ub = lb + nc;
+    for (int64_t i = a.r0; i < a.r1; ++i) {
+      for (int64_t j = a.c0; j < a.c1; ++j) {
+        const float approx = (static_cast<float>(idot(rq + i * dp, cq + j * dp, dp)) * C.s[j]) * R.s[i];
+        screen_bounds(a, i, j, approx, lb[j - a.c0], ub[j - a.c0]);
+      }
+      screen_merge_rows(a, i, 1, lb, ub, nc);
+    }
+    return;
+  }
   for (int64_t i = a.r0; i < a.r1; ++i) {
     const Q* qi = rq + i * dp;
     int64_t j0 = a.c0;
     if (a.diagonal) j0 = std::max(j0, a.exclude_self ? i + 1 : i);
     for (int64_t j = j0; j < a.c1; ++j) {
-      const Q* qj = cq + j * dp;
-      int32_t p = 0;
-      for (int64_t k = 0; k < dp; ++k) p += static_cast<int32_t>(qi[k]) * static_cast<int32_t>(qj[k]);
+      const int32_t p = idot(qi, cq + j * dp, dp);
       const float approx = (static_cast<float>(p) * C.s[j]) * R.s[i];
       const bool to_col = a.feed_cols && !(a.diagonal && j == i);
       screen_offer(a, i, j, approx, true, to_col);
@@ -476,13 +642,19 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   }
   int8_t* scratch_base = scratch.empty() ? nullptr
       : scratch.data() + ((64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64);
+  // Batch buffers: each row's first tile is merged as a whole (screen_merge_rows): a heap
+  // update per column from an empty heap would cost k·(1 + ln(tile/k)) of them per row.
+  // Batches cost a selection over every column of the tile per row; they pay off for large k
+  // (measured, N = 20k, D = 256: Q≠X k = 100 0.50 s with, 0.53-0.55 s without; self k = 10
+  // at N = 10k 0.113 s with, 0.097 s without).
+  const bool batches = k >= 48;
+  const int64_t batch_per = batches ? screen_batch_floats(std::max(tc, tr)) : 0;
+  std::vector<float> batch_bufs(static_cast<size_t>(mul_checked(nt, batch_per, "batch buffers")));
 
   TileLoopOptions lo;
   lo.n_threads = nt;
   lo.progress = opt.progress;
-  for_each_tile(
-      m, n, tr, tc, self,
-      [&](const Tile& t, int tid) {
+  auto run = [&](const Tile& t, int tid, bool batch) {
         ScreenTileArgs a;
         a.rows = qd.view();
         a.cols = xs.view();
@@ -497,8 +669,36 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
         a.rs = &st;
         a.cs = &st;
         a.scratch = scratch_base ? scratch_base + tid * scratch_per : nullptr;
+        a.batch = batch;
+        a.batch_buf = batch_bufs.data() + tid * batch_per;
+        if (batch) {  // no column feeding: the batch covers every pair of its rows
+          a.feed_cols = false;
+          a.diagonal = false;
+        }
         if (tile_fn) tile_fn(a);
         else tile_generic(a);
+  };
+  if (self && batches) {
+    // Seed pass: each row block against its own columns (the diagonal tile, both halves) in
+    // batch mode; the symmetric loop then skips the diagonal tiles. The seed loop reports no
+    // progress of its own, but Ctrl-C is polled there too.
+    TileLoopOptions seed = lo;
+    if (opt.progress) seed.progress = [&](int64_t, int64_t) { return opt.progress(0, 1); };
+    for_each_tile(
+        n, tr, tr, tr, false,
+        [&](const Tile& t, int tid) {
+          Tile d = t;
+          d.c0 = t.r0;
+          d.c1 = t.r1;
+          run(d, tid, true);
+        },
+        seed);
+  }
+  for_each_tile(
+      m, n, tr, tc, self,
+      [&](const Tile& t, int tid) {
+        if (self && t.diagonal && batches) return;  // done by the seed pass
+        run(t, tid, batches && !self && t.c0 == 0);  // queries: each row block's first column tile
       },
       lo);
 

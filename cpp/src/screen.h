@@ -79,7 +79,27 @@ struct ScreenTileArgs {
   ScreenState* rs;  ///< state of rows (queries)
   ScreenState* cs;  ///< state of columns (symmetric loop only; same object as rs)
   int8_t* scratch;  ///< per-thread packing scratch (screen_scratch_bytes)
+  /// Batch mode (a row's first tile): the kernel writes both bounds of every pair of
+  /// screen_batch_rows() rows at a time to `batch` (lower bounds, then upper bounds, rows of
+  /// round_up(c1 - c0, 32) floats) and hands them to screen_merge_rows. No column feeding.
+  bool batch;
+  float* batch_buf;
 };
+
+/// Rows per batch of the tile kernels (the VNNI micro-panel height; the portable kernel uses
+/// the same), and the batch buffer's floats for tiles of `tile_cols` columns.
+constexpr int64_t kScreenBatchRows = 12;
+inline int64_t screen_batch_floats(int64_t tile_cols) {
+  return 2 * kScreenBatchRows * ((tile_cols + 31) / 32 * 32) + 64;
+}
+
+/// Merge rows [i0, i0 + nrows) of a batch: each row's heap takes the k largest of its lower
+/// bounds and the new ones at once (selection instead of one heap update per column), then
+/// the columns whose upper bound reaches the new threshold join the candidate list. The row
+/// itself is skipped when a.exclude_self (its entries are overwritten). Defined once, in
+/// knn_screen.cpp.
+void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float* lb, float* ub,
+                       int64_t ld);
 
 using ScreenTileFn = void (*)(const ScreenTileArgs&);
 
