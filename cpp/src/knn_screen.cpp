@@ -29,6 +29,7 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <type_traits>
 #include <vector>
@@ -250,12 +251,74 @@ MATALIGN_AVX512 int64_t positions_at_least(const float* v, int64_t n, float x, u
 #undef MATALIGN_AVX512
 #endif
 
+}  // namespace
+
+// Histogram thresholds (rows seeded by a batch, k >= 48). Past its first tile a row only
+// needs *a* lower bound on its k-th largest score, not the k-th largest lower bound itself:
+// the lower bounds above the seed's threshold x are counted in kHistBins bins of equal width
+// between x and the seed's largest lower bound, and the threshold is the (rounded-down) lower
+// edge of the highest bin with at least k counts at or above it. A push is then one counter
+// increment (one cache line per row; the other fields are dense per-row arrays) instead of a
+// sorted insertion into k values, whose rows were rarely cached (~10 % of the screen at
+// k = 100); the price is a threshold up to one bin low, i.e. a few more candidates for the
+// exact re-scoring. Counters saturate: an undercount only lowers the threshold (still valid).
+constexpr int64_t kHistBins = 32;  // uint16 counters: one 64-byte line per row
+struct ScreenHist {
+  std::vector<float> e0, width, inv;
+  std::vector<int32_t> tb, above;
+  std::vector<uint16_t> counts;  // rows × kHistBins, the base aligned to 64 bytes
+  uint16_t* cnt = nullptr;
+  explicit ScreenHist(int64_t rows)
+      : e0(static_cast<size_t>(rows)), width(static_cast<size_t>(rows)), inv(static_cast<size_t>(rows)),
+        tb(static_cast<size_t>(rows)), above(static_cast<size_t>(rows)),
+        counts(static_cast<size_t>(rows * kHistBins + 32), 0) {
+    const auto addr = reinterpret_cast<uintptr_t>(counts.data());
+    cnt = counts.data() + ((64 - addr % 64) % 64) / sizeof(uint16_t);
+  }
+};
+
+namespace {
+
+// The lower edge of bin b, rounded down by far more than the float error of binning a value.
+inline float hist_edge(const ScreenHist& H, int64_t r, int64_t b) {
+  const double w = static_cast<double>(H.width[r]), e0 = static_cast<double>(H.e0[r]);
+  const double e = e0 + static_cast<double>(b) * w;
+  return static_cast<float>(e - 1e-5 * (std::fabs(e0) + static_cast<double>(b) * w) - 1e-30);
+}
+
+inline void hist_count(ScreenState& st, int64_t r, float lb) {
+  ScreenHist& H = *st.hist;
+  const float f = (lb - H.e0[r]) * H.inv[r];
+  if (!(f >= 0.0f)) return;  // below the seed's threshold (within the edge's rounding)
+  const int64_t b = f >= static_cast<float>(kHistBins - 1) ? kHistBins - 1 : static_cast<int64_t>(f);
+  int32_t& tb = H.tb[r];
+  if (b < tb) return;  // below the current bin (only within the rounding of its edge)
+  uint16_t* c = H.cnt + r * kHistBins;
+  if (c[b] == 0xFFFF) return;  // saturated: undercounting is safe
+  ++c[b];
+  int32_t& above = H.above[r];
+  ++above;
+  bool moved = false;
+  while (tb < kHistBins - 1 && above - static_cast<int32_t>(c[tb]) >= st.k) {
+    above -= c[tb];
+    ++tb;
+    moved = true;
+  }
+  if (moved) st.thr[r] = std::max(st.thr[r], hist_edge(H, r, tb));
+}
+
 void push(ScreenState& st, int64_t r, float lb, float ub, uint32_t idx) {
   if (!(ub >= st.thr[r])) return;
   // The threshold: the k-th largest lower bound, kept by the k largest.
   float* h = st.heap + r * st.hs;
   int32_t& hn = st.heap_n[r];
   const int64_t k = st.k;
+  if (hn > k) {  // histogram mode (see ScreenHist)
+    if (lb > st.thr[r]) hist_count(st, r, lb);
+    if (!(ub >= st.thr[r])) return;
+    append(st, r, ub, idx);
+    return;
+  }
 #if defined(MATALIGN_HAVE_X86_KERNELS)
   if (st.sorted) {
     if (hn < k) {
@@ -357,11 +420,33 @@ void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float
       // and as many copies of it as make k (equal values are distinct columns' bounds)
       const float x = kth_largest(l, nc, k);
       keep = collect_above(l, nc, x, vals.data());
+      const float top = keep > 0 ? *std::max_element(vals.begin(), vals.begin() + keep) : x;
+      if (st.hist && std::isfinite(x) && std::isfinite(top) && top > x &&
+          (top - x) > 1e-4f * (std::fabs(x) + std::fabs(top))) {
+        // histogram mode: every value >= x counted in its bin (x's own copies in bin 0)
+        ScreenHist& H = *st.hist;
+        H.e0[i] = x;
+        H.width[i] = (top - x) / static_cast<float>(kHistBins);
+        H.inv[i] = 1.0f / H.width[i];
+        H.tb[i] = 0;
+        const int64_t nx = static_cast<int64_t>(std::count(l, l + nc, x));
+        H.cnt[i * kHistBins] = static_cast<uint16_t>(std::min<int64_t>(nx, 0xFFFF));
+        H.above[i] = H.cnt[i * kHistBins];
+        st.thr[i] = hist_edge(H, i, 0);
+        hn = static_cast<int32_t>(k + 1);
+        for (int64_t t = 0; t < keep; ++t) hist_count(st, i, vals[t]);
+        const float thr = st.thr[i];
+        const int64_t np = positions_at_least(u, nc, thr, pos.data());
+        for (int64_t p = 0; p < np; ++p)
+          append(st, i, u[pos[p]], static_cast<uint32_t>(a.c0 + pos[p]));
+        continue;
+      }
       std::fill(vals.begin() + keep, vals.begin() + k, x);
       keep = k;
     } else
 #endif
     {
+      MATALIGN_INTERNAL(hn <= k);  // (batches come first: never a histogram row)
       std::copy(h, h + hn, vals.begin());
       keep = hn;
       const float thr = st.thr[i];
@@ -613,7 +698,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   // spilled lists may use as much again as the inline ones, and at least 256 MB
   spill.budget = std::max<int64_t>(int64_t(256) << 20, m * cap * int64_t(sizeof(ScreenCand)));
   ScreenState st{cand.data(), count.data(), thr.data(), overflow.data(), &spill, heap.data(),
-                 heap_n.data(), k, cap, hs, sorted};
+                 heap_n.data(), k, cap, hs, sorted, nullptr};
 
   const ScreenTileFn tile_fn = !use_vnni ? nullptr : bits == 8 ? screen_vnni_kernel() : screen_vnni16_kernel();
   // 1024 rows × D bytes of int8 sit in L2; the symmetric loop gets rounds of >= 2 tiles per
@@ -648,6 +733,11 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   // (measured, N = 20k, D = 256: Q≠X k = 100 0.50 s with, 0.53-0.55 s without; self k = 10
   // at N = 10k 0.113 s with, 0.097 s without).
   const bool batches = k >= 48;
+  std::unique_ptr<ScreenHist> hist;  // rows seeded by a batch continue with histogram thresholds
+  if (batches && sorted) {
+    hist.reset(new ScreenHist(m));
+    st.hist = hist.get();
+  }
   const int64_t batch_per = batches ? screen_batch_floats(std::max(tc, tr)) : 0;
   std::vector<float> batch_bufs(static_cast<size_t>(mul_checked(nt, batch_per, "batch buffers")));
 
@@ -724,7 +814,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
           c = spill.rows[i].data();
           cnt = static_cast<int64_t>(spill.rows[i].size());
         }
-        MATALIGN_INTERNAL(cnt >= k && heap_n[i] == k);
+        MATALIGN_INTERNAL(cnt >= k && heap_n[i] >= k);
         const float th = thr[i];  // the k-th largest lower bound of the row
         cnt = std::partition(c, c + cnt, [th](const ScreenCand& z) { return z.ub >= th; }) - c;
         // Second, tighter screen where rows are contiguous and many candidates are left: the

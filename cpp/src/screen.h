@@ -31,6 +31,7 @@ struct ScreenCand {
 };
 
 struct ScreenSpill;  // knn_screen.cpp: growable candidate lists of rows that outgrew `cap`
+struct ScreenHist;   // knn_screen.cpp: histogram thresholds of rows seeded by a batch
 
 /// Per-row screening state, indexed globally. thr[r] is the k-th largest lower bound seen by
 /// row r, kept current by a k-entry min-heap (-inf until k were seen; +inf once the row
@@ -48,6 +49,7 @@ struct ScreenState {
   int64_t cap;
   int64_t hs;        ///< stride of `heap`: k (binary min-heap) or round_up(k, 16) + 16 (sorted)
   bool sorted;       ///< AVX-512 CPUs: `heap` rows sorted ascending, +inf past the entries
+  struct ScreenHist* hist;  ///< histogram thresholds (knn_screen.cpp), or null
 };
 
 /// Per-row quantities of one side (rows or columns), all rounded so the bounds stay valid
