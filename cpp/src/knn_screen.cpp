@@ -459,6 +459,7 @@ void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float
     }
     std::sort(vals.begin(), vals.begin() + keep);
     std::copy(vals.begin(), vals.begin() + keep, h);
+    if (st.sorted) std::fill(h + keep, h + st.hs, kInf);  // (batches leave `heap` uninitialised)
     hn = static_cast<int32_t>(keep);
     if (keep == k) st.thr[i] = h[0];
     const float thr = st.thr[i];
@@ -681,7 +682,8 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
 
   const int64_t cap = std::min<int64_t>((bits == 8 ? 4 : 2) * k + 64, int64_t(1) << 30);
   const int64_t pad = 64;
-  std::vector<ScreenCand> cand(static_cast<size_t>(mul_checked(m, cap, "candidate buffer")));
+  // (uninitialised: a row's entries are written before they are read)
+  std::unique_ptr<ScreenCand[]> cand(new ScreenCand[static_cast<size_t>(mul_checked(m, cap, "candidate buffer"))]);
   std::vector<int32_t> count(static_cast<size_t>(m), 0);
   std::vector<float> thr(static_cast<size_t>(m + pad), -std::numeric_limits<float>::infinity());
   std::vector<uint8_t> overflow(static_cast<size_t>(m), 0);
@@ -689,15 +691,22 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   // in vectors there (see sorted_replace_min), a binary heap elsewhere and for very large k.
   const bool sorted = use_vnni && k <= 1024;
   const int64_t hs = sorted ? round_up(k, 16) + 16 : k;
-  std::vector<float> heap(static_cast<size_t>(mul_checked(m, hs, "threshold heaps")),
-                          std::numeric_limits<float>::infinity());
+  // Batches cost a selection over every column of the tile per row; they pay off for large k
+  // (measured, N = 20k, D = 256: Q≠X k = 100 0.50 s with, 0.53-0.55 s without; self k = 10
+  // at N = 10k 0.113 s with, 0.097 s without).
+  // Batches (see below) write every row's threshold state before its first push, and most
+  // rows then need none of it (histogram thresholds): leave it uninitialised there.
+  const bool batches = k >= 48;
+  const int64_t heap_size = mul_checked(m, hs, "threshold heaps");
+  std::unique_ptr<float[]> heap(new float[static_cast<size_t>(heap_size)]);
+  if (!batches) std::fill(heap.get(), heap.get() + heap_size, std::numeric_limits<float>::infinity());
   std::vector<int32_t> heap_n(static_cast<size_t>(m), 0);
   ScreenSpill spill;
   spill.rows.resize(static_cast<size_t>(m));
   spill.row_limit = std::max<int64_t>(64 * cap, 4096);
   // spilled lists may use as much again as the inline ones, and at least 256 MB
   spill.budget = std::max<int64_t>(int64_t(256) << 20, m * cap * int64_t(sizeof(ScreenCand)));
-  ScreenState st{cand.data(), count.data(), thr.data(), overflow.data(), &spill, heap.data(),
+  ScreenState st{cand.get(), count.data(), thr.data(), overflow.data(), &spill, heap.get(),
                  heap_n.data(), k, cap, hs, sorted, nullptr};
 
   const ScreenTileFn tile_fn = !use_vnni ? nullptr : bits == 8 ? screen_vnni_kernel() : screen_vnni16_kernel();
@@ -729,10 +738,6 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
       : scratch.data() + ((64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64);
   // Batch buffers: each row's first tile is merged as a whole (screen_merge_rows): a heap
   // update per column from an empty heap would cost k·(1 + ln(tile/k)) of them per row.
-  // Batches cost a selection over every column of the tile per row; they pay off for large k
-  // (measured, N = 20k, D = 256: Q≠X k = 100 0.50 s with, 0.53-0.55 s without; self k = 10
-  // at N = 10k 0.113 s with, 0.097 s without).
-  const bool batches = k >= 48;
   std::unique_ptr<ScreenHist> hist;  // rows seeded by a batch continue with histogram thresholds
   if (batches && sorted) {
     hist.reset(new ScreenHist(m));
@@ -808,7 +813,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
     for (int64_t i = 0; i < m; ++i) {
       if (overflow[i] == 1) continue;
       try {
-        ScreenCand* c = cand.data() + i * cap;
+        ScreenCand* c = cand.get() + i * cap;
         int64_t cnt = count[i];
         if (overflow[i] == 2) {
           c = spill.rows[i].data();
