@@ -195,8 +195,8 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles; with
     screen="int8"/"int16" (cpp/src/knn_screen.cpp), the screen's peak instead: its
     int8/int16 copies with ten per-row bound terms, (4k + 64) (int8) or (2k + 64) (int16)
-    8-byte candidates and a k-entry heap
-    per row, and per-thread int8 panels."""
+    8-byte candidates, a threshold row of round_up(k, 16) + 16 floats and (k >= 48) an 84-byte
+    histogram per row, and per-thread int8 panels."""
     max_k = n
     kc = min(max_k, k + max(8, k // 2)) if rescore else k
     cap = kc + max(16, kc // 2)
@@ -215,7 +215,11 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     qbytes = 2 if screen == "int16" else 1
     dp = (d + 3) // 4 * 4
     sides = n + (0 if self_mode else m)
-    quant = sides * (dp * qbytes + 56) + m * (((4 if qbytes == 1 else 2) * k + 64) * 8 + 4 * k + 16)
+    # per query row: the candidates, the threshold row (round_up(k, 16) + 16 floats: sorted
+    # vectors), its histogram (64 bytes of counters + 20 of edges, k >= 48) and the counts
+    per_row = (((4 if qbytes == 1 else 2) * k + 64) * 8 + 4 * ((k + 15) // 16 * 16 + 16) + 16
+               + (84 if k >= 48 else 0))
+    quant = sides * (dp * qbytes + 56) + m * per_row
     panels = max(1, n_threads) * (1024 + 2048 + 64) * dp * 2
     fallback = 64 << 20  # float64 blocks of X for rows the bound cannot separate
     return int(max(direct, out + quant + panels + fallback))
