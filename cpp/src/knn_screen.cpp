@@ -807,6 +807,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   {
     std::vector<double> row(static_cast<size_t>(d));
     std::vector<std::pair<double, int64_t>> ex;
+    std::vector<unsigned __int128> keys;
     std::vector<std::pair<double, double>> fast;
     std::vector<double> lows;
 #pragma omp for schedule(dynamic, 64)
@@ -870,18 +871,28 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
             ex[t0 + u] = {score(i, out[u], j), j};
           }
         }
-        auto better = [](const std::pair<double, int64_t>& p1, const std::pair<double, int64_t>& p2) {
-          return p1.first > p2.first || (p1.first == p2.first && p1.second < p2.second);
-        };
         MATALIGN_INTERNAL(static_cast<int64_t>(ex.size()) >= k);
-        // (about k are left: select, then sort the k; partial_sort's heap was ~5 % of k = 100)
-        if (static_cast<int64_t>(ex.size()) > k) std::nth_element(ex.begin(), ex.begin() + (k - 1), ex.end(), better);
-        std::sort(ex.begin(), ex.begin() + k, better);
+        // Rank by (score desc, index asc) as one unsigned 128-bit key each: the score's
+        // order-preserving bits (inverted), then the index (< 2^32) and the position of the
+        // entry (to read back the exact double, -0.0 included). Integer compares, no NaN
+        // branches: the pair sort was ~5 % of the screen at k = 100.
+        keys.resize(ex.size());
+        for (size_t t = 0; t < ex.size(); ++t) {
+          const double sc = ex[t].first == 0.0 ? 0.0 : ex[t].first;  // -0.0 ties with +0.0
+          uint64_t b;
+          std::memcpy(&b, &sc, sizeof(b));
+          const uint64_t asc = (b >> 63) ? ~b : (b | (uint64_t(1) << 63));
+          keys[t] = (static_cast<unsigned __int128>(~asc) << 64) |
+                    (static_cast<uint64_t>(ex[t].second) << 32) | static_cast<uint64_t>(t);
+        }
+        if (static_cast<int64_t>(keys.size()) > k) std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end());
+        std::sort(keys.begin(), keys.begin() + k);
         T* vo = values + i * k;
         int64_t* io = indices + i * k;
         for (int64_t t = 0; t < k; ++t) {
-          io[t] = ex[t].second;
-          vo[t] = static_cast<T>(l2 ? std::max(0.0, -ex[t].first) : ex[t].first);
+          const auto& e = ex[static_cast<size_t>(static_cast<uint64_t>(keys[t]) & 0xFFFFFFFFu)];
+          io[t] = e.second;
+          vo[t] = static_cast<T>(l2 ? std::max(0.0, -e.first) : e.first);
         }
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);
