@@ -11,7 +11,7 @@ these paths against faiss is ``bench/bench_knn.py``.
 
 Examples::
 
-    python bench/bench_screen.py                         # N = 20k, k = 10 32 64 100 128 200
+    python bench/bench_screen.py                         # N = 20k, k = 10 32 64 100 128 200 256 512
     python bench/bench_screen.py --n 5000 --k 10 100 --repeat 1
 """
 
@@ -52,7 +52,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=20000, help="database rows (default 20000)")
     p.add_argument("--d", type=int, default=256, help="dimension (default 256)")
-    p.add_argument("--k", type=int, nargs="+", default=[10, 32, 64, 100, 128, 200])
+    p.add_argument("--k", type=int, nargs="+", default=[10, 32, 64, 100, 128, 200, 256, 512])
     p.add_argument("--queries", type=int, default=10000, help="Q ≠ X rows (default 10000)")
     p.add_argument("--metric", choices=("ip", "l2"), default="ip")
     p.add_argument("--repeat", type=int, default=2, help="timed calls per path (default 2)")

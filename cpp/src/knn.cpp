@@ -46,20 +46,20 @@ void parallel_norms(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out,
 
 int screen_auto_bits(int64_t k, bool self, int64_t n, int64_t d) {
   // Measured crossovers (bench/bench_screen.py at N = 1k, 2k, 5k and 20k, D = 256): the
-  // screens save GEMM work (∝ n·d per query row) and pay per-row top-k bookkeeping (∝ k·log n)
-  // and the re-scoring of ~k candidates, so their range of k grows with n·d. int8's looser
-  // bound leaves more undecided candidates, int16's GEMM is only 2x the float rate. Since the
-  // sorted-vector thresholds and batched first tiles, int16 wins self graphs up to k ~ 128 from
-  // N = 1k on (k ~ 200 at 20k); queries, which pay the quantisation of X per call, from
-  // k ~ N·D/(40·256).
+  // screens save GEMM work (∝ n·d per query row) and pay per-row top-k bookkeeping and the
+  // re-scoring of ~k candidates, so their range of k grows with n·d. int8's looser bound
+  // leaves more undecided candidates, int16's GEMM is only 2x the float rate. Since the
+  // batched first tiles and histogram thresholds, int16 beats the float GEMM for self graphs
+  // up to k ~ N·D/2048 (k = 128 at N = 1k, 256 at 2k, ~512 at 5k) and for queries, which pay
+  // the quantisation of X per call, up to k ~ N·D/4096; both capped at the largest k measured.
   const double w = static_cast<double>(n) * static_cast<double>(d) / 256.0;
   const double kk = static_cast<double>(k);
   if (self) {
     if (kk <= 24 && kk <= w / 800) return 8;
-    if (kk <= 256 && kk <= std::max(w / 100, std::min(128.0, w / 8))) return 16;
+    if (kk <= 512 && kk <= w / 8) return 16;
   } else {
     if (kk <= 48 && kk <= w / 400) return 8;
-    if (kk <= 256 && kk <= w / 40) return 16;
+    if (kk <= 512 && kk <= w / 16) return 16;
   }
   return 0;
 }
