@@ -167,6 +167,7 @@ def test_screen_auto_rule():
     assert bits(20, True, 80000, 64) == bits(20, True, 20000, 256)
     assert bits(25, True, 10**7, 256) == 16 and bits(513, True, 10**7, 256) == 0
     assert bits(3, True, 100, 4) == 0  # tiny problems: the float GEMM
+    assert bits(100, True, 600, 4096) == 0 and bits(75, True, 600, 4096) == 16  # k <= N/8
 
 
 def test_screen_auto_takes_the_rule():

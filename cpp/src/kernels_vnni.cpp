@@ -22,6 +22,8 @@ namespace {
 constexpr int MR = 12;       // rows per micro-panel
 constexpr int NV = 2;        // vectors of 16 columns per micro-panel
 constexpr int NR = 16 * NV;  // columns per micro-panel
+static_assert(MR == matalign::detail::kScreenBatchRows && NR == 32,
+              "batch buffers (screen_batch_floats) are sized for MR-row panels of 32-column steps");
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }

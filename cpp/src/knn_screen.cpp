@@ -227,7 +227,9 @@ MATALIGN_AVX512 int64_t collect_above(const float* v, int64_t n, float x, float*
     const __mmask16 m = o + 16 <= n ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - o)) - 1u);
     const __m512 y = _mm512_maskz_loadu_ps(m, v + o);
     const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, y, xs, _CMP_GT_OQ);
-    _mm512_mask_compressstoreu_ps(out + c, hit, y);
+    // (compress in a register, then a full store: out has 16 spare; the memory form of
+    // vcompressps is microcoded on Zen 4)
+    _mm512_storeu_ps(out + c, _mm512_maskz_compress_ps(hit, y));
     c += __builtin_popcount(hit);
   }
   return c;
@@ -243,7 +245,7 @@ MATALIGN_AVX512 int64_t positions_at_least(const float* v, int64_t n, float x, u
     const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, v + o), xs, _CMP_GE_OQ);
     if (!hit) continue;
     const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(o)));
-    _mm512_mask_compressstoreu_epi32(out + c, hit, idx);
+    _mm512_storeu_si512(reinterpret_cast<void*>(out + c), _mm512_maskz_compress_epi32(hit, idx));
     c += __builtin_popcount(hit);
   }
   return c;
@@ -395,6 +397,23 @@ void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, b
   if (to_col) push(*a.cs, j, lb, ub, static_cast<uint32_t>(i));
 }
 
+namespace {
+// Appends the batch's columns whose upper bound reaches the row's threshold (never the
+// excluded self, whose bounds are -inf), and stops once the row is left to the float64 kernel.
+void append_batch(ScreenState& st, int64_t i, const float* u, int64_t nc, int64_t c0, uint32_t* pos) {
+  const float thr = std::max(st.thr[i], -std::numeric_limits<float>::max());
+  int64_t np = 0;
+#if defined(MATALIGN_HAVE_X86_KERNELS)
+  if (st.sorted) np = positions_at_least(u, nc, thr, pos);
+  else
+#endif
+    for (int64_t t = 0; t < nc; ++t)
+      if (u[t] >= thr) pos[np++] = static_cast<uint32_t>(t);
+  for (int64_t p = 0; p < np && st.overflow[i] != 1; ++p)
+    append(st, i, u[pos[p]], static_cast<uint32_t>(c0 + pos[p]));
+}
+}  // namespace
+
 void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float* lb, float* ub,
                        int64_t ld) {
   ScreenState& st = *a.rs;
@@ -421,12 +440,14 @@ void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float
       const float x = kth_largest(l, nc, k);
       keep = collect_above(l, nc, x, vals.data());
       const float top = keep > 0 ? *std::max_element(vals.begin(), vals.begin() + keep) : x;
+      const float width = (top - x) / static_cast<float>(kHistBins);
       if (st.hist && std::isfinite(x) && std::isfinite(top) && top > x &&
-          (top - x) > 1e-4f * (std::fabs(x) + std::fabs(top))) {
+          (top - x) > 1e-4f * (std::fabs(x) + std::fabs(top)) && std::isfinite(width) &&
+          width > 0.0f && std::isfinite(1.0f / width)) {
         // histogram mode: every value >= x counted in its bin (x's own copies in bin 0)
         ScreenHist& H = *st.hist;
         H.e0[i] = x;
-        H.width[i] = (top - x) / static_cast<float>(kHistBins);
+        H.width[i] = width;
         H.inv[i] = 1.0f / H.width[i];
         H.tb[i] = 0;
         const int64_t nx = static_cast<int64_t>(std::count(l, l + nc, x));
@@ -435,10 +456,7 @@ void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float
         st.thr[i] = hist_edge(H, i, 0);
         hn = static_cast<int32_t>(k + 1);
         for (int64_t t = 0; t < keep; ++t) hist_count(st, i, vals[t]);
-        const float thr = st.thr[i];
-        const int64_t np = positions_at_least(u, nc, thr, pos.data());
-        for (int64_t p = 0; p < np; ++p)
-          append(st, i, u[pos[p]], static_cast<uint32_t>(a.c0 + pos[p]));
+        append_batch(st, i, u, nc, a.c0, pos.data());
         continue;
       }
       std::fill(vals.begin() + keep, vals.begin() + k, x);
@@ -462,16 +480,7 @@ void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float
     if (st.sorted) std::fill(h + keep, h + st.hs, kInf);  // (batches leave `heap` uninitialised)
     hn = static_cast<int32_t>(keep);
     if (keep == k) st.thr[i] = h[0];
-    const float thr = st.thr[i];
-    int64_t np = 0;
-#if defined(MATALIGN_HAVE_X86_KERNELS)
-    if (st.sorted) np = positions_at_least(u, nc, thr, pos.data());
-    else
-#endif
-      for (int64_t t = 0; t < nc; ++t)
-        if (u[t] >= thr) pos[np++] = static_cast<uint32_t>(t);
-    for (int64_t p = 0; p < np; ++p)
-      append(st, i, u[pos[p]], static_cast<uint32_t>(a.c0 + pos[p]));
+    append_batch(st, i, u, nc, a.c0, pos.data());
   }
 }
 
@@ -807,7 +816,9 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   {
     std::vector<double> row(static_cast<size_t>(d));
     std::vector<std::pair<double, int64_t>> ex;
+#if defined(__SIZEOF_INT128__)
     std::vector<unsigned __int128> keys;
+#endif
     std::vector<std::pair<double, double>> fast;
     std::vector<double> lows;
 #pragma omp for schedule(dynamic, 64)
@@ -872,6 +883,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
           }
         }
         MATALIGN_INTERNAL(static_cast<int64_t>(ex.size()) >= k);
+#if defined(__SIZEOF_INT128__)
         // Rank by (score desc, index asc) as one unsigned 128-bit key each: the score's
         // order-preserving bits (inverted), then the index (< 2^32) and the position of the
         // entry (to read back the exact double, -0.0 included). Integer compares, no NaN
@@ -887,10 +899,21 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
         }
         if (static_cast<int64_t>(keys.size()) > k) std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end());
         std::sort(keys.begin(), keys.begin() + k);
+        auto at = [&](int64_t t) -> const std::pair<double, int64_t>& {
+          return ex[static_cast<size_t>(static_cast<uint64_t>(keys[t]) & 0xFFFFFFFFu)];
+        };
+#else
+        auto better = [](const std::pair<double, int64_t>& p1, const std::pair<double, int64_t>& p2) {
+          return p1.first > p2.first || (p1.first == p2.first && p1.second < p2.second);
+        };
+        if (static_cast<int64_t>(ex.size()) > k) std::nth_element(ex.begin(), ex.begin() + (k - 1), ex.end(), better);
+        std::sort(ex.begin(), ex.begin() + k, better);
+        auto at = [&](int64_t t) -> const std::pair<double, int64_t>& { return ex[static_cast<size_t>(t)]; };
+#endif
         T* vo = values + i * k;
         int64_t* io = indices + i * k;
         for (int64_t t = 0; t < k; ++t) {
-          const auto& e = ex[static_cast<size_t>(static_cast<uint64_t>(keys[t]) & 0xFFFFFFFFu)];
+          const auto& e = at(t);
           io[t] = e.second;
           vo[t] = static_cast<T>(l2 ? std::max(0.0, -e.first) : e.first);
         }

@@ -33,10 +33,15 @@ struct ScreenCand {
 struct ScreenSpill;  // knn_screen.cpp: growable candidate lists of rows that outgrew `cap`
 struct ScreenHist;   // knn_screen.cpp: histogram thresholds of rows seeded by a batch
 
-/// Per-row screening state, indexed globally. thr[r] is the k-th largest lower bound seen by
-/// row r, kept current by a k-entry min-heap (-inf until k were seen; +inf once the row
-/// overflowed and will be searched by the float64 kernel instead). Candidates whose upper
-/// bound reaches thr are appended to the row's list; a full list drops those below thr. Padded by >= 64 entries so SIMD kernels may load whole vectors.
+/// Per-row screening state, indexed globally. thr[r] is a lower bound on row r's k-th largest
+/// score: there are always k distinct columns whose lower bounds reach it. It is -inf until k
+/// pairs were seen and +inf once the row overflowed (it is then searched by the float64
+/// kernel). Three ways keep it: a k-entry binary min-heap of the largest lower bounds
+/// (portable kernel; thr = the k-th largest lower bound), the same k values sorted in vectors
+/// (AVX-512), or, after a batch (k >= 48), a histogram of the lower bounds (heap_n == k + 1;
+/// thr = a rounded-down bin edge, up to one bin below the k-th largest lower bound).
+/// Candidates whose upper bound reaches thr are appended to the row's list; a full list drops
+/// those below thr. Padded by >= 64 entries so SIMD kernels may load whole vectors.
 struct ScreenState {
   ScreenCand* cand;  ///< rows × cap
   int32_t* count;    ///< rows
@@ -44,7 +49,7 @@ struct ScreenState {
   uint8_t* overflow; ///< rows: 0 inline list, 2 spilled to a growable list, 1 float64 search
   ScreenSpill* spill;
   float* heap;       ///< rows × hs: the k largest lower bounds seen (thr = their minimum)
-  int32_t* heap_n;   ///< rows: entries held (< k until k pairs were seen)
+  int32_t* heap_n;   ///< rows: entries held (< k until k pairs were seen; k + 1: histogram)
   int64_t k;
   int64_t cap;
   int64_t hs;        ///< stride of `heap`: k (binary min-heap) or round_up(k, 16) + 16 (sorted)

@@ -220,7 +220,8 @@ def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool =
     per_row = (((4 if qbytes == 1 else 2) * k + 64) * 8 + 4 * ((k + 15) // 16 * 16 + 16) + 16
                + (84 if k >= 48 else 0))
     quant = sides * (dp * qbytes + 56) + m * per_row
-    panels = max(1, n_threads) * (1024 + 2048 + 64) * dp * 2
+    # per thread: packed int8/int16 panels and (k >= 48) the batch buffers of both bounds
+    panels = max(1, n_threads) * ((1024 + 2048 + 64) * dp * 2 + (2 * 12 * 2048 * 4 if k >= 48 else 0))
     fallback = 64 << 20  # float64 blocks of X for rows the bound cannot separate
     return int(max(direct, out + quant + panels + fallback))
 
