@@ -174,15 +174,19 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
   for (int64_t jp = a.c0; jp < a.c1; jp += NR) {
     const uint32_t* pbp = pb + ((jp - a.c0) / NR) * NR * kg;
     const int64_t jn = imin(NR, a.c1 - jp);
-    __m512 sj[NV], nj[NV], gj[NV], hj[NV], cj[NV], dj[NV];
+    // Column terms of the upper bound, folded: ip u = s_i·(s_j p) + e_i n_j + t_i g_j
+    // + (c_j + dc_j) + (c_i + dc_i); l2 u = 2·(s_i·(s_j p) + e_i n_j + t_i g_j − nhi_j/2) − nhi_i.
+    // (The order differs from screen_offer's scalar evaluation; each is a valid bound, the
+    // few float32 roundings lying far inside the 4e-6 allowances of g, dc and nhi.)
+    __m512 sj[NV], nj[NV], gj[NV], kj[NV];
     for (int v = 0; v < NV; ++v) {
-      cj[v] = _mm512_loadu_ps(C.c + jp + 16 * v);
-      dj[v] = _mm512_loadu_ps(C.dc + jp + 16 * v);
       sj[v] = _mm512_loadu_ps(C.s + jp + 16 * v);
       nj[v] = _mm512_loadu_ps(C.n + jp + 16 * v);
       gj[v] = _mm512_loadu_ps(C.g + jp + 16 * v);
-      hj[v] = _mm512_loadu_ps(C.nhi + jp + 16 * v);
+      kj[v] = l2 ? _mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_loadu_ps(C.nhi + jp + 16 * v))
+                 : _mm512_add_ps(_mm512_loadu_ps(C.c + jp + 16 * v), _mm512_loadu_ps(C.dc + jp + 16 * v));
     }
+    const __m512 scale = _mm512_set1_ps(l2 ? 2.0f : 1.0f);
     for (int64_t ip = a.r0; ip < a.r1; ip += MR) {
       const int64_t mn = imin(MR, a.r1 - ip);
       if (a.diagonal) {
@@ -209,21 +213,15 @@ void tile_vnni(const matalign::detail::ScreenTileArgs& a) {
         const __m512 ei = _mm512_set1_ps(R.e[r]);
         const __m512 ti = _mm512_set1_ps(R.t[r]);
         const __m512 thr = _mm512_set1_ps(a.rs->thr[r]);
-        const __m512 ci = _mm512_set1_ps(R.c[r]);
-        const __m512 di = _mm512_set1_ps(R.dc[r]);
-        const __m512 hi = _mm512_set1_ps(R.nhi[r]);
+        const __m512 ki = _mm512_set1_ps(l2 ? -R.nhi[r] : R.c[r] + R.dc[r]);
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v) {
           const __m512i cv = _mm512_load_si512(reinterpret_cast<const void*>(raw + i * NR + 16 * v));
-          const __m512 p = _mm512_cvtepi32_ps(_mm512_sub_epi32(cv, fix));
-          __m512 av = _mm512_mul_ps(_mm512_mul_ps(p, sj[v]), si);
-          __m512 m = _mm512_fmadd_ps(ei, nj[v], _mm512_mul_ps(ti, gj[v]));
-          if (!l2) {  // the centring terms (screen_offer does the same in scalar)
-            m = _mm512_add_ps(m, _mm512_add_ps(di, dj[v]));
-            av = _mm512_add_ps(av, _mm512_add_ps(ci, cj[v]));
-          }
-          __m512 u = _mm512_add_ps(av, m);
-          if (l2) u = _mm512_sub_ps(_mm512_add_ps(u, u), _mm512_add_ps(hi, hj[v]));
+          const __m512 p = _mm512_cvtepi32_ps(I16 ? cv : _mm512_sub_epi32(cv, fix));
+          __m512 u = _mm512_fmadd_ps(_mm512_mul_ps(p, sj[v]), si, kj[v]);
+          u = _mm512_fmadd_ps(ei, nj[v], u);
+          u = _mm512_fmadd_ps(ti, gj[v], u);
+          u = _mm512_fmadd_ps(u, scale, ki);
           rm[i][v] = _mm512_cmp_ps_mask(u, thr, _CMP_GE_OQ);
           cm[i][v] = _mm512_cmp_ps_mask(u, cthr[v], _CMP_GE_OQ);
           any |= static_cast<uint32_t>(rm[i][v]) | cm[i][v];
