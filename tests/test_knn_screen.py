@@ -157,17 +157,17 @@ def test_screen_auto_rule():
     # N = 20k, D = 256 (bench/README.md's crossover table)
     assert [bits(k, True, 20000, 256) for k in (1, 24, 25, 512, 513)] == [8, 8, 16, 16, 0]
     assert [bits(k, False, 20000, 256) for k in (1, 48, 49, 512, 513)] == [8, 8, 16, 16, 0]
-    # N = 5k: self int16 from k = 7 to 512, queries int8 to 12, int16 to 312
+    # N = 5k: self int16 from k = 7 to 512, queries int8 to 12, int16 to 512
     assert [bits(k, True, 5000, 256) for k in (6, 7, 512, 513)] == [8, 16, 16, 0]
-    assert [bits(k, False, 5000, 256) for k in (12, 13, 312, 313)] == [8, 16, 16, 0]
-    # N = 1k: self int16 to k = 125; queries only to 62 (their per-call quantisation of X)
-    assert [bits(k, True, 1000, 256) for k in (2, 125, 126)] == [16, 16, 0]
-    assert [bits(k, False, 1000, 256) for k in (2, 62, 63)] == [8, 16, 0]
+    assert [bits(k, False, 5000, 256) for k in (12, 13, 512, 513)] == [8, 16, 16, 0]
+    # N = 1k: self int16 to k = 166; queries to 125 (their per-call quantisation of X)
+    assert [bits(k, True, 1000, 256) for k in (2, 166, 167)] == [16, 16, 0]
+    assert [bits(k, False, 1000, 256) for k in (2, 125, 126)] == [8, 16, 0]
     # the same work per row at lower D and higher N; hard caps at large N
     assert bits(20, True, 80000, 64) == bits(20, True, 20000, 256)
     assert bits(25, True, 10**7, 256) == 16 and bits(513, True, 10**7, 256) == 0
     assert bits(3, True, 100, 4) == 0  # tiny problems: the float GEMM
-    assert bits(100, True, 600, 4096) == 0 and bits(75, True, 600, 4096) == 16  # k <= N/8
+    assert bits(101, True, 600, 4096) == 0 and bits(100, True, 600, 4096) == 16  # k <= N/6
 
 
 def test_screen_auto_takes_the_rule():

@@ -50,17 +50,18 @@ int screen_auto_bits(int64_t k, bool self, int64_t n, int64_t d) {
   // re-scoring of ~k candidates, so their range of k grows with n·d. int8's looser bound
   // leaves more undecided candidates, int16's GEMM is only 2x the float rate. Since the
   // batched first tiles and histogram thresholds, int16 beats the float GEMM for self graphs
-  // up to k ~ N·D/2048 (k = 128 at N = 1k, 256 at 2k, ~512 at 5k) and for queries, which pay
-  // the quantisation of X per call, up to k ~ N·D/4096; both capped at the largest k measured
-  // and at N/8 (measured at D = 256 only: at high D and small N, N·D alone would allow k ~ N).
+  // up to k ~ N·D/1536 (k = 128 but not 256 at N = 1k, 256 at 2k, ~512 at 5k) and for
+  // queries, which pay the quantisation of X per call, up to k ~ N·D/2048; both capped at the
+  // largest k measured and at N/6 (measured at D = 256 only: at high D and small N, N·D alone
+  // would allow k ~ N).
   const double w = static_cast<double>(n) * static_cast<double>(d) / 256.0;
   const double kk = static_cast<double>(k);
   if (self) {
     if (kk <= 24 && kk <= w / 800) return 8;
-    if (kk <= 512 && kk <= w / 8 && 8 * k <= n) return 16;
+    if (kk <= 512 && kk <= w / 6 && 6 * k <= n) return 16;
   } else {
     if (kk <= 48 && kk <= w / 400) return 8;
-    if (kk <= 512 && kk <= w / 16 && 8 * k <= n) return 16;
+    if (kk <= 512 && kk <= w / 8 && 6 * k <= n) return 16;
   }
   return 0;
 }
