@@ -399,8 +399,9 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         for bit those of the float64 computation (``X.astype(float64)`` with
         ``screen="off"``), also for float32 X. ``"auto"`` uses them where they are faster on
         a CPU with AVX-512 VNNI: their range of k grows with N·D (at N = 20k, D = 256: int8
-        for k <= 24, or 48 with ``queries``; int16 up to k = 111, or 160 with ``queries``; the
-        rule is ``matalign._core.knn_screen_auto_bits(k, self_mode, N, D)``), and not where
+        for k <= 24, or 48 with ``queries``; int16 up to k = 512; at N = 1k int16 up to
+        k = 166 for self graphs; the rule is
+        ``matalign._core.knn_screen_auto_bits(k, self_mode, N, D)``), and not where
         the screen's int8/int16 copy and candidate lists would not fit in memory but the
         float GEMM's would;
         ``"int8"``/``"int16"`` always (portable kernels elsewhere;
