@@ -213,7 +213,7 @@ MATALIGN_AVX512 bool kth_largest_applies(const float* v, int64_t n, int64_t k) {
   const __m512 ninf = _mm512_set1_ps(-kInf);
   int64_t c = 0;
   for (int64_t o = 0; o < n; o += 16) {
-    const __mmask16 m = o + 16 <= n ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - o)) - 1u);
+    const __mmask16 m = static_cast<__mmask16>(lanes_below(n - o));  // (the tail: fewer)
     c += __builtin_popcount(_mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, v + o), ninf, _CMP_GT_OQ));
   }
   return c > k;
@@ -224,7 +224,7 @@ MATALIGN_AVX512 int64_t collect_above(const float* v, int64_t n, float x, float*
   const __m512 xs = _mm512_set1_ps(x);
   int64_t c = 0;
   for (int64_t o = 0; o < n; o += 16) {
-    const __mmask16 m = o + 16 <= n ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - o)) - 1u);
+    const __mmask16 m = static_cast<__mmask16>(lanes_below(n - o));  // (the tail: fewer)
     const __m512 y = _mm512_maskz_loadu_ps(m, v + o);
     const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, y, xs, _CMP_GT_OQ);
     // (compress in a register, then a full store: out has 16 spare; the memory form of
@@ -241,7 +241,7 @@ MATALIGN_AVX512 int64_t positions_at_least(const float* v, int64_t n, float x, u
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   int64_t c = 0;
   for (int64_t o = 0; o < n; o += 16) {
-    const __mmask16 m = o + 16 <= n ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - o)) - 1u);
+    const __mmask16 m = static_cast<__mmask16>(lanes_below(n - o));  // (the tail: fewer)
     const __mmask16 hit = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, v + o), xs, _CMP_GE_OQ);
     if (!hit) continue;
     const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(o)));
@@ -368,9 +368,6 @@ void push(ScreenState& st, int64_t r, float lb, float ub, uint32_t idx) {
   append(st, r, ub, idx);
 }
 
-}  // namespace
-
-namespace {
 // Both bounds of pair (i, j) from its approximate product (the VNNI kernels evaluate the same
 // expressions in vectors).
 inline void screen_bounds(const ScreenTileArgs& a, int64_t i, int64_t j, float approx,
@@ -387,17 +384,7 @@ inline void screen_bounds(const ScreenTileArgs& a, int64_t i, int64_t j, float a
     lb = (l + l) - (R.nlo[i] + C.nlo[j]);
   }
 }
-}  // namespace
 
-void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, bool to_row,
-                  bool to_col) {
-  float lb, ub;
-  screen_bounds(a, i, j, approx, lb, ub);
-  if (to_row) push(*a.rs, i, lb, ub, static_cast<uint32_t>(j));
-  if (to_col) push(*a.cs, j, lb, ub, static_cast<uint32_t>(i));
-}
-
-namespace {
 // Appends the batch's columns whose upper bound reaches the row's threshold (never the
 // excluded self, whose bounds are -inf), and stops once the row is left to the float64 kernel.
 void append_batch(ScreenState& st, int64_t i, const float* u, int64_t nc, int64_t c0, uint32_t* pos) {
@@ -412,7 +399,16 @@ void append_batch(ScreenState& st, int64_t i, const float* u, int64_t nc, int64_
   for (int64_t p = 0; p < np && st.overflow[i] != 1; ++p)
     append(st, i, u[pos[p]], static_cast<uint32_t>(c0 + pos[p]));
 }
+
 }  // namespace
+
+void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, bool to_row,
+                  bool to_col) {
+  float lb, ub;
+  screen_bounds(a, i, j, approx, lb, ub);
+  if (to_row) push(*a.rs, i, lb, ub, static_cast<uint32_t>(j));
+  if (to_col) push(*a.cs, j, lb, ub, static_cast<uint32_t>(i));
+}
 
 void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float* lb, float* ub,
                        int64_t ld) {
@@ -759,28 +755,28 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   lo.n_threads = nt;
   lo.progress = opt.progress;
   auto run = [&](const Tile& t, int tid, bool batch) {
-        ScreenTileArgs a;
-        a.rows = qd.view();
-        a.cols = xs.view();
-        a.r0 = t.r0;
-        a.r1 = t.r1;
-        a.c0 = t.c0;
-        a.c1 = t.c1;
-        a.l2 = l2;
-        a.feed_cols = self;
-        a.diagonal = t.diagonal;
-        a.exclude_self = excl;
-        a.rs = &st;
-        a.cs = &st;
-        a.scratch = scratch_base ? scratch_base + tid * scratch_per : nullptr;
-        a.batch = batch;
-        a.batch_buf = batch_bufs.data() + tid * batch_per;
-        if (batch) {  // no column feeding: the batch covers every pair of its rows
-          a.feed_cols = false;
-          a.diagonal = false;
-        }
-        if (tile_fn) tile_fn(a);
-        else tile_generic(a);
+    ScreenTileArgs a;
+    a.rows = qd.view();
+    a.cols = xs.view();
+    a.r0 = t.r0;
+    a.r1 = t.r1;
+    a.c0 = t.c0;
+    a.c1 = t.c1;
+    a.l2 = l2;
+    a.feed_cols = self;
+    a.diagonal = t.diagonal;
+    a.exclude_self = excl;
+    a.rs = &st;
+    a.cs = &st;
+    a.scratch = scratch_base ? scratch_base + tid * scratch_per : nullptr;
+    a.batch = batch;
+    a.batch_buf = batch_bufs.data() + tid * batch_per;
+    if (batch) {  // no column feeding: the batch covers every pair of its rows
+      a.feed_cols = false;
+      a.diagonal = false;
+    }
+    if (tile_fn) tile_fn(a);
+    else tile_generic(a);
   };
   if (self && batches) {
     // Seed pass: each row block against its own columns (the diagonal tile, both halves) in
