@@ -107,6 +107,26 @@ def test_screen_batched_first_tiles(simd, metric, k, tile):
 
 
 @pytest.mark.parametrize("metric", ("ip", "l2"))
+def test_screen_histogram_thresholds_on_ties(metric):
+    """k >= 48 on rows whose scores tie massively: sparse one-hot-like rows (many exact
+    zeros, every score an integer) and rows on a coarse grid. The histogram thresholds'
+    bins then hold many equal bounds, and the ranking must still break every tie by index,
+    exactly as the float64 engine does."""
+    rng = np.random.default_rng(17)
+    onehot = np.zeros((900, 40), np.float32)
+    onehot[np.arange(900), rng.integers(0, 40, 900)] = 1.0
+    onehot[::3, 5] += 1.0
+    grid = np.round(rng.standard_normal((900, 12)) * 2).astype(np.float32) / 2
+    for X, Q in ((onehot, onehot[:50] * 2.0), (grid, grid[:50] + 0.5)):
+        for k in (48, 100, 200):
+            for screen in ("int8", "int16"):
+                g = ma.knn(X, k=k, metric=metric, screen=screen)
+                _assert_same_as_float64(g, X, k, metric)
+                gq = ma.knn(X, k=k, metric=metric, queries=Q, screen=screen)
+                _assert_same_as_float64(gq, X, k, metric, Q)
+
+
+@pytest.mark.parametrize("metric", ("ip", "l2"))
 @pytest.mark.parametrize("tc", (0, 17))
 def test_screen_rows_the_bound_cannot_separate(metric, tc):
     """Identical rows, groups of duplicates and a collapsed embedding: candidate lists
