@@ -754,6 +754,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   TileLoopOptions lo;
   lo.n_threads = nt;
   lo.progress = opt.progress;
+  lo.any_order = true;  // the screened graph is exact whatever order the tiles come in
   auto run = [&](const Tile& t, int tid, bool batch) {
     ScreenTileArgs a;
     a.rows = qd.view();

@@ -3,6 +3,10 @@
 // written here from DESIGN.md §2. No test framework: CHECK counts failures, main returns 1
 // if any.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +21,7 @@
 #include "matalign/graph.h"
 #include "matalign/gram.h"
 #include "matalign/knn.h"
+#include "matalign/tiling.h"
 
 namespace {
 
@@ -451,6 +456,53 @@ void test_shifted_gram() {
   }, {"shifted_gram", "at least one space"});
 }
 
+// The symmetric tile loop, in rounds and in any order: every tile with col_block >= row_block
+// exactly once, and no two tiles that share a block (row or column) running at once (each
+// body holds its blocks for a moment so overlaps would be seen); an exception thrown by one
+// tile stops the loop and comes back to the caller.
+void test_tile_loop() {
+  for (bool any_order : {false, true})
+    for (int nt : {1, 2, 3, 4})
+      for (int64_t n : {int64_t(1), int64_t(7), int64_t(40), int64_t(53)})
+        for (int64_t tile : {int64_t(1), int64_t(5), int64_t(8), int64_t(64)}) {
+          const int64_t B = (n + tile - 1) / tile;
+          if (B > 16) continue;  // (the busy-wait below makes large grids slow)
+          std::unique_ptr<std::atomic<int>[]> held(new std::atomic<int>[B]), seen(new std::atomic<int>[B * B]);
+          for (int64_t b = 0; b < B; ++b) held[b] = 0;
+          for (int64_t b = 0; b < B * B; ++b) seen[b] = 0;
+          std::atomic<int> overlaps{0}, bad_tid{0};
+          matalign::TileLoopOptions o;
+          o.n_threads = nt;
+          o.any_order = any_order;
+          matalign::for_each_tile(n, n, tile, tile, true, [&](const matalign::Tile& t, int tid) {
+            if (tid < 0 || tid >= nt) ++bad_tid;
+            const int64_t I = t.row_block, J = t.col_block;
+            if (held[I]++ != 0) ++overlaps;
+            if (J != I && held[J]++ != 0) ++overlaps;
+            ++seen[I * B + J];
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+            --held[I];
+            if (J != I) --held[J];
+            if (t.r0 != I * tile || t.c0 != J * tile || t.r1 != std::min(n, t.r0 + tile) ||
+                t.c1 != std::min(n, t.c0 + tile) || t.diagonal != (I == J))
+              ++overlaps;
+          }, o);
+          CHECK(overlaps == 0);
+          CHECK(bad_tid == 0);
+          for (int64_t I = 0; I < B; ++I)
+            for (int64_t J = 0; J < B; ++J) CHECK(seen[I * B + J] == (J >= I ? 1 : 0));
+          // an exception in one tile reaches the caller, and the loop stops
+          std::atomic<int> ran{0};
+          check_throws("tile loop body", [&] {
+            matalign::for_each_tile(n, n, tile, tile, true, [&](const matalign::Tile& t, int) {
+              ++ran;
+              if (t.row_block == 0 && t.col_block == B - 1) throw std::invalid_argument("tile body failed");
+            }, o);
+          }, {"tile body failed"});
+          CHECK(ran <= B * (B + 1) / 2);
+        }
+}
+
 void run(const char* name, void (*test)()) {
   try {
     test();
@@ -466,6 +518,7 @@ int main() {
   run("cknna", test_cknna);
   run("knn_exact", test_knn_exact);
   run("shifted_gram", test_shifted_gram);
+  run("tile_loop", test_tile_loop);
   std::printf("matalign_core_test: %d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -23,6 +23,12 @@ struct Tile {
 struct TileLoopOptions {
   int n_threads = 0;     ///< 0 = all cores
   ProgressFn progress;   ///< polled by thread 0 between tiles (~every 50 ms); may be empty
+  /// Symmetric loops only: run tiles in any order that keeps the no-shared-block rule (a
+  /// thread takes the next tile whose row and column blocks no running tile holds) instead of
+  /// rounds with a barrier after each. For bodies whose result does not depend on the order in
+  /// which a block's tiles arrive (the exact kNN screen); the barriers idled a thread for about
+  /// half a tile per round.
+  bool any_order = false;
 };
 
 /// Reducer contract: `body(tile, thread_id)` computes the tile and folds it into reducer
