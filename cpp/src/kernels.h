@@ -78,9 +78,6 @@ struct Kernels {
   /// x is a contiguous double row; y_c rows of T with element stride ys.
   void (*dots_f64)(const double* x, const T* const* y, int64_t ys, int64_t d, int ny,
                    double* out) = nullptr;
-  /// <x, y> of two contiguous rows in T with SIMD partial sums (any order): within
-  /// (d + 2W)·eps(T)·Σ|x_k y_k| of the exact value. A cheap first re-scoring of candidates.
-  double (*dot_fast)(const T* x, const T* y, int64_t d) = nullptr;
 };
 
 Kernels<float> kernels_f32(Simd s);
