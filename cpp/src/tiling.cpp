@@ -121,70 +121,9 @@ void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t ti
   // Progress starts at (0, total) so a bar appears at once and Ctrl-C is seen before work.
   if (options.progress && !options.progress(0, total)) throw Cancelled();
 
-  if (symmetric && options.any_order && nt > 1 && RB > 1) {
-    // Greedy: the first tile (in round order) whose blocks are both free. A thread that finds
-    // none waits for a running tile to release its blocks.
-    std::vector<std::pair<int64_t, int64_t>> order;
-    for (const auto& round : rounds) order.insert(order.end(), round.begin(), round.end());
-    std::vector<char> taken(order.size(), 0), busy(static_cast<size_t>(RB), 0);
-    size_t first = 0, left = order.size();
-    std::mutex mu;
-    std::condition_variable cv;
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-      const int tid = omp_get_thread_num();
-#else
-      const int tid = 0;
-#endif
-      for (;;) {
-        size_t pick = order.size();
-        {
-          std::unique_lock<std::mutex> lock(mu);
-          for (;;) {
-            if (left == 0 || stop.load()) break;
-            while (first < order.size() && taken[first]) ++first;
-            for (size_t t = first; t < order.size(); ++t) {
-              if (taken[t] || busy[order[t].first] || busy[order[t].second]) continue;
-              pick = t;
-              break;
-            }
-            if (pick < order.size()) break;
-            cv.wait(lock);
-          }
-          if (pick == order.size()) break;
-          taken[pick] = 1;
-          --left;
-          busy[order[pick].first] = busy[order[pick].second] = 1;
-        }
-        try {
-          run_tile(order[pick].first, order[pick].second, tid);
-        } catch (...) {
-          capture(std::current_exception());
-        }
-        poll(tid, false);
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          busy[order[pick].first] = busy[order[pick].second] = 0;
-        }
-        cv.notify_all();
-      }
-      // (a thread leaving on stop wakes the others, which then leave too)
-      cv.notify_all();
-    }
-    if (error) std::rethrow_exception(error);
-    if (cancelled) throw Cancelled();
-    if (options.progress && !options.progress(total, total)) throw Cancelled();
-    return;
-  }
-
-#pragma omp parallel num_threads(nt)
-  {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+  // Rounds: every thread walks them in order, a barrier after each (the next round may touch
+  // the same blocks).
+  auto in_rounds = [&](int tid) {
     for (const auto& round : rounds) {
       const int64_t m = static_cast<int64_t>(round.size());
 #pragma omp for schedule(dynamic, 1)
@@ -205,8 +144,60 @@ void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t ti
         }
         poll(tid, false);
       }
-      // implicit barrier: the next round may touch the same blocks
     }
+  };
+
+  // Any order (symmetric, options.any_order): a thread takes the first tile, in round order,
+  // whose two blocks no running tile holds, or waits for a running tile to release its blocks.
+  const bool greedy = symmetric && options.any_order && nt > 1 && RB > 1;
+  std::vector<std::pair<int64_t, int64_t>> order;
+  if (greedy)
+    for (const auto& round : rounds) order.insert(order.end(), round.begin(), round.end());
+  std::vector<char> taken(order.size(), 0), busy(greedy ? static_cast<size_t>(RB) : 0, 0);
+  size_t first = 0, left = order.size();
+  std::mutex mu;
+  std::condition_variable cv;
+  auto any_order = [&](int tid) {
+    for (;;) {
+      size_t pick = order.size();
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        while (left > 0 && !stop.load()) {
+          while (first < order.size() && taken[first]) ++first;
+          for (size_t t = first; t < order.size() && pick == order.size(); ++t)
+            if (!taken[t] && !busy[order[t].first] && !busy[order[t].second]) pick = t;
+          if (pick < order.size()) break;
+          cv.wait(lock);
+        }
+        if (pick == order.size()) break;
+        taken[pick] = 1;
+        --left;
+        busy[order[pick].first] = busy[order[pick].second] = 1;
+      }
+      try {
+        run_tile(order[pick].first, order[pick].second, tid);
+      } catch (...) {
+        capture(std::current_exception());
+      }
+      poll(tid, false);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        busy[order[pick].first] = busy[order[pick].second] = 0;
+      }
+      cv.notify_all();
+    }
+    cv.notify_all();  // (a thread leaving on stop wakes the others, which then leave too)
+  };
+
+#pragma omp parallel num_threads(nt)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    if (greedy) any_order(tid);
+    else in_rounds(tid);
   }
   if (error) std::rethrow_exception(error);
   if (cancelled) throw Cancelled();
