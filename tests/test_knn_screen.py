@@ -221,8 +221,8 @@ def test_screen_bad_value_and_progress():
 @pytest.mark.parametrize("offset", (3.0, -50.0, 1e4))
 def test_screen_offset_rows(offset):
     """A large common offset (all-positive activations, a shared mean): the rows are centred
-    before quantisation, the second (float) re-screen bounds its rounding by the uncentred
-    norms; the same exact graph, ip and l2, self and queries."""
+    before quantisation (the bounds' c terms carry <μ, x>); the same exact graph, ip, l2 and
+    cosine, self and queries."""
     X = offset + _data(10, 400, 24, np.float32)
     Q = offset + _data(11, 30, 24, np.float32)
     for metric in ("ip", "l2", "cosine"):
