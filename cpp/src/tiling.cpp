@@ -179,12 +179,12 @@ void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t ti
       } catch (...) {
         capture(std::current_exception());
       }
-      poll(tid, false);
       {
         std::lock_guard<std::mutex> lock(mu);
         busy[order[pick].first] = busy[order[pick].second] = 0;
       }
       cv.notify_all();
+      poll(tid, false);  // (after the release: the hook may wait for the GIL)
     }
     cv.notify_all();  // (a thread leaving on stop wakes the others, which then leave too)
   };

@@ -470,7 +470,7 @@ void test_tile_loop() {
           std::unique_ptr<std::atomic<int>[]> held(new std::atomic<int>[B]), seen(new std::atomic<int>[B * B]);
           for (int64_t b = 0; b < B; ++b) held[b] = 0;
           for (int64_t b = 0; b < B * B; ++b) seen[b] = 0;
-          std::atomic<int> overlaps{0}, bad_tid{0};
+          std::atomic<int> overlaps{0}, bad_tid{0}, bad_geometry{0};
           matalign::TileLoopOptions o;
           o.n_threads = nt;
           o.any_order = any_order;
@@ -485,10 +485,11 @@ void test_tile_loop() {
             if (J != I) --held[J];
             if (t.r0 != I * tile || t.c0 != J * tile || t.r1 != std::min(n, t.r0 + tile) ||
                 t.c1 != std::min(n, t.c0 + tile) || t.diagonal != (I == J))
-              ++overlaps;
+              ++bad_geometry;
           }, o);
           CHECK(overlaps == 0);
           CHECK(bad_tid == 0);
+          CHECK(bad_geometry == 0);
           for (int64_t I = 0; I < B; ++I)
             for (int64_t J = 0; J < B; ++J) CHECK(seen[I * B + J] == (J >= I ? 1 : 0));
           // an exception in one tile reaches the caller, and the loop stops
@@ -499,7 +500,31 @@ void test_tile_loop() {
               if (t.row_block == 0 && t.col_block == B - 1) throw std::invalid_argument("tile body failed");
             }, o);
           }, {"tile body failed"});
-          CHECK(ran <= B * (B + 1) / 2);
+          CHECK(ran >= 1 && ran <= B * (B + 1) / 2);
+          // a progress hook that says stop (it is polled every 50 ms: tiles of 4 ms, 66 of
+          // them): Cancelled, and no tile starts after it said so but those already picked
+          if (B == 11 && nt >= 2) {
+            std::atomic<int> after{0};
+            std::atomic<bool> said{false};
+            matalign::TileLoopOptions oc = o;
+            oc.progress = [&](int64_t done, int64_t) {
+              if (done == 0) return true;
+              said = true;
+              return false;
+            };
+            bool cancelled = false;
+            try {
+              matalign::for_each_tile(n, n, tile, tile, true, [&](const matalign::Tile&, int) {
+                if (said) ++after;
+                std::this_thread::sleep_for(std::chrono::milliseconds(4));
+              }, oc);
+            } catch (const matalign::Cancelled&) {
+              cancelled = true;
+            }
+            CHECK(cancelled);
+            CHECK(after <= nt);  // (tiles already started, or picked before the flag was seen)
+            CHECK(said);
+          }
         }
 }
 

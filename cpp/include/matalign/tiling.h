@@ -36,9 +36,11 @@ struct TileLoopOptions {
 ///  - non-symmetric (rows = queries, cols = database): all tiles of a row block run on one
 ///    thread, in increasing column order, so per-row state needs no lock;
 ///  - symmetric (n_rows == n_cols, the same partition in both directions): only tiles with
-///    col_block >= row_block are visited, in rounds in which no two concurrent tiles share a
-///    row block or a column block, so a body may update the state of BOTH its rows and its
-///    columns without locks (half the pairwise work for self-kNN and the symmetric PairSums);
+///    col_block >= row_block are visited, and no two concurrent tiles share a block (as a row
+///    or a column block), so a body may update the state of BOTH its rows and its columns
+///    without locks (half the pairwise work for self-kNN and the symmetric PairSums). By
+///    default in fixed rounds, so each block receives its tiles in the same order whatever
+///    the thread count; with any_order, in an order that varies from run to run;
 ///  - thread_id in [0, n_threads); scratch can be indexed by it;
 ///  - an exception thrown by a body stops the loop and is rethrown after the parallel region;
 ///  - reductions that must not depend on the thread count accumulate per tile and are
