@@ -743,8 +743,8 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
                  heap_n.data(), k, cap, hs, sorted, nullptr};
 
   const ScreenTileFn tile_fn = !use_vnni ? nullptr : bits == 8 ? screen_vnni_kernel() : screen_vnni16_kernel();
-  // 1024 rows × D bytes of int8 sit in L2; the symmetric loop gets >= 2 tiles per thread
-  // and conflict-free round from N ~ 8k on, which keeps two threads evenly loaded.
+  // 1024 rows × D bytes of int8 sit in L2; from N ~ 8k on, each conflict-free round of the
+  // symmetric loop holds >= 2 tiles per thread, which keeps two threads evenly loaded.
   int64_t tr = opt.tile_rows > 0 ? opt.tile_rows : 1024;
   int64_t tc = opt.tile_cols > 0 ? opt.tile_cols : 2048;
   if (self && opt.tile_rows <= 0 && nt > 1) {
