@@ -87,7 +87,8 @@ def test_linear_invariances(unbiased):
 def test_linear_streams_row_blocks(monkeypatch, unbiased):
     # Force 7-row blocks: a ragged last block and many partial sums.
     X, Y = related(3, 53, 5, 4)
-    monkeypatch.setattr(cka_module, "block_rows", lambda *widths: 7)
+    monkeypatch.setattr(cka_module, "UNBIASED_BLOCK_ROWS", 7)
+    monkeypatch.setattr(cka_module, "GRAM_BLOCK_ROWS", 7)
     assert ma.cka(X, Y, unbiased=unbiased) == pytest.approx(
         ref.cka(X, Y, unbiased=unbiased), abs=1e-10)
 
@@ -343,5 +344,5 @@ def test_linear_biased_engine_path_equals_streamed_path():
     X = rng.normal(size=(2500, 17)) + 100.0
     Y = X[:, :5] @ rng.normal(size=(5, 9)) + 0.3 * rng.normal(size=(2500, 9))
     fast = ma.cka(X, Y)
-    slow = cka_module._linear(X, Y, False, None)
+    slow = cka_module._linear_streamed_values([X, Y], ["X", "Y"], False, None)[0, 1]
     assert abs(fast - slow) <= 1e-12

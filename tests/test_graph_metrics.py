@@ -279,3 +279,25 @@ def test_cknna_invariances():
     # an unrelated Y gives a clearly smaller value
     Z = np.random.default_rng(20).standard_normal(Y.shape)
     assert abs(ma.cknna(X, Z, k=k)) < 0.5 * base
+
+
+@pytest.mark.parametrize("fn", [ma.mutual_knn, ma.cknna, ma.local_agreement])
+def test_graph_k_none(fn):
+    """k=None takes the graphs' k (not the default 10); graphs of different k are an error;
+    two arrays use k=10."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(120, 6))
+    Y = X + 0.3 * rng.normal(size=X.shape)
+    gx, gy = ma.knn(X, k=25), ma.knn(Y, k=25)
+    got = fn(gx, gy)
+    want = fn(X, Y, k=25)
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, fn(X, Y, k=10))
+    np.testing.assert_array_equal(fn(gx, Y), want)          # one graph defines k
+    np.testing.assert_array_equal(fn(X, Y), fn(X, Y, k=10))  # arrays: the default 10
+    with pytest.raises(ValueError, match=r"k=None takes the graphs' k.*X has k=25, Y has k=1"):
+        fn(gx, ma.knn(Y, k=1))
+    # graphs of k = 1 work with k=None (they used to fail against the default 10)
+    g1x, g1y = ma.knn(X, k=1), ma.knn(Y, k=1)
+    if fn is not ma.cknna:
+        np.testing.assert_array_equal(fn(g1x, g1y), fn(X, Y, k=1))

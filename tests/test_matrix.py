@@ -599,12 +599,12 @@ def test_n_threads_do_not_change_results():
 
 def test_linear_cka_grouped_passes_match_single_pass(monkeypatch):
     """Above the accumulator budget the pairs are split into several passes: same values."""
-    import matalign.matrix as mx
+    import matalign.metrics.kernel_alignment as mx
 
     spaces = _spaces(22)
     for unbiased in (False, True):
         single = ma.alignment_matrix(spaces, metrics=["cka"], unbiased=unbiased)
-        monkeypatch.setattr(mx, "LINEAR_CKA_BYTES", 8 * 33 * 5)
+        monkeypatch.setattr(mx, "FUSED_GRAM_BYTES", 8 * 33 * 5)
         assert len(mx._linear_groups([1, 5, 33])) > 2
         grouped = ma.alignment_matrix(spaces, metrics=["cka"], unbiased=unbiased)
         monkeypatch.undo()

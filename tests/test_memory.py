@@ -144,8 +144,8 @@ def test_mixed_dtypes_count_the_widened_copy(monkeypatch):
     X, Y = _data(n=2000)
     from matalign.metrics._global import pair_sums_memory
 
-    same = pair_sums_memory(X, Y.astype(np.float64).astype(np.float32), 1)
-    mixed = pair_sums_memory(X, Y.astype(np.float64), 1)
+    same = pair_sums_memory([X, Y.astype(np.float64).astype(np.float32)], 1)
+    mixed = pair_sums_memory([X, Y.astype(np.float64)], 1)
     assert mixed - same >= 2000 * 8 * 8
 
 

@@ -12,7 +12,7 @@ Compare two models by their embeddings of the same N structures::
 See DESIGN.md for the exact definitions.
 """
 
-from . import _core
+from . import _engine
 from . import adapters, datasets
 from ._device import CudaError
 from ._info import build_info, cuda_device_count
@@ -25,7 +25,7 @@ from .preprocess import preprocess
 from .store import EmbeddingStore, open_store
 from .embed import embed
 
-__version__: str = _core.build_info()["version"]
+__version__: str = _engine.version()
 
 __all__ = [
     "__version__",

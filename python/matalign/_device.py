@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _engine
 
 __all__ = ["CudaError", "Device", "DeviceMatrix", "AUTO_MIN_ROWS", "resolve", "parse_device",
            "cuda_unavailable_reason", "is_device_array", "matrix", "core_arg", "to_host"]
@@ -113,11 +113,11 @@ def cuda_unavailable_reason() -> str | None:
     The two reasons are distinct: "matalign was built without CUDA" (this build has no CUDA
     kernels) and "no CUDA device visible" (the kernels exist, but the driver sees no device).
     """
-    info = _core.build_info()
+    info = _engine.build_info()
     if not info.get("cuda"):
         return ("matalign was built without CUDA (reinstall with "
                 "pip install . -Ccmake.define.MATALIGN_ENABLE_CUDA=ON on a machine with nvcc)")
-    if int(_core.cuda_device_count()) == 0:
+    if _engine.cuda_device_count() == 0:
         detail = info.get("cuda_runtime_error") or ""
         return "no CUDA device visible" + (f" ({detail})" if detail and "no CUDA device" not in detail else "")
     return None
@@ -213,7 +213,7 @@ def resolve(device, *arrays, n: int | None = None) -> Device:
                          "move them to one device")
     if index is None:
         index = held[0] if held else 0
-    count = int(_core.cuda_device_count())
+    count = _engine.cuda_device_count()
     if index >= count:
         raise ValueError(f"device='cuda:{index}' does not exist: {count} CUDA device"
                          f"{'' if count == 1 else 's'} visible (cuda:0..cuda:{count - 1})")
@@ -283,8 +283,7 @@ def _device_matrix(X, name: str, dev: Device) -> DeviceMatrix:
     stream = 0 if stream is None else int(stream)  # 1: legacy default, 2: per-thread default
     m = DeviceMatrix(X, int(cai["data"][0]), (n, d), (strides[0] // item, strides[1] // item),
                      dtype, holder, stream)
-    scan = _core.scan_rows_cuda_f32 if dtype.type is np.float32 else _core.scan_rows_cuda_f64
-    bad, big = scan(m.descriptor(), device=dev.index, stream=stream)
+    bad, big = _engine.scan_rows(m, dev)
     if bad >= 0:
         raise ValueError(
             f"{name} has a non-finite value in row {bad} (the first such row); matalign needs "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _core
+from . import _engine
 
 __all__ = ["build_info", "cuda_device_count"]
 
@@ -30,7 +30,7 @@ def build_info() -> dict:
     >>> info["simd_selected"] in ("scalar", "avx2", "avx512")
     True
     """
-    return dict(_core.build_info())
+    return _engine.build_info()
 
 
 def cuda_device_count() -> int:
@@ -48,4 +48,4 @@ def cuda_device_count() -> int:
     >>> ma.cuda_device_count() >= 0
     True
     """
-    return int(_core.cuda_device_count())
+    return _engine.cuda_device_count()

@@ -11,7 +11,7 @@ import contextlib
 import sys
 import time
 
-__all__ = ["progress_callback", "progress_bar"]
+__all__ = ["progress_callback", "progress_bar", "Job"]
 
 
 class _StderrBar:
@@ -114,3 +114,40 @@ def progress_bar(total, desc: str, enabled=True):
     """
     with progress_callback(enabled, desc) as callback:
         yield _Counter(callback, total)
+
+
+class Job:
+    """One monotone progress callback over a job of several stages.
+
+    Each stage reports its own (done, total); :meth:`stage` maps it onto the whole job, in
+    units of 1/1,000,000 of the estimated work (``total_work``, the sum of the stages' work).
+    """
+
+    UNITS = 1_000_000
+
+    def __init__(self, callback, total_work: float):
+        self.callback = callback
+        self.total = max(float(total_work), 1.0)
+        self.done = 0.0
+        self.last = -1
+
+    def _emit(self, work: float) -> None:
+        units = int(self.UNITS * min(max(work / self.total, 0.0), 1.0))
+        if units > self.last:
+            self.last = units
+            self.callback(units, self.UNITS)
+
+    @contextlib.contextmanager
+    def stage(self, work: float):
+        """Yield the callback for one stage of the given estimated work (None without a bar)."""
+        start = self.done
+        if self.callback is None:
+            yield None
+        else:
+            def report(done, total):
+                frac = done / total if total > 0 else 1.0
+                self._emit(start + work * min(max(frac, 0.0), 1.0))
+            yield report
+        self.done = start + work
+        if self.callback is not None:
+            self._emit(self.done)

@@ -8,12 +8,13 @@ what was received. Nothing here casts a dtype: the only copies made are lossless
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
 import numpy as np
 
-from . import _core
+from . import _engine
 
 __all__ = [
     "as_matrix",
@@ -228,8 +229,7 @@ def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = Fal
     elif (not arr.flags.aligned or any(s < 0 for s in arr.strides)
           or any(s % arr.itemsize for s in arr.strides)):
         arr = np.ascontiguousarray(arr)
-    check = _core.first_nonfinite_row_f32 if dtype.type is np.float32 else _core.first_nonfinite_row_f64
-    bad = int(check(arr))
+    bad = _engine.first_nonfinite_row(arr)
     if bad >= 0:
         row = np.asarray(arr[bad])
         col = int(np.flatnonzero(~np.isfinite(row))[0])
@@ -447,3 +447,13 @@ def check_progress(progress, name: str = "progress"):
     raise TypeError(
         f"{name} must be False, True or a callable(done, total); got {describe(progress)}"
     )
+
+
+def check_eps(eps) -> float:
+    """A CKNNA denominator epsilon: a finite real number >= 0, as a float."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a real number; got {describe(eps)} {eps!r}")
+    eps = float(eps)
+    if not (math.isfinite(eps) and eps >= 0.0):
+        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    return eps

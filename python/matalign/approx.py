@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _engine
 from ._validate import check_choice, check_int
 
 __all__ = [
@@ -375,8 +375,9 @@ def _exact_rows(X, Q, rows, k, metric, self_mode, n_threads, tile_rows=0, tile_c
     source = X if Q is None else Q
     queries = np.ascontiguousarray(source[rows])
     ks = k + 1 if self_mode else k
-    values, indices = _core.knn_exact_f32(X, queries, ks, metric, False, tile_rows, tile_cols,
-                                          n_threads, True, simd, None)
+    values, indices = _engine.knn_exact(X, queries, ks, metric=metric, exclude_self=False,
+                                        tile_rows=tile_rows, tile_cols=tile_cols,
+                                        n_threads=n_threads, rescore=True, simd=simd)
     if self_mode:
         values, indices = _drop_self(values, indices, rows, k)
     return values, indices

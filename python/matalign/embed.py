@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _engine
 from ._progress import progress_bar
 from ._validate import check_bool, check_int, check_progress, describe
 from .adapters import Adapter
@@ -259,7 +259,7 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
         chunk_size = int(stored.get("chunk_size",
                                     batch_size * -(-DEFAULT_CHUNK_SIZE // batch_size)))
     header = {
-        "matalign_version": _core.build_info()["version"],
+        "matalign_version": _engine.version(),
         "model": adapter.name, "layer": adapter.layer, "pooling": adapter.pooling,
         "dtype": "float32", "dim": int(adapter.dim), "chunk_size": chunk_size,
         "batch_size": batch_size, "skip_bad": skip_bad, "n_records_hint": hint,

@@ -1,4 +1,4 @@
-"""Exact k-nearest-neighbour graphs (DESIGN.md §1.1, §1.2, §2).
+"""Exact k-nearest-neighbour graphs (definitions and tie rule: docs/METRICS.md).
 
 A :class:`KnnGraph` is computed once per embedding matrix and reused by every local metric
 (``mutual_knn``, ``cknna``, ``local_agreement``), so an M-model comparison costs M kNN searches.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _core
+from . import _engine
 from . import _device
 from . import _memory
 from . import approx as _approx
@@ -23,7 +23,7 @@ from ._rows import l2_normalize
 from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_threads,
                         check_progress, check_same_dtype, describe)
 
-__all__ = ["KnnGraph", "knn"]
+__all__ = ["KnnGraph", "knn", "self_graph"]
 
 METRICS = ("ip", "l2", "cosine")
 METHODS = ("exact", "ivf", "hnsw", "ivfpq")
@@ -401,7 +401,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         a CPU with AVX-512 VNNI: their range of k grows with N·D (at N = 20k, D = 256: int8
         for k <= 24, or 48 with ``queries``; int16 up to k = 512; at N = 1k int16 up to
         k = 166 for self graphs; the rule is
-        ``matalign._core.knn_screen_auto_bits(k, self_mode, N, D)``), and not where
+        ``matalign._engine.knn_screen_auto(k, self_mode, N, D)``), and not where
         the screen's int8/int16 copy and candidate lists would not fit in memory but the
         float GEMM's would;
         ``"int8"``/``"int16"`` always (portable kernels elsewhere;
@@ -536,8 +536,8 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         # where they would not fit but the float GEMM does, "auto" takes the float GEMM.
         # (The engine's own rule; on CPUs without VNNI "auto" never screens and this estimate
         # is merely conservative.)
-        bits = {8: "int8", 16: "int16"}.get(_core.knn_screen_auto_bits(k, Q is None, n, d))
-        if bits is not None:
+        bits = _engine.knn_screen_auto(k, Q is None, n, d)
+        if bits != "off":
             need_screen = _need(bits)
             avail, _ = _memory.available_memory()
             if avail is None or need_screen <= avail:
@@ -571,14 +571,15 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
                                         n_threads=n_threads, tile_rows=tile_rows,
                                         tile_cols=tile_cols, simd=simd)
         return KnnGraph(indices, values, metric, Q is None, recall, method)
-    fn = _core.knn_exact_f32 if X.dtype == np.float32 else _core.knn_exact_f64
     with progress_callback(progress, label) as callback, _memory.reraise(what, need):
-        values, indices = fn(X, Q, k, core_metric, Q is None, tile_rows, tile_cols, n_threads,
-                             rescore, simd, callback, screen)
+        values, indices = _engine.knn_exact(X, Q, k, metric=core_metric, exclude_self=Q is None,
+                                            tile_rows=tile_rows, tile_cols=tile_cols,
+                                            n_threads=n_threads, rescore=rescore, simd=simd,
+                                            screen=screen, progress=callback)
     return KnnGraph(indices, values, metric, Q is None)
 
 
-def _self_graph(obj, label: str, k: int, metric: str, n_threads: int, *, progress=False,
+def self_graph(obj, label: str, k: int, metric: str, n_threads: int, *, progress=False,
                 device="auto") -> KnnGraph:
     """The k-column self graph of a resolved input: a KnnGraph is cut to k columns (it must
     have at least k), an array is searched with :func:`knn`."""
@@ -632,11 +633,9 @@ def _knn_cuda(X, queries, *, k, metric, method, rescore, tile_rows, tile_cols, p
         else:
             normalize = True  # applies to X and queries alike, on the device
     core_metric = "l2" if metric == "l2" else "ip"
-    fn = _core.knn_exact_cuda_f32 if X.dtype == np.float32 else _core.knn_exact_cuda_f64
     label = f"kNN {metric} k={k} N={n} {dev}" + ("" if Q is None else f" M={Q.shape[0]}")
     with progress_callback(progress, label) as callback:
-        values, indices = fn(_device.core_arg(X), None if Q is None else _device.core_arg(Q), k,
-                             core_metric, Q is None, normalize, device=dev.index,
-                             stream=_device.stream_of(X, Q), tile_rows=tile_rows,
-                             tile_cols=tile_cols, progress=callback)
+        values, indices = _engine.knn_exact(X, Q, k, metric=core_metric, exclude_self=Q is None,
+                                            normalize=normalize, tile_rows=tile_rows,
+                                            tile_cols=tile_cols, progress=callback, device=dev)
     return KnnGraph(indices, values, metric, Q is None)

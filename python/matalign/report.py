@@ -54,9 +54,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _core
+from . import _engine
 from ._io import atomic_json, atomic_write_text
-from .matrix import AlignmentMatrix
+from .result import AlignmentMatrix
 
 __all__ = ["write_run", "load_run", "render", "RUN_FORMAT", "RUN_VERSION"]
 
@@ -202,7 +202,7 @@ def write_run(run_dir, sets, *, scores=None, intrinsic_dimension=None, errors=No
              "description": str(description), "models": models, "reference": reference,
              "sets": entries, "errors": errors_rel,
              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-             "matalign_version": _core.build_info()["version"]}
+             "matalign_version": _engine.version()}
     _atomic_json(index_path, index)
     return index_path
 

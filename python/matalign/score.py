@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _core
+from . import _engine
 from . import _memory
 from ._io import temp_path
 from ._progress import progress_callback
@@ -402,16 +402,11 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
     for a, b in pairs:
         key = _pair_key(names[a], names[b])
         (ia, va), (ib, vb) = graphs[a], graphs[b]
-        la = np.asarray(_core.local_agreement(ia, ib, n_threads=n_threads), dtype=np.float64)
+        la = _engine.local_agreement(ia, ib, n_threads=n_threads)
         agree[key] = la
         mutual[key] = float(la.mean())
         if with_cknna:
-            if va.dtype == np.float32 and vb.dtype == np.float32:
-                fn = _core.cknna_f32
-            else:
-                fn = _core.cknna_f64
-                va, vb = va.astype(np.float64, copy=False), vb.astype(np.float64, copy=False)
-            res = fn(ia, va, ib, vb, 0.0, n_threads=n_threads)
+            res = _engine.cknna(ia, va, ib, vb, eps=0.0, n_threads=n_threads)
             cknna_values[key] = float(res[0])
             contrib[key] = np.asarray(res[1], dtype=np.float64)
     del graphs

@@ -1,16 +1,23 @@
-"""Shared plumbing of the global metrics (CKA, distance correlation): block streaming and the
-PairSums reducer call. Private to matalign.metrics."""
+"""Shared plumbing of the metric modules: block streaming, the fused PairSums pass, and the
+two types every metric's all-models form speaks (:class:`MatrixRequest`, :class:`MatrixStage`).
+
+Not a metric module: every ``metrics/<metric>.py`` may import from here, none imports another
+metric module's private helpers.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 
-from .. import _core
+from .. import _engine
 from .. import _memory
-from .._progress import progress_callback
 
 __all__ = ["block_rows", "column_stats", "is_constant", "pair_sums", "pair_sums_memory",
-           "constant_error", "too_few_rows"]
+           "constant_error", "too_few_rows", "one_dtype", "MatrixRequest", "MatrixStage",
+           "PAIR_TILE_ROWS"]
 
 BLOCK_ROWS = 65536          # rows per streamed block at most
 _BLOCK_ELEMENTS = 1 << 23   # float64 elements per streamed block (64 MB) at most
@@ -54,54 +61,102 @@ def too_few_rows(func: str, n: int, minimum: int, why: str) -> ValueError:
     return ValueError(f"{func} needs at least {minimum} rows ({why}); got N={n}")
 
 
-def pair_sums_memory(X, Y, n_threads: int, device=None) -> int:
-    """Host bytes :func:`pair_sums` allocates: the float64 copy of a float32 input when the
-    dtypes differ, the row sums, and (CPU) the engine's norms and tile scratch."""
-    n = X.shape[0]
-    widened = sum(A.shape[0] * A.shape[1] * 8 for A in (X, Y)
-                  if X.dtype != Y.dtype and A.dtype == np.float32)
+# The tile of every PairSums pass (dCor, RBF CKA), pairwise or fused: the float64 sums a pair
+# gets depend on the tile, so one tile per dtype, independent of M and of D, makes every entry
+# of alignment_matrix equal the pairwise call bit for bit.
+PAIR_TILE_ROWS = {4: 480, 8: 336}
+
+
+def one_dtype(arrays):
+    """The spaces in one dtype for one engine pass: as they are when they share one, otherwise
+    float32 ones widened to float64 (exact; a copy each). GPU arrays are never widened."""
+    if len({A.dtype for A in arrays}) <= 1:
+        return list(arrays)
+    if any(not isinstance(A, np.ndarray) for A in arrays):
+        names = ", ".join(A.dtype.name for A in arrays)
+        raise TypeError(f"the inputs have dtypes {names}; GPU arrays are not widened silently: "
+                        "pass them in one dtype (e.g. Y.astype(X.dtype))")
+    return [A.astype(np.float64) if A.dtype == np.float32 else A for A in arrays]
+
+
+def pair_sums_memory(spaces, n_threads: int, device=None) -> int:
+    """Host bytes :func:`pair_sums` allocates over ``spaces``: float64 copies of float32 inputs
+    when the dtypes differ, the row sums, and (CPU) the engine's workspace."""
+    n = spaces[0].shape[0]
+    mixed = len({A.dtype for A in spaces}) > 1
+    widened = sum(A.shape[0] * A.shape[1] * 8 for A in spaces if mixed and A.dtype == np.float32)
     if device is not None and device.is_cuda:
-        return widened + 2 * n * 8
-    itemsize = max(X.dtype.itemsize, Y.dtype.itemsize)
-    return _memory.pair_sums_bytes(n, [X.shape[1], Y.shape[1]], itemsize,
-                                   n_threads=_memory.threads(n_threads), widened=widened)
+        return widened + len(spaces) * n * 8
+    itemsize = 8 if mixed else spaces[0].dtype.itemsize
+    return _memory.pair_sums_bytes(n, [A.shape[1] for A in spaces], itemsize,
+                                   n_threads=_memory.threads(n_threads), widened=widened,
+                                   tile_rows=PAIR_TILE_ROWS[itemsize])
 
 
-def pair_sums(X: np.ndarray, Y: np.ndarray, fn: str, gamma, n_threads: int, progress, label: str,
-              device=None):
-    """One PairSums pass over the two spaces: (rowsums (2, N), cross (2, 2)), float64, diagonal
-    excluded.
+def pair_sums(spaces, fn: str, gamma, n_threads: int, callback, device=None):
+    """ONE engine pass over all pairs of rows of the M spaces: (rowsums (M, N), cross (M, M)),
+    float64, pairs i != j (see :func:`matalign._engine.pair_sums`). Mixed dtypes are widened
+    (:func:`one_dtype`); the tile is :data:`PAIR_TILE_ROWS` of the dtype."""
+    spaces = one_dtype(spaces)
+    itemsize = spaces[0].dtype.itemsize
+    return _engine.pair_sums(spaces, fn, [] if gamma is None else gamma,
+                             tile_rows=PAIR_TILE_ROWS[itemsize], n_threads=n_threads,
+                             progress=callback, device=device)
 
-    Both spaces run in one engine call, so they must share a dtype; when one is float32 and the
-    other float64, the float32 one is widened to float64 (exact: every float32 is a float64).
-    ``device``: a resolved ``matalign._device.Device``; CUDA runs the pass on the GPU.
+
+@dataclass
+class MatrixRequest:
+    """One :func:`matalign.alignment_matrix` call, validated: what every metric's all-models
+    form reads. ``inputs[i]`` is an embedding array or a KnnGraph; ``arrays[i]`` the array
+    (None for a graph)."""
+
+    names: list
+    labels: list
+    inputs: list
+    n: int
+    wanted: list
+    k: int = 10
+    knn_metric: str = "ip"
+    eps: float = 0.0
+    cka_kernel: str = "linear"
+    sigmas: list | None = None
+    unbiased: bool = False
+    imbalance_k: int = 1
+    id_method: str = "twonn"
+    id_fraction: float = 0.9
+    n_threads: int = 0
+    seed: int = 0
+    params: dict = field(default_factory=dict)  # what the stages resolved (sigmas, dtypes)
+
+    @property
+    def arrays(self) -> list:
+        return [None if self.is_graph(i) else obj for i, obj in enumerate(self.inputs)]
+
+    @property
+    def dims(self) -> list:
+        return [obj.k if self.is_graph(i) else obj.shape[1] for i, obj in enumerate(self.inputs)]
+
+    def is_graph(self, i: int) -> bool:
+        return not hasattr(self.inputs[i], "dtype") or hasattr(self.inputs[i], "self_excluded")
+
+    @property
+    def threads(self) -> int:
+        return _memory.threads(self.n_threads)
+
+
+@dataclass(frozen=True)
+class MatrixStage:
+    """A metric module's all-models form, as :func:`matalign.alignment_matrix` runs it.
+
+    metrics: the metric names it computes; per_model: one value per model (else M × M);
+    graph_input: it accepts KnnGraph inputs; min_rows(req) -> (N, name, why) the fewest rows it
+    needs; plan(req) -> (peak bytes, work units for the progress bar); run(req, job) -> dict of
+    metric -> values, with job.stage(work) yielding each sub-stage's progress callback.
     """
-    if device is not None and device.is_cuda:
-        return _pair_sums_cuda(X, Y, fn, gamma, progress, label, device)
-    if X.dtype != Y.dtype:
-        X = X.astype(np.float64) if X.dtype == np.float32 else X
-        Y = Y.astype(np.float64) if Y.dtype == np.float32 else Y
-    core = _core.pair_sums_f32 if X.dtype == np.float32 else _core.pair_sums_f64
-    gamma = [] if gamma is None else [float(g) for g in gamma]
-    with progress_callback(progress, label) as callback:
-        rowsums, cross = core([X, Y], fn, gamma, n_threads=n_threads, progress=callback)
-    return np.asarray(rowsums, dtype=np.float64), np.asarray(cross, dtype=np.float64)
 
-
-def _pair_sums_cuda(X, Y, fn: str, gamma, progress, label: str, device):
-    from .. import _device
-
-    if X.dtype != Y.dtype:
-        if _device.is_device_array(X) or _device.is_device_array(Y):
-            raise TypeError(
-                f"X has dtype {X.dtype.name} and Y has dtype {Y.dtype.name}; GPU arrays are not "
-                "widened silently: pass both in one dtype (e.g. Y.astype(X.dtype))")
-        X = X.astype(np.float64) if X.dtype == np.float32 else X
-        Y = Y.astype(np.float64) if Y.dtype == np.float32 else Y
-    core = _core.pair_sums_cuda_f32 if X.dtype == np.float32 else _core.pair_sums_cuda_f64
-    gamma = [] if gamma is None else [float(g) for g in gamma]
-    with progress_callback(progress, f"{label} {device}") as callback:
-        rowsums, cross = core([_device.core_arg(X), _device.core_arg(Y)], fn, gamma,
-                              device=device.index, stream=_device.stream_of(X, Y),
-                              progress=callback)
-    return np.asarray(rowsums, dtype=np.float64), np.asarray(cross, dtype=np.float64)
+    metrics: tuple
+    per_model: bool
+    graph_input: bool
+    min_rows: Callable
+    plan: Callable
+    run: Callable

@@ -1,9 +1,13 @@
-"""Distance correlation, biased (V-statistic) and bias-corrected (U-statistic) (DESIGN.md §2).
+"""Distance correlation, biased (V-statistic) and bias-corrected (U-statistic) (definitions: docs/METRICS.md).
 
 Both estimators reduce to three sums over the pairwise Euclidean distances a_ij, b_ij
-(ANCHORS.md §3): S1 = Σ_ij a_ij b_ij, S2 = Σ_i a_i· b_i· (row sums), S3 = a_·· b_··. One
+(docs/METRICS.md): S1 = Σ_ij a_ij b_ij, S2 = Σ_i a_i· b_i· (row sums), S3 = a_·· b_··. One
 streaming pass of the engine's PairSums reducer over [X, Y] gives them for the pairs (X, Y),
 (X, X) and (Y, Y) at once: O(N²·(D1+D2)) time, O(N) memory, no N×N matrix.
+
+:func:`distance_correlation` (two spaces) and :func:`dcor_matrix` (M spaces, one fused pass
+for all pairs, as :func:`matalign.alignment_matrix` runs it) share one kernel,
+:func:`_dcor_values`, so every matrix entry equals the pairwise call bit for bit.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import numpy as np
 
 from .. import _device
 from .. import _memory
+from .._progress import progress_callback
 from .._validate import check_same_structures
-from .._validate import check_threads, as_matrix, check_bool, check_int, check_progress, check_same_n
-from ._global import constant_error, is_constant, pair_sums, pair_sums_memory, too_few_rows
+from .._validate import check_threads, as_matrix, check_bool, check_progress, check_same_n
+from ._global import (MatrixStage, constant_error, is_constant, pair_sums, pair_sums_memory,
+                      too_few_rows)
 
-__all__ = ["distance_correlation"]
+__all__ = ["distance_correlation", "dcor_matrix", "MATRIX_STAGE"]
 
 
 # A variance whose value is below this fraction of its terms' magnitude is rounding noise
@@ -118,32 +124,79 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False,
     if n < 2:
         raise too_few_rows("distance_correlation", n, 2, "a pair of rows")
     what = f"distance_correlation(N={n})"
-    need = pair_sums_memory(X, Y, n_threads, dev)
+    need = pair_sums_memory([X, Y], n_threads, dev)
     _memory.check_memory(need, what, advice="pass X and Y in one dtype (a float32 input is "
                          "widened to a float64 copy otherwise), or fewer n_threads")
-    for A, name in ((X, "X"), (Y, "Y")):
+    with _memory.reraise(what, need), \
+            progress_callback(progress, f"distance correlation N={n}") as callback:
+        return float(_dcor_values([X, Y], ["X", "Y"], unbiased, n_threads, callback, dev)[0, 1])
+
+
+def _dcor_values(spaces, labels, unbiased: bool, n_threads: int, callback,
+                 device=None) -> np.ndarray:
+    """The (M, M) distance correlations of M spaces from ONE PairSums pass (the kernel of both
+    forms). Constant spaces (host) fail before the pass; a zero distance variance after it."""
+    n = spaces[0].shape[0]
+    m = len(spaces)
+    for A, label in zip(spaces, labels):
         # (GPU input: a constant matrix is caught by the zero-variance test below.)
         if isinstance(A, np.ndarray) and is_constant(A):
-            raise constant_error(name, n, "the distance correlation")
-
-    with _memory.reraise(what, need):
-        r, c = pair_sums(X, Y, "distance", None, n_threads, progress,
-                         f"distance correlation N={n}", device=dev)
+            raise constant_error(label, n, "the distance correlation")
+    r, c = pair_sums(spaces, "distance", None, n_threads, callback, device)
     totals = r.sum(axis=1)
     dcov2 = _dcov2_u if unbiased else _dcov2_v
+    v = np.empty((m, m))
+    for a in range(m):
+        for b in range(a, m):
+            value, scale = dcov2(float(c[a, b]), float(r[a] @ r[b]),
+                                 float(totals[a] * totals[b]), n)
+            if a == b and not value > ZERO_VARIANCE_RTOL * scale:
+                name = labels[a]
+                raise ValueError(
+                    f"{name} has zero distance variance (dCov²({name},{name}) = {value:.3g}, "
+                    f"numerically 0 next to its terms of size {scale:.3g}), so the distance "
+                    f"correlation is undefined (0/0): its rows are (nearly) equidistant, e.g. "
+                    f"the vertices of a regular simplex")
+            v[a, b] = v[b, a] = value
+    out = np.empty((m, m))
+    for a in range(m):
+        for b in range(a, m):
+            dcor2 = v[a, b] / np.sqrt(v[a, a] * v[b, b])
+            value = float(dcor2) if unbiased else float(np.sqrt(min(max(dcor2, 0.0), 1.0)))
+            out[a, b] = out[b, a] = value
+    return out
 
-    def term(a: int, b: int) -> tuple[float, float]:
-        return dcov2(float(c[a, b]), float(r[a] @ r[b]), float(totals[a] * totals[b]), n)
 
-    (v_xy, _), (v_xx, scale_x), (v_yy, scale_y) = term(0, 1), term(0, 0), term(1, 1)
-    for v, scale, name in ((v_xx, scale_x, "X"), (v_yy, scale_y, "Y")):
-        if not v > ZERO_VARIANCE_RTOL * scale:
-            raise ValueError(
-                f"{name} has zero distance variance (dCov²({name},{name}) = {v:.3g}, "
-                f"numerically 0 next to its terms of size {scale:.3g}), so the distance "
-                f"correlation is undefined (0/0): its rows are (nearly) equidistant, e.g. the "
-                f"vertices of a regular simplex")
-    dcor2 = v_xy / np.sqrt(v_xx * v_yy)
-    if unbiased:
-        return float(dcor2)
-    return float(np.sqrt(min(max(dcor2, 0.0), 1.0)))
+def dcor_matrix(spaces, labels, *, unbiased=False, n_threads=0, progress=None,
+                device=None) -> np.ndarray:
+    """Distance correlation of every pair of M validated spaces in ONE fused engine pass.
+
+    Entry (a, b) equals ``distance_correlation(spaces[a], spaces[b], unbiased=unbiased)`` bit
+    for bit when all spaces share a dtype (mixed dtypes: float32 spaces are widened to float64
+    for the pass). ``progress``: None or a callback(done, total).
+    """
+    return _dcor_values(list(spaces), list(labels), unbiased, n_threads, progress, device)
+
+
+def _min_rows(req):
+    if req.unbiased:
+        return (4, "unbiased dcor", "the bias-corrected estimator divides by N - 3")
+    return (2, "dcor", "a pair of rows")
+
+
+def _plan(req):
+    arrays = req.arrays
+    work = float(req.n) ** 2 * (sum(req.dims) + len(arrays) ** 2) / 2
+    return pair_sums_memory(arrays, req.n_threads), work
+
+
+def _run(req, job):
+    spaces = req.arrays
+    req.params["global_dtype"] = np.result_type(*[A.dtype for A in spaces]).name
+    with job.stage(_plan(req)[1]) as cb:
+        return {"dcor": dcor_matrix(spaces, req.labels, unbiased=req.unbiased,
+                                    n_threads=req.n_threads, progress=cb)}
+
+
+MATRIX_STAGE = MatrixStage(metrics=("dcor",), per_model=False, graph_input=False,
+                           min_rows=_min_rows, plan=_plan, run=_run)

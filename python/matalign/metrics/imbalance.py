@@ -1,8 +1,13 @@
-"""Information imbalance (Glielmo et al. 2022), exact over all N (DESIGN.md §2).
+"""Information imbalance (Glielmo et al. 2022), exact over all N (definitions: docs/METRICS.md).
 
 Δ(X→Y) asks how well the neighbourhoods of X predict those of Y: for each i and each of its k
 nearest neighbours j in X, the rank of j among i's neighbours in Y. The exact computation is
 one kNN search in X and one RankCount pass in Y (O(N²·D) time, O(N·k) memory, no neighbour cap).
+
+:func:`information_imbalance` (two spaces) and :func:`imbalance_matrix` (M spaces: one l2
+search per model, then one RankCount pass per target space over the neighbours of all M
+sources) share their kernels (:func:`_targets`, :func:`_ranks`, :func:`_delta`): the ranks are
+integers, so every matrix entry equals the pairwise call bit for bit.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from .. import _core
+from .. import _engine
 from .. import _device
 from .. import _memory
 from .._progress import progress_callback
@@ -19,34 +24,87 @@ from .._validate import check_same_structures
 from .._validate import (check_threads, as_matrix, check_choice, check_int, check_k, check_progress,
                          check_same_n)
 from ..knn import knn
-from ._global import too_few_rows
+from ._global import MatrixStage, too_few_rows
 
-__all__ = ["information_imbalance"]
+__all__ = ["information_imbalance", "imbalance_matrix", "MATRIX_STAGE"]
 
 METHODS = ("exact", "subset")
 
 
 def _ranks(A: np.ndarray, targets: np.ndarray, n_threads: int, callback, dev=None) -> np.ndarray:
     """rank_A(i, targets[i, t]) = 1 + count (Euclidean, ties by lower index), int64."""
-    targets = np.ascontiguousarray(targets, dtype=np.int64)
-    if dev is not None and dev.is_cuda:
-        core = _core.rank_count_cuda_f32 if A.dtype == np.float32 else _core.rank_count_cuda_f64
-        counts = core(_device.core_arg(A), targets, device=dev.index,
-                      stream=_device.stream_of(A), progress=callback)
-        return np.asarray(counts, dtype=np.int64) + 1
-    core = _core.rank_count_f32 if A.dtype == np.float32 else _core.rank_count_f64
-    counts = core(A, targets, n_threads=n_threads, progress=callback)
-    return np.asarray(counts, dtype=np.int64) + 1
+    counts = _engine.rank_count(A, targets, n_threads=n_threads, progress=callback, device=dev)
+    return counts + 1
+
+
+def _targets(A, k: int, n_threads: int, dev=None, progress=None) -> np.ndarray:
+    """The k nearest neighbours of every row of A (Euclidean, self excluded), (N, k) int64."""
+    where = "cpu" if dev is None else str(dev)
+    return knn(A, k=k, metric="l2", n_threads=n_threads, device=where,
+               progress=progress if progress is not None else False).indices
+
+
+def _delta(ranks: np.ndarray, n: int) -> float:
+    """Δ = (2/N)·mean of the (N, k) ranks."""
+    return 2.0 * float(np.ascontiguousarray(ranks).mean(dtype=np.float64)) / n
 
 
 def _directional(A: np.ndarray, B: np.ndarray, k: int, n_threads: int, callback,
                  dev=None) -> float:
     """Δ(A→B) = (2/N)·mean of rank_B(i, j) over i and over the k nearest j of i in A."""
-    n = A.shape[0]
-    where = "cpu" if dev is None else str(dev)
-    targets = knn(A, k=k, metric="l2", n_threads=n_threads, device=where).indices
-    ranks = _ranks(B, targets, n_threads, callback, dev)
-    return 2.0 * float(ranks.mean(dtype=np.float64)) / n
+    return _delta(_ranks(B, _targets(A, k, n_threads, dev), n_threads, callback, dev),
+                  A.shape[0])
+
+
+def imbalance_matrix(spaces, *, k=1, n_threads=0, stage=None) -> np.ndarray:
+    """Δ(a → b) for every ordered pair of M validated host spaces: one l2 kNN search per
+    model, then one RankCount pass per target space b over the concatenated neighbours of all
+    M source models. Entry (a, b) equals ``information_imbalance(spaces[a], spaces[b], k=k)[0]``
+    bit for bit. ``stage(work)``: a context manager yielding a progress callback per step."""
+    import contextlib
+
+    if stage is None:
+        def stage(_work):
+            return contextlib.nullcontext(None)
+    n = spaces[0].shape[0]
+    m = len(spaces)
+    targets = []
+    for A in spaces:
+        with stage(float(n) * n * A.shape[1]) as cb:
+            targets.append(_targets(A, k, n_threads, progress=cb))
+    columns = np.concatenate(targets, axis=1)  # (N, M·k): model a's neighbours in block a
+    out = np.empty((m, m))
+    for b, B in enumerate(spaces):
+        with stage(float(n) * n * (B.shape[1] + m * k)) as cb:
+            ranks = _ranks(B, columns, n_threads, cb)
+        for a in range(m):
+            out[a, b] = _delta(ranks[:, a * k:(a + 1) * k], n)
+    return out
+
+
+def _min_rows(req):
+    return (2, "information_imbalance", "each row needs a neighbour besides itself")
+
+
+def _plan(req):
+    n, k, m, nt = req.n, req.imbalance_k, len(req.inputs), req.threads
+    held = 2 * m * n * k * 8           # the M targets and their concatenation
+    engine = [_memory.knn_bytes(n, n, A.shape[1], k, A.dtype.itemsize, metric="l2",
+                                n_threads=nt) for A in req.arrays]
+    engine += [_memory.rank_count_bytes(n, A.shape[1], m * k, A.dtype.itemsize, n_threads=nt)
+               for A in req.arrays]
+    work = sum(float(n) * n * (2 * d + m * k) for d in req.dims)
+    return held + max(engine), work
+
+
+def _run(req, job):
+    return {"information_imbalance": imbalance_matrix(req.arrays, k=req.imbalance_k,
+                                                      n_threads=req.n_threads,
+                                                      stage=job.stage)}
+
+
+MATRIX_STAGE = MatrixStage(metrics=("information_imbalance",), per_model=False,
+                           graph_input=False, min_rows=_min_rows, plan=_plan, run=_run)
 
 
 def _exact_memory(X, Y, k: int, n_threads: int, dev) -> int:

@@ -1,4 +1,4 @@
-"""Intrinsic dimension from the two nearest neighbours (TwoNN, Facco et al. 2017; DESIGN.md §2)."""
+"""Intrinsic dimension from the two nearest neighbours (TwoNN, Facco et al. 2017; definitions: docs/METRICS.md)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import warnings
 
 import numpy as np
 
-from .._validate import check_threads, as_matrix, check_choice, check_fraction, check_int
+from .._validate import check_threads, as_matrix, check_choice, check_fraction
 from ..knn import knn
+from ._global import MatrixStage
 
-__all__ = ["intrinsic_dimension"]
+__all__ = ["intrinsic_dimension", "intrinsic_dimension_per_model", "MATRIX_STAGE"]
 
 METHODS = ("twonn", "mle")
 
@@ -121,3 +122,43 @@ def intrinsic_dimension(X, *, method="twonn", fraction=0.9, n_threads=0) -> floa
             f"intrinsic_dimension (twonn): the {n_fit} smallest μ are all 1 (r2 == r1), so the "
             "fit through the origin is undefined")
     return float(np.dot(x, y)) / sxx
+
+
+def intrinsic_dimension_per_model(spaces, *, method="twonn", fraction=0.9, n_threads=0,
+                                  stage=None) -> np.ndarray:
+    """:func:`intrinsic_dimension` of each of M validated spaces, (M,) float64 (the per-model
+    form :func:`matalign.alignment_matrix` runs). ``stage(work)``: a context manager per
+    model."""
+    import contextlib
+
+    values = []
+    for A in spaces:
+        ctx = contextlib.nullcontext() if stage is None else stage(float(A.shape[0]) ** 2
+                                                                    * A.shape[1])
+        with ctx:
+            values.append(intrinsic_dimension(A, method=method, fraction=fraction,
+                                              n_threads=n_threads))
+    return np.array(values, dtype=np.float64)
+
+
+def _min_rows(req):
+    return (3, "intrinsic_dimension", "TwoNN needs two neighbours per row")
+
+
+def _plan(req):
+    from .. import _memory
+
+    need = max(_memory.knn_bytes(req.n, req.n, A.shape[1], 2, A.dtype.itemsize, metric="l2",
+                                 rescore=True, n_threads=req.threads)
+               for A in req.arrays) + req.n * 2 * 8
+    return need, sum(float(req.n) ** 2 * d for d in req.dims)
+
+
+def _run(req, job):
+    return {"intrinsic_dimension": intrinsic_dimension_per_model(
+        req.arrays, method=req.id_method, fraction=req.id_fraction, n_threads=req.n_threads,
+        stage=job.stage)}
+
+
+MATRIX_STAGE = MatrixStage(metrics=("intrinsic_dimension",), per_model=True, graph_input=False,
+                           min_rows=_min_rows, plan=_plan, run=_run)

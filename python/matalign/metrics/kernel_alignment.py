@@ -1,4 +1,4 @@
-"""Centred kernel alignment (CKA), linear and RBF, biased and unbiased (DESIGN.md §2).
+"""Centred kernel alignment (CKA), linear and RBF, biased and unbiased (definitions: docs/METRICS.md).
 
 (The module is not called ``cka`` so that it does not clash with the function
 ``matalign.metrics.cka``.)
@@ -6,25 +6,31 @@
 Linear CKA runs in feature space over streamed row blocks: O(N·(D1+D2)²) time, O((D1+D2)²)
 memory, never an N×N matrix, so a ``np.memmap`` larger than RAM works. RBF CKA is one pass of
 the engine's PairSums reducer over all pairs: O(N) memory.
+
+:func:`cka` (two spaces) and :func:`cka_matrix` (M spaces, as
+:func:`matalign.alignment_matrix` runs it) share their kernels (:func:`_rbf_values`,
+:func:`_linear_gram_values`, :func:`_linear_streamed_values`), whose blockings do not depend on
+M, so every matrix entry equals the pairwise call bit for bit.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
-from .. import _core
+from .. import _engine
 from .. import _device
 from .. import _memory
 from .._progress import progress_callback
 from .._validate import check_same_structures
 from .._validate import (check_threads, as_matrix, check_bool, check_choice, check_int, check_progress,
                          check_same_n, describe)
-from ._global import (block_rows, column_stats, constant_error, is_constant, pair_sums,
-                      pair_sums_memory, too_few_rows)
+from ._global import (MatrixStage, column_stats, constant_error, is_constant, one_dtype,
+                      pair_sums, pair_sums_memory, too_few_rows)
 
-__all__ = ["cka", "median_distance"]
+__all__ = ["cka", "cka_matrix", "median_distance", "parse_sigmas", "MATRIX_STAGE"]
 
 KERNELS = ("linear", "rbf")
 MEDIAN_PAIRS = 100_000  # pairs sampled for sigma="median"
@@ -51,122 +57,172 @@ def _hsic0(t1: float, s_a: float, s_b: float, t3: float, n: int):
     return (a - b + c) / ((n - 1) ** 2), (abs(a) + abs(b) + abs(c)) / ((n - 1) ** 2)
 
 
-def _ratio(h_xy, h_xx, h_yy, what: str) -> float:
-    """CKA from (value, magnitude) pairs; a self-HSIC that is not clearly positive raises."""
-    for (h, scale), name in ((h_xx, "X"), (h_yy, "Y")):
-        if not h > ZERO_HSIC_RTOL * scale:
-            raise ValueError(
-                f"cka is undefined: the {what} HSIC of {name} with itself is {h:.3g} (zero or "
-                f"negative next to its terms of size {scale:.3g}), so the denominator "
-                f"sqrt(HSIC(K,K)·HSIC(L,L)) is not positive; {name} carries no usable "
-                f"variance for this estimator")
-    return float(h_xy[0] / np.sqrt(h_xx[0] * h_yy[0]))
+def _check_self(h, name: str, what: str) -> None:
+    value, scale = h
+    if not value > ZERO_HSIC_RTOL * scale:
+        raise ValueError(
+            f"cka is undefined: the {what} HSIC of {name} with itself is {value:.3g} (zero or "
+            f"negative next to its terms of size {scale:.3g}), so the denominator "
+            f"sqrt(HSIC(K,K)·HSIC(L,L)) is not positive; {name} carries no usable "
+            f"variance for this estimator")
+
+
+def _cka_from_hsic(h, labels, what: str) -> np.ndarray:
+    """CKA matrix from the (value, magnitude) HSIC pairs h[a][b] (a <= b filled)."""
+    m = len(labels)
+    for a in range(m):
+        _check_self(h[a][a], labels[a], what)
+    out = np.empty((m, m))
+    for a in range(m):
+        for b in range(a, m):
+            out[a, b] = out[b, a] = float(h[a][b][0] / np.sqrt(h[a][a][0] * h[b][b][0]))
+    return out
 
 
 SHIFT_ROWS = 4096  # rows whose mean shifts the data before the engine's Gram pass
+# One row blocking for every linear-CKA pass, pairwise or fused: a pair's float64 sums depend on
+# the block boundaries, so they must not depend on the other models in the pass.
+GRAM_BLOCK_ROWS = 512       # engine Gram (biased)
+UNBIASED_BLOCK_ROWS = 2048  # NumPy blocks (unbiased)
+# Largest (ΣD)² float64 Gram of one fused pass; beyond it, one Gram pass per pair of models.
+FUSED_GRAM_BYTES = 1 << 30
 
 
-def _linear_biased_engine(X, Y, n_threads: int, progress) -> float:
-    """Biased linear CKA from the engine's one-pass float64 Gram of [X | Y] (gram.cpp).
+def _fsum(values: np.ndarray) -> float:
+    """The correctly rounded sum of an array: independent of its order and shape, so a
+    pair's value does not depend on which of the two models comes first."""
+    return math.fsum(np.ravel(values).tolist())
 
-    The rows are shifted by the mean of the first ``SHIFT_ROWS`` rows, so the centred Gram
-    G − s·sᵀ/N (s the shifted column sums) is free of cancellation; the exact constancy test
-    comes out of the same pass.
+
+def _linear_gram_values(arrays, labels, n_threads: int, callback) -> np.ndarray:
+    """Biased linear CKA of M spaces from the engine's float64 Gram of [X_1 | … | X_M].
+
+    The rows of each space are shifted by the mean of its first ``SHIFT_ROWS`` rows, so the
+    centred Gram G − s·sᵀ/N (s the shifted column sums) is free of cancellation; the exact
+    constancy test comes out of the same pass. HSIC₀(a, b) ∝ ‖X̄_aᵀX̄_b‖²_F (the common factor
+    1/(N−1)² cancels in the ratio).
     """
-    n, d1 = X.shape
+    n = arrays[0].shape[0]
+    m = len(arrays)
+    spaces = one_dtype(arrays)
     head = slice(0, min(n, SHIFT_ROWS))
-    shift = np.concatenate([np.asarray(X[head]).mean(axis=0, dtype=np.float64),
-                            np.asarray(Y[head]).mean(axis=0, dtype=np.float64)])
-    fn = _core.shifted_gram_f32 if X.dtype == np.float32 else _core.shifted_gram_f64
-    with progress_callback(progress, f"linear CKA N={n}") as callback:
-        gram, colsum, constant = fn([X, Y], np.ascontiguousarray(shift), n_threads=n_threads,
-                                    progress=callback)
-    if constant[:d1].all():
-        raise constant_error("X", n, "CKA")
-    if constant[d1:].all():
-        raise constant_error("Y", n, "CKA")
-    C = gram - np.outer(colsum, colsum) / n
-    h_xy = float(np.sum(C[:d1, d1:] ** 2))
-    h_xx = float(np.sum(C[:d1, :d1] ** 2))
-    h_yy = float(np.sum(C[d1:, d1:] ** 2))
-    return _ratio((h_xy, h_xy), (h_xx, h_xx), (h_yy, h_yy), "biased")
-
-
-def _linear(X, Y, unbiased: bool, progress) -> float:
-    n, d1 = X.shape
-    d2 = Y.shape[1]
-    step = block_rows(d1, d2)
-    total_work = 2 * n
-    with progress_callback(progress, f"linear CKA N={n}") as callback:
-        # Pass 1: column means and exact constancy test.
-        sx, const_x = column_stats(X, step)
-        if callback is not None:
-            callback(n // 2, total_work)
-        sy, const_y = column_stats(Y, step)
-        if callback is not None:
-            callback(n, total_work)
-        if const_x:
-            raise constant_error("X", n, "CKA")
-        if const_y:
-            raise constant_error("Y", n, "CKA")
-        mx, my = sx / n, sy / n
-        # Pass 2: products of the centred blocks (float64). Centring first keeps the sums free
-        # of the cancellation that ‖XᵀY‖² − ... would suffer on uncentred data; HSIC₁ is
-        # unchanged by it (U-centring removes every additive row/column effect of the kernel).
-        cxy = np.zeros((d1, d2))
-        cxx = np.zeros((d1, d1))
-        cyy = np.zeros((d2, d2))
-        if unbiased:
-            sxc, syc = np.zeros(d1), np.zeros(d2)
-            u_x, u_y = np.zeros(d1), np.zeros(d2)   # Σ x_i‖y_i‖², Σ y_i‖x_i‖²
-            w_x, w_y = np.zeros(d1), np.zeros(d2)   # Σ x_i‖x_i‖², Σ y_i‖y_i‖²
-            nx_sum = ny_sum = nxy = nxx = nyy = 0.0
-        for start in range(0, n, step):
-            xb = X[start:start + step].astype(np.float64)  # always a copy: centred in place
-            yb = Y[start:start + step].astype(np.float64)
-            xb -= mx
-            yb -= my
-            cxy += xb.T @ yb
-            cxx += xb.T @ xb
-            cyy += yb.T @ yb
-            if unbiased:
-                nx = np.einsum("ij,ij->i", xb, xb)
-                ny = np.einsum("ij,ij->i", yb, yb)
-                sxc += xb.sum(axis=0)
-                syc += yb.sum(axis=0)
-                u_x += ny @ xb
-                u_y += nx @ yb
-                w_x += nx @ xb
-                w_y += ny @ yb
-                nx_sum += float(nx.sum())
-                ny_sum += float(ny.sum())
-                nxy += float(nx @ ny)
-                nxx += float(nx @ nx)
-                nyy += float(ny @ ny)
+    shifts = [np.asarray(A[head]).mean(axis=0, dtype=np.float64) for A in spaces]
+    dims = [A.shape[1] for A in spaces]
+    if 3 * 8 * sum(dims) ** 2 <= FUSED_GRAM_BYTES or m == 2:
+        groups = [list(range(m))]
+    else:
+        groups = [[a, b] for a in range(m) for b in range(a + 1, m)]
+    h = [[None] * m for _ in range(m)]
+    for g, group in enumerate(groups):
+        def report(done, total, g=g):
             if callback is not None:
-                callback(n + min(n, start + step), total_work)
+                callback(g * total + done, len(groups) * total)
+        gram, colsum, constant = _engine.shifted_gram(
+            [spaces[a] for a in group], np.concatenate([shifts[a] for a in group]),
+            block_rows=GRAM_BLOCK_ROWS, n_threads=n_threads,
+            progress=report if callback is not None else None)
+        C = gram - np.outer(colsum, colsum) / n
+        offsets = np.concatenate([[0], np.cumsum([dims[a] for a in group])])
+        cols = {a: slice(offsets[i], offsets[i + 1]) for i, a in enumerate(group)}
+        for a in group:
+            if constant[cols[a]].all():
+                raise constant_error(labels[a], n, "CKA")
+        for i, a in enumerate(group):
+            for b in group[i:]:
+                if h[a][b] is None:
+                    f = _fsum(C[cols[a], cols[b]] ** 2)
+                    h[a][b] = (f, f)
+    return _cka_from_hsic(h, labels, "biased")
 
-    if not unbiased:
-        # HSIC₀ ∝ ‖X̄ᵀȲ‖²_F; the common factor 1/(N−1)² cancels in the ratio.
-        h_xy = float(np.sum(cxy * cxy))
-        h_xx = float(np.sum(cxx * cxx))
-        h_yy = float(np.sum(cyy * cyy))
-        return _ratio((h_xy, h_xy), (h_xx, h_xx), (h_yy, h_yy), "biased")
 
-    # K̃ = XXᵀ with zeroed diagonal: Σ K̃∘L̃ = ‖XᵀY‖² − Σ‖x_i‖²‖y_i‖², ΣK̃ = ‖Σx‖² − Σ‖x_i‖²,
-    # rowsum_i(K̃) = x_i·Σx − ‖x_i‖², hence Σ_i rowsum_i(K̃)·rowsum_i(L̃) below.
-    s_k = float(sxc @ sxc) - nx_sum
-    s_l = float(syc @ syc) - ny_sum
-    fxy, fxx, fyy = float(np.sum(cxy * cxy)), float(np.sum(cxx * cxx)), float(np.sum(cyy * cyy))
-    q_xy = (float(sxc @ cxy @ syc), float(sxc @ u_x), float(syc @ u_y))
-    q_xx = (float(sxc @ cxx @ sxc), 2.0 * float(sxc @ w_x))
-    q_yy = (float(syc @ cyy @ syc), 2.0 * float(syc @ w_y))
-    h_xy = _hsic1(fxy - nxy, s_k, s_l, q_xy[0] - q_xy[1] - q_xy[2] + nxy, n)
-    h_xx = _hsic1(fxx - nxx, s_k, s_k, q_xx[0] - q_xx[1] + nxx, n,
-                  mag1=fxx + nxx, mag3=abs(q_xx[0]) + abs(q_xx[1]) + nxx)
-    h_yy = _hsic1(fyy - nyy, s_l, s_l, q_yy[0] - q_yy[1] + nyy, n,
-                  mag1=fyy + nyy, mag3=abs(q_yy[0]) + abs(q_yy[1]) + nyy)
-    return _ratio(h_xy, h_xx, h_yy, "unbiased")
+def _linear_groups(dims) -> list:
+    """The model pairs (a <= b) split into groups whose D_a×D_b float64 accumulators fit in
+    FUSED_GRAM_BYTES together (a pair larger than that alone is a group of its own)."""
+    groups, current, size = [], [], 0
+    m = len(dims)
+    for a in range(m):
+        for b in range(a, m):
+            cost = 8 * dims[a] * dims[b]
+            if current and size + cost > FUSED_GRAM_BYTES:
+                groups.append(current)
+                current, size = [], 0
+            current.append((a, b))
+            size += cost
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _linear_streamed_values(arrays, labels, unbiased: bool, callback) -> np.ndarray:
+    """Linear CKA of M spaces in feature space, NumPy float64 (the unbiased HSIC₁ path; the
+    biased one is the reference the engine's Gram path is tested against), in blocks of
+    ``UNBIASED_BLOCK_ROWS`` rows: pass 1 (column means, exact constancy), pass 2 every pair's
+    X̄_aᵀX̄_b, row norms and their products, in groups of pairs whose accumulators fit
+    ``FUSED_GRAM_BYTES``. Centring first keeps the sums free of cancellation; HSIC₁ is unchanged
+    by it (U-centring removes every additive row/column effect of the kernel)."""
+    n = arrays[0].shape[0]
+    m = len(arrays)
+    dims = [A.shape[1] for A in arrays]
+    step = UNBIASED_BLOCK_ROWS
+    groups = _linear_groups(dims)
+    total = n * (1 + len(groups))
+    means = []
+    for a, A in enumerate(arrays):
+        sums, constant = column_stats(A, step)
+        if constant:
+            raise constant_error(labels[a], n, "CKA")
+        means.append(sums / n)
+    if callback is not None:
+        callback(n, total)
+    h = [[None] * m for _ in range(m)]
+    for g, group in enumerate(groups):
+        models = sorted({a for pair in group for a in pair})
+        cross = {pair: np.zeros((dims[pair[0]], dims[pair[1]])) for pair in group}
+        sc = {a: np.zeros(dims[a]) for a in models}            # Σ x̄_i (centred)
+        nsum = dict.fromkeys(models, 0.0)                      # Σ ‖x̄_i‖²
+        u = {}                                                 # Σ_i x̄_a,i ‖x̄_b,i‖²
+        for a, b in group:
+            u[(a, b)] = np.zeros(dims[a])
+            u[(b, a)] = np.zeros(dims[b])
+        nn = dict.fromkeys(group, 0.0)                         # Σ_i ‖x̄_a,i‖² ‖x̄_b,i‖²
+        for start in range(0, n, step):
+            blocks = {a: np.asarray(arrays[a][start:start + step], dtype=np.float64) - means[a]
+                      for a in models}
+            norms = {a: np.einsum("ij,ij->i", blocks[a], blocks[a]) for a in models}
+            for a, b in group:
+                # a == b: a copy, so NumPy runs the same GEMM as for two distinct models (it
+                # would take SYRK for X.T @ X, which rounds differently)
+                cross[(a, b)] += blocks[a].T @ (blocks[b] if a != b else blocks[b].copy())
+                nn[(a, b)] += float(norms[a] @ norms[b])
+            for a in models:
+                sc[a] += blocks[a].sum(axis=0)
+                nsum[a] += float(norms[a].sum())
+            for key in u:
+                u[key] += norms[key[1]] @ blocks[key[0]]
+            if callback is not None:
+                callback(n * (1 + g) + min(n, start + step), total)
+        for a, b in group:
+            f = _fsum(cross[(a, b)] * cross[(a, b)])
+            if not unbiased:
+                # HSIC₀ ∝ ‖X̄_aᵀX̄_b‖²_F; the common factor 1/(N−1)² cancels in the ratio.
+                h[a][b] = (f, f)
+                continue
+            # Zero-diagonal K̃ = X̄X̄ᵀ: Σ K̃∘L̃ = ‖X̄_aᵀX̄_b‖² − Σ‖x_i‖²‖y_i‖²,
+            # ΣK̃ = ‖Σx̄‖² − Σ‖x̄_i‖², and Σ_i rowsum_i(K̃)·rowsum_i(L̃) from the products.
+            s_a = float(sc[a] @ sc[a]) - nsum[a]
+            s_b = float(sc[b] @ sc[b]) - nsum[b]
+            q0 = _fsum(np.outer(sc[a], sc[b]) * cross[(a, b)])
+            q1, q2 = float(sc[a] @ u[(a, b)]), float(sc[b] @ u[(b, a)])
+            # One correctly rounded sum for every pair, a == b included: the value of a pair
+            # does not depend on the order of its models, nor on whether they are one model.
+            t3 = math.fsum((q0, -q1, -q2, nn[(a, b)]))
+            if a == b:
+                h[a][b] = _hsic1(f - nn[(a, b)], s_a, s_b, t3, n, mag1=f + nn[(a, b)],
+                                 mag3=abs(q0) + abs(q1) + abs(q2) + nn[(a, b)])
+            else:
+                h[a][b] = _hsic1(f - nn[(a, b)], s_a, s_b, t3, n)
+        del cross
+    return _cka_from_hsic(h, labels, "unbiased" if unbiased else "biased")
 
 
 def _sample_pairs(n: int, n_pairs: int, seed: int):
@@ -268,48 +324,129 @@ def _parse_sigma(sigma):
     return s, s
 
 
-def _rbf(X, Y, unbiased: bool, sigma, n_threads: int, progress, seed: int, dev=None) -> float:
-    n = X.shape[0]
-    for A, name in ((X, "X"), (Y, "Y")):
-        # (GPU input: a constant matrix is caught by the self-HSIC test of _ratio.)
+def parse_sigmas(sigma, names):
+    """Per-model RBF bandwidth of M models: a number, "median", or a dict name -> them."""
+    from collections.abc import Mapping
+
+    if sigma is None:
+        return ["median"] * len(names)
+    if isinstance(sigma, Mapping):
+        unknown = [key for key in sigma if key not in names]
+        if unknown:
+            raise ValueError(f"sigma names models that are not in spaces: {unknown}; models: "
+                             f"{list(names)}")
+        return ["median" if sigma.get(name) is None
+                else _check_sigma_value(sigma.get(name), f"sigma[{name!r}]") for name in names]
+    value = _check_sigma_value(sigma, "sigma")
+    return [value] * len(names)
+
+
+def _rbf_values(spaces, labels, sigmas, unbiased: bool, n_threads: int, seed: int, callback,
+                device=None):
+    """RBF CKA of M spaces from ONE PairSums pass: ((M, M) values, the resolved sigmas)."""
+    n = spaces[0].shape[0]
+    m = len(spaces)
+    for A, label in zip(spaces, labels):
+        # (GPU input: a constant matrix is caught by the self-HSIC test.)
         if isinstance(A, np.ndarray) and is_constant(A):
-            raise constant_error(name, n, "RBF CKA")
-    s_x, s_y = _parse_sigma(sigma)
-    if "median" in (s_x, s_y):
-        i, j = _sample_pairs(n, MEDIAN_PAIRS, seed)
-    sigmas = []
-    for s, A, name in ((s_x, X, "X"), (s_y, Y, "Y")):
+            raise constant_error(label, n, "RBF CKA")
+    pairs = None
+    resolved = []
+    for A, s, label in zip(spaces, sigmas, labels):
         if s == "median":
+            if pairs is None:
+                pairs = _sample_pairs(n, MEDIAN_PAIRS, seed)
             rows = _device.HostRows(A) if isinstance(A, _device.DeviceMatrix) else A
-            s = float(np.median(_pair_distances(rows, i, j)))
+            s = float(np.median(_pair_distances(rows, *pairs)))
             if not s > 0.0:
                 raise ValueError(
-                    f"sigma='median' gives 0 for {name}: more than half of the sampled pairs of "
-                    f"rows are duplicates; pass sigma explicitly")
-        sigmas.append(s)
-    gamma = [1.0 / (2.0 * s * s) for s in sigmas]
-    r, c = pair_sums(X, Y, "rbf", gamma, n_threads, progress, f"RBF CKA N={n}", device=dev)
+                    f"sigma='median' gives 0 for {label}: more than half of the sampled pairs "
+                    f"of rows are duplicates; pass sigma explicitly")
+        resolved.append(float(s))
+    gamma = [1.0 / (2.0 * s * s) for s in resolved]
+    r, c = pair_sums(spaces, "rbf", gamma, n_threads, callback, device)
+    h = [[None] * m for _ in range(m)]
     if unbiased:
         # Zero-diagonal kernels: exactly what the reducer sums (i != j).
-        s_k, s_l = float(r[0].sum()), float(r[1].sum())
-        h_xy = _hsic1(c[0, 1], s_k, s_l, float(r[0] @ r[1]), n)
-        h_xx = _hsic1(c[0, 0], s_k, s_k, float(r[0] @ r[0]), n)
-        h_yy = _hsic1(c[1, 1], s_l, s_l, float(r[1] @ r[1]), n)
-        return _ratio(h_xy, h_xx, h_yy, "unbiased")
+        s = r.sum(axis=1)
+        for a in range(m):
+            for b in range(a, m):
+                h[a][b] = _hsic1(c[a, b], float(s[a]), float(s[b]), float(r[a] @ r[b]), n)
+        return _cka_from_hsic(h, labels, "unbiased"), resolved
     # Full kernels: the diagonal k(x_i, x_i) = 1 is added back to every sum.
-    rk, rl = r[0] + 1.0, r[1] + 1.0
-    s_k, s_l = float(rk.sum()), float(rl.sum())
-    h_xy = _hsic0(c[0, 1] + n, s_k, s_l, float(rk @ rl), n)
-    h_xx = _hsic0(c[0, 0] + n, s_k, s_k, float(rk @ rk), n)
-    h_yy = _hsic0(c[1, 1] + n, s_l, s_l, float(rl @ rl), n)
-    return _ratio(h_xy, h_xx, h_yy, "biased")
+    rk = r + 1.0
+    s = rk.sum(axis=1)
+    for a in range(m):
+        for b in range(a, m):
+            h[a][b] = _hsic0(c[a, b] + n, float(s[a]), float(s[b]), float(rk[a] @ rk[b]), n)
+    return _cka_from_hsic(h, labels, "biased"), resolved
+
+
+def _linear_values(arrays, labels, unbiased: bool, n_threads: int, callback) -> np.ndarray:
+    if unbiased:
+        return _linear_streamed_values(arrays, labels, True, callback)
+    return _linear_gram_values(arrays, labels, n_threads, callback)
+
+
+def cka_matrix(spaces, labels, *, kernel="linear", sigmas=None, unbiased=False, n_threads=0,
+               seed=0, progress=None, device=None):
+    """CKA of every pair of M validated spaces: ((M, M) values, resolved RBF sigmas or None).
+
+    The fused form of :func:`cka`: one engine pass for all pairs (RBF: PairSums; linear
+    biased: the feature-space Gram; linear unbiased: one NumPy pass). Entry (a, b) equals
+    ``cka(spaces[a], spaces[b], ...)`` bit for bit when the spaces share a dtype.
+    ``sigmas``: one per space ("median" or a number), RBF only.
+    """
+    spaces, labels = list(spaces), list(labels)
+    if kernel == "linear":
+        return _linear_values(spaces, labels, unbiased, n_threads, progress), None
+    sigmas = ["median"] * len(spaces) if sigmas is None else list(sigmas)
+    return _rbf_values(spaces, labels, sigmas, unbiased, n_threads, seed, progress, device)
+
+
+def _min_rows(req):
+    if req.unbiased:
+        return (4, "unbiased cka", "the unbiased estimators divide by N - 3")
+    return (2, "cka", "the biased HSIC divides by (N - 1)^2")
+
+
+def _plan(req):
+    arrays, dims, n = req.arrays, req.dims, req.n
+    if req.cka_kernel == "rbf":
+        return (pair_sums_memory(arrays, req.n_threads) + 2 * MEDIAN_PAIRS * 8,
+                float(n) ** 2 * (sum(dims) + len(dims) ** 2) / 2)
+    work = float(n) * sum(a * b for a in dims for b in dims)
+    if req.unbiased:
+        pairs = sum(8 * a * b for i, a in enumerate(dims) for b in dims[i:])
+        return min(pairs, FUSED_GRAM_BYTES) + 4 * UNBIASED_BLOCK_ROWS * sum(dims) * 8, work
+    widened = sum(n * A.shape[1] * 8 for A in arrays
+                  if A.dtype == np.float32 and len({B.dtype for B in arrays}) > 1)
+    biggest = dims if 3 * 8 * sum(dims) ** 2 <= FUSED_GRAM_BYTES else sorted(dims)[-2:]
+    return widened + _memory.gram_bytes(n, biggest, n_threads=req.threads), work
+
+
+def _run(req, job):
+    arrays = req.arrays
+    if req.cka_kernel == "rbf":
+        req.params["global_dtype"] = np.result_type(*[A.dtype for A in arrays]).name
+    with job.stage(_plan(req)[1]) as cb:
+        values, resolved = cka_matrix(arrays, req.labels, kernel=req.cka_kernel,
+                                      sigmas=req.sigmas, unbiased=req.unbiased,
+                                      n_threads=req.n_threads, seed=req.seed, progress=cb)
+    if resolved is not None:
+        req.params["sigma"] = dict(zip(req.names, resolved))
+    return {"cka": values}
+
+
+MATRIX_STAGE = MatrixStage(metrics=("cka",), per_model=False, graph_input=False,
+                           min_rows=_min_rows, plan=_plan, run=_run)
 
 
 def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progress=False,
         seed=0, device="auto") -> float:
     """Centred kernel alignment between two embedding spaces of the same N structures.
 
-    CKA = HSIC(K, L) / √(HSIC(K, K)·HSIC(L, L)) with K, L the kernels of X and Y (DESIGN.md §2):
+    CKA = HSIC(K, L) / √(HSIC(K, K)·HSIC(L, L)) with K, L the kernels of X and Y (definitions: docs/METRICS.md):
 
     - biased (default): HSIC₀(K, L) = tr(KHLH)/(N−1)², H = I − 11ᵀ/N;
     - ``unbiased=True``: HSIC₁ of Song et al. (2012) on the kernels with zeroed diagonals,
@@ -406,13 +543,15 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         advice = ("it holds (D1+D2)² float64 sums and blocks of rows in float64: reduce the "
                   "dimensions (e.g. PCA) first")
     else:
-        need = pair_sums_memory(X, Y, n_threads, dev) + 2 * MEDIAN_PAIRS * 8
+        need = pair_sums_memory([X, Y], n_threads, dev) + 2 * MEDIAN_PAIRS * 8
         advice = ("pass X and Y in one dtype (a float32 input is widened to a float64 copy "
                   "otherwise), or fewer n_threads")
     _memory.check_memory(need, what, advice=advice)
-    with _memory.reraise(what, need):
+    label = f"{'linear' if kernel == 'linear' else 'RBF'} CKA N={n}"
+    with _memory.reraise(what, need), progress_callback(progress, label) as callback:
         if kernel == "linear":
-            if not unbiased and X.dtype == Y.dtype:
-                return _linear_biased_engine(X, Y, n_threads, progress)
-            return _linear(X, Y, unbiased, progress)
-        return _rbf(X, Y, unbiased, sigma, n_threads, progress, seed, dev)
+            values = _linear_values([X, Y], ["X", "Y"], unbiased, n_threads, callback)
+        else:
+            values, _ = _rbf_values([X, Y], ["X", "Y"], list(_parse_sigma(sigma)), unbiased,
+                                    n_threads, seed, callback, dev)
+    return float(values[0, 1])

@@ -1,28 +1,38 @@
-"""Local (neighbourhood) alignment metrics computed on kNN graphs (DESIGN.md §1.2, §2).
+"""Graph metrics: alignment of two spaces' kNN graphs (mutual kNN, local agreement, CKNNA).
 
-Each input may be an embedding matrix or a :class:`~matalign.KnnGraph`. A matrix is turned into
-its kNN graph once (exact search); a graph is reused as is (truncated to its first k columns
-when it has more). The metric itself then costs O(N·k) time and memory.
+Definitions and tie rules: docs/METRICS.md. Each input may be an embedding matrix or a
+:class:`~matalign.KnnGraph`. A matrix is turned into its kNN graph once (exact search); a
+graph is reused as is (truncated to its first k columns when it has more). The metric itself
+then costs O(N·k) time and memory.
+
+With ``k=None`` the graphs define k: the k of the KnnGraph inputs (two graphs of different k
+are an error), or 10 when both inputs are embeddings.
+
+The pairwise functions and :func:`graph_matrices` (M spaces: one graph per model, then every
+pair in O(N·k), as :func:`matalign.alignment_matrix` runs it) call the same engine
+operations on the same graphs, so every matrix entry equals the pairwise call bit for bit.
 """
 
 from __future__ import annotations
 
-import functools
-import numbers
 import warnings
 
 import numpy as np
 
-from .. import _core
+from .. import _engine
 from .. import _device
 from .. import _memory
 from .._validate import check_same_structures
-from .._validate import check_threads, as_matrix, check_choice, check_int, check_k, check_same_n, describe
-from ..knn import METRICS, KnnGraph, _self_graph
+from .._validate import (as_matrix, check_choice, check_eps, check_k, check_same_n,
+                         check_threads)
+from ..knn import METRICS, KnnGraph, self_graph
+from ._global import MatrixStage
 
-__all__ = ["mutual_knn", "local_agreement", "cknna"]
+__all__ = ["mutual_knn", "local_agreement", "cknna", "graph_matrices", "IP_METRICS", "DEFAULT_K",
+           "MATRIX_STAGE"]
 
-_IP_METRICS = ("ip", "cosine")
+IP_METRICS = ("ip", "cosine")
+DEFAULT_K = 10  # k when no input is a KnnGraph and k=None
 
 
 def _resolve(obj, name: str, dev=None):
@@ -61,22 +71,36 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
     n = check_same_n(rx, ry, names)
     if n < min_n:
         raise ValueError(f"need at least {min_n} rows ({why}); got N={n}")
-    k = check_k(k, n)
+    k = check_k(resolve_k(k, (rx, ry), names), n)
     n_threads = check_threads(n_threads)
     if ip_only:
         for r, name in zip((rx, ry), names):
-            if isinstance(r, KnnGraph) and r.metric not in _IP_METRICS:
+            if isinstance(r, KnnGraph) and r.metric not in IP_METRICS:
                 raise ValueError(
                     f"cknna needs inner-product graphs (metric 'ip' or 'cosine'), because its "
                     f"kernel values are the inner products K_ij; {name} is a KnnGraph with "
                     f"metric={r.metric!r}")
     _check_memory(rx, ry, n, k, metric, n_threads, fn, dev)
     device = "cpu" if dev is None else str(dev)
-    gx = _self_graph(rx, "X", k, metric, n_threads, device=device)
-    gy = _self_graph(ry, "Y", k, metric, n_threads, device=device)
+    gx = self_graph(rx, "X", k, metric, n_threads, device=device)
+    gy = self_graph(ry, "Y", k, metric, n_threads, device=device)
     _warn_if_approximate(gx, "X", fn)
     _warn_if_approximate(gy, "Y", fn)
     return gx, gy, n_threads
+
+
+def resolve_k(k, inputs, names):
+    """k=None: the k of the KnnGraph inputs (all equal), else DEFAULT_K; an int is kept."""
+    if k is not None:
+        return k
+    graph_ks = [(name, g.k) for g, name in zip(inputs, names) if isinstance(g, KnnGraph)]
+    if not graph_ks:
+        return DEFAULT_K
+    if len({gk for _, gk in graph_ks}) > 1:
+        shown = ", ".join(f"{name} has k={gk}" for name, gk in graph_ks)
+        raise ValueError(f"k=None takes the graphs' k, but the KnnGraphs differ: {shown}; pass "
+                         f"k explicitly (at most the smallest) to compare their first k columns")
+    return graph_ks[0][1]
 
 
 def _check_memory(rx, ry, n: int, k: int, metric: str, n_threads: int, fn: str, dev) -> None:
@@ -111,7 +135,7 @@ def _indices(g: KnnGraph) -> np.ndarray:
     return np.ascontiguousarray(g.indices)
 
 
-def mutual_knn(X, Y, *, k=10, metric="ip", n_threads=0, device="auto") -> float:
+def mutual_knn(X, Y, *, k=None, metric="ip", n_threads=0, device="auto") -> float:
     """Mutual k-nearest-neighbour overlap of two embedding spaces of the same N structures.
 
     mutual_knn = (1/N) Σ_i |knn_X(i) ∩ knn_Y(i)| / k, self excluded (Huh et al. 2024).
@@ -170,13 +194,11 @@ def mutual_knn(X, Y, *, k=10, metric="ip", n_threads=0, device="auto") -> float:
     metric = check_choice(metric, "metric", METRICS)
     dev = _device.resolve(device, _array_of(X), _array_of(Y), n=_n_hint(X))
     gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads, dev=_cuda_or_none(dev))
-    if dev.is_cuda:
-        return float(_core.mutual_knn_cuda(_indices(gx), _indices(gy), per_row=False,
-                                           device=dev.index))
-    return float(_core.mutual_knn(_indices(gx), _indices(gy), n_threads=n_threads))
+    return _engine.mutual_knn(gx.indices, gy.indices, n_threads=n_threads,
+                              device=_cuda_or_none(dev))
 
 
-def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0, device="auto") -> np.ndarray:
+def local_agreement(X, Y, *, k=None, metric="ip", n_threads=0, device="auto") -> np.ndarray:
     """Per-structure neighbourhood agreement |knn_X(i) ∩ knn_Y(i)| / k.
 
     Its mean is :func:`mutual_knn`; low values point at the structures on which two models
@@ -229,14 +251,11 @@ def local_agreement(X, Y, *, k=10, metric="ip", n_threads=0, device="auto") -> n
     dev = _device.resolve(device, _array_of(X), _array_of(Y), n=_n_hint(X))
     gx, gy, n_threads = _prepare(X, Y, k, metric, n_threads, fn="local_agreement",
                                  dev=_cuda_or_none(dev))
-    if dev.is_cuda:
-        return np.asarray(_core.mutual_knn_cuda(_indices(gx), _indices(gy), per_row=True,
-                                                device=dev.index), dtype=np.float64)
-    return np.asarray(_core.local_agreement(_indices(gx), _indices(gy), n_threads=n_threads),
-                      dtype=np.float64)
+    return _engine.local_agreement(gx.indices, gy.indices, n_threads=n_threads,
+                                   device=_cuda_or_none(dev))
 
 
-def cknna(X, Y, *, k=10, eps=0.0, n_threads=0, device="auto") -> float:
+def cknna(X, Y, *, k=None, eps=0.0, n_threads=0, device="auto") -> float:
     """CKNNA: centred kernel nearest-neighbour alignment (Huh et al. 2024), exact, O(N·k).
 
     With K = XXᵀ, L = YYᵀ and the kNN masks Mᴷ, Mᴸ (largest inner product, self excluded),
@@ -293,30 +312,105 @@ def cknna(X, Y, *, k=10, eps=0.0, n_threads=0, device="auto") -> float:
     >>> ma.cknna(X, Y, k=10) > 0.5 > ma.cknna(X, Z, k=10)
     True
     """
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a real number; got {describe(eps)} {eps!r}")
-    eps = float(eps)
-    if not (np.isfinite(eps) and eps >= 0.0):
-        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    eps = check_eps(eps)
     dev = _device.resolve(device, _array_of(X), _array_of(Y), n=_n_hint(X))
     gx, gy, n_threads = _prepare(X, Y, k, "ip", n_threads, ip_only=True, min_n=4,
                               why="cknna's unbiased HSIC estimator divides by N - 3", fn="cknna",
                               dev=_cuda_or_none(dev))
-    vx, vy = gx.values, gy.values
-    if vx.dtype == np.float32 and vy.dtype == np.float32:
-        fn = _core.cknna_f32
-        if dev.is_cuda:
-            fn = functools.partial(_core.cknna_cuda_f32, device=dev.index)
-    else:
-        # Graph values are outputs of matalign, not user data: widening float32 values to
-        # float64 so that two graphs of different dtypes can be combined loses nothing.
-        fn = _core.cknna_f64
-        if dev.is_cuda:
-            fn = functools.partial(_core.cknna_cuda_f64, device=dev.index)
-        vx, vy = vx.astype(np.float64, copy=False), vy.astype(np.float64, copy=False)
-    # The binding returns (value, per_row, hsic_xy, hsic_xx, hsic_yy); only value is public.
-    threads = {} if dev.is_cuda else {"n_threads": n_threads}
     with _memory.reraise(f"cknna(N={gx.n}, k={gx.k})", _memory.cknna_bytes(gx.n, gx.k)):
-        result = fn(_indices(gx), np.ascontiguousarray(vx), _indices(gy),
-                    np.ascontiguousarray(vy), eps, **threads)
-    return float(result[0])
+        return _cknna_pair(gx, gy, eps, n_threads, _cuda_or_none(dev))
+
+
+def _cknna_pair(gx: KnnGraph, gy: KnnGraph, eps: float, n_threads: int, device=None) -> float:
+    """CKNNA of two inner-product self graphs (the kernel of both forms)."""
+    return float(_engine.cknna(gx.indices, gx.values, gy.indices, gy.values, eps=eps,
+                               n_threads=n_threads, device=device)[0])
+
+
+def graph_matrices(inputs, labels, wanted, *, k, knn_metric="ip", eps=0.0, n_threads=0,
+                   stage=None) -> dict:
+    """``cknna`` and/or ``mutual_knn`` (M, M) matrices of M validated inputs (arrays or self
+    KnnGraphs), from one (or two) kNN graphs per model.
+
+    cknna uses inner-product graphs, mutual_knn ``knn_metric`` graphs (one search when they
+    agree). Entry (a, b) equals ``cknna(inputs[a], inputs[b], k=k, eps=eps)`` resp.
+    ``mutual_knn(..., k=k, metric=knn_metric)`` bit for bit. ``stage(work)``: a context
+    manager yielding each step's progress callback (None: no progress).
+    """
+    import contextlib
+
+    if stage is None:
+        def stage(_work):
+            return contextlib.nullcontext(None)
+    m = len(inputs)
+    ip_graphs, mk_graphs = [None] * m, [None] * m
+    for i, obj in enumerate(inputs):
+        search = 0.0 if isinstance(obj, KnnGraph) else float(obj.shape[0]) ** 2 * obj.shape[1]
+        if "cknna" in wanted:
+            with stage(search) as cb:
+                ip_graphs[i] = self_graph(obj, labels[i], k, "ip", n_threads, progress=cb)
+        if "mutual_knn" in wanted:
+            if ip_graphs[i] is not None and (isinstance(obj, KnnGraph) or knn_metric == "ip"):
+                mk_graphs[i] = ip_graphs[i]  # the same graph: searched once
+            else:
+                with stage(search) as cb:
+                    mk_graphs[i] = self_graph(obj, labels[i], k, knn_metric, n_threads,
+                                              progress=cb)
+    out = {}
+    n = (ip_graphs[0] or mk_graphs[0]).n
+    with stage(float(n) * k * m * m):
+        if "mutual_knn" in wanted:
+            mat = np.empty((m, m))
+            for a in range(m):
+                for b in range(a, m):
+                    # |knn_a(i) ∩ knn_b(i)| is symmetric, so is the mean.
+                    mat[a, b] = mat[b, a] = _engine.mutual_knn(
+                        mk_graphs[a].indices, mk_graphs[b].indices, n_threads=n_threads)
+            out["mutual_knn"] = mat
+        if "cknna" in wanted:
+            mat = np.empty((m, m))
+            for a in range(m):
+                for b in range(m):
+                    # CKNNA is not symmetric (Σ(ÃB̃) pairs column sums of one masked kernel with
+                    # row sums of the other), so both orders are computed: O(N·k) each.
+                    try:
+                        mat[a, b] = _cknna_pair(ip_graphs[a], ip_graphs[b], eps, n_threads)
+                    except ValueError as exc:
+                        raise ValueError(f"cknna of {labels[a]} with {labels[b]}: {exc}") \
+                            from exc
+            out["cknna"] = mat
+    return out
+
+
+def _searches(req) -> int:
+    return ("cknna" in req.wanted) + ("mutual_knn" in req.wanted and
+                                      ("cknna" not in req.wanted or req.knn_metric != "ip"))
+
+
+def _min_rows(req):
+    if "cknna" in req.wanted:
+        return (4, "cknna", "its unbiased HSIC estimator divides by N - 3")
+    return (2, "mutual_knn", "a pair of rows")
+
+
+def _plan(req):
+    n, k, m = req.n, req.k, len(req.inputs)
+    arrays = [A for A in req.arrays if A is not None]
+    held = _searches(req) * sum(_memory.graph_bytes(n, k, A.dtype.itemsize) for A in arrays)
+    held += 2 * m * n * k * 8  # contiguous int64 / float64 copies of the graphs' arrays
+    engine = [_memory.cknna_bytes(n, k)]
+    engine += [_memory.knn_bytes(n, n, A.shape[1], k, A.dtype.itemsize, n_threads=req.threads)
+               for A in arrays]
+    work = float(n) * k * m * m + _searches(req) * sum(float(n) ** 2 * A.shape[1]
+                                                        for A in arrays)
+    return held + max(engine), work
+
+
+def _run(req, job):
+    return graph_matrices(req.inputs, req.labels, req.wanted, k=req.k,
+                          knn_metric=req.knn_metric, eps=req.eps, n_threads=req.n_threads,
+                          stage=job.stage)
+
+
+MATRIX_STAGE = MatrixStage(metrics=("cknna", "mutual_knn"), per_model=False, graph_input=True,
+                           min_rows=_min_rows, plan=_plan, run=_run)
