@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks in ``bench/`` (STYLE rule 26).
+"""Shared helpers for the benchmarks in ``bench/``.
 
 Every ``bench_<metric>.py`` follows the same protocol:
 

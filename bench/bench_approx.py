@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Approximate kNN (FAISS IVF-Flat, HNSW, IVF-PQ through ``ma.knn``): recall and CKNNA error
-against time, beside exact matalign and faiss ``IndexFlatIP`` (DESIGN §1.3).
+against time, beside exact matalign and faiss ``IndexFlatIP`` (docs/ARCHITECTURE.md).
 
 Data (seeded, float32, D = 256 by default): a nonlinear embedding of a clustered
 low-dimensional latent space, X = tanh(Z·A) + 0.1·noise with Z drawn around 100 cluster

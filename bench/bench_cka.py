@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""Linear CKA: matalign against the dense reference algorithm, and N = 1M alone (DESIGN §5).
+"""Linear CKA: matalign against the dense reference algorithm, and N = 1M alone (targets: bench/README.md).
 
 The anchor is the algorithm of platonic-rep's ``cka(A, B, kernel_metric="ip")`` (Huh et al.
-2024), written here from its description in ``shared/notes/ANCHORS.md`` §1.2 and run with
+2024), written here from its description in ``bench/README.md`` §1.2 and run with
 torch on the CPU: K = AAᵀ, L = BBᵀ, biased HSIC(K, L) = tr(K·H·L·H) with a dense centring
 matrix H = I − 11ᵀ/N (three N×N×N products per HSIC, nine in all), and
 CKA = HSIC(K, L) / (√(HSIC(K, K)·HSIC(L, L)) + 1e-6). It runs in float64 by default
 (``--ref-dtype``): agreement to 1e-8 needs it, a float32 N³ product is good to ~1e-6 only
-(platonic-rep itself runs float32; ANCHORS.md §7 timed that: 10.7 s at N = 5k, 85.8 s at 10k).
+(platonic-rep itself runs float32; the anchor measurements, bench/README.md timed that: 10.7 s at N = 5k, 85.8 s at 10k).
 matalign computes ``ma.cka(X, Y)`` (linear, biased) in feature space from the float32 arrays,
 accumulating in float64; the reference widens the same float32 values to float64 exactly.
 
-Data (ANCHORS.md §7): X ~ N(0, I), Y = tanh(XW) + 0.5·noise, W ~ N(0, 1/D), N×D float32 with
+Data (the anchor measurements, bench/README.md): X ~ N(0, I), Y = tanh(XW) + 0.5·noise, W ~ N(0, 1/D), N×D float32 with
 L2-normalised rows (the reference pipeline normalises rows). Agreement first: |Δ| <= ``--tol``
 (1e-8; 1e-5 with ``--ref-dtype float32``); a failing row prints **FAIL** and no ratio, and the
 script exits 1. Each side runs in its own process; matalign gets a full-size warm-up and

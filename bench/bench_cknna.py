@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""CKNNA and mutual-kNN from arrays: matalign against the dense reference algorithm (DESIGN §5).
+"""CKNNA and mutual-kNN from arrays: matalign against the dense reference algorithm (targets: bench/README.md).
 
 The anchor is the algorithm of the platonic-rep reference code (Huh et al. 2024), written
-here from its description in ``shared/notes/ANCHORS.md`` §1.2 and run with torch on the CPU
+here from its description in ``bench/README.md`` §1.2 and run with torch on the CPU
 in float32, as the anchor measurements were:
 
 * ``cknna``: dense Gram matrices K = XXᵀ and L = YYᵀ, −inf on the diagonal of a copy for the
@@ -11,7 +11,7 @@ in float32, as the anchor measurements were:
 * ``mutual_knn``: dense Gram, diagonal set to −1e8, full descending argsort, dense N×N masks.
 
 matalign computes the same quantities from its exact kNN graphs (``eps=1e-6`` on our side to
-reproduce the reference's epsilon). The data follow ANCHORS.md §7: X ~ N(0, I), Y = tanh(XW)
+reproduce the reference's epsilon). The data follow the anchor measurements, bench/README.md: X ~ N(0, I), Y = tanh(XW)
 + 0.5·noise with W ~ N(0, 1/D), both N×D float32 with L2-normalised rows (the reference
 pipeline normalises rows).
 
@@ -48,7 +48,7 @@ import _common as C  # noqa: E402
 SCRIPT = os.path.abspath(__file__)
 
 # Peak added memory of the dense reference per N², in bytes (measured here: cknna 40 B/N² at
-# N = 5k; peak RSS 5.0 GB at N = 10k and mutual_knn 11.1 GB at N = 20k in ANCHORS.md §7).
+# N = 5k; peak RSS 5.0 GB at N = 10k and mutual_knn 11.1 GB at N = 20k in the anchor measurements, bench/README.md).
 # Used only to skip a reference that cannot fit, instead of letting the kernel kill it
 # after minutes; --force overrides.
 REF_BYTES_PER_N2 = {"cknna": 45.0, "mutual_knn": 30.0}

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Distance correlation and RBF CKA: matalign against dcor's fastest multivariate path (DESIGN §5).
+"""Distance correlation and RBF CKA: matalign against dcor's fastest multivariate path (targets: bench/README.md).
 
 **Which dcor path is timed.** Stock dcor 0.7 with array-api-compat >= 1.x cannot take its
 ``scipy.spatial.distance`` path: ``dcor._utils._can_be_numpy_double`` compares the array
 namespace with ``numpy``, array-api-compat returns ``array_api_compat.numpy``, the test fails
 for every NumPy array, and dcor falls back to an N×N×D broadcast difference (8·N²·D bytes:
-47.7 GiB at N = 5000, D = 256; ANCHORS.md §0.5 and §3). The dcor side here therefore replaces
+47.7 GiB at N = 5000, D = 256; the anchor measurements, bench/README.md). The dcor side here therefore replaces
 ``dcor.distances._can_be_numpy_double`` (the name ``dcor.distances`` imported) with a dtype-only
-test (a float NumPy array of itemsize <= 8, or a signed-integer one), as ANCHORS.md §7 did,
+test (a float NumPy array of itemsize <= 8, or a signed-integer one), as the anchor measurements, bench/README.md did,
 and guards ``dcor.distances._cdist_naive`` so that the run fails if the broadcast path is
 taken anyway. With the patch dcor builds two dense N×N float64 distance matrices with scipy
 (pdist + squareform) and computes the double-centred mean products: its fastest path for
@@ -26,7 +26,7 @@ namespace check, scipy pdist)".
                Σ K̃∘L̃ / √(Σ K̃∘K̃ · Σ L̃∘L̃). dcor has no RBF CKA; above ``--rbf-ref-max-n`` only
                matalign runs (time and memory, no ratio).
 
-Data (ANCHORS.md §7): X ~ N(0, I), Y = tanh(XW) + 0.5·noise, W ~ N(0, 1/D), N×D float64 (dcor
+Data (the anchor measurements, bench/README.md): X ~ N(0, I), Y = tanh(XW) + 0.5·noise, W ~ N(0, 1/D), N×D float64 (dcor
 computes in float64; matalign gets the same float64 arrays). Agreement first: relative
 |Δ|/|anchor| <= ``--tol`` (1e-9); a row that fails prints **FAIL** and no ratio, and the script
 exits 1. Each side runs in its own process (``_common.run_side``); matalign gets a full-size

@@ -1,4 +1,4 @@
-"""GPU benchmark (DESIGN.md §5, "GPU (H100), N = 1M, D = 256"): matalign's CUDA engine side by
+"""GPU benchmark ("GPU (H100), N = 1M, D = 256"): matalign's CUDA engine side by
 side with the torch route (matmul + topk, cdist), agreement checked before a row is printed.
 
     python bench/bench_gpu.py                      # N = 1M, D = 256, k = 10 (needs ~6 GB GPU)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Exact information imbalance: matalign against DADApy with full ranks (DESIGN §5).
+"""Exact information imbalance: matalign against DADApy with full ranks (targets: bench/README.md).
 
 The anchor is DADApy 0.3.4's ``MetricComparisons(coordinates=np.hstack([X, Y]), maxk=N−1)
 .return_inf_imb_two_selected_coords(cols_X, cols_Y, k)``: sklearn brute-force neighbour lists
 of length N in each space (float64), then its Python rank loop. With ``maxk = N − 1`` every
 rank is found in the lists, so nothing is replaced by DADApy's random ranks and the value is
-the exact imbalance (ANCHORS.md §2.2, §0.6): the two sides must agree to ``--tol`` (1e-9,
+the exact imbalance (the anchor measurements, bench/README.md): the two sides must agree to ``--tol`` (1e-9,
 absolute, both directions). That anchor holds two N×N float64 distance and int64 index
 arrays (~60 bytes per N² measured); the script estimates its memory first and skips it where
 it would not fit (N = 20k needs ~25 GB).
@@ -15,13 +15,13 @@ virtualenv made with ``python3 -m venv /tmp/dadapy-venv && /tmp/dadapy-venv/bin/
 "numpy<2" dadapy``) on the same ``.npy`` files, on the same machine; that worker imports only
 this script and ``_common.py`` (numpy), never matalign.
 
-Also printed, for the bias they carry (ANCHORS.md §0.6), DADApy's default estimators next to
+Also printed, for the bias they carry (the anchor measurements, bench/README.md), DADApy's default estimators next to
 the exact value: ``maxk = 100`` (ranks beyond 100 replaced by uniform random ranks in
 [101, N−1]) and ``return_information_imbalace(Y, subset_size=2000)`` (mean over random chunks
 of ~2000 rows, i.e. Δ at sample size ~2000, not at N). These are timed once each (no ratio:
 they compute a different quantity).
 
-Data (ANCHORS.md §7): X ~ N(0, I), Y = tanh(XW) + 0.5·noise, W ~ N(0, 1/D), N×D float64 (DADApy
+Data (the anchor measurements, bench/README.md): X ~ N(0, I), Y = tanh(XW) + 0.5·noise, W ~ N(0, 1/D), N×D float64 (DADApy
 computes in float64; matalign gets the same float64 arrays). Each side runs in its own
 process; matalign gets a full-size warm-up and ``--repeat`` timed calls, DADApy an N = 500
 warm-up and ``--ref-repeat`` timed calls.
@@ -262,7 +262,7 @@ def main() -> int:
             table.add([str(n), str(args.d), str(args.k), C.fmt_s(tm), C.fmt_s(tr), ratio,
                        C.fmt_bytes(mm), C.fmt_bytes(mr), mratio, fv(vm), fv(vr), agree])
 
-            # DADApy's default estimators, next to the exact value (bias, ANCHORS §0.6).
+            # DADApy's default estimators, next to the exact value (bias, the anchor measurements, bench/README.md).
             rows = [("exact (matalign)", mine), ("DADApy maxk = N−1 (exact)", ref)]
             if not args.no_defaults:
                 for est, label in (("maxk100", "DADApy maxk = 100"),

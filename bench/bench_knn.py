@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Exact kNN: matalign against faiss-cpu ``IndexFlatIP`` / ``IndexFlatL2`` (DESIGN §5).
+"""Exact kNN: matalign against faiss-cpu ``IndexFlatIP`` / ``IndexFlatL2`` (targets: bench/README.md).
 
 Cases (float32, D = 256 by default, all cores):
 
@@ -134,7 +134,7 @@ SIDES = {"matalign": side_matalign, "faiss": side_faiss, "sgemm": side_sgemm}
 def knn_agreement(
     ours: dict, ref: dict, queries: np.ndarray, x: np.ndarray, *, self_knn: bool
 ) -> dict:
-    """Tie-aware comparison of two kNN graphs (STYLE rule 23).
+    """Tie-aware comparison of two kNN graphs.
 
     Tolerance per query row i: 4·√D·ε₃₂·(‖qᵢ‖ + maxⱼ‖xⱼ‖)², a bound on the float32 error of
     an inner product or of the BLAS ‖q‖²+‖x‖²−2⟨q,x⟩ formula, times a safety factor.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The model × model matrix: ``ma.alignment_matrix`` against its parts, 10 models (DESIGN §5).
+"""The model × model matrix: ``ma.alignment_matrix`` against its parts, 10 models (targets: bench/README.md).
 
 Two comparisons on the same 10 models (one process per side):
 

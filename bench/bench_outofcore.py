@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Out-of-core runs (DESIGN §1.3, issue 7): kNN, CKNNA, dCor and linear CKA of two embedding
+"""Out-of-core runs (issue 7): kNN, CKNNA, dCor and linear CKA of two embedding
 stores of 1M × 256 float32 (1 GB each) read as memmaps, with the peak RSS of each call.
 
 Data: two embedding stores written by ``ma.embed`` with a synthetic adapter, in row blocks (never

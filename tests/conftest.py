@@ -42,7 +42,7 @@ def _no_network():
         yield
 
 
-# --- GPU canary (STYLE rule 24) -----------------------------------------------------------
+# --- GPU canary -----------------------------------------------------------
 # Tests marked `cuda` skip with a reason where CUDA is unavailable. On a machine where
 # matalign sees a CUDA device, a session in which every such test skipped is a failure (a
 # broken build or driver must not pass as "all GPU tests skipped").

@@ -1,14 +1,14 @@
-"""Dense float64 reference implementations, written from DESIGN.md section 2.
+"""Dense float64 reference implementations, written from docs/METRICS.md.
 
 Every function here is deliberately small, dense (N x N) and slow: it states the
 math and nothing else. The tests compare the engine against these. Nothing here
 is taken from another library; ``cknna_platonic`` is a second, independent
 restatement (in torch) of the platonic-rep algorithm described in
-shared/notes/ANCHORS.md section 1.2, used to cross-check the CKNNA definition.
+bench/README.md section 1.2, used to cross-check the CKNNA definition.
 
 For float32 inputs, callers pass the float32 array itself: every function here
 upcasts to float64 first, so the reference is built from the float32-rounded
-values (STYLE rule 21).
+values.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def knn_masks(idx: np.ndarray, n: int) -> np.ndarray:
 
 
 def hsic1(A, B) -> float:
-    """Unbiased HSIC of Song et al. 2012, exactly as DESIGN.md section 2 writes it.
+    """Unbiased HSIC of Song et al. 2012, exactly as docs/METRICS.md writes it.
 
     HSIC1(A, B) = [ Σ_ij Ã_ij B̃_ji + (ΣÃ)(ΣB̃)/((N-1)(N-2)) - 2 Σ(ÃB̃)/(N-2) ] / (N(N-3))
     with Ã, B̃ the matrices with zeroed diagonal, Σ(ÃB̃) = Σ_j colsum(Ã)_j rowsum(B̃)_j.
@@ -149,7 +149,7 @@ def hsic1(A, B) -> float:
 
 
 def cknna(X, Y, k: int, eps: float = 0.0, *, idx_x=None, idx_y=None) -> float:
-    """CKNNA with dense masks (DESIGN.md section 2).
+    """CKNNA with dense masks (docs/METRICS.md).
 
     K = XXᵀ, L = YYᵀ, Mᴷ / Mᴸ the row kNN masks (largest inner product, self
     excluded), M = Mᴷ∘Mᴸ, CKNNA = HSIC1(M∘K, M∘L) / (sqrt(HSIC1(Mᴷ∘K, Mᴷ∘K)
@@ -230,7 +230,7 @@ def _log_mu(X):
 
 
 def twonn_id(X, fraction: float = 0.9) -> float:
-    """TwoNN (Facco et al. 2017), as DESIGN.md section 2 and DADApy compute_id_2NN.
+    """TwoNN (Facco et al. 2017), as docs/METRICS.md and DADApy compute_id_2NN.
 
     μ_i = r2/r1; rows with r1 = 0 are dropped and N is the number kept; sort
     log μ ascending, keep the first n = floor(fraction N), y_i = -log(1 - i/N)

@@ -1,10 +1,10 @@
-"""Dense float64 references of the global metrics, written from DESIGN.md section 2.
+"""Dense float64 references of the global metrics, written from docs/METRICS.md.
 
 CKA (linear and RBF, HSIC0 and HSIC1), distance correlation (double-centred and U-centred),
 information imbalance (full rank matrices) and the PairSums / RankCount reducers. Every
 function builds the N x N matrices explicitly and states the math; nothing is taken from the
 package under test or from another library. For float32 inputs pass the float32 array itself:
-everything is upcast to float64 first (STYLE rule 21).
+everything is upcast to float64 first.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def hsic0(K, L) -> float:
 
 
 def hsic1(A, B) -> float:
-    """Unbiased HSIC (Song et al. 2012), DESIGN §2, with the transposed first term:
+    """Unbiased HSIC (Song et al. 2012), docs/METRICS.md, with the transposed first term:
     [Σ_ij Ã_ij B̃_ji + (ΣÃ)(ΣB̃)/((N−1)(N−2)) − 2·Σ(ÃB̃)/(N−2)] / (N(N−3))."""
     n = A.shape[0]
     At = np.array(A, dtype=np.float64)

@@ -346,3 +346,22 @@ def test_linear_biased_engine_path_equals_streamed_path():
     fast = ma.cka(X, Y)
     slow = cka_module._linear_streamed_values([X, Y], ["X", "Y"], False, None)[0, 1]
     assert abs(fast - slow) <= 1e-12
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_eps_reproduces_the_reference_denominator(kernel, unbiased):
+    """eps is added to the denominator exactly as the reference code adds 1e-6."""
+    X, Y = related(8, 60, 5, 4)
+    sigma = 1.3 if kernel == "rbf" else None
+    if kernel == "linear":
+        K, L = ref.linear_kernel(X), ref.linear_kernel(Y)
+    else:
+        K, L = ref.rbf_kernel(X, sigma), ref.rbf_kernel(Y, sigma)
+    hsic = ref.hsic1 if unbiased else ref.hsic0
+    want = hsic(K, L) / (np.sqrt(hsic(K, K) * hsic(L, L)) + 1e-6)
+    got = ma.cka(X, Y, kernel=kernel, sigma=sigma, unbiased=unbiased, eps=1e-6)
+    assert got == pytest.approx(want, rel=1e-9)
+    assert got != ma.cka(X, Y, kernel=kernel, sigma=sigma, unbiased=unbiased)
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+        ma.cka(X, Y, eps=-1.0)

@@ -3,7 +3,7 @@ package where installed, and the PairSums reducer's distance mode with forced ti
 
 dcor 0.7 with array-api-compat >= 1.16 never takes its compiled pdist path for NumPy input
 (``_can_be_numpy_double`` compares the namespace with ``numpy`` itself and gets
-``array_api_compat.numpy``) and builds an N×N×D difference instead (ANCHORS.md §3): keep
+``array_api_compat.numpy``) and builds an N×N×D difference instead (the anchor measurements, bench/README.md): keep
 N <= 300 in the comparisons with it.
 """
 

@@ -1,4 +1,4 @@
-"""Every ``Examples`` section in the public package runs (STYLE rule 25)."""
+"""Every ``Examples`` section in the public package runs."""
 
 import doctest
 import importlib

@@ -9,7 +9,7 @@ Compare two models by their embeddings of the same N structures::
     ma.intrinsic_dimension(X)
     ma.cka(X, Y);  ma.distance_correlation(X, Y);  ma.information_imbalance(X, Y)
 
-See DESIGN.md for the exact definitions.
+See docs/METRICS.md for the exact definitions.
 """
 
 from . import _engine

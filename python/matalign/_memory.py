@@ -1,4 +1,4 @@
-"""Memory budget of engine calls (DESIGN.md §3: "MemoryError with the size it needed").
+"""Memory budget of engine calls ("MemoryError with the size it needed").
 
 Every engine entry point estimates, before allocating anything, the bytes the call will hold
 at its peak (outputs, the engine's per-row state and per-thread tile scratch, FAISS indexes,

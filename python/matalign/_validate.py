@@ -1,4 +1,4 @@
-"""The one input-validation helper of matalign (STYLE rule 18).
+"""The one input-validation helper of matalign.
 
 Every public function passes its data through :func:`as_matrix` and its options through the
 ``check_*`` helpers, so that every error names the argument and states what was expected and
@@ -138,7 +138,8 @@ def _from_device_object(X, name: str):
     )
 
 
-def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = False) -> np.ndarray:
+def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = False,
+              scan: bool = True) -> np.ndarray:
     """Validate an (N, D) embedding matrix and return it as a NumPy array.
 
     No dtype is ever changed and no copy is made for NumPy input in C or Fortran order,
@@ -160,6 +161,11 @@ def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = Fal
     allow_device : bool, default False
         Reserved for GPU input: GPU-resident arrays are rejected with RuntimeError in this
         version whatever the value.
+    scan : bool, default True
+        Read the values (NaN/Inf, overflowing magnitudes: :func:`check_values`). False checks
+        only what the shape and dtype tell, without reading any data, so that an entry point
+        can refuse a call for memory before it reads a large memmap; it must then call
+        :func:`check_values` itself.
 
     Returns
     -------
@@ -229,6 +235,14 @@ def as_matrix(X, name: str = "X", dtypes=_FLOAT_DTYPES, allow_device: bool = Fal
     elif (not arr.flags.aligned or any(s < 0 for s in arr.strides)
           or any(s % arr.itemsize for s in arr.strides)):
         arr = np.ascontiguousarray(arr)
+    if scan:
+        check_values(arr, name)
+    return arr
+
+
+def check_values(arr: np.ndarray, name: str = "X") -> np.ndarray:
+    """The value checks of :func:`as_matrix` (one pass over the data): no NaN/Inf (the message
+    names the first offending row and column) and no magnitude whose squares overflow."""
     bad = _engine.first_nonfinite_row(arr)
     if bad >= 0:
         row = np.asarray(arr[bad])

@@ -1,4 +1,4 @@
-"""Approximate k-nearest-neighbour search through FAISS (DESIGN.md §1.3).
+"""Approximate k-nearest-neighbour search through FAISS (docs/ARCHITECTURE.md).
 
 ``ma.knn(X, k=..., method="ivf" | "hnsw" | "ivfpq")`` validates its input and then calls the
 functions here, which build a FAISS index, search it, and bring the result into matalign's

@@ -20,7 +20,7 @@ from . import approx as _approx
 from ._io import atomic_open
 from ._progress import progress_callback
 from ._rows import l2_normalize
-from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_threads,
+from ._validate import (as_matrix, check_bool, check_values, check_choice, check_int, check_k, check_threads,
                         check_progress, check_same_dtype, describe)
 
 __all__ = ["KnnGraph", "knn", "self_graph"]
@@ -498,11 +498,13 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     if dev.is_cuda:
         return _knn_cuda(X, queries, k=k, metric=metric, method=method, rescore=rescore,
                          tile_rows=tile_rows, tile_cols=tile_cols, progress=progress, dev=dev)
-    X = as_matrix(X, "X")
+    # Shapes and dtypes first: the memory check below reads no data, so a call too large for
+    # memory is refused before a (possibly huge, cold) memmap is scanned for NaN/Inf.
+    X = as_matrix(X, "X", scan=False)
     n, d = X.shape
     Q = None
     if queries is not None:
-        Q = as_matrix(queries, "queries")
+        Q = as_matrix(queries, "queries", scan=False)
         check_same_dtype(X, Q)
         if Q.shape[1] != d:
             raise ValueError(
@@ -550,6 +552,9 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         if method == "exact" else
         "the FAISS index holds a copy of X: use method='ivfpq' (compressed codes), "
         "method='exact' (no index), or a smaller k"))
+    check_values(X, "X")
+    if Q is not None and Q is not X:
+        check_values(Q, "queries")
 
     core_metric = metric
     if metric == "cosine":

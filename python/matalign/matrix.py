@@ -27,7 +27,7 @@ from ._json import jsonable
 from ._progress import Job, progress_callback
 from ._validate import (as_matrix, check_bool, check_choice, check_eps, check_fraction,
                         check_int, check_k, check_progress, check_same_structures, check_threads,
-                        describe)
+                        check_values, describe)
 from .knn import METRICS as KNN_METRICS
 from .knn import KnnGraph
 from .metrics import ALIASES, ALL_METRICS, GRAPH_METRICS, MATRIX_STAGES
@@ -85,8 +85,8 @@ def _resolve_input(name: str, obj):
                 raise TypeError(f"{label}.metadata must be a dict (or None); got "
                                 f"{describe(raw_meta)}")
             metadata = jsonable(raw_meta, f"{label}.metadata")
-        return as_matrix(obj.embeddings, f"{label}.embeddings"), metadata
-    return as_matrix(obj, label), {}
+        return as_matrix(obj.embeddings, f"{label}.embeddings", scan=False), metadata
+    return as_matrix(obj, label, scan=False), {}  # values are read after the memory check
 
 
 def _check_inputs(req: MatrixRequest) -> None:
@@ -283,6 +283,11 @@ def alignment_matrix(spaces, *, metrics=DEFAULT_METRICS, k=10, knn_metric="ip", 
     _memory.check_memory(need, what, advice=(
         "compute fewer metrics per call, pass a smaller k, pass all models in one dtype, or "
         "fewer n_threads"))
+    for name, label, obj in zip(names, labels, inputs):
+        if not isinstance(obj, KnnGraph):
+            is_store = not isinstance(spaces[name], np.ndarray) and hasattr(spaces[name],
+                                                                            "embeddings")
+            check_values(obj, f"{label}.embeddings" if is_store else label)
 
     results = {}
     with progress_callback(progress, f"alignment matrix M={len(names)} N={n}") as callback, \

@@ -1,4 +1,4 @@
-"""Explicit preprocessing of embeddings (DESIGN.md §2): no metric preprocesses silently."""
+"""Explicit preprocessing of embeddings (docs/METRICS.md): no metric preprocesses silently."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ structure in every model), builds one kNN graph per model (exact, or approximate
 - ``local_agreement:a:b``: |knn_a(i) ∩ knn_b(i)| / k, exactly ``ma.local_agreement(A, B, k=k)``;
 - ``cknna_row:a:b``: row i's share of CKNNA(a, b), the per-structure contribution to the
   numerator HSIC₁(M∘K, M∘L) over the denominator, so that the column sums to ``ma.cknna(A, B)``
-  (DESIGN.md §2; only for inner-product graphs, ``metric`` "ip" or "cosine");
+  (docs/METRICS.md; only for inner-product graphs, ``metric`` "ip" or "cosine");
 
 and over all pairs:
 

@@ -18,7 +18,7 @@ from .. import _device
 from .. import _memory
 from .._progress import progress_callback
 from .._validate import check_same_structures
-from .._validate import check_threads, as_matrix, check_bool, check_progress, check_same_n
+from .._validate import check_threads, check_values, as_matrix, check_bool, check_progress, check_same_n
 from ._global import (MatrixStage, constant_error, is_constant, pair_sums, pair_sums_memory,
                       too_few_rows)
 
@@ -115,8 +115,8 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False,
     progress = check_progress(progress)
     check_same_structures((("X", X), ("Y", Y)))
     dev = _device.resolve(device, X, Y)
-    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
-    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")
+    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X", scan=False)
+    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y", scan=False)
     n = check_same_n(X, Y)
     if unbiased and n < 4:
         raise too_few_rows("distance_correlation(unbiased=True)", n, 4,
@@ -127,6 +127,9 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False,
     need = pair_sums_memory([X, Y], n_threads, dev)
     _memory.check_memory(need, what, advice="pass X and Y in one dtype (a float32 input is "
                          "widened to a float64 copy otherwise), or fewer n_threads")
+    for A, name in ((X, "X"), (Y, "Y")):
+        if isinstance(A, np.ndarray):
+            check_values(A, name)  # after the memory check: it reads the data
     with _memory.reraise(what, need), \
             progress_callback(progress, f"distance correlation N={n}") as callback:
         return float(_dcor_values([X, Y], ["X", "Y"], unbiased, n_threads, callback, dev)[0, 1])

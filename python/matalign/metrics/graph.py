@@ -24,7 +24,7 @@ from .. import _device
 from .. import _memory
 from .._validate import check_same_structures
 from .._validate import (as_matrix, check_choice, check_eps, check_k, check_same_n,
-                         check_threads)
+                         check_threads, check_values)
 from ..knn import METRICS, KnnGraph, self_graph
 from ._global import MatrixStage
 
@@ -47,7 +47,7 @@ def _resolve(obj, name: str, dev=None):
         return obj
     if dev is not None and dev.is_cuda:
         return _device.matrix(obj, name, dev)
-    return as_matrix(obj, name)
+    return as_matrix(obj, name, scan=False)  # values are read after the memory check
 
 
 def _warn_if_approximate(g: KnnGraph, name: str, fn: str) -> None:
@@ -81,6 +81,9 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
                     f"kernel values are the inner products K_ij; {name} is a KnnGraph with "
                     f"metric={r.metric!r}")
     _check_memory(rx, ry, n, k, metric, n_threads, fn, dev)
+    for r, name in zip((rx, ry), names):
+        if isinstance(r, np.ndarray):
+            check_values(r, name)
     device = "cpu" if dev is None else str(dev)
     gx = self_graph(rx, "X", k, metric, n_threads, device=device)
     gy = self_graph(ry, "Y", k, metric, n_threads, device=device)
@@ -260,7 +263,7 @@ def cknna(X, Y, *, k=None, eps=0.0, n_threads=0, device="auto") -> float:
 
     With K = XXᵀ, L = YYᵀ and the kNN masks Mᴷ, Mᴸ (largest inner product, self excluded),
     M = Mᴷ∘Mᴸ: CKNNA = HSIC₁(M∘K, M∘L) / (√(HSIC₁(Mᴷ∘K, Mᴷ∘K)·HSIC₁(Mᴸ∘L, Mᴸ∘L)) + eps), with
-    the unbiased HSIC estimator exactly as the reference code computes it (DESIGN.md §2).
+    the unbiased HSIC estimator exactly as the reference code computes it (docs/METRICS.md).
 
     Parameters
     ----------

@@ -21,7 +21,7 @@ from .. import _device
 from .. import _memory
 from .._progress import progress_callback
 from .._validate import check_same_structures
-from .._validate import (check_threads, as_matrix, check_choice, check_int, check_k, check_progress,
+from .._validate import (check_threads, check_values, as_matrix, check_choice, check_int, check_k, check_progress,
                          check_same_n)
 from ..knn import knn
 from ._global import MatrixStage, too_few_rows
@@ -236,8 +236,8 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
     seed = check_int(seed, "seed", 0)
     check_same_structures((("X", X), ("Y", Y)))
     dev = _device.resolve(device, X, Y) if method == "exact" else _device.resolve("cpu", X, Y)
-    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
-    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")
+    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X", scan=False)
+    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y", scan=False)
     n = check_same_n(X, Y)
     if n < 2:
         raise too_few_rows("information_imbalance", n, 2, "each row needs a neighbour besides "
@@ -247,8 +247,14 @@ def information_imbalance(X, Y, *, k=1, method="exact", n_threads=0, progress=Fa
         what = f"information_imbalance(N={n}, k={k})"
         need = _exact_memory(X, Y, k, n_threads, dev)
         _memory.check_memory(need, what, advice="pass a smaller k (the ranks are (N, k) int64)")
+        for A, name in ((X, "X"), (Y, "Y")):
+            if isinstance(A, np.ndarray):
+                check_values(A, name)  # after the memory check: it reads the data
         with _memory.reraise(what, need):
             return _exact(X, Y, k, n_threads, progress, dev if dev.is_cuda else None)
+    for A, name in ((X, "X"), (Y, "Y")):
+        if isinstance(A, np.ndarray):
+            check_values(A, name)
     subset_size = check_int(subset_size, "subset_size", 2)
     if subset_size < k + 1:
         raise ValueError(

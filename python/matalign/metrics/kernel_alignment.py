@@ -25,7 +25,7 @@ from .. import _device
 from .. import _memory
 from .._progress import progress_callback
 from .._validate import check_same_structures
-from .._validate import (check_threads, as_matrix, check_bool, check_choice, check_int, check_progress,
+from .._validate import (check_eps, check_threads, check_values, as_matrix, check_bool, check_choice, check_int, check_progress,
                          check_same_n, describe)
 from ._global import (MatrixStage, column_stats, constant_error, is_constant, one_dtype,
                       pair_sums, pair_sums_memory, too_few_rows)
@@ -67,15 +67,16 @@ def _check_self(h, name: str, what: str) -> None:
             f"variance for this estimator")
 
 
-def _cka_from_hsic(h, labels, what: str) -> np.ndarray:
-    """CKA matrix from the (value, magnitude) HSIC pairs h[a][b] (a <= b filled)."""
+def _cka_from_hsic(h, labels, what: str, eps: float = 0.0) -> np.ndarray:
+    """CKA matrix from the (value, magnitude) HSIC pairs h[a][b] (a <= b filled):
+    h[a][b] / (√(h[a][a]·h[b][b]) + eps)."""
     m = len(labels)
     for a in range(m):
         _check_self(h[a][a], labels[a], what)
     out = np.empty((m, m))
     for a in range(m):
         for b in range(a, m):
-            out[a, b] = out[b, a] = float(h[a][b][0] / np.sqrt(h[a][a][0] * h[b][b][0]))
+            out[a, b] = out[b, a] = float(h[a][b][0] / (np.sqrt(h[a][a][0] * h[b][b][0]) + eps))
     return out
 
 
@@ -94,13 +95,12 @@ def _fsum(values: np.ndarray) -> float:
     return math.fsum(np.ravel(values).tolist())
 
 
-def _linear_gram_values(arrays, labels, n_threads: int, callback) -> np.ndarray:
+def _linear_gram_values(arrays, labels, n_threads: int, callback, eps: float = 0.0) -> np.ndarray:
     """Biased linear CKA of M spaces from the engine's float64 Gram of [X_1 | … | X_M].
 
     The rows of each space are shifted by the mean of its first ``SHIFT_ROWS`` rows, so the
     centred Gram G − s·sᵀ/N (s the shifted column sums) is free of cancellation; the exact
-    constancy test comes out of the same pass. HSIC₀(a, b) ∝ ‖X̄_aᵀX̄_b‖²_F (the common factor
-    1/(N−1)² cancels in the ratio).
+    constancy test comes out of the same pass. HSIC₀(a, b) = ‖X̄_aᵀX̄_b‖²_F / (N−1)².
     """
     n = arrays[0].shape[0]
     m = len(arrays)
@@ -130,9 +130,9 @@ def _linear_gram_values(arrays, labels, n_threads: int, callback) -> np.ndarray:
         for i, a in enumerate(group):
             for b in group[i:]:
                 if h[a][b] is None:
-                    f = _fsum(C[cols[a], cols[b]] ** 2)
+                    f = _fsum(C[cols[a], cols[b]] ** 2) / (n - 1) ** 2  # HSIC₀
                     h[a][b] = (f, f)
-    return _cka_from_hsic(h, labels, "biased")
+    return _cka_from_hsic(h, labels, "biased", eps)
 
 
 def _linear_groups(dims) -> list:
@@ -153,7 +153,8 @@ def _linear_groups(dims) -> list:
     return groups
 
 
-def _linear_streamed_values(arrays, labels, unbiased: bool, callback) -> np.ndarray:
+def _linear_streamed_values(arrays, labels, unbiased: bool, callback,
+                            eps: float = 0.0) -> np.ndarray:
     """Linear CKA of M spaces in feature space, NumPy float64 (the unbiased HSIC₁ path; the
     biased one is the reference the engine's Gram path is tested against), in blocks of
     ``UNBIASED_BLOCK_ROWS`` rows: pass 1 (column means, exact constancy), pass 2 every pair's
@@ -204,8 +205,8 @@ def _linear_streamed_values(arrays, labels, unbiased: bool, callback) -> np.ndar
         for a, b in group:
             f = _fsum(cross[(a, b)] * cross[(a, b)])
             if not unbiased:
-                # HSIC₀ ∝ ‖X̄_aᵀX̄_b‖²_F; the common factor 1/(N−1)² cancels in the ratio.
-                h[a][b] = (f, f)
+                # HSIC₀ = ‖X̄_aᵀX̄_b‖²_F / (N−1)²
+                h[a][b] = (f / (n - 1) ** 2, f / (n - 1) ** 2)
                 continue
             # Zero-diagonal K̃ = X̄X̄ᵀ: Σ K̃∘L̃ = ‖X̄_aᵀX̄_b‖² − Σ‖x_i‖²‖y_i‖²,
             # ΣK̃ = ‖Σx̄‖² − Σ‖x̄_i‖², and Σ_i rowsum_i(K̃)·rowsum_i(L̃) from the products.
@@ -222,7 +223,7 @@ def _linear_streamed_values(arrays, labels, unbiased: bool, callback) -> np.ndar
             else:
                 h[a][b] = _hsic1(f - nn[(a, b)], s_a, s_b, t3, n)
         del cross
-    return _cka_from_hsic(h, labels, "unbiased" if unbiased else "biased")
+    return _cka_from_hsic(h, labels, "unbiased" if unbiased else "biased", eps)
 
 
 def _sample_pairs(n: int, n_pairs: int, seed: int):
@@ -342,7 +343,7 @@ def parse_sigmas(sigma, names):
 
 
 def _rbf_values(spaces, labels, sigmas, unbiased: bool, n_threads: int, seed: int, callback,
-                device=None):
+                device=None, eps: float = 0.0):
     """RBF CKA of M spaces from ONE PairSums pass: ((M, M) values, the resolved sigmas)."""
     n = spaces[0].shape[0]
     m = len(spaces)
@@ -372,24 +373,25 @@ def _rbf_values(spaces, labels, sigmas, unbiased: bool, n_threads: int, seed: in
         for a in range(m):
             for b in range(a, m):
                 h[a][b] = _hsic1(c[a, b], float(s[a]), float(s[b]), float(r[a] @ r[b]), n)
-        return _cka_from_hsic(h, labels, "unbiased"), resolved
+        return _cka_from_hsic(h, labels, "unbiased", eps), resolved
     # Full kernels: the diagonal k(x_i, x_i) = 1 is added back to every sum.
     rk = r + 1.0
     s = rk.sum(axis=1)
     for a in range(m):
         for b in range(a, m):
             h[a][b] = _hsic0(c[a, b] + n, float(s[a]), float(s[b]), float(rk[a] @ rk[b]), n)
-    return _cka_from_hsic(h, labels, "biased"), resolved
+    return _cka_from_hsic(h, labels, "biased", eps), resolved
 
 
-def _linear_values(arrays, labels, unbiased: bool, n_threads: int, callback) -> np.ndarray:
+def _linear_values(arrays, labels, unbiased: bool, n_threads: int, callback,
+                   eps: float = 0.0) -> np.ndarray:
     if unbiased:
-        return _linear_streamed_values(arrays, labels, True, callback)
-    return _linear_gram_values(arrays, labels, n_threads, callback)
+        return _linear_streamed_values(arrays, labels, True, callback, eps)
+    return _linear_gram_values(arrays, labels, n_threads, callback, eps)
 
 
 def cka_matrix(spaces, labels, *, kernel="linear", sigmas=None, unbiased=False, n_threads=0,
-               seed=0, progress=None, device=None):
+               seed=0, progress=None, device=None, eps=0.0):
     """CKA of every pair of M validated spaces: ((M, M) values, resolved RBF sigmas or None).
 
     The fused form of :func:`cka`: one engine pass for all pairs (RBF: PairSums; linear
@@ -399,9 +401,9 @@ def cka_matrix(spaces, labels, *, kernel="linear", sigmas=None, unbiased=False, 
     """
     spaces, labels = list(spaces), list(labels)
     if kernel == "linear":
-        return _linear_values(spaces, labels, unbiased, n_threads, progress), None
+        return _linear_values(spaces, labels, unbiased, n_threads, progress, eps), None
     sigmas = ["median"] * len(spaces) if sigmas is None else list(sigmas)
-    return _rbf_values(spaces, labels, sigmas, unbiased, n_threads, seed, progress, device)
+    return _rbf_values(spaces, labels, sigmas, unbiased, n_threads, seed, progress, device, eps)
 
 
 def _min_rows(req):
@@ -443,7 +445,7 @@ MATRIX_STAGE = MatrixStage(metrics=("cka",), per_model=False, graph_input=False,
 
 
 def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progress=False,
-        seed=0, device="auto") -> float:
+        seed=0, device="auto", eps=0.0) -> float:
     """Centred kernel alignment between two embedding spaces of the same N structures.
 
     CKA = HSIC(K, L) / √(HSIC(K, K)·HSIC(L, L)) with K, L the kernels of X and Y (definitions: docs/METRICS.md):
@@ -482,6 +484,10 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         True shows a progress bar; a callable is called between blocks/tiles.
     seed : int, default 0
         Seed of the pair sample of ``sigma="median"``.
+    eps : float, default 0.0
+        Added to the denominator: CKA = HSIC(K, L) / (√(HSIC(K, K)·HSIC(L, L)) + eps).
+        ``eps=1e-6`` with ``unbiased=True`` reproduces the reference code's unbiased CKA
+        (as ``cknna(eps=1e-6)`` does for CKNNA); 0 is the exact ratio.
     device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
         Where the RBF kernel's pass over the pairs runs (rules in ``matalign._device``; GPU
         input is read in place). The linear kernel always runs on the CPU (it is O(N·D²) in
@@ -518,6 +524,7 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
     """
     kernel = check_choice(kernel, "kernel", KERNELS)
     unbiased = check_bool(unbiased, "unbiased")
+    eps = check_eps(eps)
     n_threads = check_threads(n_threads)
     progress = check_progress(progress)
     seed = check_int(seed, "seed", 0)
@@ -529,8 +536,8 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         X = _device.to_host(_device.matrix(X, "X", dev))
         Y = _device.to_host(_device.matrix(Y, "Y", dev))
         dev = _device.Device("cpu")
-    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X")
-    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y")
+    X = _device.matrix(X, "X", dev) if dev.is_cuda else as_matrix(X, "X", scan=False)
+    Y = _device.matrix(Y, "Y", dev) if dev.is_cuda else as_matrix(Y, "Y", scan=False)
     n = check_same_n(X, Y)
     if unbiased and n < 4:
         raise too_few_rows("cka(unbiased=True)", n, 4, "the unbiased HSIC divides by N - 3")
@@ -547,11 +554,14 @@ def cka(X, Y, *, kernel="linear", sigma=None, unbiased=False, n_threads=0, progr
         advice = ("pass X and Y in one dtype (a float32 input is widened to a float64 copy "
                   "otherwise), or fewer n_threads")
     _memory.check_memory(need, what, advice=advice)
+    for A, name in ((X, "X"), (Y, "Y")):
+        if isinstance(A, np.ndarray):
+            check_values(A, name)  # after the memory check: it reads the data
     label = f"{'linear' if kernel == 'linear' else 'RBF'} CKA N={n}"
     with _memory.reraise(what, need), progress_callback(progress, label) as callback:
         if kernel == "linear":
-            values = _linear_values([X, Y], ["X", "Y"], unbiased, n_threads, callback)
+            values = _linear_values([X, Y], ["X", "Y"], unbiased, n_threads, callback, eps)
         else:
             values, _ = _rbf_values([X, Y], ["X", "Y"], list(_parse_sigma(sigma)), unbiased,
-                                    n_threads, seed, callback, dev)
+                                    n_threads, seed, callback, dev, eps)
     return float(values[0, 1])

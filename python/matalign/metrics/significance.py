@@ -1,4 +1,4 @@
-"""Significance of an alignment value: permutation null and bootstrap intervals (DESIGN.md §2).
+"""Significance of an alignment value: permutation null and bootstrap intervals (docs/METRICS.md).
 
 - :func:`permutation_test` recomputes a metric with the rows of Y shuffled, which destroys the
   pairing of structures while keeping each space's own geometry. For graph metrics
