@@ -18,11 +18,11 @@ N = 1100
 DIMS = (5, 17, 33, 8)
 
 
-def _spaces(dtype, seed=0):
+def _spaces(dtype, seed=0, dims=DIMS):
     rng = np.random.default_rng(seed)
     latent = rng.normal(size=(N, 4))
     out = {}
-    for i, d in enumerate(DIMS):
+    for i, d in enumerate(dims):
         A = latent @ rng.normal(size=(4, d)) + (0.2 + 0.3 * i) * rng.normal(size=(N, d))
         out[f"m{i}"] = (A + 2.0 * i).astype(dtype)
     return out
@@ -69,6 +69,17 @@ def test_every_entry_equals_the_pairwise_call_bitwise(dtype, metrics, opts):
                 got = m.value(metric, a, b)
                 want = _pairwise(metric, spaces[a], spaces[b], opts)
                 assert got == want, (metric, a, b, got, want, float(got) - float(want))
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_equal_dimensions_and_both_argument_orders(unbiased):
+    """Models of one D (the orientation of a pair is then decided by the data): the matrix
+    entry equals the pairwise call in both argument orders."""
+    spaces = _spaces(np.float64, seed=2, dims=(8, 8, 8))
+    m = ma.alignment_matrix(spaces, metrics=["cka"], unbiased=unbiased)
+    for a in spaces:
+        for b in spaces:
+            assert m.value("cka", a, b) == ma.cka(spaces[a], spaces[b], unbiased=unbiased)
 
 
 def test_intrinsic_dimension_per_model_equals_the_single_call():

@@ -24,11 +24,14 @@ from .metrics import (SignificanceResult, bootstrap_ci, cka, distance_correlatio
 from .preprocess import preprocess
 from .store import EmbeddingStore, open_store
 from .embed import embed
+from .study import study, study_config
 
 __version__: str = _engine.version()
 
 __all__ = [
     "__version__",
+    "study",
+    "study_config",
     "adapters",
     "datasets",
     "knn",

@@ -1,5 +1,6 @@
 """JSON-safe copies of values: the one helper behind every JSON file matalign writes
-(alignment matrices, embedding-store manifests, run records)."""
+(alignment matrices, embedding-store manifests, run records). Imports nothing of matalign, so
+every layer may use it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._validate import describe
+__all__ = ["jsonable", "describe"]
 
-__all__ = ["jsonable"]
+
+def describe(value) -> str:
+    """A short description of an object's type for error messages (``torch.Tensor``, ``list``)."""
+    cls = type(value)
+    module = cls.__module__
+    if module in ("builtins", None):
+        return cls.__name__
+    return f"{module.split('.')[0]}.{cls.__qualname__}"
 
 
 def jsonable(value, where: str):

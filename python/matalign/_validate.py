@@ -15,6 +15,7 @@ import operator
 import numpy as np
 
 from . import _engine
+from ._json import describe
 
 __all__ = [
     "as_matrix",
@@ -36,13 +37,6 @@ _DLPACK_DEVICE_NAMES = {2: "CUDA", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 9: "VPI
                         13: "CUDA managed", 14: "oneAPI"}
 
 
-def describe(value) -> str:
-    """A short description of an object's type for error messages (``torch.Tensor``, ``list``)."""
-    cls = type(value)
-    module = cls.__module__
-    if module in ("builtins", None):
-        return cls.__name__
-    return f"{module.split('.')[0]}.{cls.__qualname__}"
 
 
 def _dtype_names(dtypes) -> str:

@@ -324,7 +324,7 @@ def plan(quick: bool = False, n: int | None = None, k: int = 10, seed: int = 0) 
 
     Examples
     --------
-    >>> from matalign._demo_models import plan
+    >>> from matalign.demo import plan
     >>> p = plan(quick=True)
     >>> p.n_crystals, "chgnet-0.3.0" in p.crystal_models, len(p.ladder)
     (32, True, 3)

@@ -47,11 +47,11 @@ from ._progress import progress_callback
 from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_progress,
                         check_threads, describe)
 from .knn import METHODS, METRICS, knn
+from .metrics.graph import IP_METRICS
 
 __all__ = ["score", "ScoreResult", "load_embeddings", "read_scores", "FORMATS"]
 
 FORMATS = (".csv", ".parquet")
-_IP_METRICS = ("ip", "cosine")
 
 
 @dataclass(frozen=True)
@@ -367,7 +367,7 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
         arrays.append(A)
     n = arrays[0].shape[0]
     k = check_k(k, n)
-    with_cknna = metric in _IP_METRICS and n >= 4
+    with_cknna = metric in IP_METRICS and n >= 4
     npairs = len(names) * (len(names) - 1) // 2
     nt = _memory.threads(n_threads)
     # Resident: the M graphs, the per-pair columns (2 per pair) and ~6 per-row arrays; on top

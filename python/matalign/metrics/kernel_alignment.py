@@ -89,10 +89,30 @@ UNBIASED_BLOCK_ROWS = 2048  # NumPy blocks (unbiased)
 FUSED_GRAM_BYTES = 1 << 30
 
 
-def _fsum(values: np.ndarray) -> float:
-    """The correctly rounded sum of an array: independent of its order and shape, so a
-    pair's value does not depend on which of the two models comes first."""
-    return math.fsum(np.ravel(values).tolist())
+def _comes_first(A, B) -> bool:
+    """Whether A is the first space of the pair (A, B) in the one orientation every linear-CKA
+    kernel uses, whatever order the caller passed them in: the larger D first, then the first
+    differing row in byte order. Summing a pair's terms in that orientation makes
+    cka(X, Y) == cka(Y, X) bit for bit, as the matrix needs (it computes each pair once)."""
+    if A.shape[1] != B.shape[1]:
+        return A.shape[1] > B.shape[1]
+    step = 64
+    for start in range(0, A.shape[0], step):
+        a = np.ascontiguousarray(A[start:start + step]).tobytes()
+        b = np.ascontiguousarray(B[start:start + step]).tobytes()
+        if a != b:
+            return a > b
+    return True  # equal data: either orientation gives the same sums
+
+
+def _oriented(arrays):
+    """pair (a, b) -> (p, q), the pair in its one orientation (see _comes_first)."""
+    m = len(arrays)
+    out = {}
+    for a in range(m):
+        for b in range(a, m):
+            out[(a, b)] = (a, b) if a == b or _comes_first(arrays[a], arrays[b]) else (b, a)
+    return out
 
 
 def _linear_gram_values(arrays, labels, n_threads: int, callback, eps: float = 0.0) -> np.ndarray:
@@ -113,6 +133,7 @@ def _linear_gram_values(arrays, labels, n_threads: int, callback, eps: float = 0
     else:
         groups = [[a, b] for a in range(m) for b in range(a + 1, m)]
     h = [[None] * m for _ in range(m)]
+    orient = _oriented(spaces)
     for g, group in enumerate(groups):
         def report(done, total, g=g):
             if callback is not None:
@@ -130,7 +151,9 @@ def _linear_gram_values(arrays, labels, n_threads: int, callback, eps: float = 0
         for i, a in enumerate(group):
             for b in group[i:]:
                 if h[a][b] is None:
-                    f = _fsum(C[cols[a], cols[b]] ** 2) / (n - 1) ** 2  # HSIC₀
+                    p, q = orient[(a, b)]
+                    block = np.ascontiguousarray(C[cols[p], cols[q]])
+                    f = float(np.sum(block * block)) / (n - 1) ** 2  # HSIC₀
                     h[a][b] = (f, f)
     return _cka_from_hsic(h, labels, "biased", eps)
 
@@ -176,9 +199,11 @@ def _linear_streamed_values(arrays, labels, unbiased: bool, callback,
     if callback is not None:
         callback(n, total)
     h = [[None] * m for _ in range(m)]
+    orient = _oriented(arrays)
     for g, group in enumerate(groups):
         models = sorted({a for pair in group for a in pair})
-        cross = {pair: np.zeros((dims[pair[0]], dims[pair[1]])) for pair in group}
+        cross = {pair: np.zeros((dims[orient[pair][0]], dims[orient[pair][1]]))
+                 for pair in group}
         sc = {a: np.zeros(dims[a]) for a in models}            # Σ x̄_i (centred)
         nsum = dict.fromkeys(models, 0.0)                      # Σ ‖x̄_i‖²
         u = {}                                                 # Σ_i x̄_a,i ‖x̄_b,i‖²
@@ -191,10 +216,12 @@ def _linear_streamed_values(arrays, labels, unbiased: bool, callback,
                       for a in models}
             norms = {a: np.einsum("ij,ij->i", blocks[a], blocks[a]) for a in models}
             for a, b in group:
-                # a == b: a copy, so NumPy runs the same GEMM as for two distinct models (it
-                # would take SYRK for X.T @ X, which rounds differently)
-                cross[(a, b)] += blocks[a].T @ (blocks[b] if a != b else blocks[b].copy())
-                nn[(a, b)] += float(norms[a] @ norms[b])
+                # In the pair's one orientation; a == b: a copy, so NumPy runs the same GEMM as
+                # for two distinct models (it would take SYRK for X.T @ X, which rounds
+                # differently).
+                p, q = orient[(a, b)]
+                cross[(a, b)] += blocks[p].T @ (blocks[q] if p != q else blocks[q].copy())
+                nn[(a, b)] += float(norms[p] @ norms[q])
             for a in models:
                 sc[a] += blocks[a].sum(axis=0)
                 nsum[a] += float(norms[a].sum())
@@ -203,7 +230,7 @@ def _linear_streamed_values(arrays, labels, unbiased: bool, callback,
             if callback is not None:
                 callback(n * (1 + g) + min(n, start + step), total)
         for a, b in group:
-            f = _fsum(cross[(a, b)] * cross[(a, b)])
+            f = float(np.sum(cross[(a, b)] * cross[(a, b)]))
             if not unbiased:
                 # HSIC₀ = ‖X̄_aᵀX̄_b‖²_F / (N−1)²
                 h[a][b] = (f / (n - 1) ** 2, f / (n - 1) ** 2)
@@ -212,7 +239,8 @@ def _linear_streamed_values(arrays, labels, unbiased: bool, callback,
             # ΣK̃ = ‖Σx̄‖² − Σ‖x̄_i‖², and Σ_i rowsum_i(K̃)·rowsum_i(L̃) from the products.
             s_a = float(sc[a] @ sc[a]) - nsum[a]
             s_b = float(sc[b] @ sc[b]) - nsum[b]
-            q0 = _fsum(np.outer(sc[a], sc[b]) * cross[(a, b)])
+            p, q = orient[(a, b)]
+            q0 = float(sc[p] @ cross[(a, b)] @ sc[q])
             q1, q2 = float(sc[a] @ u[(a, b)]), float(sc[b] @ u[(b, a)])
             # One correctly rounded sum for every pair, a == b included: the value of a pair
             # does not depend on the order of its models, nor on whether they are one model.
