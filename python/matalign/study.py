@@ -33,6 +33,10 @@ The config (every key but ``models`` and ``sets`` has a default)::
     set = "id"
     k = 25
 
+    [errors]                         # force/energy errors vs the set's DFT labels
+    set = "id"
+    n = 20                           # structures (0: no errors)
+
     [[models]]
     name = "chgnet-0.3.0"            # a registered adapter (`matalign models`)
     family = "CHGNet"                # for the tree's colours and the findings' groups
@@ -78,7 +82,8 @@ import numpy as np
 from ._io import atomic_write_text
 from ._json import describe, jsonable
 
-__all__ = ["study", "study_config", "load_study_config", "StudyError", "SHIPPED_STUDIES"]
+__all__ = ["study", "study_config", "load_study_config", "StudyError", "SHIPPED_STUDIES",
+           "fetch_mattersim"]
 
 #: Study configs that ship with matalign (``matalign study demo-quick``).
 SHIPPED_STUDIES = ("demo", "demo-quick")
@@ -94,6 +99,7 @@ _DEFAULTS = {
     "statistics": {"level": 0.95, "n_permutations": 200, "n_subsamples": 30},
     "tree": {"set": "id", "k": 25},
     "report": {"reference": ""},
+    "errors": {"set": "id", "n": 20},
 }
 _SET_KINDS = ("id", "ood", "ladder")
 _LADDERS = ("strain", "rattle", "vacancy", "substitution")
@@ -308,9 +314,13 @@ def _structures(cfg: dict, cache: dict) -> dict:
             out[s["name"]] = list(ma.datasets.crystal_ladder(
                 base, kind=s["ladder"], levels=(float(s["level"]),), seed=cfg["seed"]))
             continue
-        key = (s["dataset"], json.dumps(s["options"], sort_keys=True))
+        options = dict(s["options"])
+        if s["dataset"] == "mattersim-full" and "path" not in options \
+                and not os.environ.get("MATALIGN_MATTERSIM_DIR"):
+            options["path"] = str(fetch_mattersim())
+        key = (s["dataset"], json.dumps(options, sort_keys=True))
         if key not in cache:
-            cache[key] = list(ma.datasets.get(s["dataset"], **s["options"]))
+            cache[key] = list(ma.datasets.get(s["dataset"], **options))
         pool = cache[key]
         n = s["n"]
         if n is None or n >= len(pool):
@@ -321,6 +331,28 @@ def _structures(cfg: dict, cache: dict) -> dict:
             chosen = [pool[i] for i in rows]
         out[s["name"]] = chosen
     return out
+
+
+def fetch_mattersim(cache_dir=None) -> Path:
+    """The mattersim 1.2.3 source distribution (its 5,222 benchmark crystals), from the
+    package registry with pip on first use, then from ``cache_dir`` (default
+    ``~/.cache/matalign``). Returns the path of the ``.tar.gz``."""
+    import subprocess
+    import sys
+
+    folder = Path(cache_dir or Path.home() / ".cache" / "matalign").expanduser()
+    target = folder / "mattersim-1.2.3.tar.gz"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--quiet", "mattersim==1.2.3", "-d", str(folder)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0 or not target.is_file():
+        raise StudyError(f"could not fetch mattersim 1.2.3's source distribution with pip "
+                         f"({' '.join(cmd)}): {done.stderr.strip()[-400:]}; download it by "
+                         f"hand and set MATALIGN_MATTERSIM_DIR to the .tar.gz")
+    return target
 
 
 def _species(sets: dict) -> list:
@@ -491,6 +523,7 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
 
                 run.stage(f"ksweep/{name}/k{k}", [f"sets/{name}/matrix-k{k}.json"], sweep)
 
+    _errors_stage(run, cfg, sets)
     seconds = time.perf_counter() - t0
     run_json = _write_run_json(root, cfg, sets, matrices)
     page = None
@@ -504,6 +537,40 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
     echo(f"done in {seconds:.0f} s: {run_json}")
     return {"run_dir": root, "sets": {k: len(v) for k, v in sets.items()},
             "matrices": matrices, "findings": [], "report": page}
+
+
+def _errors_stage(run: _Run, cfg: dict, sets: dict) -> None:
+    """errors.json: each predicting model's force (and energy) error on the first n labelled
+    structures of the errors set; nothing when no model of the study predicts."""
+    from .errors import PREDICTORS, model_errors
+
+    spec = cfg["errors"]
+    n = int(spec.get("n") or 0)
+    target = spec.get("set") or cfg["sets"][0]["name"]
+    models = [m for m in cfg["models"] if m["name"] in PREDICTORS]
+    if n <= 0 or target not in sets or not models:
+        return
+    structures = sets[target][:n]
+    values = {}
+    for m in models:
+        values[m["label"]] = run.stage(f"errors/{target}/{m['label']}", [],
+                                       lambda m=m: model_errors(structures, m["name"]))
+
+    def write():
+        used = {v["n"] for v in values.values()}
+        run.write_json("errors.json", {
+            "label": "force MAE (eV/Å)",
+            "values": {k: v["force_mae"] for k, v in values.items()},
+            "energy_label": "energy MAE (eV/atom)",
+            "energy": {k: v["energy_mae"] for k, v in values.items()},
+            "functional": {k: v["functional"] for k, v in values.items()},
+            "set": target, "n": sorted(used),
+            "note": ("forces need no reference-energy convention and are compared across all "
+                     "models; energies only within one functional (the labels are PBE/PBE+U, "
+                     "with the corrections of their source): an r2SCAN model's energy error "
+                     "measures the functional gap, not its accuracy")})
+
+    run.stage("errors", ["errors.json"], write)
 
 
 def _write_run_json(root: Path, cfg: dict, sets: dict, matrices: dict) -> Path:
