@@ -401,7 +401,7 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         a CPU with AVX-512 VNNI: their range of k grows with N·D (at N = 20k, D = 256: int8
         for k <= 24, or 48 with ``queries``; int16 up to k = 512; at N = 1k int16 up to
         k = 166 for self graphs; the rule is
-        ``matalign._core.knn_screen_auto_bits(k, self_mode, N, D)``), and not where
+        ``matalign._core.knn_screen_auto(k, self_mode, N, D)``), and not where
         the screen's int8/int16 copy and candidate lists would not fit in memory but the
         float GEMM's would;
         ``"int8"``/``"int16"`` always (portable kernels elsewhere;
@@ -536,7 +536,8 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         # where they would not fit but the float GEMM does, "auto" takes the float GEMM.
         # (The engine's own rule; on CPUs without VNNI "auto" never screens and this estimate
         # is merely conservative.)
-        bits = {8: "int8", 16: "int16"}.get(_core.knn_screen_auto_bits(k, Q is None, n, d))
+        picked = _core.knn_screen_auto(k, Q is None, n, d)
+        bits = None if picked == "off" else picked
         if bits is not None:
             need_screen = _need(bits)
             avail, _ = _memory.available_memory()
