@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Exact kNN: the integer screens against matalign's own float GEMM (``screen=`` forced).
 
-This is the table behind ``screen="auto"``'s rule (cpp/src/knn.cpp ``screen_auto_bits``):
+This is the table behind ``screen="auto"``'s rule (cpp/src/knn.cpp ``screen_auto``):
 for each k, the self graph of X (N × D, float32, Gaussian) and Q ≠ X (``--queries`` rows),
 timed with ``screen="int8"``, ``"int16"`` and ``"off"`` in one process, best of ``--repeat``
 after a warm-up. Agreement first: the int8 and int16 graphs must be identical bit for bit
@@ -85,8 +85,7 @@ def main() -> int:
             ok16, r16 = _agree(graphs["int16"], graphs["off"], args.d)
             ok = same and ok8 and ok16
             failed |= not ok
-            bits = ma._core.knn_screen_auto_bits(k, queries is None, args.n, args.d)
-            picks = {8: "int8", 16: "int16"}.get(bits, "off")
+            picks = ma._core.knn_screen_auto(k, queries is None, args.n, args.d)
             agreement = (f"ok: int8 = int16 bitwise, recall vs off {min(r8, r16):.5f}" if ok else
                          f"**FAIL** (int8 = int16: {same}, recall {r8:.5f} / {r16:.5f})")
             if ok:

@@ -36,12 +36,12 @@ def test_only_the_engine_door_imports_core():
     assert importers == ["_engine.py"], importers
 
 
-def _lint(package_parent: Path) -> subprocess.CompletedProcess:
+def _lint(package_parent: Path, config: Path = CONFIG) -> subprocess.CompletedProcess:
     pytest.importorskip("importlinter", reason="import-linter is a test dependency "
                         "(requirements-test.txt)")
     exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     env = dict(os.environ, PYTHONPATH=str(package_parent))
-    return subprocess.run([exe, str(CONFIG)], capture_output=True, text=True, env=env,
+    return subprocess.run([exe, str(config)], capture_output=True, text=True, env=env,
                           cwd=str(package_parent), timeout=300)
 
 
@@ -52,15 +52,22 @@ def test_layering_contract_is_kept():
 
 
 def test_layering_contract_fails_on_a_planted_upward_import(tmp_path):
-    """The contract can fail: the metrics layer importing the CLI is reported as broken."""
-    copy = tmp_path / "matalign"
+    """The contract can fail: the metrics layer importing the CLI is reported as broken.
+
+    The copy gets another name (an installed matalign would shadow a copy of the same name)."""
+    copy = tmp_path / "mlplanted"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("*.so", "__pycache__", "data"))
+    config = tmp_path / "planted.importlinter"
+    config.write_text(CONFIG.read_text(encoding="utf-8").replace("matalign", "mlplanted"),
+                      encoding="utf-8")
+    result = _lint(tmp_path, config)
+    assert result.returncode == 0, result.stdout + result.stderr  # the copy is clean
     target = copy / "metrics" / "dcor.py"
     target.write_text(target.read_text(encoding="utf-8") + "\nfrom .. import cli  # planted\n",
                       encoding="utf-8")
-    result = _lint(tmp_path)
+    result = _lint(tmp_path, config)
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout and "matalign.metrics.dcor -> matalign.cli" in result.stdout
+    assert "BROKEN" in result.stdout and "mlplanted.metrics.dcor -> mlplanted.cli" in result.stdout
 
 
 def test_the_repository_cites_no_file_outside_it():

@@ -15,7 +15,7 @@ SIMD_LEVELS = tuple(ma.build_info()["simd_available"])
 
 def _core_bits(k, self_mode, n, d):
     from matalign import _core
-    return _core.knn_screen_auto_bits(k, self_mode, n, d)
+    return {"int8": 8, "int16": 16, "off": 0}[_core.knn_screen_auto(k, self_mode, n, d)]
 
 
 def _data(seed, n, d, dtype, *, scale=1.0):
@@ -171,7 +171,7 @@ def test_screen_zero_rows_and_range():
 
 
 def test_screen_auto_rule():
-    """The rule of screen="auto" (cpp/src/knn.cpp screen_auto_bits, from bench_screen.py's
+    """The rule of screen="auto" (cpp/src/knn.cpp screen_auto, from bench_screen.py's
     crossovers): the screens' range of k grows with N·D."""
     bits = _core_bits
     # N = 20k, D = 256 (bench/README.md's crossover table)
@@ -258,8 +258,8 @@ def test_rank_count_float32_screen_is_the_float64_count(simd, n, d, k, tile):
         Y[10 % n] = Y[8]
         T = np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
         T[8, 0] = 3
-        a = _core.rank_count_f64(Y, T, tile_rows=tile, simd=simd, screen=True)
-        b = _core.rank_count_f64(Y, T, tile_rows=tile, simd=simd, screen=False)
+        a = _core.rank_count_f64(Y, T, tile_rows=tile, simd=simd, prefilter=True)
+        b = _core.rank_count_f64(Y, T, tile_rows=tile, simd=simd, prefilter=False)
         np.testing.assert_array_equal(a, b)
         # and the definition, from the dense float64 distances
         D = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
@@ -281,5 +281,5 @@ def test_rank_count_screen_range_fallback():
     T = ((np.arange(60) + 1) % 60)[:, None].astype(np.int64)
     for scale in (1e16, 1e-16):
         Z = Y * scale
-        np.testing.assert_array_equal(_core.rank_count_f64(Z, T, screen=True),
-                                      _core.rank_count_f64(Z, T, screen=False))
+        np.testing.assert_array_equal(_core.rank_count_f64(Z, T, prefilter=True),
+                                      _core.rank_count_f64(Z, T, prefilter=False))

@@ -30,7 +30,34 @@ int64_t auto_block_rows(int64_t D) {
   b = std::max<int64_t>(64, std::min<int64_t>(1024, b));
   return b / 16 * 16;
 }
+
+// Doubles of one thread's scratch: the converted block (B × D), its two packings, the block
+// Gram and the block column sums.
+int64_t gram_per_thread(int64_t B, int64_t D, int mr, int nr) {
+  const int64_t pa_elems = mul_checked(round_up(D, mr), B, "pack");
+  const int64_t pb_elems = mul_checked(round_up(D, nr), B, "pack");
+  return mul_checked(B, D, "block") + pa_elems + pb_elems + mul_checked(D, D, "gram") + D;
+}
 }  // namespace
+
+int64_t gram_workspace_bytes(int64_t n, const std::vector<int64_t>& dims, int n_threads) {
+  MATALIGN_CHECK(n >= 1, "gram_workspace_bytes: n must be >= 1, got ", n);
+  MATALIGN_CHECK(!dims.empty(), "gram_workspace_bytes: need at least one space");
+  MATALIGN_CHECK(n_threads >= 0 && n_threads <= kMaxThreads,
+                 "gram_workspace_bytes: n_threads must be in 0..", kMaxThreads);
+  int64_t D = 0;
+  for (int64_t d : dims) {
+    MATALIGN_CHECK(d >= 1, "gram_workspace_bytes: every dimension must be >= 1");
+    D += d;
+  }
+  const int nt = std::max(1, n_threads);
+  const detail::Kernels<double> K = detail::kernels_for<double>(simd_best());
+  const int64_t B = std::min(auto_block_rows(D), n);
+  const int64_t outputs = D * D * 8 + D * 8 + D;
+  const int64_t offsets = (static_cast<int64_t>(dims.size()) + 1) * 8;
+  // per thread: the scratch above and the running min/max (float64 at most)
+  return outputs + offsets + nt * (gram_per_thread(B, D, K.mr, K.nr) * 8 + 2 * D * 8 + 1);
+}
 
 template <class T>
 void shifted_gram(const std::vector<MatrixView<T>>& spaces, const double* shift, double* gram,
@@ -50,7 +77,7 @@ void shifted_gram(const std::vector<MatrixView<T>>& spaces, const double* shift,
   MATALIGN_CHECK(D <= (int64_t(1) << 16), "shifted_gram: ", D, " columns in all is too many");
   MATALIGN_CHECK(opt.block_rows >= 0 && opt.block_rows <= (int64_t(1) << 20),
                  "shifted_gram: block_rows must be in 0..2^20");
-  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "shifted_gram: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<double> K = detail::kernels_for<double>(simd);
   const int nt = resolve_threads(opt.n_threads);
@@ -64,7 +91,7 @@ void shifted_gram(const std::vector<MatrixView<T>>& spaces, const double* shift,
   // block column sums, and running per-column min/max (exact constancy test in T).
   const int64_t pa_elems = mul_checked(round_up(D, K.mr), B, "pack");
   const int64_t pb_elems = mul_checked(round_up(D, K.nr), B, "pack");
-  const int64_t per_thread = mul_checked(B, D, "block") + pa_elems + pb_elems + DD + D;
+  const int64_t per_thread = gram_per_thread(B, D, K.mr, K.nr);
   std::vector<double> scratch(static_cast<size_t>(mul_checked(nt, per_thread, "gram scratch")));
   std::vector<T> lo(static_cast<size_t>(nt * D)), hi(static_cast<size_t>(nt * D));
   std::vector<uint8_t> seen(static_cast<size_t>(nt), 0);

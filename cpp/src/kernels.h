@@ -1,7 +1,21 @@
-// Internal interface between the generic engine (knn.cpp, future pairsums.cpp, …) and the
-// per-ISA kernel files (kernels_{scalar,avx2,avx512}.cpp), which are compiled with their own
-// -m flags and chosen at run time. Only plain structs and function pointers cross it, so no
-// inline function compiled for a wide ISA can leak into baseline code through the linker.
+// Internal interface between the generic engine (knn.cpp, pairwise.cpp, gram.cpp,
+// knn_screen.cpp) and the per-ISA kernel files.
+//
+// SIMD dispatch: the one mechanism of the engine. Code that needs a wider ISA than the x86-64
+// baseline lives in its own file, compiled with that ISA's -m flags (cpp/CMakeLists.txt sets
+// them per file; never -march=native):
+//   kernels_{scalar,avx2,avx512}.cpp  the GEMM/kNN/pack kernels (kernels.inc, included once
+//                                     per ISA with that ISA's vector traits) -> Kernels<T>
+//   kernels_vnni.cpp                  the kNN screen's AVX-512 VNNI tile kernels (screen.h)
+//   screen_sorted_avx512.cpp          the screen's AVX-512 sorted-vector keeper (screen.h)
+// Each file exports only getters that return a table of plain function pointers; the generic
+// code picks a table at run time from the CPU's features (simd.cpp: simd_supported,
+// simd_best; Simd::automatic resolves to the best level) and calls through it. Only plain
+// structs and function pointers cross these headers, and everything else in an ISA file has
+// internal linkage, so no inline function compiled for a wide ISA can leak into baseline code
+// through the linker (which is why there are no target(...) attributes or target_clones in
+// the engine). All levels give bitwise-identical results: every file is compiled with
+// -ffp-contract=off and the kernels use the same operation order.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +71,24 @@ struct KnnTileArgs {
   TopKState<T> cols;  ///< heaps of cols, indexed globally (same arrays as rows when symmetric)
 };
 
+/// One tile of rank_count's float32 prefilter at k = 1 (see pairwise.cpp): for the tile's
+/// pairs (i, j) (j > i on a diagonal tile), from the float32 score and its error bound, count
+/// the rows' and columns' certain "closer than the target" decisions and flag the ambiguous
+/// ones (ambm: bit 0 row side, bit 1 column side).
+struct PrefilterK1Args {
+  const float* g;  ///< R × C inner products, leading dimension P
+  int64_t P, R, C;
+  bool diagonal;
+  const float *nf_r, *rt_r, *thi_r, *tlo_r;  ///< rows: norms, root bounds, target thresholds
+  const float *nf_c, *rt_c, *thi_c, *tlo_c;  ///< the same for columns
+  float c_w;          ///< error-bound coefficient
+  int32_t* rowcnt;    ///< R
+  uint8_t* rowamb;    ///< R
+  int32_t* colcnt;    ///< C (added to)
+  uint8_t* colamb;    ///< C (or-ed into)
+  uint8_t* ambm;      ///< R × P byte map
+};
+
 template <class T>
 struct Kernels {
   int mr = 0;  ///< rows per micro-panel
@@ -73,6 +105,8 @@ struct Kernels {
   /// the PairSums and RankCount reducers).
   void (*gemm_tile)(const T* pa, const T* pb, int64_t d, int64_t rows, int64_t cols, T* out,
                     int64_t ldo) = nullptr;
+  /// rank_count's float32 prefilter of one tile at k = 1 (pairwise.cpp; Kernels<float> only).
+  void (*prefilter_k1)(const struct PrefilterK1Args& args) = nullptr;
   /// out[c] = Σ_k x[k]·y_c[k] in double for c < ny (<= 16), one FMA per k in k order: the
   /// chain of the float64 GEMM, so a re-scored pair equals the float64 kernel's bit for bit.
   /// x is a contiguous double row; y_c rows of T with element stride ys.
@@ -93,6 +127,20 @@ inline Kernels<double> kernels_for<double>(Simd s) { return kernels_f64(s); }
 
 /// Smallest multiple of m that is >= a.
 inline int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+/// out[i] = Σ_k x_ik² for every row of x, with the kernels' norms (the GEMM's FMA order, so
+/// squared distances are kNN-identical and exactly 0 for twins), in chunks of 1024 rows on nt
+/// threads. Generic code only (not for the ISA files).
+template <class T>
+void parallel_norms(const Kernels<T>& K, const MatrixView<T>& x, T* out, int nt) {
+  const int64_t n = x.rows, chunk = 1024;
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t r0 = c * chunk, r1 = n < r0 + chunk ? n : r0 + chunk;
+    K.norms(x.data, x.row_stride, x.col_stride, x.cols, r0, r1, out + r0);
+  }
+}
 
 // One getter per ISA file.
 Kernels<float> kernels_f32_scalar();

@@ -7,6 +7,8 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -31,20 +33,61 @@ int64_t auto_tile(int64_t d, int64_t elem, int64_t unit) {
   return std::max(unit, p / unit * unit);
 }
 
-template <class T>
-void parallel_norms(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out, int nt) {
-  const int64_t n = x.rows, chunk = 1024;
-  const int64_t nchunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
-    K.norms(x.data, x.row_stride, x.col_stride, x.cols, r0, r1, out + r0);
+/// Sizes of the float GEMM path, shared by knn_exact and knn_workspace_bytes.
+struct DirectPlan {
+  int64_t kc;       ///< candidates kept per row (k, or more when re-scoring)
+  int64_t cap;      ///< candidate buffer per row
+  int64_t tr, tc;   ///< tile edges
+  int64_t pa_size;  ///< packed row tile (elements)
+  int64_t pb_size;  ///< packed column tile (elements)
+};
+
+DirectPlan direct_plan(int64_t n, int64_t m, int64_t d, int64_t k, int64_t elem, int mr, int nr,
+                       bool self, bool rescore, int64_t max_k, int nt, int64_t tile_rows,
+                       int64_t tile_cols) {
+  DirectPlan p;
+  // Rescoring keeps a few more float candidates than asked, then re-ranks them in double.
+  p.kc = rescore ? std::min(max_k, k + std::max<int64_t>(8, k / 2)) : k;
+  p.cap = p.kc + std::max<int64_t>(16, p.kc / 2);
+  int64_t tr = tile_rows > 0 ? tile_rows : auto_tile(d, elem, 96);
+  int64_t tc = tile_cols > 0 ? tile_cols : auto_tile(d, elem, 96);
+  if (!self && tile_rows <= 0) {
+    // Few queries: shrink row tiles so every thread has a row block.
+    const int64_t per_thread = (m + nt - 1) / nt;
+    tr = std::max<int64_t>(mr, std::min(tr, round_up(per_thread, mr)));
   }
+  // Never larger than the data: huge user tiles, or the 96-row floor at tiny N and huge D,
+  // must not allocate scratch for rows that do not exist.
+  tr = std::min(tr, round_up(self ? n : m, mr));
+  tc = std::min(tc, round_up(n, nr));
+  p.tr = tr;
+  p.tc = tc;
+  const int64_t col_edge = self ? tr : tc;
+  p.pa_size = mul_checked(round_up(tr, mr), d, "row tile");
+  p.pb_size = mul_checked(round_up(col_edge, nr), d, "column tile");
+  return p;
 }
 
 }  // namespace
 
-int screen_auto_bits(int64_t k, bool self, int64_t n, int64_t d) {
+const char* screen_name(Screen s) {
+  switch (s) {
+    case Screen::off: return "off";
+    case Screen::int8: return "int8";
+    case Screen::int16: return "int16";
+    default: return "auto";
+  }
+}
+
+Screen screen_parse(const std::string& name) {
+  if (name == "auto") return Screen::automatic;
+  if (name == "off") return Screen::off;
+  if (name == "int8") return Screen::int8;
+  if (name == "int16") return Screen::int16;
+  throw std::invalid_argument("screen must be 'auto', 'int8', 'int16' or 'off'; got '" + name + "'");
+}
+
+Screen screen_auto(int64_t k, bool self, int64_t n, int64_t d) {
   // Measured crossovers (bench/bench_screen.py at N = 1k, 2k, 5k and 20k, D = 256): the
   // screens save GEMM work (∝ n·d per query row) and pay per-row top-k bookkeeping and the
   // re-scoring of ~k candidates, so their range of k grows with n·d. int8's looser bound
@@ -57,20 +100,23 @@ int screen_auto_bits(int64_t k, bool self, int64_t n, int64_t d) {
   const double w = static_cast<double>(n) * static_cast<double>(d) / 256.0;
   const double kk = static_cast<double>(k);
   if (self) {
-    if (kk <= 24 && kk <= w / 800) return 8;
-    if (kk <= 512 && kk <= w / 6 && 6 * k <= n) return 16;
+    if (kk <= 24 && kk <= w / 800) return Screen::int8;
+    if (kk <= 512 && kk <= w / 6 && 6 * k <= n) return Screen::int16;
   } else {
-    if (kk <= 48 && kk <= w / 400) return 8;
-    if (kk <= 512 && kk <= w / 8 && 6 * k <= n) return 16;
+    if (kk <= 48 && kk <= w / 400) return Screen::int8;
+    if (kk <= 512 && kk <= w / 8 && 6 * k <= n) return Screen::int16;
   }
-  return 0;
+  return Screen::off;
 }
 
 // knn_screen.cpp
 template <class T>
 bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
                   bool exclude_self, T* values, int64_t* indices, const KnnOptions& opt,
-                  bool use_vnni, int bits);
+                  bool use_vnni, Screen screen);
+int64_t knn_screen_workspace_bytes(int64_t n, int64_t m, int64_t d, int64_t k, int64_t itemsize,
+                                   bool l2, int n_threads, int64_t tile_rows, int64_t tile_cols,
+                                   Screen screen, bool self);
 
 template <class T>
 void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
@@ -92,32 +138,33 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   mul_checked(m, k, "knn output size");
   mul_checked(n, d, "database size");
 
-  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "knn: SIMD level ", simd_name(simd), " is not available");
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
   const bool l2 = metric == Metric::l2;
-  MATALIGN_CHECK(opt.screen >= -1 && opt.screen <= 2, "knn: screen must be -1, 0, 1 or 2");
 
   // The int8/int16 screens: exact (the float64 graph), and faster wherever VNNI runs them.
-  if (opt.screen != 0) {
+  if (opt.screen != Screen::off) {
     const bool vnni = simd == Simd::avx512 && detail::screen_vnni_supported() &&
                       detail::screen_vnni_kernel() != nullptr;
-    int bits = opt.screen == 1 ? 8 : opt.screen == 2 ? 16 : 0;
-    if (opt.screen == -1 && vnni) bits = screen_auto_bits(k, queries == nullptr, n, d);
-    if (bits != 0) {
-      if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni, bits))
+    Screen run = opt.screen;
+    if (run == Screen::automatic) run = vnni ? screen_auto(k, queries == nullptr, n, d) : Screen::off;
+    if (run != Screen::off) {
+      if (knn_screened<T>(x, queries, k, metric, exclude_self, values, indices, opt, vnni, run))
         return;
-      MATALIGN_CHECK(opt.screen == -1,
-                     "knn: screen='int", bits, "' does not apply to these rows (it needs every "
-                     "nonzero row norm within [1e-12, 1e12], D <= 60000 and N < 2^32); use "
+      MATALIGN_CHECK(opt.screen == Screen::automatic,
+                     "knn: screen='", screen_name(run), "' does not apply to these rows (it needs "
+                     "every nonzero row norm within [1e-12, 1e12], D <= 60000 and N < 2^32); use "
                      "screen='auto' or 'off'");
     }
   }
 
-  // Rescoring keeps a few more float candidates than asked, then re-ranks them in double.
-  const int64_t kc = opt.rescore ? std::min(max_k, k + std::max<int64_t>(8, k / 2)) : k;
-  const int64_t cap = kc + std::max<int64_t>(16, kc / 2);
+  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 40) && opt.tile_cols <= (int64_t(1) << 40),
+                 "knn: tile_rows/tile_cols too large");
+  const DirectPlan plan = direct_plan(n, m, d, k, sizeof(T), K.mr, K.nr, self, opt.rescore, max_k,
+                                      nt, opt.tile_rows, opt.tile_cols);
+  const int64_t kc = plan.kc, cap = plan.cap;
   MATALIGN_CHECK(cap < std::numeric_limits<int32_t>::max(), "knn: k too large");
   const int64_t pad = 64;
   std::vector<detail::Cand<T>> cand(static_cast<size_t>(mul_checked(m, cap, "candidate buffer")));
@@ -128,31 +175,15 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   std::vector<T> norm_x, norm_q;
   if (l2) {
     norm_x.assign(static_cast<size_t>(n + pad), T(0));
-    parallel_norms(K, x, norm_x.data(), nt);
+    detail::parallel_norms(K, x, norm_x.data(), nt);
     if (!self) {
       norm_q.assign(static_cast<size_t>(m + pad), T(0));
-      parallel_norms(K, q, norm_q.data(), nt);
+      detail::parallel_norms(K, q, norm_q.data(), nt);
     }
   }
 
-  const int64_t unit = static_cast<int64_t>(K.mr) * K.nr;
-  int64_t tr = opt.tile_rows > 0 ? opt.tile_rows : auto_tile(d, sizeof(T), 96);
-  int64_t tc = opt.tile_cols > 0 ? opt.tile_cols : auto_tile(d, sizeof(T), 96);
-  if (!self && opt.tile_rows <= 0) {
-    // Few queries: shrink row tiles so every thread has a row block.
-    const int64_t per_thread = (m + nt - 1) / nt;
-    tr = std::max<int64_t>(K.mr, std::min(tr, round_up(per_thread, K.mr)));
-  }
-  (void)unit;
-  // Never larger than the data: huge user tiles, or the 96-row floor at tiny N and huge D,
-  // must not allocate scratch for rows that do not exist.
-  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 40) && opt.tile_cols <= (int64_t(1) << 40),
-                 "knn: tile_rows/tile_cols too large");
-  tr = std::min(tr, round_up(self ? n : m, K.mr));
-  tc = std::min(tc, round_up(n, K.nr));
-  const int64_t col_edge = self ? tr : tc;
-  const int64_t pa_size = mul_checked(round_up(tr, K.mr), d, "row tile");
-  const int64_t pb_size = mul_checked(round_up(col_edge, K.nr), d, "column tile");
+  const int64_t tr = plan.tr, tc = plan.tc;
+  const int64_t pa_size = plan.pa_size, pb_size = plan.pb_size;
   std::vector<T> scratch(static_cast<size_t>(mul_checked(nt, pa_size + pb_size, "scratch")));
 
   detail::TopKState<T> st{cand.data(), count.data(), thr.data(), thr_index.data(), kc, cap};
@@ -239,6 +270,36 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
     }
   }
   if (error) std::rethrow_exception(error);
+}
+
+int64_t knn_workspace_bytes(int64_t n, int64_t m, int64_t d, int64_t k, int64_t itemsize,
+                            bool l2, bool rescore, int n_threads, int64_t tile_rows,
+                            int64_t tile_cols, Screen screen, bool self) {
+  MATALIGN_CHECK(n > 0 && m > 0 && d > 0 && k >= 1, "knn_workspace_bytes: need n, m, d, k >= 1");
+  MATALIGN_CHECK(itemsize == 4 || itemsize == 8, "knn_workspace_bytes: itemsize must be 4 or 8");
+  MATALIGN_CHECK(n_threads >= 0 && n_threads <= kMaxThreads,
+                 "knn_workspace_bytes: n_threads must be in 0..", kMaxThreads);
+  if (self) m = n;
+  const int nt = std::max(1, n_threads);
+  // the micro-panel shape of the level a call with simd="auto" runs
+  const Simd simd = simd_best();
+  const int mr = itemsize == 4 ? detail::kernels_f32(simd).mr : detail::kernels_f64(simd).mr;
+  const int nr = itemsize == 4 ? detail::kernels_f32(simd).nr : detail::kernels_f64(simd).nr;
+  // (max_k = n: with the self row kept, the larger re-scoring surplus)
+  const DirectPlan p = direct_plan(n, m, d, k, itemsize, mr, nr, self, rescore, n, nt, tile_rows,
+                                   tile_cols);
+  const int64_t pad = 64;
+  const int64_t out = m * k * (8 + itemsize);
+  const int64_t state = m * p.cap * int64_t(sizeof(detail::Cand<double>)) + 4 * m +
+                        (m + pad) * (itemsize + 8);
+  const int64_t norms = l2 ? ((n + pad) + (self ? 0 : m + pad)) * itemsize : 0;
+  const int64_t scratch = nt * (p.pa_size + p.pb_size) * itemsize;
+  const int64_t finalise = rescore ? nt * p.kc * 16 : 0;  // per-thread (score, index) re-ranking
+  const int64_t direct = out + state + norms + scratch + finalise +
+                         tile_loop_workspace_bytes(m, p.tr, self);
+  if (screen != Screen::int8 && screen != Screen::int16) return direct;
+  return std::max(direct, knn_screen_workspace_bytes(n, m, d, k, itemsize, l2, nt, tile_rows,
+                                                     tile_cols, screen, self));
 }
 
 template void knn_exact<float>(const MatrixView<float>&, const MatrixView<float>*, int64_t, Metric,

@@ -31,16 +31,20 @@ int64_t auto_pair_tile(int64_t m_spaces, int64_t max_d, int64_t elem) {
   return p / 48 * 48;
 }
 
-// Squared norms with the GEMM's FMA order (kNN-identical squared distances; exact 0 for twins).
-template <class T>
-void norms_all(const detail::Kernels<T>& K, const MatrixView<T>& x, T* out, int nt) {
-  const int64_t n = x.rows, chunk = 1024;
-  const int64_t nchunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t r0 = c * chunk, r1 = std::min(n, r0 + chunk);
-    K.norms(x.data, x.row_stride, x.col_stride, x.cols, r0, r1, out + r0);
-  }
+// Tile edge of a call: the user's, else automatic; never past the data.
+int64_t pair_tile(int64_t tile_rows, int64_t m_spaces, int64_t max_d, int64_t elem, int64_t n) {
+  return std::min(tile_rows > 0 ? tile_rows : auto_pair_tile(m_spaces, max_d, elem), round_up(n, 48));
+}
+
+// Elements of a packed row tile plus a packed column tile of edge P and depth d.
+int64_t pair_pack(int64_t P, int64_t d, int mr, int nr) {
+  return mul_checked(round_up(P, mr) + round_up(P, nr), d, "pack");
+}
+
+// Per-thread scratch of rank_count's float32 prefilter (floats): packed tiles, the tile, the
+// k = 1 byte map and row counts.
+int64_t prefilter_per_thread(int64_t P, int64_t d, int mr, int nr) {
+  return pair_pack(P, d, mr, nr) + P * P + (P * P + 3) / 4 + P;
 }
 
 }  // namespace
@@ -61,18 +65,17 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
   MATALIGN_CHECK(n >= 2, "pair_sums: need at least 2 rows, got ", n);
   if (fn == PairFn::rbf)
     MATALIGN_CHECK(static_cast<int64_t>(gamma.size()) == M, "pair_sums: need one gamma per space");
-  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "pair_sums: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "pair_sums: tile_rows too large");
-  const int64_t P = std::min(opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(M, max_d, sizeof(T)),
-                             round_up(n, 48));
+  const int64_t P = pair_tile(opt.tile_rows, M, max_d, sizeof(T), n);
 
   std::vector<std::vector<T>> norms(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
     norms[m].resize(static_cast<size_t>(n));
-    norms_all(K, spaces[m], norms[m].data(), nt);
+    detail::parallel_norms(K, spaces[m], norms[m].data(), nt);
   }
 
   // Per-thread scratch: for each space, packed row and column tiles and the ip tile; plus the
@@ -80,7 +83,7 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
   const int64_t nb = (n + P - 1) / P;
   std::vector<int64_t> pack_off(static_cast<size_t>(M + 1), 0);
   for (int64_t m = 0; m < M; ++m)
-    pack_off[m + 1] = pack_off[m] + mul_checked(round_up(P, K.mr) + round_up(P, K.nr), spaces[m].cols, "pack");
+    pack_off[m + 1] = pack_off[m] + pair_pack(P, spaces[m].cols, K.mr, K.nr);
   const int64_t tile_elems = mul_checked(M, mul_checked(P, P, "tile"), "tile buffer");
   const int64_t per_thread_T = pack_off[M] + tile_elems;
   const int64_t per_thread_D = M * P /*f row*/ + M * P /*col sums*/ + M * M /*tile cross*/;
@@ -175,7 +178,7 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
 
 namespace {
 
-// RankCount of float64 rows through a float32 screen: the tile GEMM runs in float32 on a
+// RankCount of float64 rows through a float32 prefilter: the tile GEMM runs in float32 on a
 // float32 copy (twice the float64 FMA rate), and each comparison "s(i,l) vs threshold" is
 // decided from the float32 score when a rigorous bound on its error settles it; only the
 // pairs within the bound of a threshold are recomputed with the float64 GEMM's FMA chain and
@@ -188,47 +191,10 @@ namespace {
 // (tiny absolute), which is used on both sides of every comparison.
 // Returns false (nothing written) where float32 cannot hold the rows safely (an entry outside
 // [1e-15, 1e15] in magnitude, other than 0).
-// The k = 1 counting of one float32 tile, both sides in one pass: definite counts and
-// "ambiguous" flags per row and per column. Compiled for several ISAs (the loader picks one
-// from the CPU's features, as for the kernel files); integer counts do not depend on which.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void count_tile_k1(const float* g, int64_t P, int64_t R, int64_t C, bool diagonal,
-                   const float* nf_r, const float* rt_r, const float* thi_r, const float* tlo_r,
-                   const float* nf_c, const float* rt_c, const float* thi_c, const float* tlo_c,
-                   float c_w, int32_t* rowcnt, uint8_t* rowamb, int32_t* colcnt,
-                   uint8_t* colamb, uint8_t* ambm) {
-  for (int64_t ii = 0; ii < R; ++ii) {
-    const int64_t jj0 = diagonal ? ii + 1 : 0;
-    const float ni = nf_r[ii], ri = rt_r[ii], hi = thi_r[ii], lo = tlo_r[ii];
-    const float* gi = g + ii * P;
-    uint8_t* am = ambm + ii * P;
-    for (int64_t jj = 0; jj < jj0 && jj < C; ++jj) am[jj] = 0;
-    int32_t cnt = 0, amb = 0;
-#pragma omp simd reduction(+ : cnt) reduction(| : amb)
-    for (int64_t jj = jj0; jj < C; ++jj) {
-      const float sc = gi[jj] * 2.0f - (ni + nf_c[jj]);
-      const float r = ri + rt_c[jj];
-      const float w = c_w * (r * r) + 1e-30f;
-      const float a = sc - w, b = sc + w;
-      const int32_t yes = a > hi;
-      const int32_t ra = (b >= lo) & (1 - yes);
-      cnt += yes;
-      amb |= ra;
-      const int32_t cyes = a > thi_c[jj];
-      const int32_t ca = (b >= tlo_c[jj]) & (1 - cyes);
-      colcnt[jj] += cyes;
-      colamb[jj] |= static_cast<uint8_t>(ca);
-      am[jj] = static_cast<uint8_t>(ra | (ca << 1));
-    }
-    rowcnt[ii] = cnt;
-    rowamb[ii] = static_cast<uint8_t>(amb);
-  }
-}
-
-bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, int64_t k,
+bool rank_count_prefiltered(const MatrixView<double>& y, const int64_t* targets, int64_t k,
                          int64_t* counts, const PairwiseOptions& opt) {
   const int64_t n = y.rows, d = y.cols;
-  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  const Simd simd = simd_resolve(opt.simd);
   const detail::Kernels<float> K = kernels_for<float>(simd);
   const detail::Kernels<double> K64 = kernels_for<double>(simd);
   const int nt = resolve_threads(opt.n_threads);
@@ -243,9 +209,9 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
       yf[r * d + c] = static_cast<float>(v);
     }
   if (bad) return false;
-  // float64 norms with the GEMM's chain (exact scores), float32 copies for the screen
+  // float64 norms with the GEMM's chain (exact scores), float32 copies for the prefilter
   std::vector<double> nrm(static_cast<size_t>(n));
-  norms_all(K64, y, nrm.data(), nt);
+  detail::parallel_norms(K64, y, nrm.data(), nt);
   const double u = std::ldexp(1.0, -24);
   const float c_w = static_cast<float>((2.0 * d + 40.0) * u * 1.001);
   std::vector<float> nf(static_cast<size_t>(n)), rootf(static_cast<size_t>(n));
@@ -253,7 +219,7 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
     nf[r] = static_cast<float>(nrm[r]);
     rootf[r] = static_cast<float>(std::sqrt(nrm[r]) * (1.0 + 1e-6));
   }
-  // Exact float64 thresholds (the same chain), with float32 outer copies for the screen.
+  // Exact float64 thresholds (the same chain), with float32 outer copies for the prefilter.
   std::vector<double> thr(static_cast<size_t>(mul_checked(n, k, "thresholds")));
   std::vector<float> thr_hi(thr.size()), thr_lo(thr.size());
   auto exact_score = [&](int64_t i, int64_t l) {
@@ -285,10 +251,9 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
     return s > th || (s == th && b < targets[a * k + t]);
   };
 
-  const int64_t P = std::min(opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(1, d, sizeof(float)),
-                             round_up(n, 48));
-  const int64_t pack = mul_checked(round_up(P, K.mr) + round_up(P, K.nr), d, "pack");
-  const int64_t per_thread = pack + P * P + (P * P + 3) / 4 + P;  // + the k = 1 byte map
+  const int64_t P = pair_tile(opt.tile_rows, 1, d, sizeof(float), n);
+  const int64_t pack = pair_pack(P, d, K.mr, K.nr);
+  const int64_t per_thread = prefilter_per_thread(P, d, K.mr, K.nr);
   std::vector<float> scratch(static_cast<size_t>(mul_checked(nt, per_thread, "scratch")));
   std::vector<int32_t> colcnt_all(static_cast<size_t>(nt * P * (k + 1)));
   std::vector<uint8_t> colamb_all(static_cast<size_t>(nt * 2 * P));
@@ -316,10 +281,14 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
           int32_t* rowcnt = colcnt + P;  // scratch after the column counts
           uint8_t* rowamb = colamb + P;
           uint8_t* ambm = reinterpret_cast<uint8_t*>(g + P * P);
-          count_tile_k1(g, P, R, C, t.diagonal, nf.data() + t.r0, rootf.data() + t.r0,
-                        thr_hi.data() + t.r0, thr_lo.data() + t.r0, nfc, rtc,
-                        thr_hi.data() + t.c0, thr_lo.data() + t.c0, c_w, rowcnt, rowamb, colcnt,
-                        colamb, ambm);
+          // the k = 1 counting of the tile, both sides in one pass: definite counts and
+          // "ambiguous" flags per row and per column (a per-ISA kernel, kernels.inc)
+          detail::PrefilterK1Args pa1{g, P, R, C, t.diagonal,
+                                      nf.data() + t.r0, rootf.data() + t.r0, thr_hi.data() + t.r0,
+                                      thr_lo.data() + t.r0, nfc, rtc, thr_hi.data() + t.c0,
+                                      thr_lo.data() + t.c0, c_w, rowcnt, rowamb, colcnt, colamb,
+                                      ambm};
+          K.prefilter_k1(pa1);
           bool any_col = false;
           for (int64_t jj = 0; jj < C; ++jj) any_col |= colamb[jj] != 0;
           for (int64_t ii = 0; ii < R; ++ii) {
@@ -434,19 +403,18 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
       MATALIGN_CHECK(j >= 0 && j < n && j != i, "rank_count: target ", t, " of row ", i, " is ", j,
                      " (must be in [0, ", n, ") and != ", i, ")");
     }
-  const Simd simd = opt.simd_auto ? simd_best() : opt.simd;
+  const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "rank_count: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "rank_count: tile_rows too large");
   if constexpr (std::is_same<T, double>::value) {
-    if (opt.screen && rank_count_screened(y, targets, k, counts, opt)) return;
+    if (opt.prefilter && rank_count_prefiltered(y, targets, k, counts, opt)) return;
   }
-  const int64_t P = std::min(opt.tile_rows > 0 ? opt.tile_rows : auto_pair_tile(1, d, sizeof(T)),
-                             round_up(n, 48));
+  const int64_t P = pair_tile(opt.tile_rows, 1, d, sizeof(T), n);
 
   std::vector<T> nrm(static_cast<size_t>(n));
-  norms_all(K, y, nrm.data(), nt);
+  detail::parallel_norms(K, y, nrm.data(), nt);
   // Threshold scores s(i, j_t) = 2·ip − (n_i + n_j), ip by one FMA per element in element order:
   // bit-identical to the tile's value for the same pair.
   std::vector<T> thr(static_cast<size_t>(mul_checked(n, k, "thresholds")));
@@ -464,7 +432,7 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
     }
   std::fill(counts, counts + n * k, int64_t(0));
 
-  const int64_t pack = mul_checked(round_up(P, K.mr) + round_up(P, K.nr), d, "pack");
+  const int64_t pack = pair_pack(P, d, K.mr, K.nr);
   const int64_t per_thread = pack + P * P;
   std::vector<T> scratch(static_cast<size_t>(mul_checked(nt, per_thread, "scratch")));
   TileLoopOptions lo;
@@ -502,6 +470,77 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
         }
       },
       lo);
+}
+
+namespace {
+// Micro-panel shape of the level a call with simd="auto" runs, for element size `itemsize`.
+void panel_shape(int64_t itemsize, int& mr, int& nr) {
+  const Simd simd = simd_best();
+  if (itemsize == 4) {
+    const detail::Kernels<float> K = detail::kernels_f32(simd);
+    mr = K.mr, nr = K.nr;
+  } else {
+    const detail::Kernels<double> K = detail::kernels_f64(simd);
+    mr = K.mr, nr = K.nr;
+  }
+}
+
+void check_plan_args(const char* fn, int64_t n, int64_t itemsize, int n_threads) {
+  MATALIGN_CHECK(n >= 1, fn, ": n must be >= 1, got ", n);
+  MATALIGN_CHECK(itemsize == 4 || itemsize == 8, fn, ": itemsize must be 4 or 8, got ", itemsize);
+  MATALIGN_CHECK(n_threads >= 0 && n_threads <= kMaxThreads, fn, ": n_threads must be in 0..",
+                 kMaxThreads, ", got ", n_threads);
+}
+}  // namespace
+
+int64_t pair_sums_workspace_bytes(int64_t n, const std::vector<int64_t>& dims, int64_t itemsize,
+                                  int n_threads, int64_t tile_rows) {
+  check_plan_args("pair_sums_workspace_bytes", n, itemsize, n_threads);
+  const int64_t M = static_cast<int64_t>(dims.size());
+  MATALIGN_CHECK(M >= 1, "pair_sums_workspace_bytes: need at least one space");
+  int64_t max_d = 0;
+  for (int64_t d : dims) {
+    MATALIGN_CHECK(d >= 1, "pair_sums_workspace_bytes: every dimension must be >= 1");
+    max_d = std::max(max_d, d);
+  }
+  int mr, nr;
+  panel_shape(itemsize, mr, nr);
+  const int nt = std::max(1, n_threads);
+  const int64_t P = pair_tile(tile_rows, M, max_d, itemsize, n);
+  const int64_t nb = (n + P - 1) / P;
+  int64_t pack = 0;
+  for (int64_t d : dims) pack += pair_pack(P, d, mr, nr);
+  const int64_t per_thread = (pack + M * P * P) * itemsize + (2 * M * P + M * M) * 8;
+  const int64_t outputs = M * n * 8 + M * M * 8;
+  // (+ the norm and pack-offset vectors' headers and the tile loop)
+  return outputs + M * n * itemsize + nt * per_thread + nb * M * M * 8 + M * 24 + (M + 1) * 8 +
+         tile_loop_workspace_bytes(n, P, true);
+}
+
+int64_t rank_count_workspace_bytes(int64_t n, int64_t d, int64_t k, int64_t itemsize,
+                                   int n_threads) {
+  check_plan_args("rank_count_workspace_bytes", n, itemsize, n_threads);
+  MATALIGN_CHECK(d >= 1 && k >= 1, "rank_count_workspace_bytes: d and k must be >= 1");
+  int mr, nr;
+  panel_shape(itemsize, mr, nr);
+  const int nt = std::max(1, n_threads);
+  // the (n, k) int64 counts and targets, then the float GEMM path's norms, thresholds, tiles
+  const int64_t io = 2 * n * k * 8;
+  const int64_t P = pair_tile(0, 1, d, itemsize, n);
+  const int64_t direct = n * itemsize + n * k * itemsize +
+                         nt * (pair_pack(P, d, mr, nr) + P * P) * itemsize +
+                         tile_loop_workspace_bytes(n, P, true);
+  if (itemsize != 8) return io + direct;
+  // float64 rows: the float32 prefilter first (its float32 copy of the rows, norms, exact and
+  // float32 thresholds, per-thread float32 tiles and column counts)
+  int mr32, nr32;
+  panel_shape(4, mr32, nr32);
+  const int64_t P32 = pair_tile(0, 1, d, 4, n);
+  const int64_t prefilter = n * d * 4 + n * (8 + 4 + 4) + n * k * (8 + 4 + 4) +
+                            nt * (prefilter_per_thread(P32, d, mr32, nr32) * 4 +
+                                  P32 * (k + 1) * 4 + 2 * P32 + d * 8) +
+                            tile_loop_workspace_bytes(n, P32, true);
+  return io + std::max(direct, prefilter);
 }
 
 template void pair_sums<float>(const std::vector<MatrixView<float>>&, PairFn, const std::vector<double>&,

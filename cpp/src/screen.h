@@ -1,7 +1,8 @@
-// Internal interface of the int8/int16 screens for exact kNN (knn_screen.cpp) and their tile
-// kernels (the generic one in knn_screen.cpp, the AVX-512 VNNI one in kernels_vnni.cpp).
+// Internal interface of the int8/int16 screens for exact kNN (the driver knn_screen.cpp, the
+// quantisation screen_quantise.cpp, the threshold keepers screen_keepers.cpp) and their tile
+// kernels (the portable one in knn_screen.cpp, the AVX-512 VNNI ones in kernels_vnni.cpp).
 //
-// Idea. Each row x (centred: x - μ, μ the database mean, see knn_screen.cpp) is quantised
+// Idea. Each row x (centred: x - μ, μ the database mean, see screen_quantise.h) is quantised
 // to int8 with its own scale s (q = round(x / s), |q| <= 127),
 // so <q_i, q_j> is an exact int32 and a_ij = s_i s_j <q_i, q_j> approximates <x_i, x_j> with a
 // PROVABLE error bound computed from per-row norms:
@@ -30,8 +31,29 @@ struct ScreenCand {
   uint32_t index;
 };
 
-struct ScreenSpill;  // knn_screen.cpp: growable candidate lists of rows that outgrew `cap`
-struct ScreenHist;   // knn_screen.cpp: histogram thresholds of rows seeded by a batch
+struct ScreenSpill;  // screen_keepers.h: growable candidate lists of rows that outgrew `cap`
+struct ScreenHist;   // screen_keepers.h: histogram thresholds of rows seeded by a batch
+
+/// The AVX-512 helpers of the sorted-vector keeper and of batch selection
+/// (screen_sorted_avx512.cpp, compiled for AVX-512 F/BW/VL like the kernels_<isa>.cpp files).
+struct ScreenSortedOps {
+  /// Insert v into the first n (< k) ascending entries of h.
+  void (*insert)(float* h, int64_t n, float v);
+  /// Replace the minimum h[0] of the k ascending entries by v > h[0].
+  void (*replace_min)(float* h, int64_t k, float v);
+  /// The k-th largest of v[0..n) (1 <= k <= n, no NaN).
+  float (*kth_largest)(const float* v, int64_t n, int64_t k);
+  /// Whether more than k of v[0..n) are above -inf (kth_largest then applies).
+  bool (*kth_largest_applies)(const float* v, int64_t n, int64_t k);
+  /// out <- the values of v[0..n) above x, in order (room for n + 16); returns how many.
+  int64_t (*collect_above)(const float* v, int64_t n, float x, float* out);
+  /// out <- the positions t with v[t] >= x, ascending (room for n + 16); returns how many.
+  int64_t (*positions_at_least)(const float* v, int64_t n, float x, uint32_t* out);
+};
+
+/// The sorted-vector helpers, or nullptr where they are not compiled (non-x86 builds).
+/// Callers take them only where the VNNI kernel runs (which implies AVX-512 F/BW/VL).
+const ScreenSortedOps* screen_sorted_ops();
 
 /// Per-row screening state, indexed globally. thr[r] is a lower bound on row r's k-th largest
 /// score: there are always k distinct columns whose lower bounds reach it. It is -inf until k
@@ -53,12 +75,14 @@ struct ScreenState {
   int64_t k;
   int64_t cap;
   int64_t hs;        ///< stride of `heap`: k (binary min-heap) or round_up(k, 16) + 16 (sorted)
-  bool sorted;       ///< AVX-512 CPUs: `heap` rows sorted ascending, +inf past the entries
-  struct ScreenHist* hist;  ///< histogram thresholds (knn_screen.cpp), or null
+  /// AVX-512 CPUs: `heap` rows sorted ascending, +inf past the entries, kept by these
+  /// helpers (screen_sorted_avx512.cpp); null: `heap` rows are binary min-heaps
+  const struct ScreenSortedOps* sorted;
+  struct ScreenHist* hist;  ///< histogram thresholds (screen_keepers.h), or null
 };
 
 /// Per-row quantities of one side (rows or columns), all rounded so the bounds stay valid
-/// (see knn_screen.cpp): scale, |x| and |s q| inflated, the error norm plus the rounding
+/// (see screen_quantise.cpp): scale, |x| and |s q| inflated, the error norm plus the rounding
 /// allowance (g = e + c·t), squared norm bounds for l2, and Σ q (VNNI's unsigned-offset fix).
 struct ScreenSide {
   const int8_t* q;      ///< rows × dp, row-major, zero-padded (int8 screen)
@@ -100,11 +124,17 @@ inline int64_t screen_batch_floats(int64_t tile_cols) {
   return 2 * kScreenBatchRows * ((tile_cols + 31) / 32 * 32) + 64;
 }
 
+/// Both bounds of pair (i, j) from its approximate product: the portable kernel's scalar
+/// evaluation (the VNNI kernels evaluate the same expressions in vectors). Defined once, in
+/// screen_keepers.cpp.
+void screen_bounds(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, float& lb,
+                   float& ub);
+
 /// Merge rows [i0, i0 + nrows) of a batch: each row's heap takes the k largest of its lower
 /// bounds and the new ones at once (selection instead of one heap update per column), then
 /// the columns whose upper bound reaches the new threshold join the candidate list. The row
 /// itself is skipped when a.exclude_self (its entries are overwritten). Defined once, in
-/// knn_screen.cpp.
+/// screen_keepers.cpp.
 void screen_merge_rows(const ScreenTileArgs& a, int64_t i0, int64_t nrows, float* lb, float* ub,
                        int64_t ld);
 
@@ -112,7 +142,7 @@ using ScreenTileFn = void (*)(const ScreenTileArgs&);
 
 /// Offer the pair (i, j) with approximate inner product a to row i's state (and, when
 /// `to_col`, to column j's state with row i). Computes the margin and both bounds in scalar
-/// float and pushes where ub >= the row's threshold. Defined once, in knn_screen.cpp.
+/// float and pushes where ub >= the row's threshold. Defined once, in screen_keepers.cpp.
 void screen_offer(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, bool to_row,
                   bool to_col);
 

@@ -16,6 +16,7 @@ namespace matalign {
 
 bool simd_supported(Simd s) {
   switch (s) {
+    case Simd::automatic:
     case Simd::scalar:
       return true;
 #if defined(MATALIGN_HAVE_X86_KERNELS)
@@ -38,16 +39,19 @@ Simd simd_best() {
   return Simd::scalar;
 }
 
+Simd simd_resolve(Simd s) { return s == Simd::automatic ? simd_best() : s; }
+
 const char* simd_name(Simd s) {
   switch (s) {
     case Simd::avx512: return "avx512";
     case Simd::avx2: return "avx2";
+    case Simd::automatic: return "auto";
     default: return "scalar";
   }
 }
 
 Simd simd_parse(const std::string& name) {
-  if (name == "auto") return simd_best();
+  if (name == "auto") return Simd::automatic;
   Simd s;
   if (name == "scalar") s = Simd::scalar;
   else if (name == "avx2") s = Simd::avx2;

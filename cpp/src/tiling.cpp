@@ -1,11 +1,13 @@
 // The engine's one tile loop: schedule, threads, cancellation, progress, exception capture.
 #include "matalign/tiling.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -31,8 +33,10 @@ std::vector<std::vector<std::pair<int64_t, int64_t>>> symmetric_rounds(int64_t B
   }
   const int64_t P = (B % 2 == 0) ? B : B + 1;  // players incl. dummy
   const int64_t dummy = (B % 2 == 0) ? -1 : B;
+  rounds.reserve(static_cast<size_t>(P));  // (exact sizes: tile_loop_workspace_bytes)
   for (int64_t r = 0; r < P - 1; ++r) {
     std::vector<std::pair<int64_t, int64_t>> round;
+    round.reserve(static_cast<size_t>(P / 2));
     auto add = [&](int64_t a, int64_t b) {
       if (a == dummy) round.emplace_back(b, b);
       else if (b == dummy) round.emplace_back(a, a);
@@ -44,6 +48,7 @@ std::vector<std::vector<std::pair<int64_t, int64_t>>> symmetric_rounds(int64_t B
   }
   if (B % 2 == 0) {
     std::vector<std::pair<int64_t, int64_t>> diag;
+    diag.reserve(static_cast<size_t>(B));
     for (int64_t b = 0; b < B; ++b) diag.emplace_back(b, b);
     rounds.push_back(std::move(diag));
   }
@@ -51,6 +56,19 @@ std::vector<std::vector<std::pair<int64_t, int64_t>>> symmetric_rounds(int64_t B
 }
 
 }  // namespace
+
+int64_t tile_loop_workspace_bytes(int64_t n_rows, int64_t tile_rows, bool symmetric,
+                                  bool any_order) {
+  const int64_t RB = (std::max<int64_t>(n_rows, 1) + tile_rows - 1) / std::max<int64_t>(tile_rows, 1);
+  const int64_t P = RB + 1;  // rounds of the circle method (with a dummy block)
+  // the rounds' pairs (symmetric: P - 1 rounds of P / 2 and the diagonal round)
+  const int64_t items = symmetric ? P * (P / 2) + RB : RB;
+  const int64_t pair = static_cast<int64_t>(sizeof(std::pair<int64_t, int64_t>));
+  const int64_t vec = static_cast<int64_t>(sizeof(std::vector<char>));
+  const int64_t greedy = symmetric && any_order ? RB * (RB + 1) / 2 * (pair + 1) + RB : 0;
+  // + 1 KB for the closures and progress callbacks behind std::function
+  return (P + 1) * vec + items * pair + greedy + 1024;
+}
 
 void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t tile_cols,
                    bool symmetric, const std::function<void(const Tile&, int)>& body,
@@ -71,6 +89,7 @@ void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t ti
     total = RB * (RB + 1) / 2;
   } else {
     std::vector<std::pair<int64_t, int64_t>> one;
+    one.reserve(static_cast<size_t>(RB));
     for (int64_t b = 0; b < RB; ++b) one.emplace_back(b, -1);
     rounds.push_back(std::move(one));
     total = mul_checked(RB, CB, "number of tiles");
@@ -151,6 +170,7 @@ void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t ti
   // whose two blocks no running tile holds, or waits for a running tile to release its blocks.
   const bool greedy = symmetric && options.any_order && nt > 1 && RB > 1;
   std::vector<std::pair<int64_t, int64_t>> order;
+  if (greedy) order.reserve(static_cast<size_t>(total));
   if (greedy)
     for (const auto& round : rounds) order.insert(order.end(), round.begin(), round.end());
   std::vector<char> taken(order.size(), 0), busy(greedy ? static_cast<size_t>(RB) : 0, 0);

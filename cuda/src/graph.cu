@@ -1,10 +1,12 @@
-// mutual_knn and CKNNA from two kNN graphs on the GPU (DESIGN.md §1.2, §2): O(N·k) work.
+// mutual_knn and CKNNA from two kNN graphs on the GPU (definitions: docs/METRICS.md): O(N·k)
+// work.
 //
 // Each row's neighbour list is sorted once (cub segmented sort, with the permutation to fetch
-// kernel values), then one thread per row does exactly the CPU engine's per-row arithmetic
-// (graph_metrics.cpp: the same loops in the same order, double, no FMA contraction), and the
-// per-row terms are summed in chunks of 512 rows in row order, chunks added in order on the
-// host: the CKNNA value is bitwise the CPU engine's.
+// kernel values), then one thread per row runs the CPU engine's per-row arithmetic itself
+// (matalign/detail/graph_row.h, shared with cpp/src/graph.cpp: the same loops in the same
+// order, double, no FMA contraction), and the per-row terms are summed in chunks of
+// kGraphChunk rows in row order, chunks added in order on the host: the CKNNA value is
+// bitwise the CPU engine's.
 #include <cub/device/device_segmented_sort.cuh>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "matalign/detail/graph_row.h"
 
 namespace matalign {
 namespace cuda {
@@ -21,7 +24,7 @@ namespace {
 
 using detail::Buffer;
 
-constexpr int64_t kChunk = 512;  // graph_metrics.cpp's chunk: the same summation order
+constexpr int64_t kChunk = ::matalign::detail::kGraphChunk;  // the CPU's summation order
 
 __global__ void offsets_kernel(int64_t n, int64_t k, int64_t* off) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -33,78 +36,25 @@ __global__ void iota_kernel(int64_t n, int64_t k, int32_t* pos) {
   if (e < n * k) pos[e] = static_cast<int32_t>(e % k);
 }
 
-__device__ __forceinline__ bool row_ok(const int64_t* s, int64_t n, int64_t k, int64_t i) {
-  if (s[0] < 0 || s[k - 1] >= n) return false;
-  for (int64_t t = 0; t < k; ++t) {
-    if (s[t] == i) return false;
-    if (t > 0 && s[t] == s[t - 1]) return false;
-  }
-  return true;
-}
-
 __global__ void validate_kernel(const int64_t* sx, const int64_t* sy, int64_t n, int64_t k,
                                 unsigned long long* first_bad) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  if (!row_ok(sx + i * k, n, k, i) || (sy && !row_ok(sy + i * k, n, k, i)))
+  if (!::matalign::detail::graph_row_ok(sx + i * k, n, k, i) ||
+      (sy && !::matalign::detail::graph_row_ok(sy + i * k, n, k, i)))
     atomicMin(first_bad, static_cast<unsigned long long>(i));
 }
 
-__device__ __forceinline__ int64_t find_sorted(const int64_t* s, int64_t k, int64_t v) {
-  int64_t lo = 0, hi = k;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (s[mid] < v) lo = mid + 1;
-    else hi = mid;
-  }
-  return (lo < k && s[lo] == v) ? lo : -1;
-}
-
 template <class T>
-struct Sorted {
-  const int64_t* sidx;
-  const int32_t* perm;
-  const T* val;
-  // If row j lists i, its stored kernel value for i.
-  __device__ bool lookup(int64_t k, int64_t j, int64_t i, double* v) const {
-    const int64_t s = find_sorted(sidx + j * k, k, i);
-    if (s < 0) return false;
-    *v = static_cast<double>(val[j * k + perm[j * k + s]]);
-    return true;
-  }
-};
-
-struct RowTerms {  // per row, as graph_metrics.cpp phase 2
-  double* rs_xx;
-  double* rs_yy;
-  double* rs_a;
-  double* rs_b;
-  double* tr_xy;
-  uint8_t* mutual;
-};
+using Sorted = ::matalign::detail::SortedRows<T>;
+using RowTerms = ::matalign::detail::CknnaRowTerms;
 
 template <class T>
 __global__ void phase2_kernel(const int64_t* idx_x, const T* val_x, const T* val_y, Sorted<T> gx,
                               Sorted<T> gy, int64_t n, int64_t k, RowTerms o) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  const int64_t* xi = idx_x + i * k;
-  double sxx = 0, syy = 0, sa = 0, sb = 0, txy = 0;
-  for (int64_t t = 0; t < k; ++t) {
-    const int64_t j = xi[t];
-    const double kij = static_cast<double>(val_x[i * k + t]);
-    sxx += kij;
-    double lij, kji, lji;
-    const bool m = gy.lookup(k, i, j, &lij);
-    if (m) {
-      sa += kij;
-      sb += lij;
-      if (gx.lookup(k, j, i, &kji) && gy.lookup(k, j, i, &lji)) txy += kij * lji;
-    }
-    o.mutual[i * k + t] = m ? 1 : 0;
-  }
-  for (int64_t t = 0; t < k; ++t) syy += static_cast<double>(val_y[i * k + t]);
-  o.rs_xx[i] = sxx, o.rs_yy[i] = syy, o.rs_a[i] = sa, o.rs_b[i] = sb, o.tr_xy[i] = txy;
+  ::matalign::detail::cknna_row_first(i, idx_x, val_x, val_y, gx, gy, k, o);
 }
 
 // The 12 sums of one chunk: xy, xx, yy × (trace, sum_a, sum_b, cross).
@@ -117,29 +67,8 @@ __global__ void phase3_kernel(const int64_t* idx_x, const T* val_x, const int64_
   if (r0 >= n) return;
   const int64_t r1 = r0 + kChunk < n ? r0 + kChunk : n;
   double cs[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t i = r0; i < r1; ++i) {
-    const int64_t* xi = idx_x + i * k;
-    const int64_t* yi = idx_y + i * k;
-    double txx = 0, tyy = 0, cxx = 0, cyy = 0, cxy = 0;
-    for (int64_t t = 0; t < k; ++t) {
-      const int64_t j = xi[t];
-      const double kij = static_cast<double>(val_x[i * k + t]);
-      cxx += kij * o.rs_xx[j];
-      if (o.mutual[i * k + t]) cxy += kij * o.rs_b[j];
-      double kji;
-      if (gx.lookup(k, j, i, &kji)) txx += kij * kji;
-    }
-    for (int64_t t = 0; t < k; ++t) {
-      const int64_t j = yi[t];
-      const double lij = static_cast<double>(val_y[i * k + t]);
-      cyy += lij * o.rs_yy[j];
-      double lji;
-      if (gy.lookup(k, j, i, &lji)) tyy += lij * lji;
-    }
-    cs[0] += o.tr_xy[i], cs[1] += o.rs_a[i], cs[2] += o.rs_b[i], cs[3] += cxy;
-    cs[4] += txx, cs[5] += o.rs_xx[i], cs[6] += o.rs_xx[i], cs[7] += cxx;
-    cs[8] += tyy, cs[9] += o.rs_yy[i], cs[10] += o.rs_yy[i], cs[11] += cyy;
-  }
+  for (int64_t i = r0; i < r1; ++i)
+    ::matalign::detail::cknna_row_second(i, idx_x, val_x, idx_y, val_y, gx, gy, k, o, cs);
   for (int q = 0; q < 12; ++q) chunk_sums[c * 12 + q] = cs[q];
 }
 
@@ -147,14 +76,7 @@ __global__ void common_kernel(const int64_t* sx, const int64_t* sy, int64_t n, i
                               int64_t* common) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  const int64_t* a = sx + i * k;
-  const int64_t* b = sy + i * k;
-  int64_t p = 0, q = 0, c = 0;
-  while (p < k && q < k) {
-    if (a[p] < b[q]) ++p;
-    else if (b[q] < a[p]) ++q;
-    else ++c, ++p, ++q;
-  }
+  const int64_t c = ::matalign::detail::graph_common(sx + i * k, sy + i * k, k);
   common[i] = c;
 }
 
@@ -165,7 +87,7 @@ void check_sizes(const char* fn, int64_t n, int64_t k, int64_t n_min) {
   mul_checked(n, k, "n * k");
 }
 
-// The CPU engine's message for the first bad row (graph_metrics.cpp throw_row_problem).
+// The CPU engine's message for the first bad row (graph.cpp throw_row_problem).
 void throw_row_problem(const char* fn, const char* graph, const int64_t* row, int64_t n, int64_t k,
                        int64_t i) {
   for (int64_t t = 0; t < k; ++t) {

@@ -1,10 +1,10 @@
 // The CUDA engine's entries (compiled only with MATALIGN_HAS_CUDA): *_cuda_f32 / *_cuda_f64.
-// Thin: convert, release the GIL, call matalign::cuda, return host arrays (STYLE rule 12).
+// Thin: convert, release the GIL, call matalign::cuda, return host arrays.
 //
 // A matrix argument is either a NumPy array (host memory; copied to the device in row blocks)
 // or a device descriptor tuple (data_ptr, rows, cols, row_stride, col_stride) with strides
 // in elements, which the Python layer builds from __cuda_array_interface__ after checking
-// dtype, device id and finiteness (STYLE rule 16). `device` is the CUDA device id, `stream`
+// dtype, device id and finiteness. `device` is the CUDA device id, `stream`
 // the caller's cudaStream_t as an integer (0 = default stream).
 #include <string>
 #include <vector>

@@ -1,5 +1,5 @@
 // mutual_knn, local_agreement, cknna_f32 / cknna_f64: check shapes, allocate outputs, release
-// the GIL, call the core (STYLE rules 12-15). No algorithm here.
+// the GIL, call the core. No algorithm here.
 #include <string>
 
 #include "bindings.h"
@@ -84,7 +84,7 @@ py::tuple cknna(const Index& idx_x, const Values<T>& val_x, const Index& idx_y,
 }
 
 const char* kMutualDoc =
-    "Mean over rows of |idx_x[i] ∩ idx_y[i]| / k (DESIGN §2).\n\n"
+    "Mean over rows of |idx_x[i] ∩ idx_y[i]| / k (docs/METRICS.md).\n\n"
     "idx_x, idx_y: int64 (n, k), C-contiguous, self never listed, no repeats within a row.\n"
     "ValueError for mismatched shapes or an index outside [0, n), equal to its row or\n"
     "repeated (the message names the graph and the row). Releases the GIL.";
@@ -94,7 +94,7 @@ const char* kLocalDoc =
     "Same inputs and errors as mutual_knn. Releases the GIL.";
 
 const char* kCknnaDoc =
-    "CKNNA from two inner-product kNN graphs in O(n·k) (DESIGN §2, reference-code compatible).\n\n"
+    "CKNNA from two inner-product kNN graphs in O(n·k) (docs/METRICS.md, reference-code compatible).\n\n"
     "idx_*: int64 (n, k), C-contiguous, best first, self never listed. val_*: (n, k) of this\n"
     "function's dtype, C-contiguous, val_x[i, t] = <x_i, x_idx_x[i, t]> (likewise for y).\n"
     "eps: added to the denominator (0 = exact; 1e-6 = the reference code).\n\n"
@@ -117,6 +117,9 @@ void bind_graph(py::module_& m) {
   m.def("cknna_f64", &cknna<double>, kCknnaDoc, py::arg("idx_x").noconvert(),
         py::arg("val_x").noconvert(), py::arg("idx_y").noconvert(),
         py::arg("val_y").noconvert(), py::arg("eps") = 0.0, py::arg("n_threads") = 0);
+  m.def("cknna_workspace_bytes", &matalign::cknna_workspace_bytes,
+        "Peak bytes cknna_* allocates for n rows and k neighbours (per-row output included).",
+        py::arg("n"), py::arg("k"));
 }
 
 }  // namespace matalign_py

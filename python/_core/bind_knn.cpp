@@ -34,13 +34,8 @@ py::tuple knn_exact(const py::array& x, const py::object& queries, int64_t k,
   opt.tile_cols = tile_cols;
   opt.n_threads = n_threads;
   opt.rescore = rescore;
-  if (screen == "auto") opt.screen = -1;
-  else if (screen == "off") opt.screen = 0;
-  else if (screen == "int8") opt.screen = 1;
-  else if (screen == "int16") opt.screen = 2;
-  else throw std::invalid_argument("screen must be 'auto', 'int8', 'int16' or 'off'; got '" + screen + "'");
+  opt.screen = matalign::screen_parse(screen);
   opt.simd = matalign::simd_parse(simd);
-  opt.simd_auto = false;
   opt.progress = make_progress(progress);
   const matalign::Metric mt = parse_metric(metric);
   py::array_t<T> values({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
@@ -72,7 +67,8 @@ const char* kKnnDoc =
     "'ip' | 'l2'. Returns values (rows, k) (inner products or squared L2) and indices (rows, k)\n"
     "int64, best first, ties by lower index. Releases the GIL; progress(done, total) is called\n"
     "between tiles and Ctrl-C stops the computation with KeyboardInterrupt. screen: 'auto' (the\n"
-    "int8 screen where AVX-512 VNNI runs it), 'int8' (always), 'off' (float GEMM in x's dtype).";
+    "integer screen where AVX-512 VNNI runs it and it is faster), 'int8' | 'int16' (always),\n"
+    "'off' (float GEMM in x's dtype).";
 
 }  // namespace
 
@@ -87,10 +83,31 @@ void bind_knn(py::module_& m) {
         py::arg("exclude_self") = true, py::arg("tile_rows") = 0, py::arg("tile_cols") = 0,
         py::arg("n_threads") = 0, py::arg("rescore") = false, py::arg("simd") = "auto",
         py::arg("progress") = py::none(), py::arg("screen") = "auto");
-  m.def("knn_screen_auto_bits", &matalign::screen_auto_bits,
-        "Precision screen='auto' picks on a VNNI CPU: 8, 16 or 0 (the float GEMM), for k\n"
-        "neighbours among n database rows of dimension d (see matalign/knn.h).",
-        py::arg("k"), py::arg("self_mode"), py::arg("n"), py::arg("d"));
+  m.def(
+      "knn_screen_auto",
+      [](int64_t k, bool self_mode, int64_t n, int64_t d) {
+        return std::string(matalign::screen_name(matalign::screen_auto(k, self_mode, n, d)));
+      },
+      "Precision screen='auto' picks on a CPU that runs the VNNI kernel: 'int8', 'int16' or\n"
+      "'off' (the float GEMM), for k neighbours among n database rows of dimension d (see\n"
+      "matalign/knn.h).",
+      py::arg("k"), py::arg("self_mode"), py::arg("n"), py::arg("d"));
+  m.def(
+      "knn_workspace_bytes",
+      [](int64_t n, int64_t m, int64_t d, int64_t k, int64_t itemsize, bool l2, bool rescore,
+         int n_threads, int64_t tile_rows, int64_t tile_cols, const std::string& screen,
+         bool self_mode) {
+        return matalign::knn_workspace_bytes(n, m, d, k, itemsize, l2, rescore, n_threads,
+                                             tile_rows, tile_cols,
+                                             matalign::screen_parse(screen), self_mode);
+      },
+      "Peak bytes of knn_exact_* for these sizes: outputs, per-row state, per-thread scratch\n"
+      "(the same tile and capacity rules as the call; screen: 'auto' | 'off' = the float GEMM,\n"
+      "'int8' | 'int16' = the larger of that and the screen's peak).",
+      py::arg("n"), py::arg("m"), py::arg("d"), py::arg("k"), py::arg("itemsize"),
+      py::arg("l2") = false, py::arg("rescore") = false, py::arg("n_threads") = 1,
+      py::arg("tile_rows") = 0, py::arg("tile_cols") = 0, py::arg("screen") = "auto",
+      py::arg("self_mode") = true);
   m.def("first_nonfinite_row_f32", &first_nonfinite<float>,
         "Index of the first row with a NaN/Inf, or -1 (float32, any strides).",
         py::arg("x").noconvert(), py::arg("n_threads") = 0);

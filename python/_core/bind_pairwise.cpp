@@ -15,7 +15,6 @@ matalign::PairwiseOptions make_options(int64_t tile_rows, int n_threads, const s
   o.tile_rows = tile_rows;
   o.n_threads = n_threads;
   o.simd = matalign::simd_parse(simd);
-  o.simd_auto = false;
   o.progress = make_progress(std::move(progress));
   return o;
 }
@@ -50,7 +49,7 @@ template <class T>
 py::array_t<int64_t> rank_count(const py::array& y,
                                 const py::array_t<int64_t, py::array::c_style>& targets,
                                 int64_t tile_rows, int n_threads, const std::string& simd,
-                                py::object progress, bool screen) {
+                                py::object progress, bool prefilter) {
   const auto yv = view2d<T>(y, "y");
   if (targets.ndim() != 2 || targets.shape(0) != yv.rows)
     throw std::invalid_argument("targets must have shape (n, k) with n = y.shape[0]");
@@ -59,7 +58,7 @@ py::array_t<int64_t> rank_count(const py::array& y,
   int64_t* cp = counts.mutable_data();
   const int64_t* tp = targets.data();
   auto opt = make_options(tile_rows, n_threads, simd, std::move(progress));
-  opt.screen = screen;
+  opt.prefilter = prefilter;
   run_released([&] { matalign::rank_count<T>(yv, tp, k, cp, opt); });
   return counts;
 }
@@ -92,7 +91,6 @@ py::tuple shifted_gram(const py::list& spaces, const py::array_t<double, py::arr
   o.block_rows = block_rows;
   o.n_threads = n_threads;
   o.simd = matalign::simd_parse(simd);
-  o.simd_auto = false;
   o.progress = make_progress(std::move(progress));
   run_released([&] { matalign::shifted_gram<T>(views, sp, gp, cp, kp, o); });
   return py::make_tuple(gram, colsum, constant);
@@ -111,9 +109,9 @@ const char* kPairDoc =
     "rowsums[m, i] = sum_{j != i} f_m(i, j); cross[a, b] = sum_{i != j} f_a(i, j) f_b(i, j).";
 const char* kRankDoc =
     "rank_count_{f32,f64}(y, targets, tile_rows=0, n_threads=0, simd='auto', progress=None,\n"
-    "screen=True) -> counts (n, k) int64: counts[i, t] = #{l != i: d(i,l) < d(i,j_t)} +\n"
+    "prefilter=True) -> counts (n, k) int64: counts[i, t] = #{l != i: d(i,l) < d(i,j_t)} +\n"
     "#{l != i: d(i,l) == d(i,j_t), l < j_t}, d the squared Euclidean distance in y\n"
-    "(kNN-identical rounding). screen (float64 only): float32 tiles decide the comparisons a\n"
+    "(kNN-identical rounding). prefilter (float64 only): float32 tiles decide the comparisons a\n"
     "rigorous bound settles, float64 the rest (the same counts).";
 
 }  // namespace
@@ -133,10 +131,23 @@ void bind_pairwise(py::module_& m) {
         py::arg("simd") = "auto", py::arg("progress") = py::none());
   m.def("rank_count_f32", &rank_count<float>, kRankDoc, py::arg("y").noconvert(),
         py::arg("targets").noconvert(), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
-        py::arg("simd") = "auto", py::arg("progress") = py::none(), py::arg("screen") = true);
+        py::arg("simd") = "auto", py::arg("progress") = py::none(), py::arg("prefilter") = true);
   m.def("rank_count_f64", &rank_count<double>, kRankDoc, py::arg("y").noconvert(),
         py::arg("targets").noconvert(), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
-        py::arg("simd") = "auto", py::arg("progress") = py::none(), py::arg("screen") = true);
+        py::arg("simd") = "auto", py::arg("progress") = py::none(), py::arg("prefilter") = true);
+  m.def("pair_sums_workspace_bytes", &matalign::pair_sums_workspace_bytes,
+        "Peak bytes of pair_sums_* over spaces of these dimensions (outputs, norms, per-thread\n"
+        "tiles; the same tile rule as the call).",
+        py::arg("n"), py::arg("dims"), py::arg("itemsize"), py::arg("n_threads") = 1,
+        py::arg("tile_rows") = 0);
+  m.def("rank_count_workspace_bytes", &matalign::rank_count_workspace_bytes,
+        "Peak bytes of rank_count_* (counts, targets, thresholds, per-thread tiles; float64 rows:\n"
+        "the larger of the float32 prefilter's and the float64 path's).",
+        py::arg("n"), py::arg("d"), py::arg("k"), py::arg("itemsize"), py::arg("n_threads") = 1);
+  m.def("gram_workspace_bytes", &matalign::gram_workspace_bytes,
+        "Peak bytes of shifted_gram_* over spaces of these dimensions (outputs, per-thread\n"
+        "blocks).",
+        py::arg("n"), py::arg("dims"), py::arg("n_threads") = 1);
 }
 
 }  // namespace matalign_py

@@ -1,4 +1,4 @@
-// matalign._core: one pybind11 module; thin functions, no algorithms (STYLE rule 12).
+// matalign._core: one pybind11 module; thin functions, no algorithms.
 #include "bindings.h"
 
 #ifdef MATALIGN_HAS_CUDA

@@ -182,11 +182,7 @@ def _drop_self(values, indices, r0: int, k: int):
 
 def knn_screen_auto(k: int, self_mode: bool, n: int, d: int) -> str:
     """The precision ``screen="auto"`` picks on a VNNI CPU: "int8", "int16" or "off"."""
-    picker = getattr(_core, "knn_screen_auto", None)
-    if picker is not None:
-        return str(picker(k, self_mode, n, d))
-    bits = int(_core.knn_screen_auto_bits(k, self_mode, n, d))
-    return {8: "int8", 16: "int16"}.get(bits, "off")
+    return str(_core.knn_screen_auto(k, self_mode, n, d))
 
 
 # ----------------------------------------------------------------------------- tile reducers
@@ -293,14 +289,13 @@ def cknna(idx_x, val_x, idx_y, val_y, *, eps: float = 0.0, n_threads: int = 0, d
 # ----------------------------------------------------------------------------- workspace
 
 
-def _workspace(name: str, *args, **kwargs):
-    fn = getattr(_core, name, None)
-    return None if fn is None else int(fn(*args, **kwargs))
+def _workspace(name: str, *args, **kwargs) -> int:
+    return int(getattr(_core, name)(*args, **kwargs))
 
 
 def knn_workspace_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool,
                         rescore: bool, n_threads: int, tile_rows: int, tile_cols: int,
-                        screen: str, self_mode: bool) -> int | None:
+                        screen: str, self_mode: bool) -> int:
     """Peak bytes the engine's exact kNN allocates (outputs, per-row state, scratch)."""
     return _workspace("knn_workspace_bytes", n, m, d, k, itemsize, l2=l2, rescore=rescore,
                       n_threads=n_threads, tile_rows=tile_rows, tile_cols=tile_cols,
@@ -308,23 +303,23 @@ def knn_workspace_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bo
 
 
 def pair_sums_workspace_bytes(n: int, dims, itemsize: int, *, n_threads: int,
-                              tile_rows: int) -> int | None:
+                              tile_rows: int) -> int:
     """Peak bytes of the engine's PairSums pass over spaces of the given dims."""
     return _workspace("pair_sums_workspace_bytes", n, list(dims), itemsize,
                       n_threads=n_threads, tile_rows=tile_rows)
 
 
 def rank_count_workspace_bytes(n: int, d: int, k: int, itemsize: int, *,
-                               n_threads: int) -> int | None:
+                               n_threads: int) -> int:
     """Peak bytes of the engine's RankCount pass."""
     return _workspace("rank_count_workspace_bytes", n, d, k, itemsize, n_threads=n_threads)
 
 
-def gram_workspace_bytes(n: int, dims, *, n_threads: int) -> int | None:
+def gram_workspace_bytes(n: int, dims, *, n_threads: int) -> int:
     """Peak bytes of the engine's feature-space Gram pass."""
     return _workspace("gram_workspace_bytes", n, list(dims), n_threads=n_threads)
 
 
-def cknna_workspace_bytes(n: int, k: int) -> int | None:
+def cknna_workspace_bytes(n: int, k: int) -> int:
     """Peak bytes of the engine's CKNNA from two graphs."""
     return _workspace("cknna_workspace_bytes", n, k)

@@ -15,8 +15,8 @@ needs and what is available, with advice, instead of being killed by the kernel'
 halfway through. Inputs are not counted: ``np.memmap`` inputs and embedding stores are read in
 row blocks and their pages are the kernel's to drop.
 
-The estimates are upper bounds of what the engine allocates (``cpp/src/*.cpp``), not of what
-the interpreter already holds. :func:`reraise` turns a ``MemoryError`` raised anyway (a
+The estimates are upper bounds of what a call allocates, not of what the interpreter already
+holds; the engine's share comes from the engine itself (``_engine.*_workspace_bytes``). :func:`reraise` turns a ``MemoryError`` raised anyway (a
 ``std::bad_alloc`` from the engine, which pybind11 maps to ``MemoryError("std::bad_alloc")``)
 into one that states the estimated size.
 """
@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+
+from . import _engine
 
 __all__ = ["available_memory", "check_memory", "reraise", "fmt_gb", "threads",
            "knn_exact_bytes", "approx_index_bytes", "knn_bytes", "graph_bytes",
@@ -176,54 +178,24 @@ def threads(n_threads: int) -> int:
 
 
 # ----------------------------------------------------------------------------- estimates
-# Each mirrors the allocations of one engine routine; see the .cpp file named.
-
-_CAND_BYTES = 16        # detail::Cand<T>: T score + int64 index, padded to 16 bytes
-_PAD = 64
-
-
-def _auto_tile(d: int, itemsize: int) -> int:
-    """knn.cpp auto_tile: ~1 MB of packed rows, 96..2048."""
-    p = (1024 * 1024) // max(1, d * itemsize)
-    return max(96, min(2048, p))
+# The engine's part of each estimate comes from the engine itself (``_engine.*_workspace_bytes``,
+# computed next to the allocations from the same tile and capacity rules); only what the Python
+# layer adds (cosine copies, widened float64 copies, FAISS indexes, NumPy-path blocks) is
+# counted here.
 
 
 def knn_exact_bytes(n: int, m: int, d: int, k: int, itemsize: int, *, l2: bool = False,
                     rescore: bool = False, n_threads: int = 1, tile_rows: int = 0,
                     tile_cols: int = 0, screen: str = "auto", self_mode: bool = True) -> int:
-    """cpp/src/knn.cpp knn_exact: outputs (m, k) values + int64 indices, the per-row candidate
-    buffers (k + surplus), thresholds, norms for l2, and per-thread packed tiles; with
-    screen="int8"/"int16" (cpp/src/knn_screen.cpp), the screen's peak instead: its
-    int8/int16 copies with ten per-row bound terms, (4k + 64) (int8) or (2k + 64) (int16)
-    8-byte candidates, a threshold row of round_up(k, 16) + 16 floats and (k >= 48) an 84-byte
-    histogram per row, and per-thread int8 panels."""
-    max_k = n
-    kc = min(max_k, k + max(8, k // 2)) if rescore else k
-    cap = kc + max(16, kc // 2)
-    out = m * k * (8 + itemsize)
-    state = m * cap * _CAND_BYTES + 4 * m + (m + _PAD) * (itemsize + 8)
-    norms = ((n + _PAD) + (m + _PAD)) * itemsize if l2 else 0
-    tr = tile_rows or _auto_tile(d, itemsize)
-    tc = tile_cols or _auto_tile(d, itemsize)
-    scratch = max(1, n_threads) * (min(tr, m + 32) + min(max(tr, tc), n + 32)) * d * itemsize
-    direct = out + state + norms + scratch
-    if screen not in ("int8", "int16"):
-        # "off", and "auto": ma.knn takes the float GEMM where the screen would not fit, so
-        # the float GEMM's peak is what a call needs at least (ma.knn checks the screen's own
-        # peak before it lets it run)
-        return int(direct)
-    qbytes = 2 if screen == "int16" else 1
-    dp = (d + 3) // 4 * 4
-    sides = n + (0 if self_mode else m)
-    # per query row: the candidates, the threshold row (round_up(k, 16) + 16 floats: sorted
-    # vectors), its histogram (64 bytes of counters + 20 of edges, k >= 48) and the counts
-    per_row = (((4 if qbytes == 1 else 2) * k + 64) * 8 + 4 * ((k + 15) // 16 * 16 + 16) + 16
-               + (84 if k >= 48 else 0))
-    quant = sides * (dp * qbytes + 56) + m * per_row
-    # per thread: packed int8/int16 panels and (k >= 48) the batch buffers of both bounds
-    panels = max(1, n_threads) * ((1024 + 2048 + 64) * dp * 2 + (2 * 12 * 2048 * 4 if k >= 48 else 0))
-    fallback = 64 << 20  # float64 blocks of X for rows the bound cannot separate
-    return int(max(direct, out + quant + panels + fallback))
+    """Peak of the exact engine (``knn_exact``): outputs, per-row candidate state, norms for
+    l2 and per-thread packed tiles; with screen="int8"/"int16" the larger of that and the
+    integer screen's peak (its quantised copies, candidate lists, threshold rows and per-thread
+    panels). "auto" counts the float GEMM's path: ``ma.knn`` checks the screen's own peak
+    before it lets it run."""
+    return int(_engine.knn_workspace_bytes(
+        n, n if self_mode else m, d, k, itemsize, l2=l2, rescore=rescore,
+        n_threads=max(1, n_threads), tile_rows=tile_rows, tile_cols=tile_cols, screen=screen,
+        self_mode=self_mode))
 
 
 def approx_index_bytes(method: str, n: int, d: int, *, nlist=None, M=None, pq_m=None,
@@ -282,62 +254,37 @@ def graph_bytes(n: int, k: int, itemsize: int) -> int:
 
 
 def cknna_bytes(n: int, k: int, itemsize: int = 8) -> int:
-    """cpp/src/graph_metrics.cpp cknna: sorted copies of both graphs (int64 + int32), the
-    mutual-edge flags, six per-row float64 arrays; plus contiguous/float64 copies of the inputs
+    """The engine's CKNNA (``cknna_workspace_bytes``: sorted copies of both graphs, mutual-edge
+    flags, per-row sums); plus the contiguous float64 copies of both graphs' indices and values
     the Python layer may make."""
-    engine = 2 * n * k * 12 + n * k + 8 * n * 8
     copies = 2 * n * k * (8 + 8)
     del itemsize
-    return int(engine + copies)
-
-
-def _auto_pair_tile(m_spaces: int, max_d: int, itemsize: int) -> int:
-    p = int(math.sqrt(2.0 * 1024 * 1024 / (m_spaces * itemsize)))
-    by_d = (1024 * 1024) // max(1, max_d * itemsize)
-    p = min(p, max(96, by_d))
-    p = max(96, min(768, p))
-    return p // 48 * 48
+    return int(_engine.cknna_workspace_bytes(n, k) + copies)
 
 
 def pair_sums_bytes(n: int, dims, itemsize: int, *, n_threads: int = 1, tile_rows: int = 0,
                     widened: int = 0) -> int:
-    """cpp/src/pairwise.cpp pair_sums over M spaces: (M, N) float64 row sums, M norm vectors,
-    per-thread packed tiles and M tile buffers, per-row-block cross sums; plus ``widened``
-    bytes of float64 copies the Python layer makes when dtypes are mixed."""
-    m_spaces = len(dims)
-    p = tile_rows or _auto_pair_tile(m_spaces, max(dims), itemsize)
-    p = min(p, n + 48)
-    nb = -(-n // p)
-    rowsums = m_spaces * n * 8
-    norms = m_spaces * n * itemsize
-    per_thread = (sum(2 * (p + 32) * d for d in dims) + m_spaces * p * p) * itemsize \
-        + (2 * m_spaces * p + m_spaces * m_spaces) * 8
-    return int(widened + rowsums + norms + max(1, n_threads) * per_thread
-               + nb * m_spaces * m_spaces * 8)
+    """The engine's PairSums over M spaces (``pair_sums_workspace_bytes``: row sums, norms,
+    per-thread tiles, per-row-block cross sums); plus ``widened`` bytes of float64 copies the
+    Python layer makes when dtypes are mixed."""
+    return int(widened + _engine.pair_sums_workspace_bytes(
+        n, [int(d) for d in dims], itemsize, n_threads=max(1, n_threads), tile_rows=tile_rows))
 
 
 def rank_count_bytes(n: int, d: int, k: int, itemsize: int, *, n_threads: int = 1) -> int:
-    """cpp/src/pairwise.cpp rank_count: norms, (n, k) thresholds, (n, k) int64 counts (and the
-    +1 copy in Python), the int64 targets, per-thread tiles; for float64 rows the float32
-    screen's copy of the rows, its float32 thresholds and norms, and its per-thread float32
-    tiles with the k = 1 byte map."""
-    p = min(_auto_pair_tile(1, d, itemsize), n + 48)
-    per_thread = (2 * (p + 32) * d + p * p) * itemsize
-    base = n * itemsize + n * k * (itemsize + 3 * 8)
-    if itemsize == 8:
-        p32 = min(_auto_pair_tile(1, d, 4), n + 48)
-        screen = (n * d * 4 + n * (8 + 8) + n * k * 8
-                  + max(1, n_threads) * ((2 * (p32 + 32) * d + p32 * p32) * 4 + p32 * p32
-                                         + p32 * (k + 1) * 4 + 2 * p32))
-        return int(base + max(max(1, n_threads) * per_thread, screen))
-    return int(base + max(1, n_threads) * per_thread)
+    """The engine's RankCount (``rank_count_workspace_bytes``: counts, targets, thresholds,
+    per-thread tiles; for float64 rows the float32 prefilter's copy of the rows); plus the +1
+    copy of the counts made in Python."""
+    return int(n * k * 8 + _engine.rank_count_workspace_bytes(n, d, k, itemsize,
+                                                              n_threads=max(1, n_threads)))
 
 
 def gram_bytes(n: int, dims, *, n_threads: int = 1) -> int:
-    """Linear CKA in feature space: (ΣD)² float64 Gram/accumulators, the engine's per-thread
-    blocks (cpp/src/gram.cpp: <= 1024 rows, three float64 copies, a block Gram) and the NumPy
-    path's float64 block copies (metrics/_global.block_rows: <= 2^23 elements per block)."""
+    """Linear CKA in feature space: the engine's Gram (``gram_workspace_bytes``: the (ΣD)²
+    float64 Gram and per-thread blocks), or the NumPy path's float64 block copies
+    (metrics/_global.block_rows: <= 2^23 elements per block), plus two (ΣD)² float64
+    accumulators of the Python layer."""
     total = sum(dims)
-    engine = max(1, n_threads) * (3 * min(n, 1024) * total + total * total) * 8
-    numpy_path = 4 * min(min(n, 65536) * total, 1 << 23) * 8
-    return int(3 * total * total * 8 + max(engine, numpy_path))
+    engine = _engine.gram_workspace_bytes(n, [int(d) for d in dims], n_threads=max(1, n_threads))
+    numpy_path = 4 * min(min(n, 65536) * total, 1 << 23) * 8 + total * total * 8
+    return int(2 * total * total * 8 + max(engine, numpy_path))

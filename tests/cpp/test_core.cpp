@@ -1,7 +1,8 @@
-// matalign_core_test: the C++-only check that the engine builds and runs without Python
-// (STYLE rule 2). Each engine result is compared with a dense, readable float64 reference
-// written here from DESIGN.md §2. No test framework: CHECK counts failures, main returns 1
-// if any.
+// matalign_core_test: the C++-only check that the engine builds and runs without Python.
+// Each engine result is compared with a dense, readable float64 reference written here from
+// the definitions in docs/METRICS.md. No test framework: CHECK counts failures, main returns 1
+// if any. The global operator new/delete are replaced by a byte counter, so that the
+// engine's *_workspace_bytes estimates can be checked against what the calls really allocate.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,6 +11,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -21,9 +24,63 @@
 #include "matalign/graph.h"
 #include "matalign/gram.h"
 #include "matalign/knn.h"
+#include "matalign/pairwise.h"
 #include "matalign/tiling.h"
 
+// ------------------------------------------------------------------------------------------
+// Test-only byte counter: every operator new of the process (the engine's std::vectors and
+// new[] included) goes through here, with its size in a 16-byte header.
 namespace {
+std::atomic<int64_t> g_live{0};
+std::atomic<int64_t> g_peak{0};
+void* counted_alloc(std::size_t n) {
+  void* p = std::malloc(n + 16);
+  if (!p) throw std::bad_alloc();
+  *static_cast<std::size_t*>(p) = n;
+  const int64_t now = g_live.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
+  int64_t peak = g_peak.load();
+  while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
+  }
+  return static_cast<char*>(p) + 16;
+}
+void counted_free(void* p) noexcept {
+  if (!p) return;
+  char* base = static_cast<char*>(p) - 16;
+  g_live.fetch_sub(static_cast<int64_t>(*reinterpret_cast<std::size_t*>(base)));
+  std::free(base);
+}
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_alloc(n); }
+void* operator new[](std::size_t n) { return counted_alloc(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return counted_alloc(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return counted_alloc(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p) noexcept { counted_free(p); }
+void operator delete[](void* p) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
+
+namespace {
+
+/// Bytes allocated at the peak of f() above what was live when it started.
+int64_t peak_bytes(const std::function<void()>& f) {
+  const int64_t base = g_live.load();
+  g_peak.store(base);
+  f();
+  return g_peak.load() - base;
+}
 
 int g_failures = 0;
 int g_checks = 0;
@@ -94,7 +151,7 @@ Mat gram(const Mat& x, int64_t n, int64_t d) {
   return k;
 }
 
-/// Self-excluded kNN by largest kernel value, ties by lower index (DESIGN §2).
+/// Self-excluded kNN by largest kernel value, ties by lower index (docs/METRICS.md).
 void knn_from_gram(const Mat& K, int64_t n, int64_t k, std::vector<int64_t>& idx,
                    std::vector<double>& val) {
   idx.assign(static_cast<size_t>(n * k), 0);
@@ -122,7 +179,7 @@ Mat row_mask(const std::vector<int64_t>& idx, int64_t n, int64_t k) {
   return m;
 }
 
-/// HSIC₁ exactly as written in DESIGN §2, on dense n × n matrices (diagonal zeroed).
+/// HSIC₁ exactly as defined in docs/METRICS.md, on dense n × n matrices (diagonal zeroed).
 double hsic1_dense(Mat A, Mat B, int64_t n) {
   for (int64_t i = 0; i < n; ++i) A[i * n + i] = 0, B[i * n + i] = 0;
   double trace = 0, sa = 0, sb = 0;
@@ -334,7 +391,7 @@ void test_cknna() {
 /// value reported for it (ties make index lists legitimately differ).
 void check_knn(const std::vector<float>& db, int64_t n, const std::vector<float>* q, int64_t m,
                int64_t d, int64_t k, matalign::Metric metric, int64_t tile_rows, const char* what,
-               int screen = -1) {
+               matalign::Screen screen = matalign::Screen::automatic) {
   const bool self = (q == nullptr);
   const std::vector<float>& qs = self ? db : *q;
   const int64_t rows = self ? n : m;
@@ -404,8 +461,9 @@ void test_knn_exact() {
   std::vector<float> x(x64.begin(), x64.end()), q(q64.begin(), q64.end());
   // A duplicate row: self is excluded by index, so rows 3 and 5 are each other's nearest.
   std::copy(x.begin() + 3 * d, x.begin() + 4 * d, x.begin() + 5 * d);
-  // screen: -1 auto, 0 the float GEMM, 1 int8, 2 int16 (portable kernels where no VNNI)
-  for (int screen : {-1, 0, 1, 2})
+  // every screen setting (int8/int16 run the portable kernels where there is no VNNI)
+  for (matalign::Screen screen : {matalign::Screen::automatic, matalign::Screen::off,
+                                  matalign::Screen::int8, matalign::Screen::int16})
     for (matalign::Metric metric : {matalign::Metric::ip, matalign::Metric::l2}) {
       const bool ip = metric == matalign::Metric::ip;
       check_knn(x, n, nullptr, 0, d, k, metric, 7, ip ? "self ip tile 7" : "self l2 tile 7", screen);
@@ -528,6 +586,154 @@ void test_tile_loop() {
         }
 }
 
+
+// ------------------------------------------------------------------------------------------
+// *_workspace_bytes against the bytes the calls allocate (the counter above), for several
+// shapes: the estimate must cover the peak, and (float GEMM paths) not overshoot it by more
+// than a small margin.
+void check_covers(const char* what, int64_t estimate, int64_t measured, bool tight) {
+  ++g_checks;
+  const bool ok = measured <= estimate && (!tight || estimate <= 2 * measured + (64 << 10));
+  if (!ok) {
+    ++g_failures;
+    std::fprintf(stderr, "%s: estimate %lld bytes, measured peak %lld bytes\n", what,
+                 static_cast<long long>(estimate), static_cast<long long>(measured));
+  }
+}
+
+template <class T>
+void workspace_knn_case(int64_t n, int64_t m, int64_t d, int64_t k, matalign::Metric metric,
+                        bool self, bool rescore, int64_t tile, matalign::Screen screen) {
+  const Mat x64 = gaussian(n, d, 101 + n), q64 = gaussian(m, d, 202 + m);
+  const std::vector<T> x(x64.begin(), x64.end()), q(q64.begin(), q64.end());
+  const int64_t rows = self ? n : m;
+  const matalign::MatrixView<T> xv{x.data(), n, d, d, 1}, qv{q.data(), m, d, d, 1};
+  matalign::KnnOptions opt;
+  opt.n_threads = 2;
+  opt.rescore = rescore;
+  opt.tile_rows = tile;
+  opt.tile_cols = tile;
+  opt.screen = screen;
+  const int64_t measured = peak_bytes([&] {
+    std::vector<T> values(static_cast<size_t>(rows * k));
+    std::vector<int64_t> indices(static_cast<size_t>(rows * k));
+    matalign::knn_exact<T>(xv, self ? nullptr : &qv, k, metric, self, values.data(),
+                           indices.data(), opt);
+  });
+  const bool l2 = metric == matalign::Metric::l2;
+  const int nt = matalign::resolve_threads(2);
+  const int64_t est = matalign::knn_workspace_bytes(n, rows, d, k, sizeof(T), l2, rescore, nt,
+                                                    tile, tile, screen, self);
+  char what[160];
+  std::snprintf(what, sizeof what, "knn_workspace_bytes(n=%lld, m=%lld, d=%lld, k=%lld, %s, %s%s, screen=%s, T=%s)",
+                static_cast<long long>(n), static_cast<long long>(rows), static_cast<long long>(d),
+                static_cast<long long>(k), l2 ? "l2" : "ip", self ? "self" : "queries",
+                rescore ? ", rescore" : "", matalign::screen_name(screen), sizeof(T) == 4 ? "f32" : "f64");
+  const bool screened = screen == matalign::Screen::int8 || screen == matalign::Screen::int16;
+  // (a screened estimate holds 64 MB for float64 blocks of rows the bound cannot separate;
+  // Gaussian rows never need them, so the rest of the estimate must cover the peak)
+  check_covers(what, screened ? est - (int64_t(64) << 20) : est, measured, !screened);
+}
+
+void test_workspace_bytes() {
+  using matalign::Metric;
+  using matalign::Screen;
+  for (Screen sc : {Screen::off, Screen::int8, Screen::int16})
+    for (Metric mt : {Metric::ip, Metric::l2}) {
+      workspace_knn_case<float>(700, 0, 40, 10, mt, true, false, 0, sc);
+      workspace_knn_case<float>(500, 130, 33, 60, mt, false, false, 0, sc);
+      workspace_knn_case<double>(300, 0, 17, 5, mt, true, false, 64, sc);
+    }
+  workspace_knn_case<float>(400, 0, 24, 12, Metric::l2, true, true, 0, Screen::off);
+  workspace_knn_case<double>(350, 90, 24, 7, Metric::ip, false, true, 0, Screen::off);
+  workspace_knn_case<float>(3000, 0, 8, 3, Metric::ip, true, false, 0, Screen::off);
+
+  const int nt = matalign::resolve_threads(2);
+  // pair_sums over 1..3 spaces of different widths
+  for (int64_t M = 1; M <= 3; ++M)
+    for (int64_t n : {97, 1500}) {
+      std::vector<Mat> data;
+      std::vector<matalign::MatrixView<double>> views;
+      std::vector<int64_t> dims;
+      for (int64_t s = 0; s < M; ++s) dims.push_back(5 + 7 * s);
+      for (int64_t s = 0; s < M; ++s) data.push_back(gaussian(n, dims[s], 300 + s));
+      for (int64_t s = 0; s < M; ++s) views.push_back({data[s].data(), n, dims[s], dims[s], 1});
+      matalign::PairwiseOptions po;
+      po.n_threads = 2;
+      const int64_t measured = peak_bytes([&] {
+        std::vector<double> rowsums(static_cast<size_t>(M * n)), cross(static_cast<size_t>(M * M));
+        matalign::pair_sums<double>(views, matalign::PairFn::distance, {}, rowsums.data(),
+                                    cross.data(), po);
+      });
+      char what[96];
+      std::snprintf(what, sizeof what, "pair_sums_workspace_bytes(n=%lld, M=%lld)",
+                    static_cast<long long>(n), static_cast<long long>(M));
+      check_covers(what, matalign::pair_sums_workspace_bytes(n, dims, 8, nt), measured, true);
+    }
+  // rank_count: float32 rows, float64 rows (the float32 prefilter) and float64 without it
+  for (int64_t k : {1, 4})
+    for (int variant = 0; variant < 3; ++variant) {
+      const int64_t n = 800, d = 21;
+      const Mat y64 = gaussian(n, d, 400 + k);
+      const std::vector<float> y32(y64.begin(), y64.end());
+      std::vector<int64_t> targets(static_cast<size_t>(n * k));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t t = 0; t < k; ++t) targets[i * k + t] = (i + 1 + 37 * t) % n;
+      matalign::PairwiseOptions po;
+      po.n_threads = 2;
+      po.prefilter = variant != 2;
+      const int64_t measured = peak_bytes([&] {
+        std::vector<int64_t> counts(static_cast<size_t>(n * k));
+        std::vector<int64_t> tg(targets);  // the binding's int64 copy of the targets
+        if (variant == 0)
+          matalign::rank_count<float>({y32.data(), n, d, d, 1}, tg.data(), k, counts.data(), po);
+        else
+          matalign::rank_count<double>({y64.data(), n, d, d, 1}, tg.data(), k, counts.data(), po);
+      });
+      char what[96];
+      std::snprintf(what, sizeof what, "rank_count_workspace_bytes(k=%lld, %s)",
+                    static_cast<long long>(k), variant == 0 ? "f32" : variant == 1 ? "f64" : "f64 no prefilter");
+      // (tight only where the estimate is of the path that ran: without the prefilter the
+      // float64 estimate is the larger prefilter path)
+      check_covers(what, matalign::rank_count_workspace_bytes(n, d, k, variant == 0 ? 4 : 8, nt),
+                   measured, variant != 2);
+    }
+  // shifted_gram
+  for (int64_t n : {50, 3000}) {
+    const std::vector<int64_t> dims{9, 30};
+    const Mat a = gaussian(n, dims[0], 500), b = gaussian(n, dims[1], 501);
+    std::vector<matalign::MatrixView<double>> views{{a.data(), n, dims[0], dims[0], 1},
+                                                    {b.data(), n, dims[1], dims[1], 1}};
+    const int64_t D = dims[0] + dims[1];
+    std::vector<double> shift(static_cast<size_t>(D), 0.0);
+    matalign::GramOptions go;
+    go.n_threads = 2;
+    const int64_t measured = peak_bytes([&] {
+      std::vector<double> gram(static_cast<size_t>(D * D)), colsum(static_cast<size_t>(D));
+      std::vector<uint8_t> constant(static_cast<size_t>(D));
+      matalign::shifted_gram<double>(views, shift.data(), gram.data(), colsum.data(),
+                                     constant.data(), go);
+    });
+    check_covers(n == 50 ? "gram_workspace_bytes(n=50)" : "gram_workspace_bytes(n=3000)",
+                 matalign::gram_workspace_bytes(n, dims, nt), measured, true);
+  }
+  // cknna on two kNN graphs
+  for (int64_t n : {40, 2000}) {
+    const int64_t k = 7;
+    std::vector<int64_t> ix, iy;
+    std::vector<double> vx(static_cast<size_t>(n * k)), vy(static_cast<size_t>(n * k));
+    knn_from_gram(gram(gaussian(n, 6, 600 + n), n, 6), n, k, ix, vx);
+    knn_from_gram(gram(gaussian(n, 6, 700 + n), n, 6), n, k, iy, vy);
+    const int64_t measured = peak_bytes([&] {
+      std::vector<double> per_row(static_cast<size_t>(n));
+      matalign::cknna<double>(ix.data(), vx.data(), iy.data(), vy.data(), n, k, 0.0,
+                              per_row.data(), 2);
+    });
+    check_covers(n == 40 ? "cknna_workspace_bytes(n=40)" : "cknna_workspace_bytes(n=2000)",
+                 matalign::cknna_workspace_bytes(n, k), measured, true);
+  }
+}
+
 void run(const char* name, void (*test)()) {
   try {
     test();
@@ -544,6 +750,7 @@ int main() {
   run("knn_exact", test_knn_exact);
   run("shifted_gram", test_shifted_gram);
   run("tile_loop", test_tile_loop);
+  run("workspace_bytes", test_workspace_bytes);
   std::printf("matalign_core_test: %d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -68,17 +68,20 @@ struct MatrixView {
   const T& operator()(int64_t i, int64_t j) const { return data[i * row_stride + j * col_stride]; }
 };
 
-/// SIMD kernel levels, chosen at run time from the CPU's features.
-enum class Simd { scalar = 0, avx2 = 1, avx512 = 2 };
+/// SIMD kernel levels, chosen at run time from the CPU's features (see cpp/src/kernels.h for
+/// the dispatch). `automatic` stands for simd_best() and is resolved once per call.
+enum class Simd { automatic = -1, scalar = 0, avx2 = 1, avx512 = 2 };
 
 /// Best level this CPU and this build support.
 Simd simd_best();
-/// Whether a level is compiled in and supported by this CPU.
+/// The level a call runs: simd_best() for Simd::automatic, else s itself.
+Simd simd_resolve(Simd s);
+/// Whether a level is compiled in and supported by this CPU (automatic: always).
 bool simd_supported(Simd s);
-/// "scalar" | "avx2" | "avx512"
+/// "auto" | "scalar" | "avx2" | "avx512"
 const char* simd_name(Simd s);
-/// Parse "auto" | "scalar" | "avx2" | "avx512"; throws std::invalid_argument for other names
-/// or for a level this CPU/build cannot run.
+/// Parse "auto" | "scalar" | "avx2" | "avx512" ("auto" -> Simd::automatic); throws
+/// std::invalid_argument for other names or for a level this CPU/build cannot run.
 Simd simd_parse(const std::string& name);
 
 /// Upper bound accepted for n_threads (a typo such as 100000 must not abort the process).

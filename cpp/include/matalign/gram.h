@@ -1,5 +1,5 @@
 /// @file gram.h
-/// Feature-space Gram of several spaces stacked side by side, for linear CKA (DESIGN.md §2):
+/// Feature-space Gram of several spaces stacked side by side, for linear CKA (docs/METRICS.md):
 /// one streaming pass over row blocks, float64 products and accumulation, O(D²) memory for
 /// D = Σ d_m, never an N×N matrix. The engine's GEMM micro-kernels do the products.
 #pragma once
@@ -14,8 +14,7 @@ namespace matalign {
 struct GramOptions {
   int64_t block_rows = 0;  ///< rows per streamed block (0 = automatic); tests force tiny ones
   int n_threads = 0;       ///< 0 = all cores
-  Simd simd = Simd::scalar;
-  bool simd_auto = true;
+  Simd simd = Simd::automatic;
   ProgressFn progress;
 };
 
@@ -34,5 +33,9 @@ struct GramOptions {
 template <class T>
 void shifted_gram(const std::vector<MatrixView<T>>& spaces, const double* shift, double* gram,
                   double* colsum, uint8_t* constant, const GramOptions& options);
+
+/// Peak bytes of shifted_gram over spaces of these dimensions (outputs and per-thread block
+/// scratch), from the same block rule as the call (simd="auto", automatic block_rows).
+int64_t gram_workspace_bytes(int64_t n, const std::vector<int64_t>& dims, int n_threads);
 
 }  // namespace matalign

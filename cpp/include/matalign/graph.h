@@ -1,5 +1,5 @@
 /// @file graph.h
-/// Metrics computed from two kNN graphs over the same N structures (DESIGN.md §1.2, §2):
+/// Metrics computed from two kNN graphs over the same N structures (docs/METRICS.md):
 /// O(N·k) time and memory, no N×N array anywhere.
 ///
 /// A graph is `indices` (n × k, int64, C order, row i = the k neighbours of i best first,
@@ -23,7 +23,7 @@ namespace matalign {
 double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t k,
                   double* per_row, int n_threads = 0);
 
-/// The three unbiased HSIC values behind CKNNA (Song et al. 2012 estimator, as DESIGN §2).
+/// The three unbiased HSIC values behind CKNNA (Song et al. 2012 estimator, docs/METRICS.md).
 struct CknnaResult {
   double value;    ///< hsic_xy / (sqrt(hsic_xx * hsic_yy) + eps)
   double hsic_xy;  ///< HSIC₁(M∘K, M∘L), M = Mᴷ∘Mᴸ
@@ -43,6 +43,9 @@ struct CknnaResult {
 template <class T>
 CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, const T* val_y,
                   int64_t n, int64_t k, double eps, double* per_row, int n_threads = 0);
+
+/// Peak bytes cknna allocates for n rows and k neighbours (per-row output included).
+int64_t cknna_workspace_bytes(int64_t n, int64_t k);
 
 namespace detail {
 

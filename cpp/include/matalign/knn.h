@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "matalign/common.h"
 
@@ -10,19 +11,26 @@ namespace matalign {
 
 enum class Metric { ip = 0, l2 = 1 };
 
+/// The integer screen of exact kNN (knn_screen.cpp): `automatic` takes it where it is faster
+/// (the CPU runs the AVX-512 VNNI kernel and screen_auto(...) picks a precision), `off` never
+/// (the float GEMM in the input dtype), `int8` / `int16` always where it applies (portable
+/// kernels without VNNI). The screened graph is the exact graph of the float64 computation:
+/// indices and values bit for bit those of knn_exact<double> on the same rows converted to
+/// double.
+enum class Screen { automatic = 0, off = 1, int8 = 2, int16 = 3 };
+
+/// "auto" | "off" | "int8" | "int16"
+const char* screen_name(Screen s);
+/// Parse "auto" | "off" | "int8" | "int16"; throws std::invalid_argument for other names.
+Screen screen_parse(const std::string& name);
+
 struct KnnOptions {
   int64_t tile_rows = 0;  ///< rows (queries) per tile; 0 = automatic
   int64_t tile_cols = 0;  ///< database columns per inner block; 0 = automatic
   int n_threads = 0;      ///< 0 = all cores (OMP_NUM_THREADS respected)
   bool rescore = false;   ///< recompute candidate scores exactly in double, then re-rank
-  Simd simd = Simd::scalar;
-  bool simd_auto = true;  ///< ignore `simd` and use simd_best()
-  /// int8/int16 screen (knn_screen.cpp): -1 = where it is faster (AVX-512 VNNI and the range
-  /// of screen_auto_bits), 0 = never (float GEMM in the input
-  /// dtype), 1 = int8, 2 = int16 (portable kernels without VNNI). The screened graph is the
-  /// exact graph of the float64 computation: indices and values bit for bit those of
-  /// knn_exact<double> on the same rows converted to double.
-  int screen = -1;
+  Simd simd = Simd::automatic;
+  Screen screen = Screen::automatic;
   ProgressFn progress;
 };
 
@@ -46,12 +54,18 @@ template <class T>
 void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, Metric metric,
                bool exclude_self, T* values, int64_t* indices, const KnnOptions& options);
 
-/// Precision screen="auto" picks on a VNNI CPU: 8 (int8), 16 (int16) or 0 (the float GEMM),
-/// from the measured crossovers (bench/bench_screen.py, bench/README.md). With w = n·d/256
-/// (database rows at D = 256 doing the same GEMM work per query row): self graphs take int8
-/// for k <= min(24, w/800), int16 for k <= min(256, w/180); queries int8 for
-/// k <= min(48, w/400), int16 for k <= min(256, w/125).
-int screen_auto_bits(int64_t k, bool self, int64_t n, int64_t d);
+/// The precision Screen::automatic takes on a CPU that runs the VNNI kernel: Screen::int8,
+/// Screen::int16 or Screen::off (the float GEMM), from measured crossovers that grow with the
+/// GEMM work n·d per query row (bench/bench_screen.py; the figures are in bench/README.md).
+Screen screen_auto(int64_t k, bool self, int64_t n, int64_t d);
+
+/// Peak bytes knn_exact allocates for these sizes and options (outputs, per-row state and
+/// per-thread scratch), computed from the same tile and capacity rules as the call itself.
+/// `screen` is the precision that will run (automatic counts the float GEMM's path: the
+/// caller decides whether the screen fits before it lets it run); `self` = no queries (m = n).
+int64_t knn_workspace_bytes(int64_t n, int64_t m, int64_t d, int64_t k, int64_t itemsize,
+                            bool l2, bool rescore, int n_threads, int64_t tile_rows,
+                            int64_t tile_cols, Screen screen, bool self);
 
 /// Index of the first row of x holding a NaN or ±Inf, or -1 (OpenMP, any strides).
 template <class T>

@@ -1,5 +1,5 @@
 /// @file pairwise.h
-/// Global metrics' reducers on the tile loop (DESIGN.md §1.1): PairSums (CKA with an RBF
+/// Global metrics' reducers on the tile loop (tiling.h; definitions: docs/METRICS.md): PairSums (CKA with an RBF
 /// kernel, distance correlation) and RankCount (exact information imbalance). One streaming
 /// pass over the pairs i < j, O(N·M) memory, float64 accumulation in a fixed order (results do
 /// not depend on the thread count).
@@ -21,11 +21,10 @@ enum class PairFn {
 struct PairwiseOptions {
   int64_t tile_rows = 0;  ///< rows per tile (0 = automatic, from the number of spaces and d)
   int n_threads = 0;      ///< 0 = all cores
-  Simd simd = Simd::scalar;
-  bool simd_auto = true;
-  /// rank_count of float64 rows: decide comparisons on float32 tiles where a rigorous error
-  /// bound settles them, recompute the rest in float64 (same counts, bit for bit; ~2× faster)
-  bool screen = true;
+  Simd simd = Simd::automatic;
+  /// rank_count of float64 rows: a float32 prefilter decides the comparisons a rigorous error
+  /// bound settles, the rest are recomputed in float64 (the same counts, bit for bit)
+  bool prefilter = true;
   ProgressFn progress;
 };
 
@@ -52,5 +51,15 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
 template <class T>
 void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64_t* counts,
                 const PairwiseOptions& options);
+
+/// Peak bytes of pair_sums over spaces of these dimensions (outputs, norms, per-thread tiles,
+/// per-row-block sums), from the same tile rule as the call (simd="auto").
+int64_t pair_sums_workspace_bytes(int64_t n, const std::vector<int64_t>& dims, int64_t itemsize,
+                                  int n_threads, int64_t tile_rows = 0);
+
+/// Peak bytes of rank_count (the (n, k) counts and targets, thresholds, per-thread tiles; for
+/// float64 rows the larger of the float32 prefilter's and the float64 path's).
+int64_t rank_count_workspace_bytes(int64_t n, int64_t d, int64_t k, int64_t itemsize,
+                                   int n_threads);
 
 }  // namespace matalign

@@ -1,5 +1,5 @@
 /// @file tiling.h
-/// The one tile loop of the engine (DESIGN.md §1.1). Every pairwise metric is a reduction
+/// The one tile loop of the engine. Every pairwise metric is a reduction
 /// over the N×M pairs of a quantity computed tile by tile and never stored whole. This file
 /// owns the schedule, the threads, cancellation/progress and exception capture; a metric
 /// supplies the tile body (a GEMM-shaped producer plus its reducer: TopK, PairSums, RankCount).
@@ -49,6 +49,11 @@ struct TileLoopOptions {
 void for_each_tile(int64_t n_rows, int64_t n_cols, int64_t tile_rows, int64_t tile_cols,
                    bool symmetric, const std::function<void(const Tile&, int)>& body,
                    const TileLoopOptions& options);
+
+/// Upper bound on the bytes for_each_tile allocates for its schedule (the rounds, the
+/// any-order list and its flags) and the type-erased callbacks of one call.
+int64_t tile_loop_workspace_bytes(int64_t n_rows, int64_t tile_rows, bool symmetric,
+                                  bool any_order = false);
 
 /// Number of threads for_each_tile will use for these options.
 int tile_loop_threads(const TileLoopOptions& options);

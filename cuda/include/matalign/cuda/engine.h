@@ -1,5 +1,5 @@
 /// @file engine.h
-/// Host-callable CUDA engine: the tile loop of DESIGN.md §1.1 on one GPU, with the reducers
+/// Host-callable CUDA engine: the tile loop of matalign/tiling.h on one GPU, with the reducers
 /// TopK (exact kNN), PairSums (RBF CKA, distance correlation) and RankCount (exact
 /// information imbalance), plus the graph metrics (mutual kNN, CKNNA) on the device.
 ///

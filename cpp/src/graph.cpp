@@ -1,7 +1,8 @@
-/// @file graph_metrics.cpp
-/// mutual_knn and CKNNA from two kNN graphs (DESIGN.md §1.2, §2): O(N·k) time and memory.
+/// @file graph.cpp
+/// mutual_knn and CKNNA from two kNN graphs (definitions: docs/METRICS.md): O(N·k) time and
+/// memory. The per-row arithmetic is graph_row.h, shared with the CUDA engine (graph.cu).
 ///
-/// Determinism: rows are processed in fixed chunks of kChunk rows. Inside a chunk rows are
+/// Determinism: rows are processed in fixed chunks of kGraphChunk rows. Inside a chunk rows are
 /// visited in increasing order and each row's edges in stored order; chunk partials are then
 /// added serially in chunk order. The thread count only decides which thread runs a chunk,
 /// so every result is bitwise independent of it.
@@ -18,13 +19,14 @@
 #endif
 
 #include "matalign/common.h"
+#include "matalign/detail/graph_row.h"
 #include "matalign/graph.h"
 
 namespace matalign {
 namespace {
 
 // Big enough to amortise scheduling and per-chunk scratch, small enough to balance load.
-constexpr int64_t kChunk = 512;
+constexpr int64_t kChunk = detail::kGraphChunk;
 
 int64_t n_chunks_for(int64_t n) { return (n + kChunk - 1) / kChunk; }
 
@@ -84,15 +86,7 @@ void throw_row_problem(const char* fn, const char* graph, const int64_t* row, in
                    s[t], " more than once");
 }
 
-/// Cheap validity test of a row whose sorted copy is `s` (no message; see throw_row_problem).
-inline bool row_ok(const int64_t* s, int64_t n, int64_t k, int64_t i) {
-  if (s[0] < 0 || s[k - 1] >= n) return false;
-  for (int64_t t = 0; t < k; ++t) {
-    if (s[t] == i) return false;
-    if (t > 0 && s[t] == s[t - 1]) return false;
-  }
-  return true;
-}
+using detail::graph_row_ok;
 
 void check_sizes(const char* fn, int64_t n, int64_t k, int64_t n_min) {
   MATALIGN_CHECK(n >= n_min, fn, ": needs at least ", n_min, " rows, got n = ", n);
@@ -101,26 +95,14 @@ void check_sizes(const char* fn, int64_t n, int64_t k, int64_t n_min) {
   mul_checked(n, k, "n * k");
 }
 
-/// Position of value v in sorted[0..k), or -1.
-inline int64_t find_sorted(const int64_t* sorted, int64_t k, int64_t v) {
-  const int64_t* p = std::lower_bound(sorted, sorted + k, v);
-  return (p != sorted + k && *p == v) ? static_cast<int64_t>(p - sorted) : -1;
-}
-
 /// Per-row sorted copy of a graph: sidx[i*k + s] increasing, perm[i*k + s] = the stored
 /// position t of that neighbour (to fetch its kernel value from the caller's array).
 struct SortedGraph {
   std::vector<int64_t> sidx;
   std::vector<int32_t> perm;
-
-  /// If j lists i as a neighbour, set *value to the kernel value stored in row j for i
-  /// (read from `val`, the caller's n × k values) and return true.
   template <class T>
-  bool lookup(const T* val, int64_t k, int64_t j, int64_t i, double* value) const {
-    const int64_t s = find_sorted(sidx.data() + j * k, k, i);
-    if (s < 0) return false;
-    *value = static_cast<double>(val[j * k + perm[static_cast<size_t>(j * k + s)]]);
-    return true;
+  detail::SortedRows<T> rows(const T* val) const {
+    return detail::SortedRows<T>{sidx.data(), perm.data(), val};
   }
 };
 
@@ -145,21 +127,12 @@ double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t
       std::copy(idx_y + i * k, idx_y + (i + 1) * k, sy.begin());
       std::sort(sx.begin(), sx.end());
       std::sort(sy.begin(), sy.end());
-      if (!row_ok(sx.data(), n, k, i) || !row_ok(sy.data(), n, k, i)) {
+      if (!graph_row_ok(sx.data(), n, k, i) || !graph_row_ok(sy.data(), n, k, i)) {
         bad.note(i);
         continue;
       }
       // Merge-intersect two sorted rows: O(k) after the O(k log k) sorts.
-      int64_t a = 0, b = 0, common = 0;
-      while (a < k && b < k) {
-        if (sx[a] < sy[b]) {
-          ++a;
-        } else if (sy[b] < sx[a]) {
-          ++b;
-        } else {
-          ++common, ++a, ++b;
-        }
-      }
+      const int64_t common = detail::graph_common(sx.data(), sy.data(), k);
       total += common;
       if (per_row) per_row[i] = static_cast<double>(common) / static_cast<double>(k);
     }
@@ -177,22 +150,6 @@ double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t
   return static_cast<double>(total) / (static_cast<double>(n) * static_cast<double>(k));
 }
 
-namespace {
-
-/// Sums of one unbiased HSIC, from which HSIC₁ is assembled (DESIGN §2):
-/// trace = Σ_ij A_ij B_ji, sum_a = ΣA, sum_b = ΣB, cross = Σ_j colsum(A)_j rowsum(B)_j.
-struct HsicSums {
-  double trace = 0, sum_a = 0, sum_b = 0, cross = 0;
-  void add(const HsicSums& o) {
-    trace += o.trace, sum_a += o.sum_a, sum_b += o.sum_b, cross += o.cross;
-  }
-};
-
-struct ChunkSums {
-  HsicSums xy, xx, yy;
-};
-
-}  // namespace
 
 template <class T>
 CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, const T* val_y,
@@ -229,7 +186,7 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
           p[t] = order[static_cast<size_t>(t)];
           s[t] = row[p[t]];
         }
-        ok = ok && row_ok(s, n, k, i);
+        ok = ok && graph_row_ok(s, n, k, i);
       }
       if (!ok) bad.note(i);
     }
@@ -241,80 +198,31 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
     MATALIGN_INTERNAL(false);
   }
 
-  // Phase 2, per row i: row sums, the trace terms, and which x-edges are mutual.
-  //   xy: A = M∘K, B = M∘L with M_ij = 1[j ∈ nx(i)]·1[j ∈ ny(i)] (row-wise, asymmetric).
-  //       The trace Σ_ij A_ij B_ji pairs A_ij (row i of X's graph) with B_ji (row j of Y's
-  //       graph), so an edge counts only if it is mutual in both spaces and both directions.
-  //   xx: A = B = Mᴷ∘K;  yy: A = B = Mᴸ∘L.
+  // Phase 2, per row i: row sums, the trace terms, and which x-edges are mutual
+  // (detail::cknna_row_first).
   std::vector<double> rs_xx(un), rs_yy(un), rs_a(un), rs_b(un), tr_xy(un);
   std::vector<uint8_t> mutual(unk);
+  const detail::CknnaRowTerms terms{rs_xx.data(), rs_yy.data(), rs_a.data(), rs_b.data(),
+                                    tr_xy.data(), mutual.data()};
+  const detail::SortedRows<T> sx = gx.rows(val_x), sy = gy.rows(val_y);
   parallel_chunks(n_chunks, threads, [&](int64_t c) {
     const int64_t r0 = c * kChunk, r1 = std::min(n, r0 + kChunk);
-    for (int64_t i = r0; i < r1; ++i) {
-      const int64_t* xi = idx_x + i * k;
-      double sxx = 0, syy = 0, sa = 0, sb = 0, txy = 0;
-      for (int64_t t = 0; t < k; ++t) {
-        const int64_t j = xi[t];
-        const double kij = static_cast<double>(val_x[i * k + t]);
-        sxx += kij;
-        double lij, kji, lji;
-        const bool m = gy.lookup(val_y, k, i, j, &lij);  // j ∈ ny(i): (i, j) is mutual
-        if (m) {
-          sa += kij;
-          sb += lij;
-          // A_ij B_ji ≠ 0 needs (j, i) mutual too: i ∈ nx(j) and i ∈ ny(j); L_ji from row j.
-          if (gx.lookup(val_x, k, j, i, &kji) && gy.lookup(val_y, k, j, i, &lji)) txy += kij * lji;
-        }
-        mutual[static_cast<size_t>(i * k + t)] = m ? 1 : 0;
-      }
-      for (int64_t t = 0; t < k; ++t) syy += static_cast<double>(val_y[i * k + t]);
-      rs_xx[static_cast<size_t>(i)] = sxx;
-      rs_yy[static_cast<size_t>(i)] = syy;
-      rs_a[static_cast<size_t>(i)] = sa;
-      rs_b[static_cast<size_t>(i)] = sb;
-      tr_xy[static_cast<size_t>(i)] = txy;
-    }
+    for (int64_t i = r0; i < r1; ++i) detail::cknna_row_first(i, idx_x, val_x, val_y, sx, sy, k, terms);
   });
 
-  // Phase 3, per row i: the remaining trace terms and Σ_j colsum(A)_j rowsum(B)_j, written
-  // as Σ_i Σ_{j: A_ij≠0} A_ij rowsum(B)_j so that no column sum (a scatter) is needed.
-  std::vector<ChunkSums> parts(static_cast<size_t>(n_chunks));
+  // Phase 3, per row i: the remaining trace terms and the cross terms, summed per chunk in
+  // row order (detail::cknna_row_second), then the chunks in chunk order.
+  std::vector<double> parts(static_cast<size_t>(n_chunks) * 12, 0.0);
   parallel_chunks(n_chunks, threads, [&](int64_t c) {
     const int64_t r0 = c * kChunk, r1 = std::min(n, r0 + kChunk);
-    ChunkSums cs;
-    for (int64_t i = r0; i < r1; ++i) {
-      const int64_t* xi = idx_x + i * k;
-      const int64_t* yi = idx_y + i * k;
-      double txx = 0, tyy = 0, cxx = 0, cyy = 0, cxy = 0;
-      for (int64_t t = 0; t < k; ++t) {
-        const int64_t j = xi[t];
-        const double kij = static_cast<double>(val_x[i * k + t]);
-        cxx += kij * rs_xx[static_cast<size_t>(j)];
-        if (mutual[static_cast<size_t>(i * k + t)]) cxy += kij * rs_b[static_cast<size_t>(j)];
-        double kji;
-        if (gx.lookup(val_x, k, j, i, &kji)) txx += kij * kji;
-      }
-      for (int64_t t = 0; t < k; ++t) {
-        const int64_t j = yi[t];
-        const double lij = static_cast<double>(val_y[i * k + t]);
-        cyy += lij * rs_yy[static_cast<size_t>(j)];
-        double lji;
-        if (gy.lookup(val_y, k, j, i, &lji)) tyy += lij * lji;
-      }
-      const size_t ui = static_cast<size_t>(i);
-      cs.xy.trace += tr_xy[ui], cs.xy.sum_a += rs_a[ui], cs.xy.sum_b += rs_b[ui];
-      cs.xy.cross += cxy;
-      cs.xx.trace += txx, cs.xx.sum_a += rs_xx[ui], cs.xx.sum_b += rs_xx[ui], cs.xx.cross += cxx;
-      cs.yy.trace += tyy, cs.yy.sum_a += rs_yy[ui], cs.yy.sum_b += rs_yy[ui], cs.yy.cross += cyy;
-    }
-    parts[static_cast<size_t>(c)] = cs;
+    double* cs = parts.data() + c * 12;
+    for (int64_t i = r0; i < r1; ++i)
+      detail::cknna_row_second(i, idx_x, val_x, idx_y, val_y, sx, sy, k, terms, cs);
   });
-  ChunkSums tot;
-  for (const ChunkSums& p : parts) tot.xy.add(p.xy), tot.xx.add(p.xx), tot.yy.add(p.yy);
+  double sums[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < n_chunks; ++c)
+    for (int q = 0; q < 12; ++q) sums[q] += parts[static_cast<size_t>(c * 12 + q)];
 
-  const double sums[12] = {tot.xy.trace, tot.xy.sum_a, tot.xy.sum_b, tot.xy.cross,
-                           tot.xx.trace, tot.xx.sum_a, tot.xx.sum_b, tot.xx.cross,
-                           tot.yy.trace, tot.yy.sum_a, tot.yy.sum_b, tot.yy.cross};
   const CknnaResult r = detail::cknna_from_sums(sums, n, eps, fn);
   const double denom = std::sqrt(std::max(r.hsic_xx * r.hsic_yy, 0.0)) + eps;
 
@@ -330,7 +238,7 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
           col_a[static_cast<size_t>(xi[t])] += static_cast<double>(val_x[i * k + t]);
     }
     const double N = static_cast<double>(n);
-    const double c2 = tot.xy.sum_b / ((N - 1) * (N - 2));
+    const double c2 = sums[2] / ((N - 1) * (N - 2));
     const double c3 = 2.0 / (N - 2);
     const double scale = 1.0 / (N * (N - 3)) / denom;
     parallel_chunks(n_chunks, threads, [&](int64_t c) {
@@ -342,6 +250,14 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
     });
   }
   return r;
+}
+
+int64_t cknna_workspace_bytes(int64_t n, int64_t k) {
+  MATALIGN_CHECK(n >= 1 && k >= 1, "cknna_workspace_bytes: n and k must be >= 1");
+  const int64_t nk = mul_checked(n, k, "n * k");
+  // sorted copies of both graphs (int64 + int32), the mutual-edge flags, five per-row sums,
+  // the per-row output and its column sums, the chunk sums
+  return 2 * nk * (8 + 4) + nk + 7 * n * 8 + ((n + kChunk - 1) / kChunk) * 12 * 8;
 }
 
 template CknnaResult cknna<float>(const int64_t*, const float*, const int64_t*, const float*,
