@@ -523,7 +523,17 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
 
                 run.stage(f"ksweep/{name}/k{k}", [f"sets/{name}/matrix-k{k}.json"], sweep)
 
+    for s in cfg["sets"]:
+        name = s["name"]
+        run.stage(f"stats/{name}", [f"sets/{name}/stats.json"],
+                  lambda name=name: _stats(root, name, cfg, labels, min(knn["k"],
+                                                                       len(sets[name]) - 1)))
+        if graph_metrics and len(labels) >= 2:
+            run.stage(f"ksweep-table/{name}", [f"sets/{name}/ksweep.json"],
+                      lambda name=name: _ksweep_table(root, name, cfg))
     _errors_stage(run, cfg, sets)
+    _tree_stage(run, cfg, sets, labels)
+    found = run.stage("findings", ["findings.json"], lambda: _findings(root, cfg, sets))
     seconds = time.perf_counter() - t0
     run_json = _write_run_json(root, cfg, sets, matrices)
     page = None
@@ -536,7 +546,271 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
             echo(f"  report not rendered: {exc}")
     echo(f"done in {seconds:.0f} s: {run_json}")
     return {"run_dir": root, "sets": {k: len(v) for k, v in sets.items()},
-            "matrices": matrices, "findings": [], "report": page}
+            "matrices": matrices, "findings": found or [], "report": page}
+
+
+# ----------------------------------------------------------------------------- statistics
+
+_DESCRIPTORS = ("soap", "acsf", "composition", "element-stats", "morgan", "rdkit-descriptors")
+#: Metrics whose pairs get a CI and a null in stats.json (name in statistics, extra options).
+_STAT_METRICS = {"cknna": ("cknna", {}), "mutual_knn": ("mutual_knn", {}),
+                 "cka": ("cka", {}), "dcor": ("distance_correlation", {}),
+                 "information_imbalance": ("information_imbalance", {"direction": "x->y"})}
+
+
+def _role(model: dict) -> str:
+    if model["random"]:
+        return "random"
+    if model["name"] in _DESCRIPTORS:
+        return "descriptor"
+    return "trained"
+
+
+def _stats(root: Path, name: str, cfg: dict, labels: list, k: int) -> dict:
+    """stats.json of one set: every pair's value, subsampling CI and null at the study's k,
+    and each model's intrinsic dimension with its CI (module statistics)."""
+    from . import statistics
+
+    spec = cfg["statistics"]
+    pp = cfg["preprocess"]
+    X = {lab: _preprocessed(root / f"embeddings/{name}/{lab}", pp) for lab in labels}
+    n = next(iter(X.values())).shape[0]
+    out = {"n": n, "k": k, "level": spec["level"], "preprocessing": _pp_text(pp)}
+    kw = dict(level=spec["level"], n_subsamples=spec["n_subsamples"],
+              n_permutations=spec["n_permutations"], seed=cfg["seed"])
+    for metric in cfg["metrics"]:
+        if metric not in _STAT_METRICS or len(labels) < 2:
+            continue
+        stat_name, extra = _STAT_METRICS[metric]
+        table = {}
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                mk = {"k": k} if metric in ("cknna", "mutual_knn") else (
+                    {"k": 1} if metric == "information_imbalance" else {})
+                ci, null = statistics.assess(stat_name, X[a], X[b], **mk, **kw, **extra)
+                table[f"{a}|{b}"] = {
+                    "value": ci.value, "low": ci.low, "high": ci.high, "level": ci.level,
+                    "ci_method": f"{ci.method} (b={ci.b}, {ci.n_subsamples} subsamples, "
+                                 f"rate {ci.rate:.2f})",
+                    "n": ci.n, "k": ci.k,
+                    "null_mean": None if null is None else null.null_mean,
+                    "p_value": None if null is None else null.p_value,
+                    "null_method": None if null is None else null.method,
+                    "n_permutations": None if null is None else null.n_permutations}
+        out[metric] = table
+    if "intrinsic_dimension" in cfg["metrics"]:
+        table = {}
+        for a in labels:
+            try:
+                ci = statistics.confidence_interval("intrinsic_dimension", X[a],
+                                                    level=spec["level"],
+                                                    n_subsamples=spec["n_subsamples"],
+                                                    seed=cfg["seed"])
+                table[a] = {"value": ci.value, "low": ci.low, "high": ci.high,
+                            "level": ci.level, "ci_method": ci.method, "n": ci.n}
+            except ValueError as exc:  # e.g. too many duplicate rows for TwoNN
+                table[a] = {"value": None, "low": None, "high": None, "note": str(exc)}
+        out["intrinsic_dimension"] = table
+    _Run(root, lambda *_: None).write_json(f"sets/{name}/stats.json", out)
+    return {"n": n, "k": k}
+
+
+def _ksweep_table(root: Path, name: str, cfg: dict) -> dict:
+    """ksweep.json: cknna and mutual_knn of every pair at every k of the sweep."""
+    from .result import AlignmentMatrix
+
+    out: dict = {}
+    for k in cfg["knn"]["k_sweep"]:
+        path = root / f"sets/{name}/matrix-k{k}.json"
+        if not path.exists():
+            continue
+        m = AlignmentMatrix.load(path)
+        for metric in m.metric_names:
+            rows = out.setdefault(metric, {})
+            for a in m.names:
+                for b in m.names:
+                    if a != b:
+                        rows.setdefault(f"{a}|{b}", []).append(
+                            [k, m.value(metric, a, b), None, None])
+    _Run(root, lambda *_: None).write_json(f"sets/{name}/ksweep.json", out)
+    return {"ks": cfg["knn"]["k_sweep"]}
+
+
+def _tree_stage(run: _Run, cfg: dict, sets: dict, labels: list) -> None:
+    """tree.json: the paper's tree (neighbour joining on √JSD of CKNNA rows) at the tree's k."""
+    name = cfg["tree"]["set"]
+    if "cknna" not in cfg["metrics"] or len(labels) < 3 or name not in sets:
+        return
+    k = min(int(cfg["tree"]["k"]), len(sets[name]) - 1)
+
+    def build():
+        import matalign as ma
+
+        from .tree import model_tree
+
+        X = {lab: _preprocessed(run.root / f"embeddings/{name}/{lab}", cfg["preprocess"])
+             for lab in labels}
+        m = ma.alignment_matrix(X, metrics=["cknna"], k=k, knn_metric=cfg["knn"]["metric"])
+        t = model_tree(m)
+        order = _leaf_order(t.newick, labels)
+        run.write_json("tree.json", {"set": name, "k": k, "n": len(sets[name]),
+                                     "metric": "cknna", "method": "nj-sqrt-jsd",
+                                     "newick": t.newick, "order": order,
+                                     "preprocessing": _pp_text(cfg["preprocess"])})
+        return {"k": k}
+
+    run.stage("tree", ["tree.json"], build)
+
+
+def _leaf_order(newick: str, labels: list) -> list:
+    """The leaves in the order the Newick string lists them."""
+    found = sorted((newick.find(lab), lab) for lab in labels if lab in newick)
+    rest = [lab for lab in labels if lab not in newick]
+    return [lab for _, lab in found] + rest
+
+
+def _pairs(stats: dict, metric: str, models: list, roles: dict, want, parents) -> list:
+    from .findings import PairStatistic
+
+    out = []
+    for key, v in stats.get(metric, {}).items():
+        a, b = key.split("|")
+        if a in models and b in models and want(roles[a], roles[b]):
+            out.append(PairStatistic(a, b, v["value"], v["low"], v["high"], v["n"], v["k"],
+                                     v["p_value"]))
+    return out
+
+
+class _Combined:
+    """A CKNNA verdict whose overall verdict also depends on a second test."""
+
+    def __init__(self, base, verdict: str, note: str):
+        self.base, self.verdict, self.note = base, verdict, note
+
+    def as_dict(self) -> dict:
+        d = self.base.as_dict()
+        d["verdict"] = self.verdict
+        d["note"] = self.note
+        return d
+
+
+def _dimension_drop(stats: dict, ood: str, id_set: str, labels: list, roles: dict):
+    """Verdict of "the trained models' intrinsic dimension is lower on ``ood``"."""
+    from .findings import PairStatistic, compare_groups
+
+    def group(set_name):
+        rows = stats[set_name].get("intrinsic_dimension", {})
+        out = []
+        for a in labels:
+            v = rows.get(a)
+            if roles[a] == "trained" and v and v.get("value") is not None:
+                out.append(PairStatistic(a, a, v["value"], v["low"], v["high"], v["n"], None))
+        return out
+
+    try:
+        return compare_groups(group(ood), group(id_set), direction="less", require_chance=False)
+    except (ValueError, KeyError) as exc:
+        return f"not testable here: {exc}"
+
+
+def _findings(root: Path, cfg: dict, sets: dict) -> list:
+    """findings.json: the paper's two findings, each from a stated test (module findings),
+    plus the perturbation ladders as a separate question."""
+    from .findings import compare_groups
+
+    labels = [m["label"] for m in cfg["models"]]
+    roles = {m["label"]: _role(m) for m in cfg["models"]}
+    parents = {m["label"]: m["parent"] for m in cfg["models"] if m["parent"]}
+    stats = {}
+    for s in cfg["sets"]:
+        path = root / f"sets/{s['name']}/stats.json"
+        if path.exists():
+            stats[s["name"]] = json.loads(path.read_text(encoding="utf-8"))
+    pp = _pp_text(cfg["preprocess"])
+    id_set = next((s["name"] for s in cfg["sets"] if s["kind"] == "id"), None)
+    out = []
+
+    def record(finding, question, test, verdict_or_error, set_name):
+        st = stats.get(set_name, {})
+        entry = {"finding": finding, "question": question, "test": test, "set": set_name,
+                 "n": st.get("n"), "k": st.get("k"), "preprocessing": pp}
+        if isinstance(verdict_or_error, str):
+            entry.update({"verdict": "inconclusive", "detail": verdict_or_error,
+                          "value": None, "ci": None, "p_value": None, "near_duplicates": []})
+        else:
+            v = verdict_or_error.as_dict()
+            entry.update({"verdict": v["verdict"], "value": v["difference"],
+                          "ci": [v["low"], v["high"]], "p_value": None,
+                          "statistic": "difference of mean CKNNA (group A − group B)",
+                          "null": ("each group-A pair beats its permutation null "
+                                   f"(Bonferroni, alpha {v['alpha']})"
+                                   if v["chance_ok"] is not None else "none"),
+                          "detail": (f"mean A {v['mean_a']:.4f} over {v['n_pairs_a']} pairs, "
+                                     f"mean B {v['mean_b']:.4f} over {v['n_pairs_b']} pairs; "
+                                     f"chance beaten: {v['chance_ok']}"),
+                          "near_duplicates": v["excluded_near_duplicates"]})
+            if "note" in v:
+                entry["detail"] += "; " + v["note"]
+        out.append(entry)
+
+    if id_set in stats:
+        trained = lambda ra, rb: ra == "trained" and rb == "trained"  # noqa: E731
+        randoms = lambda ra, rb: ra == "random" and rb == "random"  # noqa: E731
+        A = _pairs(stats[id_set], "cknna", labels, roles, trained, parents)
+        B = _pairs(stats[id_set], "cknna", labels, roles, randoms, parents)
+        test = ("trained-model pairs (A) against random-init pairs of the same architectures "
+                "(B, the architecture baseline), CKNNA in distribution: holds when the "
+                "interval of mean(A) − mean(B) lies above 0 and every A pair beats its "
+                "permutation null; does not hold when it lies below 0; inconclusive when it "
+                "contains 0")
+        try:
+            verdict = compare_groups(A, B, direction="greater", parents=parents)
+        except ValueError as exc:
+            verdict = f"not testable here: {exc}"
+        record("in distribution, trained models align beyond the architecture baseline "
+               "and chance", "Do different trained models agree on the same structures?",
+               test, verdict, id_set)
+        for s in cfg["sets"]:
+            if s["kind"] == "id" or s["name"] not in stats:
+                continue
+            A = _pairs(stats[s["name"]], "cknna", labels, roles, trained, parents)
+            B = _pairs(stats[id_set], "cknna", labels, roles, trained, parents)
+            far = s["kind"] == "ood"
+            test = (f"the same trained-model pairs on {s['name']} (A) against in distribution "
+                    f"(B), CKNNA at one N and k: holds when the interval of mean(A) − mean(B) "
+                    f"lies above 0 (alignment rises: the models collapse onto a shared "
+                    f"representation), does not hold below 0, inconclusive otherwise")
+            try:
+                verdict = compare_groups(A, B, direction="greater", parents=parents,
+                                         require_chance=False)
+            except ValueError as exc:
+                verdict = f"not testable here: {exc}"
+            if far:
+                dim = _dimension_drop(stats, s["name"], id_set, labels, roles)
+                test += ("; and their intrinsic dimension drops (interval of the mean "
+                         "difference below 0). The finding holds when both hold, does not "
+                         "hold when either does not, and is inconclusive otherwise")
+                if not isinstance(verdict, str) and not isinstance(dim, str):
+                    both = {verdict.verdict, dim.verdict}
+                    combined = ("does not hold" if "does not hold" in both else
+                                "holds" if both == {"holds"} else "inconclusive")
+                    verdict = _Combined(verdict, combined,
+                                        f"intrinsic dimension: {dim.verdict} (mean "
+                                        f"{dim.mean_a:.2f} vs {dim.mean_b:.2f})")
+                elif isinstance(dim, str) and not isinstance(verdict, str):
+                    verdict = _Combined(verdict, "inconclusive" if verdict.verdict != "does not hold"
+                                        else "does not hold", f"intrinsic dimension: {dim}")
+                record("far out of distribution, trained models collapse onto a shared, "
+                       "lower-dimensional representation",
+                       "Do crystal potentials converge on molecules?", test, verdict,
+                       s["name"])
+            else:
+                record(f"perturbation ladder {s['name']}: alignment rises under perturbation "
+                       f"(a separate question from the paper's)",
+                       "Do the models agree more on perturbed copies?", test, verdict,
+                       s["name"])
+    _Run(root, lambda *_: None).write_json("findings.json", out)
+    return out
 
 
 def _errors_stage(run: _Run, cfg: dict, sets: dict) -> None:
