@@ -32,25 +32,44 @@ def pair(seed, n=160):
 
 # ---- confidence_interval: definition against a reference ----------------------------------
 
-def test_ci_is_the_delete_d_jackknife_interval_of_the_reference_metric():
+def _reference_subsamples(X, Y, b, count, seed, metric):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        idx = np.sort(rng.choice(X.shape[0], size=b, replace=False))
+        out.append(metric(X[idx], Y[idx]))
+    return np.array(out)
+
+
+def test_ci_is_the_rate_corrected_subsampling_interval_of_the_reference_metric():
     X, Y = pair(0, n=120)
-    ci = ma.confidence_interval("cknna", X, Y, k=7, n_subsamples=6, subsample_size=50, seed=3)
-    rng = np.random.default_rng(3)
-    sub = []
-    for _ in range(6):
-        idx = np.sort(rng.choice(120, size=50, replace=False))
-        sub.append(ref.cknna(X[idx], Y[idx], 7))
-    np.testing.assert_allclose(ci.subsample_values, sub, rtol=1e-9, atol=1e-12)
+    ci = ma.confidence_interval("cknna", X, Y, k=7, n_subsamples=6, subsample_size=60, seed=3)
+    metric = lambda a, b: ref.cknna(a, b, 7)   # noqa: E731
+    big = _reference_subsamples(X, Y, 60, 6, [3, 0], metric)
+    small = _reference_subsamples(X, Y, 15, 6, [3, 1], metric)
+    np.testing.assert_allclose(ci.subsample_values, big, rtol=1e-9, atol=1e-12)
+    # rate r from the spread at b1 = 15 and b = 60 (finite-population factor removed)
+    v1 = np.var(small, ddof=1) / (1 - 15 / 120)
+    v2 = np.var(big, ddof=1) / (1 - 60 / 120)
+    r = np.clip(0.5 * np.log(v1 / v2) / np.log(60 / 15), 0.05, 2.0)
+    se = np.sqrt(v2 * (60 / 120) ** (2 * r))
     value = ref.cknna(X, Y, 7)
-    se = np.sqrt(50 / 70 * np.var(sub, ddof=1))
     t = stats.t.ppf(0.975, 5)
+    assert ci.rate == pytest.approx(r, rel=1e-9)
     assert ci.value == pytest.approx(value, rel=1e-9, abs=1e-12)
     assert ci.se == pytest.approx(se, rel=1e-7)
     assert (ci.low, ci.high) == pytest.approx((value - t * se, value + t * se), rel=1e-7)
     assert (ci.n, ci.b, ci.n_subsamples, ci.seed, ci.k, ci.method, ci.level) == \
-        (120, 50, 6, 3, 7, "subsample", 0.95)
+        (120, 60, 6, 3, 7, "subsample", 0.95)
     assert ci.metric == "cknna" and "cknna = " in repr(ci)
     json.dumps(ci.as_dict())
+    # a given rate of 1/2 is the delete-d jackknife: se^2 = b/(N - b) * var
+    half = ma.confidence_interval("cknna", X, Y, k=7, n_subsamples=6, subsample_size=50,
+                                  seed=3, rate=0.5)
+    big = _reference_subsamples(X, Y, 50, 6, [3, 0], metric)
+    assert half.se == pytest.approx(np.sqrt(50 / 70 * np.var(big, ddof=1)), rel=1e-7)
+    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 2\]"):
+        ma.confidence_interval("cknna", X, Y, rate=0)
 
 
 CASES = [
@@ -72,7 +91,7 @@ def test_ci_every_pairwise_metric(name, kw, reference):
     k = {"cknna": 10, "mutual_knn": 10}.get(name)
     ci = ma.confidence_interval(name, X, Y, k=k, n_subsamples=5, seed=0, **kw)
     assert ci.value == pytest.approx(reference(X, Y), rel=1e-9, abs=1e-12)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng([0, 0])
     idx = np.sort(rng.choice(90, size=45, replace=False))
     assert ci.subsample_values[0] == pytest.approx(reference(X[idx], Y[idx]), rel=1e-9,
                                                    abs=1e-12)
@@ -151,22 +170,20 @@ def test_coverage_of_the_95_interval(name, kw, sampler):
 @pytest.fixture(scope="module")
 def cka_good_coverage():
     return st.coverage("cka", population, 100, n_reps=60, n_population=150, seed=5,
-                       n_subsamples=8, subsample_size=25, n_threads=1)
+                       n_subsamples=8, n_threads=1)
 
 
-@pytest.mark.parametrize("factor,side", [(lambda n, b: 1.0, "wide"),
-                                         (lambda n, b: (b / n) ** 2, "narrow")])
-def test_coverage_catches_a_wrong_rate(monkeypatch, cka_good_coverage, factor, side):
-    # No rate correction at b = N/4 (intervals sqrt(3) too wide), or the rate of a statistic
-    # converging as 1/N instead of 1/sqrt(N) (far too narrow): the coverage check must fail.
+@pytest.mark.parametrize("rate,side", [(0.1, "wide"), (1.5, "narrow")])
+def test_coverage_catches_a_wrong_rate(cka_good_coverage, rate, side):
+    # A rate far too slow (sd ~ N^-0.1: intervals too wide) or far too fast (sd ~ N^-1.5,
+    # too narrow) in place of the estimated one: the coverage check must fail.
     good = cka_good_coverage
-    monkeypatch.setattr(st, "_variance_factor", factor)
     bad = st.coverage("cka", population, 100, n_reps=60, n_population=150, seed=5,
-                      n_subsamples=8, subsample_size=25, n_threads=1)
+                      n_subsamples=8, n_threads=1, rate=rate)
     assert 0.85 <= good.coverage
     assert bad.population_value == good.population_value
     if side == "wide":
-        assert bad.coverage == 1.0 and bad.mean_width > 1.5 * good.mean_width
+        assert bad.coverage > 0.98 and bad.mean_width > 1.5 * good.mean_width
     else:
         assert bad.coverage < 0.85          # the bound test_coverage_of_the_95_interval uses
 
@@ -267,3 +284,46 @@ def test_bootstrap_ci_does_not_overflow():
     w = np.random.default_rng(0).normal(size=40)
     scaled = ma.bootstrap_ci(w * 2.0 ** 1000, seed=2)
     assert scaled == tuple(x * 2.0 ** 1000 for x in ma.bootstrap_ci(w, seed=2))
+
+
+# ---- assess: one value shared by the interval and the null --------------------------------
+
+@pytest.mark.parametrize("name,method", [("cknna", "permutation-normal"),
+                                         ("mutual_knn", "permutation-normal"),
+                                         ("cka", "permutation-normal"),
+                                         ("distance_correlation", "t-test"),
+                                         ("information_imbalance", "asymptotic"),
+                                         ("intrinsic_dimension", None)])
+def test_assess_equals_the_separate_calls(name, method):
+    X, Y = pair(12, n=100)
+    Y = None if name == "intrinsic_dimension" else Y
+    ci, null = st.assess(name, X, Y, n_subsamples=5, n_permutations=20, seed=3, n_threads=1)
+    want = ma.confidence_interval(name, X, Y, n_subsamples=5, seed=3, n_threads=1)
+    assert (ci.value, ci.low, ci.high) == pytest.approx((want.value, want.low, want.high),
+                                                        rel=1e-12)
+    if method is None:
+        assert null is None
+        return
+    wn = ma.null_test(name, X, Y, method=method, n_permutations=20, seed=3, n_threads=1)
+    assert (null.method, null.p_value, null.null_mean) == (wn.method, wn.p_value, wn.null_mean)
+
+
+def test_permutation_normal_null():
+    X, Y = pair(13, n=150)
+    Z = np.random.default_rng(14).normal(size=(150, 8))
+    a = ma.null_test("cknna", X, Y, method="permutation-normal", n_permutations=15, seed=2)
+    p = ma.null_test("cknna", X, Y, method="permutation", n_permutations=15, seed=2)
+    np.testing.assert_array_equal(a.null, p.null)
+    sd = np.std(p.null, ddof=1)
+    t = (p.value - np.mean(p.null)) / (sd * np.sqrt(1 + 1 / 15))
+    assert a.statistic == pytest.approx(t) and a.p_value == pytest.approx(stats.t.sf(t, 14))
+    assert a.p_value < 1e-6 < p.p_value         # far below the 1/16 floor of the plain test
+    # unrelated spaces: the normal p-value agrees with the plain permutation p-value
+    b = ma.null_test("cka", X, Z, method="permutation-normal", n_permutations=40, seed=3)
+    c = ma.null_test("cka", X, Z, method="permutation", n_permutations=40, seed=3)
+    assert b.p_value > 0.01 and abs(b.p_value - c.p_value) < 0.25
+    il = ma.null_test("information_imbalance", X, Y, method="permutation-normal",
+                      n_permutations=10)
+    assert il.alternative == "less" and il.p_value < 0.01
+    with pytest.raises(ValueError, match="needs n_permutations >= 3"):
+        ma.null_test("cka", X, Y, method="permutation-normal", n_permutations=2)

@@ -39,10 +39,10 @@ from .metrics import (cka, cknna, distance_correlation, information_imbalance,
 from .metrics.significance import permutation_test
 
 __all__ = ["CIResult", "NullResult", "SweepResult", "CoverageResult", "METRIC_NAMES",
-           "confidence_interval", "null_test", "sweep", "coverage"]
+           "confidence_interval", "null_test", "assess", "sweep", "coverage"]
 
 CI_METHODS = ("subsample",)
-NULL_METHODS = ("permutation", "t-test", "asymptotic")
+NULL_METHODS = ("permutation", "permutation-normal", "t-test", "asymptotic")
 DIRECTIONS = ("x->y", "y->x")
 _EXECUTION_KW = ("n_threads", "device", "progress")   # change how, not what, is computed
 
@@ -190,13 +190,17 @@ class CIResult:
     seed : int
         Seed of ``np.random.default_rng`` that drew the subsamples.
     se : float
-        Standard error of ``value``: √(b/(N − b) · s²), s² the variance of the subsample values.
+        Standard error of ``value``: √((b/N)^(2r)/(1 − b/N) · s²), s² the variance of the
+        subsample values, r the rate (√(b/(N − b) · s²) for r = 1/2).
     metric : str
         The metric and its options, e.g. "cknna" or "information_imbalance[y->x]".
     k : int or None
         Its k, where it has one.
     subsample_values : numpy.ndarray
-        The metric on each subsample, in the order drawn.
+        The metric on each size-b subsample, in the order drawn.
+    rate : float
+        Convergence rate r used (sd of the metric ∝ N^−r): estimated from the data unless
+        given.
     """
 
     value: float
@@ -212,6 +216,7 @@ class CIResult:
     metric: str = ""
     k: int | None = None
     subsample_values: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    rate: float = 0.5
 
     def __repr__(self) -> str:
         return (f"CIResult({self.metric} = {self.value:.6g} [{self.low:.6g}, {self.high:.6g}], "
@@ -223,24 +228,26 @@ class CIResult:
         return {"metric": self.metric, "value": self.value, "low": self.low,
                 "high": self.high, "level": self.level, "method": self.method, "n": self.n,
                 "k": self.k, "b": self.b, "n_subsamples": self.n_subsamples, "seed": self.seed,
-                "se": self.se, "subsample_values": [float(v) for v in self.subsample_values]}
+                "se": self.se, "rate": self.rate,
+                "subsample_values": [float(v) for v in self.subsample_values]}
 
 
-def _variance_factor(n: int, b: int) -> float:
-    """b/(N − b): the delete-d jackknife factor (d = N − b) that turns the variance of the
-    statistic over size-b subsamples drawn without replacement into the variance at size N."""
-    return b / (n - b)
+def _scale(n: int, b: int, rate: float) -> float:
+    """Variance at size N from the variance over size-b subsamples drawn without replacement:
+    (b/N)^(2·rate) / (1 − b/N). With rate 1/2 this is b/(N − b), the delete-d jackknife factor
+    (d = N − b)."""
+    return (b / n) ** (2.0 * rate) / (1.0 - b / n)
 
 
 def default_subsample_size(n: int) -> int:
-    """Default b: N/2 up to N = 400, then N/4 (at least 200): half-samples where the metric is
-    cheap, quarter-samples where its O(N²) cost matters (docs/STATISTICS.md)."""
-    if n <= 400:
+    """Default b: N/2 (half-samples) up to N = 2000, then N/4 (at least 1000), where the
+    metrics' O(N²) cost makes half-samples dear (docs/STATISTICS.md)."""
+    if n <= 2000:
         return n // 2
-    return max(200, n // 4)
+    return max(1000, n // 4)
 
 
-def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed: int):
+def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
     n = X.shape[0]
     rng = np.random.default_rng(seed)
     out = np.empty(n_subsamples, dtype=np.float64)
@@ -254,16 +261,28 @@ def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed: in
     return out
 
 
-def _interval(value, sub, n, b, level):
+def _estimate_rate(small, large, b1, b2, n) -> float:
+    """Convergence rate r (sd ∝ b^−r) from the spread at two subsample sizes b1 < b2, each
+    variance first freed of the finite-population factor (1 − b/N); clipped to [0.05, 2]
+    (Bertail, Politis & Romano 1999). 1/2 if a spread is zero."""
+    v1 = float(np.var(small, ddof=1)) / (1.0 - b1 / n)
+    v2 = float(np.var(large, ddof=1)) / (1.0 - b2 / n)
+    if not (v1 > 0 and v2 > 0):
+        return 0.5
+    return float(np.clip(0.5 * np.log(v1 / v2) / np.log(b2 / b1), 0.05, 2.0))
+
+
+def _interval(value, sub, n, b, level, rate):
     s = sub.size
     var = float(np.var(sub, ddof=1)) if s > 1 else 0.0
-    se = float(np.sqrt(_variance_factor(n, b) * var))
+    se = float(np.sqrt(_scale(n, b, rate) * var))
     t = _t_quantile((1.0 + level) / 2.0, s - 1)
     return value - t * se, value + t * se, se
 
 
 def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsample",
-                        n_subsamples=20, subsample_size=None, seed=0, **metric_kw) -> CIResult:
+                        n_subsamples=20, subsample_size=None, rate=None, seed=0,
+                        **metric_kw) -> CIResult:
     """Confidence interval of an alignment metric by subsampling without replacement.
 
     Computes ``value`` = the metric on all N structures, then the metric on ``n_subsamples``
@@ -333,11 +352,16 @@ def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsam
     (True, 300, 150, 20)
     """
     m = _resolve(metric, k, metric_kw)
+    X, Y = _arrays(m, X, Y)
+    return _ci(m, X, Y, None, level, method, n_subsamples, subsample_size, seed, rate)
+
+
+def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, seed,
+        rate=None) -> CIResult:
     level = _check_level(level)
     method = check_choice(method, "method", CI_METHODS)
     n_subsamples = check_int(n_subsamples, "n_subsamples", 2)
     seed = check_int(seed, "seed", 0)
-    X, Y = _arrays(m, X, Y)
     n = X.shape[0]
     lo_b = max(m.spec.min_n, (m.k or 0) + 2)
     if n < lo_b + 1:
@@ -350,12 +374,26 @@ def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsam
         if not lo_b <= b <= n - 1:
             raise ValueError(f"subsample_size must be in {lo_b}..{n - 1} (k + 2 <= b <= N - 1) "
                              f"for {m.spec.name} with N={n}; got {b}")
-    value = m(X, Y)
-    sub = _subsample_values(m, X, Y, b, n_subsamples, seed)
-    low, high, se = _interval(value, sub, n, b, level)
+    if rate is not None:
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) \
+                or not 0 < rate <= 2:
+            raise ValueError(f"rate must be a number in (0, 2] (1/2 for a sqrt(N)-consistent "
+                             f"statistic) or None to estimate it; got {rate!r}")
+        rate = float(rate)
+    if value is None:
+        value = m(X, Y)
+    sub = _subsample_values(m, X, Y, b, n_subsamples, [seed, 0])
+    b1 = max(lo_b, b // 4)
+    if rate is None:
+        if b1 < b:
+            small = _subsample_values(m, X, Y, b1, n_subsamples, [seed, 1])
+            rate = _estimate_rate(small, sub, b1, b, n)
+        else:
+            rate = 0.5
+    low, high, se = _interval(value, sub, n, b, level, rate)
     sub.flags.writeable = False
     return CIResult(value, float(low), float(high), level, method, n, b, n_subsamples, seed,
-                    se, m.label, m.k, sub)
+                    se, m.label, m.k, sub, rate)
 
 
 # ---- null tests ---------------------------------------------------------------------------
@@ -458,6 +496,11 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
       geometry and destroys the pairing. For cknna and mutual_knn the kNN graphs are searched
       once and each permutation relabels Y's graph (O(N·k)); p = (1 + #{null at least as
       extreme}) / (1 + n_permutations), one-sided towards alignment.
+    - ``method="permutation-normal"`` (every metric): the same permutations, but the p-value
+      treats the null as normal with the mean and sd of the drawn values,
+      t = (value − mean)/(sd·√(1 + 1/P)) against Student's t with P − 1 degrees of freedom:
+      meaningful p-values from few permutations (P = 10-20) where each costs a full
+      evaluation; ``statistic`` holds t.
     - ``method="t-test"`` (distance_correlation): the t-test of Székely & Rizzo (2013) on the
       bias-corrected dCor² R*: T = √(ν − 1)·R*/√(1 − R*²), ν = N(N − 3)/2, Student's t with
       ν − 1 degrees of freedom; ``value`` is R*. No resampling, O(N²·D).
@@ -473,7 +516,7 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
         Embeddings of the same N structures.
     k : int, optional
         The metric's k, where it has one.
-    method : {"permutation", "t-test", "asymptotic"}, default "permutation"
+    method : {"permutation", "permutation-normal", "t-test", "asymptotic"}, default "permutation"
     n_permutations : int, default 100
         Permutations (>= 1) of the permutation null.
     seed : int, default 0
@@ -508,8 +551,19 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
     if not m.spec.pairwise:
         raise ValueError(f"{m.spec.name} describes one space; a null test needs a pairwise "
                          f"metric")
-    method = check_choice(method, "method", NULL_METHODS)
     X, Y = _arrays(m, X, Y)
+    return _null(m, X, Y, method, n_permutations, seed)
+
+
+def _graphs(m: _Metric, X, Y):
+    graph_metric = m.kw.get("metric", m.spec.graph)
+    threads = {a: b for a, b in m.kw.items() if a == "n_threads"}
+    return knn(X, k=m.k, metric=graph_metric, **threads), knn(Y, k=m.k, metric=graph_metric,
+                                                               **threads)
+
+
+def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None) -> NullResult:
+    method = check_choice(method, "method", NULL_METHODS)
     n = X.shape[0]
     alt = m.spec.alternative
     if method == "t-test":
@@ -533,9 +587,7 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
     n_permutations = check_int(n_permutations, "n_permutations", 1)
     seed = check_int(seed, "seed", 0)
     if m.spec.graph is not None:
-        graph_metric = m.kw.get("metric", m.spec.graph)
-        gx = knn(X, k=m.k, metric=graph_metric)
-        gy = knn(Y, k=m.k, metric=graph_metric)
+        gx, gy = graphs if graphs is not None else _graphs(m, X, Y)
         fn = cknna if m.spec.name == "cknna" else mutual_knn
         kw = {a: b for a, b in m.kw.items() if a != "metric"}
         res = permutation_test(fn, gx, gy, n_permutations=n_permutations, alternative=alt,
@@ -544,9 +596,74 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
         res = permutation_test(lambda a, b: m(a, b), X, Y, n_permutations=n_permutations,
                                alternative=alt, seed=seed)
     null = res.null
-    return NullResult(res.value, res.p_value, float(np.mean(null)),
-                      float(np.std(null, ddof=1)) if null.size > 1 else 0.0, method, m.label,
-                      n, m.k, n_permutations, seed, alt, None, null)
+    mu = float(np.mean(null))
+    sd = float(np.std(null, ddof=1)) if null.size > 1 else 0.0
+    if method == "permutation":
+        return NullResult(res.value, res.p_value, mu, sd, method, m.label, n, m.k,
+                          n_permutations, seed, alt, None, null)
+    # permutation-normal: the null's mean and sd from few permutations, p from Student's t
+    # with n_permutations - 1 degrees of freedom (a normal null with estimated moments).
+    if n_permutations < 3:
+        raise ValueError(f"method='permutation-normal' needs n_permutations >= 3; got "
+                         f"{n_permutations}")
+    from scipy import stats
+    if sd > 0:
+        z = (res.value - mu) / (sd * np.sqrt(1.0 + 1.0 / n_permutations))
+    else:
+        z = float(np.sign(res.value - mu)) * np.inf if res.value != mu else 0.0
+    tail = stats.t.sf(z, n_permutations - 1) if alt == "greater" else \
+        stats.t.cdf(z, n_permutations - 1)
+    return NullResult(res.value, float(tail), mu, sd, method, m.label, n, m.k, n_permutations,
+                      seed, alt, float(z), null)
+
+
+AUTO_NULL = {"cknna": "permutation-normal", "mutual_knn": "permutation-normal",
+             "cka": "permutation-normal",
+             "distance_correlation": "t-test", "information_imbalance": "asymptotic"}
+
+
+def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_size=None,
+           null="auto", n_permutations=20, seed=0, **metric_kw):
+    """Value, confidence interval and null of one metric in one call, without recomputing.
+
+    The point estimate is computed once (for cknna and mutual_knn from the kNN graphs, which
+    the permutation null then relabels), and shared by :func:`confidence_interval` and
+    :func:`null_test`. ``null="auto"`` picks the cheapest valid null: the permutation-normal
+    null (``n_permutations``, default 20) for cknna, mutual_knn and cka, the t-test for distance_correlation, the asymptotic null
+    for information_imbalance; ``null=None`` (and intrinsic_dimension) skips it.
+
+    Returns
+    -------
+    tuple (CIResult, NullResult or None)
+        For the t-test the null's ``value`` is the bias-corrected dCor², not the CI's value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matalign as ma
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 8))
+    >>> ci, null = ma.statistics.assess("cknna", X, X + rng.normal(size=(200, 8)), k=10)
+    >>> ci.value == null.value, null.method, null.p_value < 1e-6
+    (True, 'permutation-normal', True)
+    """
+    m = _resolve(metric, k, metric_kw)
+    X, Y = _arrays(m, X, Y)
+    if null == "auto":
+        null = AUTO_NULL.get(m.spec.name)
+    elif null is not None:
+        null = check_choice(null, "null", NULL_METHODS)
+        if not m.spec.pairwise:
+            raise ValueError(f"{m.spec.name} describes one space; pass null=None")
+    graphs = None
+    value = None
+    if m.spec.graph is not None:
+        graphs = _graphs(m, X, Y)
+        fn = cknna if m.spec.name == "cknna" else mutual_knn
+        value = float(fn(*graphs, k=m.k, **{a: b for a, b in m.kw.items() if a != "metric"}))
+    ci = _ci(m, X, Y, value, level, "subsample", n_subsamples, subsample_size, seed)
+    nr = None if null is None else _null(m, X, Y, null, n_permutations, seed, graphs)
+    return ci, nr
 
 
 # ---- sweeps -------------------------------------------------------------------------------
@@ -730,7 +847,8 @@ def coverage(metric, sample: Callable, n: int, *, k=None, n_reps=100, n_populati
     n_reps = check_int(n_reps, "n_reps", 1)
     n_population = check_int(n_population, "n_population", 2)
     seed = check_int(seed, "seed", 0)
-    metric_kw = {a: b for a, b in ci_kw.items() if a not in ("n_subsamples", "subsample_size")}
+    metric_kw = {a: b for a, b in ci_kw.items()
+                 if a not in ("n_subsamples", "subsample_size", "rate")}
     m = _resolve(metric, k, metric_kw)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
