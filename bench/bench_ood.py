@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--molecules", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preprocess", choices=("none", "l2", "standardize"), default="none",
+                   help="none: raw embeddings; l2: rows L2-normalised; standardize: columns "
+                        "centred and scaled by the reference set's mean and sd")
     a = p.parse_args(argv)
     root = Path(a.store_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -78,14 +81,23 @@ def main(argv=None) -> int:
     print(f"matalign {ma.__version__}; models {', '.join(MODELS)}; reference "
           f"{len(emb['reference', MODELS[0]][0])} crystals; k={a.k}; embedding/loading "
           f"{time.perf_counter() - t0:.0f} s")
-    ref = {m: emb["reference", m][0] for m in MODELS}
+    def prep(X, m):
+        if a.preprocess == "l2":
+            return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
+        if a.preprocess == "standardize":
+            R = emb["reference", m][0]
+            return (X - R.mean(axis=0)) / np.maximum(R.std(axis=0), 1e-12)
+        return X
+
+    print(f"preprocessing: {a.preprocess}")
+    ref = {m: prep(emb["reference", m][0], m) for m in MODELS}
     rows = []
     for question in ("rattle", "substitution", "molecules"):
         q = {}
         ok = True
         for m in MODELS:
             ids_q, ids_o = emb["query", m][1], emb[question, m][1]
-            q[m] = np.concatenate([emb["query", m][0], emb[question, m][0]])
+            q[m] = prep(np.concatenate([emb["query", m][0], emb[question, m][0]]), m)
             if (len(ids_q), len(ids_o)) != (len(emb["query", MODELS[0]][1]),
                                             len(emb[question, MODELS[0]][1])):
                 ok = False

@@ -54,8 +54,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--d", type=int, default=128)
-    p.add_argument("--subsamples", type=int, default=20)
-    p.add_argument("--permutations", type=int, default=100)
+    p.add_argument("--subsamples", type=int, default=10)
+    p.add_argument("--permutations", type=int, default=10)
     p.add_argument("--cka-permutations", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
     a = p.parse_args(argv)
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     Y = (np.tanh(X @ W) + 0.5 * rng.normal(size=(a.n, a.d))).astype(np.float32)
     b = st.default_subsample_size(a.n)
     print(f"matalign {ma.__version__}; N={a.n} D={a.d} float32; cores={os.cpu_count()}; "
-          f"subsamples={a.subsamples} of b={b}; permutations={a.permutations} (graph metrics), "
+          f"subsamples={a.subsamples} of b={b} and {a.subsamples} of b/4 (rate); permutations={a.permutations} (graph metrics), "
           f"{a.cka_permutations} (cka); best of {a.repeat}")
     print(f"{'metric':38s} {'null':>12} {'point s':>9} {'assess s':>9} {'overhead':>9}  target")
     bad = 0
