@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--subsamples", type=int, default=10)
     p.add_argument("--permutations", type=int, default=10)
-    p.add_argument("--cka-permutations", type=int, default=2)
+    p.add_argument("--cka-permutations", type=int, default=3)
     p.add_argument("--repeat", type=int, default=2)
     a = p.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -64,6 +64,7 @@ def main(argv=None) -> int:
     W = (rng.normal(size=(a.d, a.d)) / np.sqrt(a.d)).astype(np.float32)
     Y = (np.tanh(X @ W) + 0.5 * rng.normal(size=(a.n, a.d))).astype(np.float32)
     b = st.default_subsample_size(a.n)
+    st.assess("cknna", X[:200], Y[:200], n_subsamples=3, n_permutations=3)   # imports scipy
     print(f"matalign {ma.__version__}; N={a.n} D={a.d} float32; cores={os.cpu_count()}; "
           f"subsamples={a.subsamples} of b={b} and {a.subsamples} of b/4 (rate); permutations={a.permutations} (graph metrics), "
           f"{a.cka_permutations} (cka); best of {a.repeat}")

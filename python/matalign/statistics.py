@@ -5,10 +5,11 @@ that says how much it would move on another draw of N structures, and a null tha
 the value would be if the two spaces were unrelated. This module provides them for the six
 metrics of matalign (method, assumptions and measured coverage in docs/STATISTICS.md):
 
-- :func:`confidence_interval`: subsampling without replacement (the delete-d jackknife
-  variance from random subsamples of size b, with the finite-population rate correction
-  b/(N − b)) and a Student-t interval centred on the full-sample value. No structure is ever
-  duplicated, so kNN graphs stay valid.
+- :func:`confidence_interval`: subsampling without replacement. The spread of the metric
+  over random subsets of b and b/4 structures gives its convergence rate, the spread at size
+  N follows (the delete-d jackknife when the rate is 1/2), and a Student-t interval is
+  centred on the full-sample value. No structure is ever duplicated, so kNN graphs stay
+  valid.
 - :func:`null_test`: a permutation null (rows of one space shuffled; for the kNN-graph
   metrics a relabelling of the graph, O(N·k) per permutation) for every pairwise metric, the
   distance-correlation t-test of Székely & Rizzo (2013) and the normal approximation of the
@@ -286,12 +287,19 @@ def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsam
     """Confidence interval of an alignment metric by subsampling without replacement.
 
     Computes ``value`` = the metric on all N structures, then the metric on ``n_subsamples``
-    random subsets of b structures drawn without replacement (``np.random.default_rng(seed)``;
-    each subset's kNN graphs are searched anew, so no structure is ever duplicated). With s²
-    the variance of the subsample values, the standard error at size N is the delete-d
-    jackknife one (d = N − b), se = √(b/(N − b) · s²), and the interval is
-    ``value ± t·se`` with t the (1 + level)/2 quantile of Student's t with n_subsamples − 1
-    degrees of freedom (which accounts for estimating se from few subsamples).
+    random subsets of b structures and as many of b₁ = b/4 structures, drawn without
+    replacement (``np.random.default_rng([seed, 0])`` and ``[seed, 1]``; each subset's kNN
+    graphs are searched anew, so no structure is ever duplicated). With ṽ_b the variance of
+    the size-b values divided by (1 − b/N), the metric's convergence rate r (sd ∝ n^−r) is
+    estimated from the two spreads, r = ½·log(ṽ_b₁/ṽ_b)/log(b/b₁) clipped to [0.05, 2]
+    (unless ``rate`` is given), the standard error at size N is se = √(ṽ_b·(b/N)^(2r)), and
+    the interval is ``value ± t·se`` with t the (1 + level)/2 quantile of Student's t with
+    n_subsamples − 1 degrees of freedom. For r = 1/2 this is the delete-d jackknife
+    (d = N − b), se² = b/(N − b)·(variance of the size-b values).
+
+    Why the rate is estimated: the kNN-graph metrics are not √N-consistent in general (their
+    spread can shrink much slower or faster than 1/√N, depending on the data); a fixed rate
+    gave intervals 15 % too narrow or 2× too wide on synthetic populations (docs/STATISTICS.md).
 
     What it covers: E[metric on N structures drawn from the population the data came from],
     the expected value *at this N* (CKNNA, mutual kNN, the imbalance and the intrinsic
@@ -318,10 +326,13 @@ def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsam
     method : {"subsample"}, default "subsample"
         Interval method (the only one; see above).
     n_subsamples : int, default 20
-        Number of subsamples (>= 2).
+        Number of subsamples of each size (>= 2).
     subsample_size : int, optional
         b, with k + 2 <= b <= N − 1; default :func:`default_subsample_size` (N/2, or N/4 above
-        N = 400).
+        N = 2000).
+    rate : float in (0, 2], optional
+        Impose the convergence rate r instead of estimating it (0.5 for a √N-consistent
+        statistic); then no size-b₁ subsamples are drawn.
     seed : int, default 0
         Seed of the subsamples; recorded.
     **metric_kw
