@@ -14,7 +14,7 @@ Data: X ~ N(0, I_D), Y = tanh(X·W) + 0.5·noise, float32, D = 128, seeded. Best
 
 Examples::
 
-    python bench/bench_stats_cost.py                 # N = 5000
+    OMP_NUM_THREADS=1 python bench/bench_stats_cost.py   # N = 5000; one thread on a busy machine
     python bench/bench_stats_cost.py --n 2000 --repeat 1
 """
 
