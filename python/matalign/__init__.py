@@ -56,3 +56,11 @@ __all__ = [
     "cuda_device_count",
     "CudaError",
 ]
+
+# ---- statistics, model tree, findings and OOD scores (docs/STATISTICS.md) -----------------
+from . import findings, ood, statistics, tree
+from .statistics import (CIResult, NullResult, SweepResult, confidence_interval, null_test,
+                         sweep)
+
+__all__ += ["statistics", "tree", "findings", "ood", "confidence_interval", "null_test",
+            "sweep", "CIResult", "NullResult", "SweepResult"]

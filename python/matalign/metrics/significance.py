@@ -1,11 +1,13 @@
-"""Significance of an alignment value: permutation null and bootstrap intervals (docs/METRICS.md).
+"""Significance of an alignment value: permutation null and bootstrap intervals.
 
 - :func:`permutation_test` recomputes a metric with the rows of Y shuffled, which destroys the
   pairing of structures while keeping each space's own geometry. For graph metrics
   (``mutual_knn``, ``cknna``, ``local_agreement``) pass :class:`~matalign.KnnGraph` inputs:
   shuffling the rows of a graph is a relabelling (O(N·k)), so no kNN search is repeated.
 - :func:`bootstrap_ci` resamples per-structure terms (``local_agreement``) to put a confidence
-  interval on their mean.
+  interval on their mean. It treats the terms as fixed: it does not redo the kNN graphs, so
+  it is not an interval for a graph statistic at sample size N. For that use
+  ``ma.confidence_interval`` (subsampling without replacement; docs/STATISTICS.md).
 
 Both record their seed, and give the same result for the same seed.
 """
@@ -313,12 +315,16 @@ def bootstrap_ci(per_structure_values, *, n_boot=1000, level=0.95, seed=0) -> tu
             f"per_structure_values has a non-finite value at index {int(bad[0])}: "
             f"{v[bad[0]]!r}")
     n = v.size
+    # Work on v / max|v| so that neither the sums nor the quantile interpolation overflow for
+    # values near the float64 limit (e.g. 1e308); scaling by a power of two is exact.
+    e = int(np.frexp(np.max(np.abs(v)))[1])
+    u = np.ldexp(v, -e)
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot, dtype=np.float64)
     step = max(1, (1 << 22) // n)
     for start in range(0, n_boot, step):
         c = min(step, n_boot - start)
         idx = rng.integers(0, n, size=(c, n))
-        means[start:start + c] = v[idx].mean(axis=1)
+        means[start:start + c] = u[idx].mean(axis=1)
     low, high = np.quantile(means, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(low), float(high)
+    return float(np.ldexp(low, e)), float(np.ldexp(high, e))

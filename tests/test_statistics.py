@@ -1,0 +1,329 @@
+"""ma.confidence_interval, ma.null_test, ma.sweep and the coverage simulation
+(matalign.statistics), checked against float64 NumPy references written from the math
+(tests/reference.py, tests/reference_global.py) and against the dcor package's t-test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import matalign as ma
+import reference as ref
+import reference_global as refg
+from matalign import statistics as st
+
+
+def population(rng, n, d=4, noise=0.6):
+    """Two non-degenerate, nonlinearly related spaces of the same latent structures."""
+    z = rng.normal(size=(n, d))
+    A = np.linspace(-1.0, 1.0, d * 8).reshape(d, 8)
+    X = np.concatenate([z, np.tanh(z)], axis=1) @ np.vstack([A, A[::-1]]) \
+        + noise * rng.normal(size=(n, 8))
+    Y = z @ A[:, ::-1] + np.sin(z).sum(axis=1, keepdims=True) + noise * rng.normal(size=(n, 8))
+    return X, Y
+
+
+def pair(seed, n=160):
+    return population(np.random.default_rng(seed), n)
+
+
+# ---- confidence_interval: definition against a reference ----------------------------------
+
+def _reference_subsamples(X, Y, b, count, seed, metric):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        idx = np.sort(rng.choice(X.shape[0], size=b, replace=False))
+        out.append(metric(X[idx], Y[idx]))
+    return np.array(out)
+
+
+def test_ci_is_the_rate_corrected_subsampling_interval_of_the_reference_metric():
+    X, Y = pair(0, n=120)
+    ci = ma.confidence_interval("cknna", X, Y, k=7, n_subsamples=6, subsample_size=60, seed=3)
+    metric = lambda a, b: ref.cknna(a, b, 7)   # noqa: E731
+    big = _reference_subsamples(X, Y, 60, 6, [3, 0], metric)
+    small = _reference_subsamples(X, Y, 15, 6, [3, 1], metric)
+    np.testing.assert_allclose(ci.subsample_values, big, rtol=1e-9, atol=1e-12)
+    # rate r from the spread at b1 = 15 and b = 60 (finite-population factor removed)
+    v1 = np.var(small, ddof=1) / (1 - 15 / 120)
+    v2 = np.var(big, ddof=1) / (1 - 60 / 120)
+    r = np.clip(0.5 * np.log(v1 / v2) / np.log(60 / 15), 0.05, 2.0)
+    se = np.sqrt(v2 * (60 / 120) ** (2 * r))
+    value = ref.cknna(X, Y, 7)
+    t = stats.t.ppf(0.975, 5)
+    assert ci.rate == pytest.approx(r, rel=1e-9)
+    assert ci.value == pytest.approx(value, rel=1e-9, abs=1e-12)
+    assert ci.se == pytest.approx(se, rel=1e-7)
+    assert (ci.low, ci.high) == pytest.approx((value - t * se, value + t * se), rel=1e-7)
+    assert (ci.n, ci.b, ci.n_subsamples, ci.seed, ci.k, ci.method, ci.level) == \
+        (120, 60, 6, 3, 7, "subsample", 0.95)
+    assert ci.metric == "cknna" and "cknna = " in repr(ci)
+    json.dumps(ci.as_dict())
+    # a given rate of 1/2 is the delete-d jackknife: se^2 = b/(N - b) * var
+    half = ma.confidence_interval("cknna", X, Y, k=7, n_subsamples=6, subsample_size=50,
+                                  seed=3, rate=0.5)
+    big = _reference_subsamples(X, Y, 50, 6, [3, 0], metric)
+    assert half.se == pytest.approx(np.sqrt(50 / 70 * np.var(big, ddof=1)), rel=1e-7)
+    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 2\]"):
+        ma.confidence_interval("cknna", X, Y, rate=0)
+
+
+CASES = [
+    ("cknna", {}, lambda X, Y: ref.cknna(X, Y, 10)),
+    ("mutual_knn", {}, lambda X, Y: ref.mutual_knn(X, Y, 10)),
+    ("cka", {}, lambda X, Y: refg.cka(X, Y)),
+    ("cka", {"kernel": "rbf", "sigma": 3.0}, lambda X, Y: refg.cka(X, Y, kernel="rbf", sigma=3.0)),
+    ("distance_correlation", {}, lambda X, Y: refg.dcor(X, Y)),
+    ("information_imbalance", {"direction": "x->y"},
+     lambda X, Y: refg.information_imbalance(X, Y, 1)[0]),
+    ("information_imbalance", {"direction": "y->x"},
+     lambda X, Y: refg.information_imbalance(X, Y, 1)[1]),
+]
+
+
+@pytest.mark.parametrize("name,kw,reference", CASES)
+def test_ci_every_pairwise_metric(name, kw, reference):
+    X, Y = pair(1, n=90)
+    k = {"cknna": 10, "mutual_knn": 10}.get(name)
+    ci = ma.confidence_interval(name, X, Y, k=k, n_subsamples=5, seed=0, **kw)
+    assert ci.value == pytest.approx(reference(X, Y), rel=1e-9, abs=1e-12)
+    rng = np.random.default_rng([0, 0])
+    idx = np.sort(rng.choice(90, size=45, replace=False))
+    assert ci.subsample_values[0] == pytest.approx(reference(X[idx], Y[idx]), rel=1e-9,
+                                                   abs=1e-12)
+    assert ci.low < ci.value < ci.high and ci.b == 45
+
+
+def test_ci_intrinsic_dimension_and_function_objects():
+    X, Y = pair(2, n=200)
+    ci = ma.confidence_interval(ma.intrinsic_dimension, X, seed=1)
+    assert ci.value == pytest.approx(ref.twonn_id(X), rel=1e-9)
+    assert ci.low < ci.value < ci.high and ci.metric == "intrinsic_dimension"
+    a = ma.confidence_interval(ma.cknna, X, Y, k=5)
+    b = ma.confidence_interval("cknna", X, Y, k=5)
+    assert (a.low, a.high) == (b.low, b.high)
+
+
+def test_ci_is_seeded_and_rejects_bad_input():
+    X, Y = pair(3, n=60)
+    a = ma.confidence_interval("cka", X, Y, seed=1)
+    b = ma.confidence_interval("cka", X, Y, seed=1)
+    c = ma.confidence_interval("cka", X, Y, seed=2)
+    assert (a.low, a.high) == (b.low, b.high) != (c.low, c.high)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        ma.confidence_interval("ckna", X, Y)
+    with pytest.raises(TypeError, match="metric must be one of cknna"):
+        ma.confidence_interval(np.mean, X, Y)
+    with pytest.raises(TypeError, match="X is a KnnGraph; the statistics resample"):
+        ma.confidence_interval("cknna", ma.knn(X, k=5), Y)
+    with pytest.raises(ValueError, match="k does not apply to cka"):
+        ma.confidence_interval("cka", X, Y, k=5)
+    with pytest.raises(ValueError, match="cknna compares two spaces: pass Y"):
+        ma.confidence_interval("cknna", X)
+    with pytest.raises(ValueError, match="intrinsic_dimension takes one space"):
+        ma.confidence_interval("intrinsic_dimension", X, Y)
+    with pytest.raises(ValueError, match=r"subsample_size must be in 12\.\.59"):
+        ma.confidence_interval("cknna", X, Y, k=10, subsample_size=60)
+    with pytest.raises(ValueError, match="level must be in"):
+        ma.confidence_interval("cka", X, Y, level=1.5)
+    with pytest.raises(ValueError, match="n_subsamples"):
+        ma.confidence_interval("cka", X, Y, n_subsamples=1)
+    with pytest.raises(ValueError, match="same N structures"):
+        ma.confidence_interval("cka", X, Y[:-1])
+    with pytest.raises(ValueError, match="direction applies only to information_imbalance"):
+        ma.confidence_interval("cka", X, Y, direction="x->y")
+    with pytest.raises(ValueError, match="direction must be one of"):
+        ma.confidence_interval("information_imbalance", X, Y, direction="xy")
+    with pytest.raises(ValueError, match="method must be one of"):
+        ma.confidence_interval("cka", X, Y, method="bootstrap")
+
+
+# ---- coverage: the fast version of bench/bench_coverage.py --------------------------------
+
+def _id_population(rng, n):
+    z = rng.normal(size=(n, 3))
+    return np.concatenate([z, np.sin(z)], axis=1) + 0.05 * rng.normal(size=(n, 6))
+
+
+COVERAGE = [
+    ("cknna", {"k": 10}, population),
+    ("distance_correlation", {}, population),
+    ("information_imbalance", {"direction": "y->x"}, population),
+    ("intrinsic_dimension", {}, _id_population),
+]
+
+
+@pytest.mark.parametrize("name,kw,sampler", COVERAGE, ids=[c[0] for c in COVERAGE])
+def test_coverage_of_the_95_interval(name, kw, sampler):
+    # 60 intervals at N = 100: the binomial sd of the coverage is 2.8 points at 95 %; the
+    # bench (bench/bench_coverage.py) runs more and larger cases and states the 90-98 % target.
+    res = st.coverage(name, sampler, 100, n_reps=60, n_population=150, seed=11,
+                      n_subsamples=8, n_threads=1, **kw)
+    assert 0.85 <= res.coverage <= 1.0, (res.coverage, res.population_value)
+    assert res.mean_width > 0
+
+
+@pytest.fixture(scope="module")
+def cka_good_coverage():
+    return st.coverage("cka", population, 100, n_reps=60, n_population=150, seed=5,
+                       n_subsamples=8, subsample_size=25, n_threads=1)
+
+
+@pytest.mark.parametrize("rate,side", [(0.1, "wide"), (1.5, "narrow")])
+def test_coverage_catches_a_wrong_rate(cka_good_coverage, rate, side):
+    # A rate far too slow (sd ~ N^-0.1: intervals too wide) or far too fast (sd ~ N^-1.5,
+    # too narrow) in place of the estimated one: the coverage check must fail.
+    good = cka_good_coverage
+    bad = st.coverage("cka", population, 100, n_reps=60, n_population=150, seed=5,
+                      n_subsamples=8, subsample_size=25, n_threads=1, rate=rate)
+    assert 0.85 <= good.coverage
+    assert bad.population_value == good.population_value
+    if side == "wide":
+        assert bad.coverage > 0.98 and bad.mean_width > good.mean_width
+    else:
+        assert bad.coverage < 0.85          # the bound test_coverage_of_the_95_interval uses
+
+
+# ---- null_test ------------------------------------------------------------------------------
+
+def test_null_permutation_graph_metrics_relabel_the_graph():
+    X, Y = pair(4, n=100)
+    r = ma.null_test("cknna", X, Y, k=8, n_permutations=30, seed=2)
+    p = ma.permutation_test(ma.cknna, ma.knn(X, k=8), ma.knn(Y, k=8), n_permutations=30,
+                            seed=2, k=8)
+    np.testing.assert_array_equal(r.null, p.null)
+    assert r.p_value == p.p_value == 1 / 31
+    assert r.null_mean == pytest.approx(np.mean(p.null))
+    assert r.value == pytest.approx(ref.cknna(X, Y, 8), rel=1e-9)
+    assert (r.method, r.n, r.k, r.n_permutations, r.seed, r.alternative) == \
+        ("permutation", 100, 8, 30, 2, "greater")
+    json.dumps(r.as_dict())
+
+
+@pytest.mark.parametrize("name,kw", [("mutual_knn", {}), ("cka", {}),
+                                     ("distance_correlation", {}),
+                                     ("information_imbalance", {"direction": "x->y"})])
+def test_null_permutation_array_metrics(name, kw):
+    X, Y = pair(5, n=80)
+    Z = np.random.default_rng(9).normal(size=(80, 8))
+    aligned = ma.null_test(name, X, Y, n_permutations=40, seed=1, **kw)
+    indep = ma.null_test(name, X, Z, n_permutations=40, seed=1, **kw)
+    assert aligned.p_value == 1 / 41
+    assert indep.p_value > 0.01
+    # the chance level: the permutation null of unrelated spaces sits around the value
+    assert abs(indep.null_mean - indep.value) < 4 * indep.null_sd
+
+
+def test_dcor_t_test_against_its_formula():
+    # Székely & Rizzo (2013): T = sqrt(v - 1) R / sqrt(1 - R^2), v = N(N - 3)/2, R the
+    # U-centred dCor^2 (reference_global.u_dcor_sqr), Student t with v - 1 dof, upper tail.
+    for seed, rel in ((6, True), (7, False)):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(70, 30))
+        Y = (X[:, :20] + rng.normal(size=(70, 20))) if rel else rng.normal(size=(70, 20))
+        r = ma.null_test("distance_correlation", X, Y, method="t-test")
+        R = refg.u_dcor_sqr(X, Y)
+        v = 70 * 67 / 2
+        T = np.sqrt(v - 1) * R / np.sqrt(1 - R * R)
+        assert r.value == pytest.approx(R, rel=1e-9, abs=1e-12)
+        assert r.statistic == pytest.approx(T, rel=1e-8, abs=1e-10)
+        assert r.p_value == pytest.approx(stats.t.sf(T, v - 1), rel=1e-7)
+        assert (r.p_value < 1e-6) == rel and r.null_mean == 0.0
+    with pytest.raises(ValueError, match="t-test' applies to distance_correlation only"):
+        ma.null_test("cka", X, Y, method="t-test")
+
+
+def test_imbalance_asymptotic_null_agrees_with_permutation():
+    rng = np.random.default_rng(8)
+    X, Z = rng.normal(size=(200, 5)), rng.normal(size=(200, 5))
+    a = ma.null_test("information_imbalance", X, Z, method="asymptotic", k=3)
+    p = ma.null_test("information_imbalance", X, Z, n_permutations=100, k=3, n_threads=1)
+    assert a.null_mean == 1.0 and abs(p.null_mean - 1.0) < 4 * a.null_sd / np.sqrt(100)
+    assert a.null_sd == pytest.approx(np.std(p.null, ddof=1), rel=0.25)
+    assert a.p_value > 0.01
+    X2, Y2 = pair(8, n=200)
+    assert ma.null_test("information_imbalance", X2, Y2, method="asymptotic").p_value < 1e-10
+    with pytest.raises(ValueError, match="asymptotic' applies to information_imbalance only"):
+        ma.null_test("cknna", X, Z, method="asymptotic")
+    with pytest.raises(ValueError, match="a null test needs a pairwise metric"):
+        ma.null_test("intrinsic_dimension", X, Z)
+
+
+# ---- sweeps ---------------------------------------------------------------------------------
+
+def test_sweep_k_and_n():
+    X, Y = pair(10, n=150)
+    s = ma.sweep("cknna", X, Y, k=[5, 15], n=[80, 150], ci=False, seed=4)
+    order = np.random.default_rng(4).permutation(150)
+    assert [(r["k"], r["n"]) for r in s.rows] == [(5, 80), (15, 80), (5, 150), (15, 150)]
+    for r in s.rows:
+        idx = np.sort(order[:r["n"]])
+        assert r["value"] == pytest.approx(ref.cknna(X[idx], Y[idx], r["k"]), rel=1e-9)
+    assert "cknna" in s.table() and s.column("value").shape == (4,)
+    c = ma.sweep("mutual_knn", X, Y, k=[5, 10], seed=1)
+    for r in c.rows:
+        want = ma.confidence_interval("mutual_knn", X, Y, k=r["k"], seed=1)
+        assert (r["low"], r["high"]) == (want.low, want.high)
+    with pytest.raises(ValueError, match="n values must be <= N=150"):
+        ma.sweep("cka", X, Y, n=[200])
+    with pytest.raises(ValueError, match="k does not apply to cka"):
+        ma.sweep("cka", X, Y, k=[5])
+
+
+# ---- bootstrap_ci at the float64 limit ----------------------------------------------------
+
+def test_bootstrap_ci_does_not_overflow():
+    assert ma.bootstrap_ci(np.full(50, 1e308)) == (1e308, 1e308)
+    v = np.r_[np.full(25, -1.5e308), np.full(25, 1.5e308)]
+    low, high = ma.bootstrap_ci(v, seed=1)
+    assert np.isfinite(low) and np.isfinite(high) and -1.5e308 < low < 0 < high < 1.5e308
+    w = np.random.default_rng(0).normal(size=40)
+    scaled = ma.bootstrap_ci(w * 2.0 ** 1000, seed=2)
+    assert scaled == tuple(x * 2.0 ** 1000 for x in ma.bootstrap_ci(w, seed=2))
+
+
+# ---- assess: one value shared by the interval and the null --------------------------------
+
+@pytest.mark.parametrize("name,method", [("cknna", "permutation-normal"),
+                                         ("mutual_knn", "permutation-normal"),
+                                         ("cka", "permutation-normal"),
+                                         ("distance_correlation", "t-test"),
+                                         ("information_imbalance", "asymptotic"),
+                                         ("intrinsic_dimension", None)])
+def test_assess_equals_the_separate_calls(name, method):
+    X, Y = pair(12, n=100)
+    Y = None if name == "intrinsic_dimension" else Y
+    ci, null = st.assess(name, X, Y, n_subsamples=5, n_permutations=20, seed=3, n_threads=1)
+    want = ma.confidence_interval(name, X, Y, n_subsamples=5, seed=3, n_threads=1)
+    assert (ci.value, ci.low, ci.high) == pytest.approx((want.value, want.low, want.high),
+                                                        rel=1e-12)
+    if method is None:
+        assert null is None
+        return
+    wn = ma.null_test(name, X, Y, method=method, n_permutations=20, seed=3, n_threads=1)
+    assert (null.method, null.p_value, null.null_mean) == (wn.method, wn.p_value, wn.null_mean)
+
+
+def test_permutation_normal_null():
+    X, Y = pair(13, n=150)
+    Z = np.random.default_rng(14).normal(size=(150, 8))
+    a = ma.null_test("cknna", X, Y, method="permutation-normal", n_permutations=15, seed=2)
+    p = ma.null_test("cknna", X, Y, method="permutation", n_permutations=15, seed=2)
+    np.testing.assert_array_equal(a.null, p.null)
+    sd = np.std(p.null, ddof=1)
+    t = (p.value - np.mean(p.null)) / (sd * np.sqrt(1 + 1 / 15))
+    assert a.statistic == pytest.approx(t) and a.p_value == pytest.approx(stats.t.sf(t, 14))
+    assert a.p_value < 1e-6 < p.p_value         # far below the 1/16 floor of the plain test
+    # unrelated spaces: the normal p-value agrees with the plain permutation p-value
+    b = ma.null_test("cka", X, Z, method="permutation-normal", n_permutations=40, seed=3)
+    c = ma.null_test("cka", X, Z, method="permutation", n_permutations=40, seed=3)
+    assert b.p_value > 0.01 and abs(b.p_value - c.p_value) < 0.25
+    il = ma.null_test("information_imbalance", X, Y, method="permutation-normal",
+                      n_permutations=10)
+    assert il.alternative == "less" and il.p_value < 0.01
+    with pytest.raises(ValueError, match="needs n_permutations >= 3"):
+        ma.null_test("cka", X, Y, method="permutation-normal", n_permutations=2)
