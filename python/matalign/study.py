@@ -48,7 +48,8 @@ The config (every key but ``models`` and ``sets`` has a default)::
     name = "id"
     kind = "id"                      # "id", "ood" (another domain) or "ladder"
     dataset = "mptrj"                # ma.datasets.get(dataset, **options)
-    n = 200                          # a seeded sample of n structures (all if fewer)
+    n = 200                          # a seeded sample of n structures (all if fewer; sets
+                                     # over 20,000 or of unknown size: the first n)
     options = {}
 
     [[sets]]
@@ -70,6 +71,7 @@ Examples
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import random
@@ -102,6 +104,9 @@ _DEFAULTS = {
     "errors": {"set": "id", "n": 20},
 }
 _SET_KINDS = ("id", "ood", "ladder")
+# Sets up to this size are sampled uniformly (seeded); larger or unbounded ones give their
+# first n structures (reading all of CCD's 49k components to sample 200 would dominate a run).
+_POOL_LIMIT = 20_000
 _LADDERS = ("strain", "rattle", "vacancy", "substitution")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 
@@ -319,10 +324,15 @@ def _structures(cfg: dict, cache: dict) -> dict:
                 and not os.environ.get("MATALIGN_MATTERSIM_DIR"):
             options["path"] = str(fetch_mattersim())
         key = (s["dataset"], json.dumps(options, sort_keys=True))
-        if key not in cache:
-            cache[key] = list(ma.datasets.get(s["dataset"], **options))
-        pool = cache[key]
         n = s["n"]
+        if key not in cache:
+            size = next((d.n for d in ma.datasets.list() if d.name == s["dataset"]), None)
+            data = ma.datasets.get(s["dataset"], **options)
+            if n is not None and (size is None or size > _POOL_LIMIT):
+                # large or unbounded sets (CCD's 49k components, generators): the first n
+                data = itertools.islice(data, n)
+            cache[key] = list(data)
+        pool = cache[key]
         if n is None or n >= len(pool):
             chosen = list(pool)
         else:  # a seeded sample without replacement, in the dataset's order
@@ -345,7 +355,7 @@ def fetch_mattersim(cache_dir=None) -> Path:
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "mattersim",
            "--quiet", "mattersim==1.2.3", "-d", str(folder)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not target.is_file():
