@@ -65,16 +65,19 @@ def _save_matrix(m, path: Path) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
 
 
-def make_run_v2(root, *, n=120, seed=0, with_optional=True) -> Path:
+def make_run_v2(root, *, n=120, seed=0, with_optional=True, sets=None) -> Path:
     """Write a version-2 run directory under ``root`` and return its path.
 
-    ``with_optional=False`` leaves out tree.json, errors.json, findings.json and scores.
+    ``with_optional=False`` leaves out tree.json, errors.json, findings.json and scores;
+    ``sets`` (set names) writes only those of :data:`SETS`.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(n, 4))
     entries = []
-    for s, (name, label, kind, level, ladder) in enumerate(SETS):
+    for name, label, kind, level, ladder in SETS:
+        if sets is not None and name not in sets:
+            continue
         folder = root / "sets" / name
         folder.mkdir(parents=True, exist_ok=True)
         if kind == "ood":

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -90,7 +91,7 @@ def test_model_order_without_tree_clusters_the_id_cknna(tmp_path):
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
 
-    root = make_run_v2(tmp_path / "run", n=80, with_optional=False)
+    root = make_run_v2(tmp_path / "run", n=80, with_optional=False, sets=["id"])
     run = load_run(root)
     v = _matrix(root, "id", "cknna")
     d = 1.0 - (v + v.T) / 2
@@ -100,7 +101,7 @@ def test_model_order_without_tree_clusters_the_id_cknna(tmp_path):
     assert model_order(run) == expected
     text = render(root).read_text()
     assert "No findings.json" in text and "no tree.json" in text
-    assert "No per-model errors" in text
+    assert "No per-model errors" in text and "No OOD or ladder set" in text
 
 
 def test_every_panel_uses_one_model_order(rendered):
@@ -316,6 +317,12 @@ def test_parse_newick_errors():
     assert t["children"][0]["name"] == "ab" and t["children"][1]["length"] == -0.5
 
 
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """A small, untouched run; each corruption test edits its own copy."""
+    return make_run_v2(tmp_path_factory.mktemp("pristine") / "run", n=80)
+
+
 def _corrupt(root, rel, fn):
     path = root / rel
     data = json.loads(path.read_text())
@@ -350,16 +357,16 @@ def _corrupt(root, rel, fn):
      r"findings\.json: \[0\]\.verdict: must be one of \['holds'"),
     ("findings.json", lambda d: d[1].pop("p_value"), r"findings\.json: \[1\]\.p_value: is missing"),
 ])
-def test_load_run_names_file_and_key(tmp_path, rel, mutate, message):
-    root = make_run_v2(tmp_path / "run", n=80)
+def test_load_run_names_file_and_key(pristine, tmp_path, rel, mutate, message):
+    root = shutil.copytree(pristine, tmp_path / "run")
     load_run(root)
     _corrupt(root, rel, mutate)
     with pytest.raises(ValueError, match=message):
         load_run(root)
 
 
-def test_load_run_missing_file_and_bad_json(tmp_path):
-    root = make_run_v2(tmp_path / "run", n=80)
+def test_load_run_missing_file_and_bad_json(pristine, tmp_path):
+    root = shutil.copytree(pristine, tmp_path / "run")
     (root / "sets/molecules/stats.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"stats\.json \(named in run\.json at "
                                                  r"sets\[1\]\.stats\) not found"):
