@@ -337,8 +337,6 @@ def _corrupt(root, rel, fn):
      r"run\.json: sets\[2\]\.level: a ladder set needs a numeric level"),
     ("run.json", lambda d: d.pop("preprocessing"), r"run\.json: preprocessing: must be"),
     ("run.json", lambda d: d.update(random=["nope"]), r"run\.json: random: must be a list"),
-    ("run.json", lambda d: [s.update(kind="ood") for s in d["sets"]],
-     r"run\.json: sets: a version-2 run needs at least one set of kind 'id'"),
     ("sets/id/stats.json", lambda d: d["cknna"].update({"nope|alpha-1": {"value": 1.0}}),
      r"stats\.json: cknna\.nope\|alpha-1: pair keys must be 'a\|b'"),
     ("sets/id/stats.json", lambda d: d["cka"]["alpha-1|beta-1"].update(low="x"),
@@ -386,3 +384,17 @@ def test_render_argument_errors(rendered):
         render(root, reference="nope")
     with pytest.raises(ValueError, match=r"top must be a positive integer; got 0"):
         render(root, top=0)
+
+
+def test_preprocessing_text_and_a_run_without_an_id_set(tmp_path):
+    from matalign.report import _prep_text
+
+    assert _prep_text({"center": True, "l2": False, "clip_quantile": 0.99}) == (
+        "preprocessing: center, no l2, clip_quantile 0.99")
+    assert _prep_text({"center": True, "text": "center + L2"}) == "preprocessing: center + L2"
+    assert _prep_text(None) == "preprocessing not recorded"
+    root = make_run_v2(tmp_path / "run", n=60, with_optional=False, sets=["molecules"])
+    _corrupt(root, "run.json", lambda d: d["preprocessing"].update(text="center + L2"))
+    text = render(root).read_text()
+    assert "N = 60, k = 10, preprocessing: center + L2" in text
+    assert "No OOD or ladder set" in text  # the only set is the comparison baseline

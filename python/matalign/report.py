@@ -340,8 +340,6 @@ def _check_v2_index(index_path, index) -> None:
         if not isinstance(by_k, dict):
             raise _bad(index_path, f"{where}.matrices_by_k", "must be an object k -> path")
         entry.setdefault("label", entry["name"])
-    if index["sets"] and not any(s["kind"] == "id" for s in index["sets"]):
-        raise _bad(index_path, "sets", "a version-2 run needs at least one set of kind 'id'")
 
 
 def load_run(run_dir) -> dict:
@@ -616,6 +614,8 @@ def _tree_metric(sets) -> str | None:
 def _prep_text(prep) -> str:
     if not isinstance(prep, dict) or not prep:
         return "preprocessing not recorded"
+    if isinstance(prep.get("text"), str) and prep["text"]:
+        return f"preprocessing: {prep['text']}"
     parts = []
     for key, val in prep.items():
         if val is True:
@@ -630,7 +630,7 @@ def _prep_text(prep) -> str:
 def _id_set(run) -> dict:
     sets = run["sets"]
     if run["version"] == 2:
-        return next(s for s in sets if s.get("kind") == "id")
+        return next((s for s in sets if s.get("kind") == "id"), sets[0])
     return next((s for s in sets if s.get("name") == "id"), sets[0])
 
 
@@ -852,7 +852,7 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
 
     # 2. OOD − ID differences and trends (version 2: sets know their kind).
     id_set = _id_set(run)
-    others = [s for s in sets if v2 and s.get("kind") in ("ood", "ladder")]
+    others = [s for s in sets if v2 and s.get("kind") in ("ood", "ladder") and s is not id_set]
     if v2:
         page.section("Out of distribution vs in distribution")
         if not others:
@@ -987,7 +987,7 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
     # 5. Alignment to the reference vs error.
     page.section("Alignment to a reference model vs error")
     errors = run["error_values"]
-    err_sets = [s for s in sets if s.get("kind") == "id"] if v2 else sets
+    err_sets = ([s for s in sets if s.get("kind") == "id"] or [id_set]) if v2 else sets
     if not errors:
         page.note("No per-model errors in this run (errors.json): plot skipped.")
     elif reference is None:
