@@ -144,7 +144,8 @@ def test_trend_lines_follow_the_ladder_with_intervals(rendered):
     trained = [m for m in TREE_ORDER if m not in RANDOM]
     steps = [("id", 0.0), ("rattle-0.1", 0.1), ("rattle-0.3", 0.3)]
     for metric in ("cknna", "information_imbalance"):
-        key = next(k for k in panels if plots.METRIC_LABELS[metric] in k)
+        short = plots.METRIC_LABELS[metric].split(" Δ(")[0]
+        key = next(k for k in panels if k.startswith(f"mean {short}\n"))
         lv, val, lo, hi = panels[key]["mean"]
         assert lv == [0.0, 0.1, 0.3]
         for (set_name, _), v, low, high in zip(steps, val, lo, hi):

@@ -446,8 +446,8 @@ def newick_tree(newick: str, *, families=None, random=(), title=None,
     if random:
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white",
                               markeredgecolor="black", label="random init"))
-    ax.legend(handles=handles, fontsize=7, loc="lower right", title="family",
-              title_fontsize=7)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="family", title_fontsize=7, frameon=False)
     ax.set_title(title or "model tree", fontsize=10)
     return fig
 
@@ -466,8 +466,12 @@ def trend(panels, *, title=None, xlabel="OOD level") -> Figure:
     'CKNNA'
     """
     n = max(len(panels), 1)
-    fig = Figure(figsize=(4.2 * n + 0.6, 4.0), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(4.3 * cols + 0.6, 3.6 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
     for ax, (ylabel, lines) in zip(axes, panels):
         for label, (lv, val, lo, hi) in lines.items():
             lv, val = np.asarray(lv, float), np.asarray(val, float)

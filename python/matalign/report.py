@@ -899,8 +899,9 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
                              for r in recs)
                     lo.append(float(np.mean([r["low"] for r in recs])) if ok else np.nan)
                     hi.append(float(np.mean([r["high"] for r in recs])) if ok else np.nan)
-                panels.append((f"mean {plots.METRIC_LABELS.get(metric, metric)} over "
-                               f"{len(pairs)} trained pairs", {"mean": (lv, val, lo, hi)}))
+                short = plots.METRIC_LABELS.get(metric, metric).split(" Δ(")[0]
+                panels.append((f"mean {short}\n({len(pairs)} trained-model pairs)",
+                               {"mean": (lv, val, lo, hi)}))
             idl = {}
             for model in [x for x in order if x not in random]:
                 lv, val, lo, hi = [], [], [], []
@@ -918,8 +919,8 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
                 continue
             ns = ", ".join(f"{s['level']:g}: N = {s.get('n')}" for s in steps)
             fig = plots.trend(panels, xlabel=f"{name} level",
-                              title=f"ladder '{name}' (level 0 = {id_set['label']}); "
-                                    f"k = {id_set['matrix_obj'].params.get('k', '?')}, "
+                              title=f"ladder '{name}' (level 0 = {id_set['label']})\n"
+                                    f"{ns}; k = {id_set['matrix_obj'].params.get('k', '?')}, "
                                     f"{_prep_text(prep)}")
             page.figure(fig, f"trend_{_slug(name)}.png",
                         f"Ladder '{name}': each metric's mean over the trained-model pairs "
