@@ -182,8 +182,9 @@ def test_imbalance_plane_labels_every_point_and_honours_reference(rendered):
     (args, kw), = calls["imbalance_plane"]
     assert kw["reference"] == "beta-1"
     fig = plots.imbalance_plane(*args, **kw)
-    texts = fig.axes[0].texts
+    texts = [t for ax in fig.axes for t in ax.texts]
     m = len(MODELS)
+    assert len(args[0]) == len(SETS)
     assert len(texts) == len(args[0]) * m * (m - 1) // 2
     red = [t.get_text() for t in texts if t.get_color() == "#b00000"]
     assert len(red) == len(args[0]) * (m - 1)

@@ -490,12 +490,13 @@ def trend(panels, *, title=None, xlabel="OOD level") -> Figure:
 
 
 def imbalance_plane(sets, names, *, reference=None) -> Figure:
-    """Information-imbalance plane: Δ(A→B) against Δ(B→A) for every model pair A < B.
+    """Information-imbalance plane: Δ(A→B) against Δ(B→A) for every model pair A < B, one
+    panel per structure set (same axes range in every panel).
 
-    ``sets`` is a list of (label, (M, M) Δ matrix) over the same ``names``; each set gets its
-    own colour and marker; every point is labelled with its pair, and the pairs that contain
-    ``reference`` are drawn larger with a red edge. Near (0, 0): equivalent information;
-    near (1, 1): unrelated; below the diagonal: A predicts B better than B predicts A.
+    ``sets`` is a list of (label, (M, M) Δ matrix) over the same ``names``; every point is
+    labelled "A→B" with its pair, and the pairs that contain ``reference`` are drawn larger with
+    a red edge and red labels. Near (0, 0): equivalent information; near (1, 1): unrelated;
+    below the diagonal: A predicts B better than B predicts A.
 
     Examples
     --------
@@ -508,45 +509,42 @@ def imbalance_plane(sets, names, *, reference=None) -> Figure:
     """
     names = list(names)
     m = len(names)
-    fig = Figure(figsize=(7.0, 6.4), layout="constrained")
-    ax = fig.add_subplot()
-    markers = "osD^vP*X"
-    hi = 0.0
-    many = len(sets) * m * (m - 1) // 2 > 30
-    for s, (label, mat) in enumerate(sets):
+    n = max(len(sets), 1)
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(5.6 * cols + 0.4, 5.4 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    hi = max([1.0] + [float(np.max(np.asarray(v, float))) for _, v in sets])
+    top = hi * 1.05
+    for s, (ax, (label, mat)) in enumerate(zip(axes, sets)):
         v = np.asarray(mat, dtype=np.float64)
         pts = [(v[a, b], v[b, a], names[a], names[b]) for a in range(m) for b in range(a + 1, m)]
-        if not pts:
-            continue
-        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        hi = max(hi, max(xs), max(ys))
-        sc = ax.scatter(xs, ys, s=30, marker=markers[s % len(markers)], alpha=0.85,
-                        label=label, edgecolors="black", linewidths=0.4)
-        ref = [p for p in pts if reference is not None and reference in (p[2], p[3])]
-        if ref:
-            ax.scatter([p[0] for p in ref], [p[1] for p in ref], s=80,
-                       marker=markers[s % len(markers)], facecolors=sc.get_facecolor()[:1],
-                       edgecolors="red", linewidths=1.6, zorder=3)
-        for x0, y0, a, b in pts:
-            text = f"{a}→{b}" if len(sets) == 1 else f"{a}→{b} [{label}]"
-            is_ref = reference is not None and reference in (a, b)
-            ax.annotate(text, (x0, y0), textcoords="offset points", xytext=(3, 2),
-                        fontsize=4.5 if many else 6.5, alpha=0.9,
-                        color="#b00000" if is_ref else "#222222")
-    top = max(1.05, hi * 1.05)
-    ax.plot([0, top], [0, top], ls="--", color="grey", lw=1, label="Δ(A→B) = Δ(B→A)")
+        is_ref = [reference is not None and reference in (p[2], p[3]) for p in pts]
+        colour = _FAMILY_COLOURS[s % len(_FAMILY_COLOURS)]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=[70 if r else 30 for r in is_ref],
+                   color=colour, edgecolors=["red" if r else "black" for r in is_ref],
+                   linewidths=[1.6 if r else 0.4 for r in is_ref], alpha=0.9, zorder=3)
+        for (x0, y0, a, b), r in zip(pts, is_ref):
+            ax.annotate(f"{a}→{b}", (x0, y0), textcoords="offset points", xytext=(4, 2),
+                        fontsize=6 if m <= 8 else 4.5, color="#b00000" if r else "#222222")
+        ax.plot([0, top], [0, top], ls="--", color="grey", lw=1)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_aspect("equal")
+        ax.set_xlabel("Δ(A → B)")
+        ax.set_ylabel("Δ(B → A)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], ls="--", color="grey", label="Δ(A→B) = Δ(B→A)")]
     if reference is not None:
-        ax.scatter([], [], s=80, facecolors="none", edgecolors="red", linewidths=1.6,
-                   label=f"pairs with the reference {reference}")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_aspect("equal")
-    ax.set_xlabel("Δ(A → B)")
-    ax.set_ylabel("Δ(B → A)")
-    ax.set_title("information-imbalance plane (each point: a pair A→B, both directions)",
-                 fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.3)
+        handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="white",
+                              markeredgecolor="red", markeredgewidth=1.6,
+                              label=f"pairs with the reference {reference}"))
+    axes[0].legend(handles=handles, fontsize=7, loc="upper left")
+    fig.suptitle("information-imbalance plane (each point: a model pair A→B, both "
+                 "directions)", fontsize=10)
     return fig
 
 
