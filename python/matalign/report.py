@@ -523,7 +523,7 @@ figcaption, .note { color: #555; font-size: 0.9em; }
 .note { background: #f6f6f6; border-left: 3px solid #bbb; padding: 0.4em 0.8em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; vertical-align: top; }
-th { background: #f2f2f2; }
+th { background: #f2f2f2; text-align: left; }
 tbody tr:nth-child(even) { background: #fafafa; }
 td.name { text-align: left; }
 td.holds { background: #e3f4e3; }
