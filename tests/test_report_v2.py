@@ -139,8 +139,15 @@ def test_difference_maps_are_ood_minus_id(rendered):
 
 def test_trend_lines_follow_the_ladder_with_intervals(rendered):
     root, _, calls = rendered
-    (args, kw), = calls["trend"]
+    (args, kw), (kargs, _) = calls["trend"]
     panels = dict(args[0])
+    # The k sweep of the id set: every trained pair, values from ksweep.json.
+    ksweep = json.loads((root / "sets/id/ksweep.json").read_text())
+    kpanels = dict(kargs[0])
+    key = next(k for k in kpanels if k.startswith("CKNNA ("))
+    assert len(kpanels[key]) == 6 and key == "CKNNA (6 of 6 trained pairs)"
+    ks, vals, lows, highs = kpanels[key]["beta-1, gamma-1"]
+    assert [ks, vals, lows, highs] == [list(x) for x in zip(*ksweep["cknna"]["beta-1|gamma-1"])]
     trained = [m for m in TREE_ORDER if m not in RANDOM]
     steps = [("id", 0.0), ("rattle-0.1", 0.1), ("rattle-0.3", 0.3)]
     for metric in ("cknna", "information_imbalance"):
@@ -250,7 +257,7 @@ def test_files_png_and_svg_and_a_clean_page(rendered):
     names = {s for s, *_ in SETS}
     expected = {f"heatmap_{s}_{m}.png" for s in names for m in PAIR_METRICS}
     expected |= {f"diff_{s}_{m}.png" for s in names - {"id"} for m in PAIR_METRICS}
-    expected |= {"trend_rattle.png", "tree.png", "imbalance_plane.png", "reference_vs_error.png",
+    expected |= {"trend_rattle.png", "ksweep_id.png", "tree.png", "imbalance_plane.png", "reference_vs_error.png",
                  "intrinsic_dimension.png", "sets_cknna.png"}
     expected |= {f"disagreement_{s}.png" for s in names - {"id"}}
     pngs = {p.name for p in (root / "plots").glob("*.png")}

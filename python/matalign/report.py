@@ -930,6 +930,38 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
                         f"interval of the mean); bars on the intrinsic dimensions are "
                         f"stats.json's intervals. No bar: no interval in stats.json.")
 
+    # 2b. k sweep of the in-distribution set (version 2, when ksweep.json is there).
+    if v2 and id_set.get("ksweep_obj"):
+        ks = id_set["ksweep_obj"]
+        panels = []
+        for metric, entries in ks.items():
+            pairs = _trained_pairs(order, random, metric)
+            lines = {}
+            for a, b in pairs:
+                rows = entries.get(f"{a}|{b}")
+                if rows is None and metric != "information_imbalance":
+                    rows = entries.get(f"{b}|{a}")
+                if not rows:
+                    continue
+                rows = sorted(rows, key=lambda r: r[0])
+                nan = float("nan")
+                lines[f"{a}, {b}" if metric != "information_imbalance" else f"{a}→{b}"] = (
+                    [r[0] for r in rows], [r[1] for r in rows],
+                    [nan if r[2] is None else r[2] for r in rows],
+                    [nan if r[3] is None else r[3] for r in rows])
+            if lines:
+                short = plots.METRIC_LABELS.get(metric, metric).split(" Δ(")[0]
+                panels.append((f"{short} ({len(lines)} of {len(pairs)} trained pairs)", lines))
+        if panels:
+            page.section("k sweep")
+            fig = plots.trend(panels, xlabel="k (neighbours)",
+                              title=f"k sweep on {id_set['label']} (N = {id_set.get('n')}, "
+                                    f"{_prep_text(prep)})")
+            page.figure(fig, f"ksweep_{_slug(id_set['name'])}.png",
+                        f"Each trained-model pair's metric against k on {id_set['label']} "
+                        f"(N = {id_set.get('n')}), with the intervals of ksweep.json: whether "
+                        f"an ordering of pairs hinges on one k.")
+
     # 3. Model tree.
     page.section("Model tree")
     metric = _tree_metric(sets)
