@@ -257,7 +257,8 @@ def test_files_png_and_svg_and_a_clean_page(rendered):
     names = {s for s, *_ in SETS}
     expected = {f"heatmap_{s}_{m}.png" for s in names for m in PAIR_METRICS}
     expected |= {f"diff_{s}_{m}.png" for s in names - {"id"} for m in PAIR_METRICS}
-    expected |= {"trend_rattle.png", "ksweep_id.png", "tree.png", "imbalance_plane.png", "reference_vs_error.png",
+    expected |= {"trend_rattle.png", "ksweep_id.png", "tree.png", "imbalance_plane.png",
+                 "reference_vs_error.png",
                  "intrinsic_dimension.png", "sets_cknna.png"}
     expected |= {f"disagreement_{s}.png" for s in names - {"id"}}
     pngs = {p.name for p in (root / "plots").glob("*.png")}

@@ -1012,8 +1012,8 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
                           if "information_imbalance" in s["matrix_obj"].metrics)
         page.figure(fig, "imbalance_plane.png",
                     "Each point is a pair of models A→B (A before B in the report's model "
-                    "order): Δ(A→B) on x, Δ(B→A) on y. Near the origin the two spaces hold the "
-                    "same information; near (1, 1) neither predicts the other."
+                    "order): Δ(A→B) on x, Δ(B→A) on y. Near the origin the two spaces hold "
+                    "the same information; near (1, 1) neither predicts the other."
                     + (f" Pairs with the reference model {reference} are outlined in red."
                        if reference else "") + f" ({provs})")
 
@@ -1060,7 +1060,8 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
         page.figure(fig, "intrinsic_dimension.png",
                     "TwoNN intrinsic dimension of each model's embedding space, per set"
                     + (" (bars: the intervals in stats.json)" if any(intervals) else "")
-                    + ". " + "; ".join(f"{s['label']}: N = {s.get('n', s['matrix_obj'].params.get('n', '?'))}"
+                    + ". " + "; ".join(f"{s['label']}: N = "
+                                       f"{s.get('n', s['matrix_obj'].params.get('n', '?'))}"
                                        for s in sets) + f"; {_prep_text(prep)}.")
 
     # 7. Sets side by side.
