@@ -190,3 +190,56 @@ def test_chromium_check_detects_a_broken_image(tmp_path):
                     '<img alt="broken" src="data:image/png;base64,AAAA"></body></html>')
     result, _ = _chromium_check(page, tmp_path)
     assert result["bad"] == ["broken"]
+
+
+@pytest.fixture(scope="module")
+def run_v2(tmp_path_factory):
+    from rundir_fixture import make_run_v2
+
+    root = make_run_v2(tmp_path_factory.mktemp("v2") / "run", n=100)
+    return root, render(root)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install "
+                                              "chromium); CI installs it")
+def test_version_2_page_renders_in_headless_chromium(run_v2, tmp_path):
+    root, page = run_v2
+    n_png = len(list((root / "plots").glob("*.png")))
+    assert n_png > 20
+    result, console = _chromium_check(page, tmp_path)
+    assert result["images"] == n_png
+    assert result["bad"] == []
+    assert result["errors"] == []
+    assert result["external"] == []
+    assert console == []
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install "
+                                              "chromium); CI installs it")
+def test_screenshot_of_the_page_is_not_blank(run_v2, tmp_path):
+    from matplotlib.image import imread
+
+    _, page = run_v2
+    shot = tmp_path / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
+           "--window-size=1280,2400", "--virtual-time-budget=10000",
+           f"--screenshot={shot}", page.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    img = imread(shot)
+    assert img.shape[0] >= 2000 and img.shape[1] >= 1200
+    flat = img[..., :3].reshape(-1, 3)
+    # Not blank: many distinct colours (text, heatmap cells) and a good share of non-white.
+    assert len(np.unique(np.round(flat[::5] * 255), axis=0)) > 100
+    assert (flat.min(axis=1) < 0.9).mean() > 0.05
+    # A blank page of the same size fails the same checks (the test can fail).
+    blank = tmp_path / "blank.html"
+    blank.write_text('<!DOCTYPE html><html><head><meta charset="utf-8"></head><body></body>'
+                     '</html>')
+    shot2 = tmp_path / "blank.png"
+    cmd[-2:] = [f"--screenshot={shot2}", blank.as_uri()]
+    subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
+    flat2 = imread(shot2)[..., :3].reshape(-1, 3)
+    assert len(np.unique(np.round(flat2[::5] * 255), axis=0)) <= 100
