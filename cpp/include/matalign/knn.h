@@ -23,6 +23,11 @@ struct KnnOptions {
   /// exact graph of the float64 computation: indices and values bit for bit those of
   /// knn_exact<double> on the same rows converted to double.
   int screen = -1;
+  /// Metric::l2 only: the point both sides are centred on (d doubles, the caller's; it must
+  /// outlive the call), or nullptr for the database's column centre (near its mean). Squared distances do not
+  /// depend on it in exact arithmetic; the float GEMM's rounding does (the screen passes its
+  /// own centre when it searches a block of the database).
+  const double* centre = nullptr;
   ProgressFn progress;
 };
 
