@@ -276,13 +276,9 @@ bool rank_count_screened(const MatrixView<double>& y, const int64_t* targets, in
   auto exact_score = [&](int64_t i, int64_t l) {
     const double* yl = &y(l, 0);
     double ip;
-    double row[64];  // row i centred (on the heap past 64 dimensions)
-    std::vector<double> heap;
-    double* ri = row;
-    if (d > 64) {
-      heap.resize(static_cast<size_t>(d));
-      ri = heap.data();
-    }
+    thread_local std::vector<double> row;  // row i centred (one buffer per thread)
+    row.resize(static_cast<size_t>(d));
+    double* ri = row.data();
     for (int64_t c = 0; c < d; ++c) ri[c] = y(i, c) - mu[c];
     K64.dots_f64(ri, &yl, y.col_stride, d, 1, &ip, mu.data());
     return ip * 2.0 - (nrm[i] + nrm[l]);
