@@ -156,8 +156,8 @@ void shifted_gram(const std::vector<MatrixView<T>>& spaces, const double* shift,
             for (int64_t a = 0; a < D; ++a) cs[a] += zrow[a];
           }
           // Zᵀ as a D × rows matrix: row stride 1, column stride D.
-          K.pack(zb, 1, D, rows, 0, D, K.mr, pa);
-          K.pack(zb, 1, D, rows, 0, D, K.nr, pb);
+          K.pack(zb, 1, D, rows, 0, D, K.mr, pa, nullptr);
+          K.pack(zb, 1, D, rows, 0, D, K.nr, pb, nullptr);
           for (int64_t i0 = 0; i0 < D; i0 += R) {
             const int64_t ri = std::min(R, D - i0);
             const int64_t j0 = i0 / K.nr * K.nr;  // ≤ i0: covers the upper triangle

@@ -93,13 +93,17 @@ template <class T>
 struct Kernels {
   int mr = 0;  ///< rows per micro-panel
   int nr = 0;  ///< columns per micro-panel
-  /// Pack rows [r0, r1) of x into panels of `panel` rows, k-major, zero-padded.
+  /// Pack rows [r0, r1) of x into panels of `panel` rows, k-major, zero-padded. With a
+  /// centre mu (d doubles; nullptr = none) each element is T(double(x_ik) − mu_k): the
+  /// translation-invariant metrics compute on centred rows (no ‖x‖² + ‖y‖² − 2⟨x, y⟩
+  /// cancellation on data far from the origin).
   void (*pack)(const T* data, int64_t row_stride, int64_t col_stride, int64_t d, int64_t r0,
-               int64_t r1, int panel, T* out) = nullptr;
+               int64_t r1, int panel, T* out, const double* mu) = nullptr;
   /// out[i - r0] = Σ_k x_ik² with one FMA per element in k order (the GEMM's order, so a
-  /// duplicate row's squared distance is exactly 0).
+  /// duplicate row's squared distance is exactly 0); with mu, of the centred elements exactly
+  /// as `pack` rounds them.
   void (*norms)(const T* data, int64_t row_stride, int64_t col_stride, int64_t d, int64_t r0,
-                int64_t r1, T* out) = nullptr;
+                int64_t r1, T* out, const double* mu) = nullptr;
   void (*knn_tile)(const KnnTileArgs<T>& args) = nullptr;
   /// out[i*ldo + j] = <packed row i, packed col j> for i < rows, j < cols (tile producer for
   /// the PairSums and RankCount reducers).
@@ -109,10 +113,28 @@ struct Kernels {
   void (*prefilter_k1)(const struct PrefilterK1Args& args) = nullptr;
   /// out[c] = Σ_k x[k]·y_c[k] in double for c < ny (<= 16), one FMA per k in k order: the
   /// chain of the float64 GEMM, so a re-scored pair equals the float64 kernel's bit for bit.
-  /// x is a contiguous double row; y_c rows of T with element stride ys.
+  /// x is a contiguous double row; y_c rows of T with element stride ys. With mu (nullptr =
+  /// none) the y elements are centred first, double(y_ck) − mu_k, as `pack` centres them in
+  /// the float64 kernel (x is passed centred by the caller).
   void (*dots_f64)(const double* x, const T* const* y, int64_t ys, int64_t d, int ny,
-                   double* out) = nullptr;
+                   double* out, const double* mu) = nullptr;
 };
+
+/// mu[c] = the centre the translation-invariant computations subtract from column c of x: its
+/// mean rounded to a multiple of g = 2^⌊log2 sd⌋ (sd the column's standard deviation; the mean
+/// itself where sd is 0). Within sd/2 of the mean, so the centred rows are as small as the
+/// data's spread allows; and data on a coarse grid stays on it (small integers stay exact
+/// integers, so exact ties stay exact), while a column whose mean is within g/2 of 0 is not
+/// moved at all. Moments in double over blocks of 4096 rows, taken relative to the first row
+/// (no cancellation at an offset), one partial per block in parallel, the blocks then added
+/// in order: a memory-mapped input is streamed once and the result does not depend on the
+/// thread count. Defined in knn.cpp.
+template <class T>
+void column_centre(const MatrixView<T>& x, int n_threads, double* mu);
+
+/// The centre of one column from its moments relative to ref (s1 = Σ (x − ref),
+/// s2 = Σ (x − ref)², n rows): the rule of column_centre.
+double centre_from_moments(double ref, double s1, double s2, int64_t n);
 
 Kernels<float> kernels_f32(Simd s);
 Kernels<double> kernels_f64(Simd s);
@@ -128,17 +150,18 @@ inline Kernels<double> kernels_for<double>(Simd s) { return kernels_f64(s); }
 /// Smallest multiple of m that is >= a.
 inline int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
-/// out[i] = Σ_k x_ik² for every row of x, with the kernels' norms (the GEMM's FMA order, so
-/// squared distances are kNN-identical and exactly 0 for twins), in chunks of 1024 rows on nt
-/// threads. Generic code only (not for the ISA files).
+/// out[i] = Σ_k x_ik² for every row of x (centred on mu when given), with the kernels' norms
+/// (the GEMM's FMA order, so squared distances are kNN-identical and exactly 0 for twins), in
+/// chunks of 1024 rows on nt threads. Generic code only (not for the ISA files).
 template <class T>
-void parallel_norms(const Kernels<T>& K, const MatrixView<T>& x, T* out, int nt) {
+void parallel_norms(const Kernels<T>& K, const MatrixView<T>& x, T* out, int nt,
+                    const double* mu = nullptr) {
   const int64_t n = x.rows, chunk = 1024;
   const int64_t nchunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t c = 0; c < nchunks; ++c) {
     const int64_t r0 = c * chunk, r1 = n < r0 + chunk ? n : r0 + chunk;
-    K.norms(x.data, x.row_stride, x.col_stride, x.cols, r0, r1, out + r0);
+    K.norms(x.data, x.row_stride, x.col_stride, x.cols, r0, r1, out + r0, mu);
   }
 }
 

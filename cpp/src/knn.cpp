@@ -70,6 +70,55 @@ DirectPlan direct_plan(int64_t n, int64_t m, int64_t d, int64_t k, int64_t elem,
 
 }  // namespace
 
+namespace detail {
+
+double centre_from_moments(double ref, double s1, double s2, int64_t n) {
+  const double dn = static_cast<double>(n);
+  const double m1 = s1 / dn;
+  const double mean = ref + m1;
+  const double var = s2 / dn - m1 * m1;
+  const double sd = var > 0.0 ? std::sqrt(var) : 0.0;
+  if (!std::isfinite(mean)) return 0.0;
+  if (!(sd > 0.0) || !std::isfinite(sd)) return mean;
+  int e = 0;
+  std::frexp(sd, &e);  // sd = f·2^e, f in [0.5, 1): 2^(e−1) <= sd
+  const double g = std::ldexp(1.0, e - 1);
+  const double q = mean / g;
+  return std::isfinite(q) ? g * std::nearbyint(q) : mean;
+}
+
+template <class T>
+void column_centre(const MatrixView<T>& x, int nt, double* mu) {
+  const int64_t n = x.rows, d = x.cols;
+  const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
+  // per block: Σ (x − x_0) and Σ (x − x_0)², x_0 the first row (no cancellation at an offset)
+  std::vector<double> part(static_cast<size_t>(mul_checked(mul_checked(nchunks, d, "column centre"), 2, "column centre")), 0.0);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t cidx = 0; cidx < nchunks; ++cidx) {
+    double* p1 = part.data() + 2 * cidx * d;
+    double* p2 = p1 + d;
+    for (int64_t r = cidx * chunk; r < std::min(n, (cidx + 1) * chunk); ++r)
+      for (int64_t col = 0; col < d; ++col) {
+        const double v = static_cast<double>(x(r, col)) - static_cast<double>(x(0, col));
+        p1[col] += v;
+        p2[col] += v * v;
+      }
+  }
+  for (int64_t col = 0; col < d; ++col) {
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t cidx = 0; cidx < nchunks; ++cidx) {
+      s1 += part[2 * cidx * d + col];
+      s2 += part[2 * cidx * d + d + col];
+    }
+    mu[col] = centre_from_moments(static_cast<double>(x(0, col)), s1, s2, n);
+  }
+}
+
+template void column_centre<float>(const MatrixView<float>&, int, double*);
+template void column_centre<double>(const MatrixView<double>&, int, double*);
+
+}  // namespace detail
+
 const char* screen_name(Screen s) {
   switch (s) {
     case Screen::off: return "off";
@@ -172,13 +221,27 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   std::vector<T> thr(static_cast<size_t>(m + pad), -std::numeric_limits<T>::infinity());
   std::vector<int64_t> thr_index(static_cast<size_t>(m + pad), std::numeric_limits<int64_t>::max());
 
+  // l2 is translation invariant: both sides are centred on the database's column centre (or
+  // the caller's; see detail::column_centre) while packed, and their norms taken from the centred rows, so the
+  // ‖x‖² + ‖y‖² − 2⟨x, y⟩ cancellation scales with the spread of the rows, not their offset.
+  std::vector<double> centre;
+  const double* mu = nullptr;
+  if (l2) {
+    if (opt.centre != nullptr) {
+      mu = opt.centre;
+    } else {
+      centre.resize(static_cast<size_t>(d));
+      detail::column_centre(x, nt, centre.data());
+      mu = centre.data();
+    }
+  }
   std::vector<T> norm_x, norm_q;
   if (l2) {
     norm_x.assign(static_cast<size_t>(n + pad), T(0));
-    detail::parallel_norms(K, x, norm_x.data(), nt);
+    detail::parallel_norms(K, x, norm_x.data(), nt, mu);
     if (!self) {
       norm_q.assign(static_cast<size_t>(m + pad), T(0));
-      detail::parallel_norms(K, q, norm_q.data(), nt);
+      detail::parallel_norms(K, q, norm_q.data(), nt, mu);
     }
   }
 
@@ -198,8 +261,8 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
       [&](const Tile& t, int tid) {
         T* pa = scratch.data() + static_cast<size_t>(tid) * (pa_size + pb_size);
         T* pb = pa + pa_size;
-        K.pack(q.data, q.row_stride, q.col_stride, d, t.r0, t.r1, K.mr, pa);
-        K.pack(x.data, x.row_stride, x.col_stride, d, t.c0, t.c1, K.nr, pb);
+        K.pack(q.data, q.row_stride, q.col_stride, d, t.r0, t.r1, K.mr, pa, mu);
+        K.pack(x.data, x.row_stride, x.col_stride, d, t.c0, t.c1, K.nr, pb, mu);
         detail::KnnTileArgs<T> a;
         a.pa = pa;
         a.pb = pb;

@@ -215,21 +215,11 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   const Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
 
-  // The database mean (double; any shift keeps the bounds valid, the mean makes them tight).
+  // The database centre (double, within sd/2 of the mean: detail::column_centre; any shift
+  // keeps the bounds valid, near the mean makes them tight). For l2 the re-scoring is centred
+  // on it too, as the float64 kernel centres (knn.cpp).
   std::vector<double> mu(static_cast<size_t>(d), 0.0);
-  {
-    const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
-    std::vector<double> part(static_cast<size_t>(mul_checked(nchunks, d, "mean")), 0.0);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t cidx = 0; cidx < nchunks; ++cidx) {
-      double* p = part.data() + cidx * d;
-      for (int64_t r = cidx * chunk; r < std::min(n, (cidx + 1) * chunk); ++r)
-        for (int64_t col = 0; col < d; ++col) p[col] += static_cast<double>(x(r, col));
-    }
-    for (int64_t cidx = 0; cidx < nchunks; ++cidx)
-      for (int64_t col = 0; col < d; ++col) mu[col] += part[cidx * d + col];
-    for (int64_t col = 0; col < d; ++col) mu[col] /= static_cast<double>(n);
-  }
+  column_centre(x, nt, mu.data());
   SideData xs, qs_;
   quantise(x, K, l2, nt, mu, bits, xs);
   if (!xs.in_range) return false;
@@ -364,14 +354,14 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
         // (A float SIMD dot with its rounding bound as a second screen before the float64
         // re-scoring used to run here; since the re-scoring runs 8 FMA chains per vector it
         // costs as much as the screen it would save, and dropping it measured 2-10 % faster.)
-        for (int64_t col = 0; col < d; ++col) row[col] = static_cast<double>(q(i, col));
+        for (int64_t col = 0; col < d; ++col) row[col] = static_cast<double>(q(i, col)) - (l2 ? mu[col] : 0.0);
         ex.resize(static_cast<size_t>(cnt));
         for (int64_t t0 = 0; t0 < cnt; t0 += 16) {
           const int ny = static_cast<int>(std::min<int64_t>(16, cnt - t0));
           const T* ys[16];
           double out[16];
           for (int u = 0; u < ny; ++u) ys[u] = &x(c[t0 + u].index, 0);
-          K.dots_f64(row.data(), ys, x.col_stride, d, ny, out);
+          K.dots_f64(row.data(), ys, x.col_stride, d, ny, out, l2 ? mu.data() : nullptr);
           for (int u = 0; u < ny; ++u) {
             const int64_t j = c[t0 + u].index;
             ex[t0 + u] = {score(i, out[u], j), j};
@@ -443,6 +433,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
     o2.n_threads = opt.n_threads;
     o2.simd = simd;
     o2.screen = Screen::off;
+    o2.centre = mu.data();  // the whole database's centre, not each block's
     o2.progress = opt.progress;
     for (int64_t b0 = 0; b0 < n; b0 += block) {
       const int64_t b1 = std::min(n, b0 + block), nb = b1 - b0;

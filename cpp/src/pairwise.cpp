@@ -47,6 +47,16 @@ int64_t prefilter_per_thread(int64_t P, int64_t d, int mr, int nr) {
   return pair_pack(P, d, mr, nr) + P * P + (P * P + 3) / 4 + P;
 }
 
+// The column centre of x (detail::column_centre, near the mean): every quantity here (distances, RBF values, distance ranks) is
+// translation invariant, so the GEMM runs on centred rows and its rounding scales with the
+// spread of the rows, not with their distance from the origin.
+template <class T>
+std::vector<double> centre_of(const MatrixView<T>& x, int nt) {
+  std::vector<double> mu(static_cast<size_t>(x.cols));
+  detail::column_centre(x, nt, mu.data());
+  return mu;
+}
+
 }  // namespace
 
 template <class T>
@@ -73,9 +83,11 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
   const int64_t P = pair_tile(opt.tile_rows, M, max_d, sizeof(T), n);
 
   std::vector<std::vector<T>> norms(static_cast<size_t>(M));
+  std::vector<std::vector<double>> mus(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
+    mus[m] = centre_of(spaces[m], nt);
     norms[m].resize(static_cast<size_t>(n));
-    detail::parallel_norms(K, spaces[m], norms[m].data(), nt);
+    detail::parallel_norms(K, spaces[m], norms[m].data(), nt, mus[m].data());
   }
 
   // Per-thread scratch: for each space, packed row and column tiles and the ip tile; plus the
@@ -109,8 +121,8 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
           const int64_t d = x.cols;
           T* pa = base + pack_off[m];
           T* pb = pa + round_up(P, K.mr) * d;
-          K.pack(x.data, x.row_stride, x.col_stride, d, t.r0, t.r1, K.mr, pa);
-          K.pack(x.data, x.row_stride, x.col_stride, d, t.c0, t.c1, K.nr, pb);
+          K.pack(x.data, x.row_stride, x.col_stride, d, t.r0, t.r1, K.mr, pa, mus[m].data());
+          K.pack(x.data, x.row_stride, x.col_stride, d, t.c0, t.c1, K.nr, pb, mus[m].data());
           K.gemm_tile(pa, pb, d, R, C, tiles + m * P * P, P);
         }
         double* frow = dbase;             // M × P
@@ -198,12 +210,15 @@ bool rank_count_prefiltered(const MatrixView<double>& y, const int64_t* targets,
   const detail::Kernels<float> K = kernels_for<float>(simd);
   const detail::Kernels<double> K64 = kernels_for<double>(simd);
   const int nt = resolve_threads(opt.n_threads);
+  // Centred rows throughout (y' = y − μ, as rank_count's float64 kernel packs them): the
+  // float32 copy, the norms and the exact scores; the bound below is in terms of y'.
+  const std::vector<double> mu = centre_of(y, nt);
   std::vector<float> yf(static_cast<size_t>(mul_checked(n, d, "float32 copy")));
   int bad = 0;
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(| : bad)
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < d; ++c) {
-      const double v = y(r, c);
+      const double v = y(r, c) - mu[c];
       const double a = std::fabs(v);
       if (v != 0.0 && !(a >= 1e-15 && a <= 1e15)) bad = 1;
       yf[r * d + c] = static_cast<float>(v);
@@ -211,7 +226,7 @@ bool rank_count_prefiltered(const MatrixView<double>& y, const int64_t* targets,
   if (bad) return false;
   // float64 norms with the GEMM's chain (exact scores), float32 copies for the prefilter
   std::vector<double> nrm(static_cast<size_t>(n));
-  detail::parallel_norms(K64, y, nrm.data(), nt);
+  detail::parallel_norms(K64, y, nrm.data(), nt, mu.data());
   const double u = std::ldexp(1.0, -24);
   const float c_w = static_cast<float>((2.0 * d + 40.0) * u * 1.001);
   std::vector<float> nf(static_cast<size_t>(n)), rootf(static_cast<size_t>(n));
@@ -223,16 +238,13 @@ bool rank_count_prefiltered(const MatrixView<double>& y, const int64_t* targets,
   std::vector<double> thr(static_cast<size_t>(mul_checked(n, k, "thresholds")));
   std::vector<float> thr_hi(thr.size()), thr_lo(thr.size());
   auto exact_score = [&](int64_t i, int64_t l) {
-    const double* yi = &y(i, 0);
     const double* yl = &y(l, 0);
     double ip;
-    if (y.col_stride == 1) {
-      K64.dots_f64(yi, &yl, 1, d, 1, &ip);
-    } else {
-      std::vector<double> row(static_cast<size_t>(d));
-      for (int64_t c = 0; c < d; ++c) row[c] = y(i, c);
-      K64.dots_f64(row.data(), &yl, y.col_stride, d, 1, &ip);
-    }
+    thread_local std::vector<double> row;  // row i centred (one buffer per thread)
+    row.resize(static_cast<size_t>(d));
+    double* ri = row.data();
+    for (int64_t c = 0; c < d; ++c) ri[c] = y(i, c) - mu[c];
+    K64.dots_f64(ri, &yl, y.col_stride, d, 1, &ip, mu.data());
     return ip * 2.0 - (nrm[i] + nrm[l]);
   };
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -270,8 +282,8 @@ bool rank_count_prefiltered(const MatrixView<double>& y, const int64_t* targets,
         int32_t* colcnt = colcnt_all.data() + static_cast<size_t>(tid) * P * (k + 1);
         uint8_t* colamb = colamb_all.data() + static_cast<size_t>(tid) * 2 * P;
         const int64_t R = t.r1 - t.r0, C = t.c1 - t.c0;
-        K.pack(yfd, d, 1, d, t.r0, t.r1, K.mr, pa);
-        K.pack(yfd, d, 1, d, t.c0, t.c1, K.nr, pb);
+        K.pack(yfd, d, 1, d, t.r0, t.r1, K.mr, pa, nullptr);  // (yf is centred already)
+        K.pack(yfd, d, 1, d, t.c0, t.c1, K.nr, pb, nullptr);
         K.gemm_tile(pa, pb, d, R, C, g, P);
         std::fill(colcnt, colcnt + C * k, 0);
         std::fill(colamb, colamb + C, uint8_t(0));
@@ -413,8 +425,11 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
   }
   const int64_t P = pair_tile(opt.tile_rows, 1, d, sizeof(T), n);
 
+  // Centred rows (distance ranks are translation invariant): packed, normed and thresholded
+  // alike, T(double(y) − μ).
+  const std::vector<double> mu = centre_of(y, nt);
   std::vector<T> nrm(static_cast<size_t>(n));
-  detail::parallel_norms(K, y, nrm.data(), nt);
+  detail::parallel_norms(K, y, nrm.data(), nt, mu.data());
   // Threshold scores s(i, j_t) = 2·ip − (n_i + n_j), ip by one FMA per element in element order:
   // bit-identical to the tile's value for the same pair.
   std::vector<T> thr(static_cast<size_t>(mul_checked(n, k, "thresholds")));
@@ -424,7 +439,8 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
       const int64_t j = targets[i * k + t];
       T ip = T(0);
       for (int64_t c = 0; c < d; ++c) {
-        const T a = y(i, c), b = y(j, c);
+        const T a = static_cast<T>(static_cast<double>(y(i, c)) - mu[c]);
+        const T b = static_cast<T>(static_cast<double>(y(j, c)) - mu[c]);
         if constexpr (std::is_same<T, float>::value) ip = __builtin_fmaf(a, b, ip);
         else ip = __builtin_fma(a, b, ip);
       }
@@ -445,8 +461,8 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
         T* pb = pa + round_up(P, K.mr) * d;
         T* g = pa + pack;
         const int64_t R = t.r1 - t.r0, C = t.c1 - t.c0;
-        K.pack(y.data, y.row_stride, y.col_stride, d, t.r0, t.r1, K.mr, pa);
-        K.pack(y.data, y.row_stride, y.col_stride, d, t.c0, t.c1, K.nr, pb);
+        K.pack(y.data, y.row_stride, y.col_stride, d, t.r0, t.r1, K.mr, pa, mu.data());
+        K.pack(y.data, y.row_stride, y.col_stride, d, t.c0, t.c1, K.nr, pb, mu.data());
         K.gemm_tile(pa, pb, d, R, C, g, P);
         for (int64_t ii = 0; ii < R; ++ii) {
           const int64_t i = t.r0 + ii;

@@ -126,9 +126,9 @@ void quantise(const MatrixView<T>& x, const Kernels<T>& K, bool l2, int nt,
       std::vector<double> row(static_cast<size_t>(d));
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < n; ++r) {
-        for (int64_t k = 0; k < d; ++k) row[k] = static_cast<double>(x(r, k));
+        for (int64_t k = 0; k < d; ++k) row[k] = static_cast<double>(x(r, k)) - mu[k];
         const T* p = &x(r, 0);
-        K.dots_f64(row.data(), &p, x.col_stride, d, 1, &out.norm2[r]);
+        K.dots_f64(row.data(), &p, x.col_stride, d, 1, &out.norm2[r], mu.data());
       }
     }
   }

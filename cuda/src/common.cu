@@ -214,7 +214,100 @@ __global__ void scan_kernel(DevMat<T> x, unsigned long long* first_bad, unsigned
   atomicMax(max_bits, static_cast<unsigned long long>(__double_as_longlong(m)));
 }
 
+// The CPU's detail::column_centre operation for operation (plain double operations, no
+// contraction, correctly rounded sqrt): per block of 4096 rows and column, Σ (x − x_0) and
+// Σ (x − x_0)² in row order (one thread each; consecutive threads read consecutive columns),
+// then per column the blocks in order and the centre rule (the mean rounded to a multiple of
+// 2^⌊log2 sd⌋).
+constexpr int64_t kMeanChunk = 4096;
+
+template <class T>
+__global__ void column_part_kernel(DevMat<T> x, double* part) {
+  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t d = x.cols, nchunks = (x.rows + kMeanChunk - 1) / kMeanChunk;
+  if (e >= nchunks * d) return;
+  const int64_t c = e / d, col = e % d;
+  const int64_t r1 = (c + 1) * kMeanChunk < x.rows ? (c + 1) * kMeanChunk : x.rows;
+  const double ref = static_cast<double>(x.at(0, col));
+  double p1 = 0.0, p2 = 0.0;
+  for (int64_t r = c * kMeanChunk; r < r1; ++r) {
+    const double v = __dsub_rn(static_cast<double>(x.at(r, col)), ref);
+    p1 = __dadd_rn(p1, v);
+    p2 = __dadd_rn(p2, __dmul_rn(v, v));
+  }
+  part[2 * c * d + col] = p1;
+  part[2 * c * d + d + col] = p2;
+}
+
+template <class T>
+__global__ void column_centre_kernel(DevMat<T> x, const double* part, int64_t nchunks, double* mu) {
+  const int64_t col = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t d = x.cols;
+  if (col >= d) return;
+  double s1 = 0.0, s2 = 0.0;
+  for (int64_t c = 0; c < nchunks; ++c) {
+    s1 = __dadd_rn(s1, part[2 * c * d + col]);
+    s2 = __dadd_rn(s2, part[2 * c * d + d + col]);
+  }
+  const double dn = static_cast<double>(x.rows);
+  const double m1 = __ddiv_rn(s1, dn);
+  const double mean = __dadd_rn(static_cast<double>(x.at(0, col)), m1);
+  const double var = __dsub_rn(__ddiv_rn(s2, dn), __dmul_rn(m1, m1));
+  const double sd = var > 0.0 ? __dsqrt_rn(var) : 0.0;
+  double out = mean;
+  if (!isfinite(mean)) {
+    out = 0.0;
+  } else if (sd > 0.0 && isfinite(sd)) {
+    int e = 0;
+    frexp(sd, &e);
+    const double g = ldexp(1.0, e - 1);
+    const double q = __ddiv_rn(mean, g);
+    if (isfinite(q)) out = __dmul_rn(g, rint(q));
+  }
+  mu[col] = out;
+}
+
+template <class T>
+__global__ void centre_kernel(DevMat<T> x, const double* mu, T* out) {
+  const int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (e >= x.rows * x.cols) return;
+  const int64_t i = e / x.cols, k = e % x.cols;
+  out[e] = static_cast<T>(__dsub_rn(static_cast<double>(x.at(i, k)), mu[k]));
+}
+
 }  // namespace
+
+template <class T>
+DevMat<T> centred_on(const DevMat<T>& x, bool in_storage, Buffer<T>& storage, Buffer<T>& out,
+                     const double* mu, cudaStream_t s) {
+  const int64_t n = x.rows, d = x.cols;
+  // In place only over our own C-ordered staging copy (each element read, then written).
+  T* dst = storage.get();
+  if (!in_storage) {
+    out.allocate(mul_checked(n, d, "centred copy"), "centred copy");
+    dst = out.get();
+  }
+  centre_kernel<T><<<grid_for(n * d, 256), 256, 0, s>>>(x, mu, dst);
+  MATALIGN_CUDA_LAUNCHED("centre_kernel");
+  return DevMat<T>{dst, n, d, d, 1};
+}
+
+template <class T>
+DevMat<T> centred(const DevMat<T>& x, bool in_storage, Buffer<T>& storage, Buffer<T>& out,
+                  Buffer<double>& mu, cudaStream_t s) {
+  const int64_t d = x.cols;
+  const int64_t nchunks = ceil_div(x.rows, kMeanChunk);
+  Buffer<double> part(mul_checked(2 * nchunks, d, "column centre"), "column centre");
+  mu.allocate(d, "column centre");
+  column_part_kernel<T><<<grid_for(nchunks * d, 256), 256, 0, s>>>(x, part.get());
+  MATALIGN_CUDA_LAUNCHED("column_part_kernel");
+  column_centre_kernel<T><<<grid_for(d, 256), 256, 0, s>>>(x, part.get(), nchunks, mu.get());
+  MATALIGN_CUDA_LAUNCHED("column_centre_kernel");
+  const DevMat<T> r = centred_on(x, in_storage, storage, out, mu.get(), s);
+  // `part` is freed on return: wait for the kernels that read it.
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
+  return r;
+}
 
 template <class T>
 void squared_norms(const DevMat<T>& x, T* out, cudaStream_t s) {
@@ -235,6 +328,10 @@ void gemm_tile(const DevMat<T>& a, int64_t r0, int64_t R, const DevMat<T>& b, in
   template void check_matrix<T>(const Matrix<T>&, const Launch&, const char*, const char*);       \
   template DevMat<T> stage<T>(const Matrix<T>&, Buffer<T>&, const Launch&, const char*);          \
   template void squared_norms<T>(const DevMat<T>&, T*, cudaStream_t);                              \
+  template DevMat<T> centred<T>(const DevMat<T>&, bool, Buffer<T>&, Buffer<T>&, Buffer<double>&,  \
+                                cudaStream_t);                                                     \
+  template DevMat<T> centred_on<T>(const DevMat<T>&, bool, Buffer<T>&, Buffer<T>&, const double*, \
+                                   cudaStream_t);                                                  \
   template void gemm_tile<T>(const DevMat<T>&, int64_t, int64_t, const DevMat<T>&, int64_t,       \
                              int64_t, T*, int64_t, cudaStream_t);
 MATALIGN_INSTANTIATE(float)

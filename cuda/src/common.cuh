@@ -116,6 +116,19 @@ void check_matrix(const Matrix<T>& x, const Launch& l, const char* fn, const cha
 template <class T>
 DevMat<T> stage(const Matrix<T>& x, Buffer<T>& storage, const Launch& l, const char* what);
 
+/// x centred (the translation-invariant metrics compute on centred rows, as the CPU engine
+/// does): mu (cols doubles, on the device) gets the column centre bitwise equal to the CPU's
+/// detail::column_centre (the mean rounded to a multiple of 2^⌊log2 sd⌋, same operations in
+/// the same order); the result holds T(double(x_ik) − mu_k), C order, in x's own staging
+/// buffer when x lives there (`in_storage`), else in `out`.
+template <class T>
+DevMat<T> centred(const DevMat<T>& x, bool in_storage, Buffer<T>& storage, Buffer<T>& out,
+                  Buffer<double>& mu, cudaStream_t s);
+/// The same with a given centre (e.g. queries on the database's mean).
+template <class T>
+DevMat<T> centred_on(const DevMat<T>& x, bool in_storage, Buffer<T>& storage, Buffer<T>& out,
+                     const double* mu, cudaStream_t s);
+
 /// out[i] = Σ_k x_ik² with one FMA per element in k order (the CPU engine's norms).
 template <class T>
 void squared_norms(const DevMat<T>& x, T* out, cudaStream_t s);

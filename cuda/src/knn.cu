@@ -203,6 +203,14 @@ void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip,
     dx = normalized(dx, x_norm_store, s, "X");
     dq = self ? dx : normalized(dq, q_norm_store, s, "queries");
   }
+  // l2 on rows centred on the database mean, as the CPU engine (no cancellation on data far
+  // from the origin; bitwise the CPU's centred values, norms and scores).
+  Buffer<T> x_centred, q_centred;
+  Buffer<double> mu;
+  if (l2) {
+    dx = detail::centred(dx, dx.data == x_store.get(), x_store, x_centred, mu, s);
+    dq = self ? dx : detail::centred_on(dq, dq.data == q_store.get(), q_store, q_centred, mu.get(), s);
+  }
   Buffer<T> norm_x, norm_q;
   if (l2) {
     norm_x.allocate(n, "squared norms");

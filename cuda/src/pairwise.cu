@@ -145,10 +145,15 @@ void pair_sums(const std::vector<Matrix<T>>& spaces, PairFn fn, const std::vecto
   const cudaStream_t s = detail::stream_of(l);
 
   std::vector<Buffer<T>> store(static_cast<size_t>(M)), norms(static_cast<size_t>(M));
+  std::vector<Buffer<T>> centred_store(static_cast<size_t>(M));
+  std::vector<Buffer<double>> mus(static_cast<size_t>(M));
   std::vector<DevMat<T>> dev;
   SpaceTiles<T> tiles{};
   for (int64_t m = 0; m < M; ++m) {
-    dev.push_back(detail::stage(spaces[m], store[m], l, "pair_sums input"));
+    // each space centred on its column mean (translation invariant; as the CPU engine)
+    const DevMat<T> staged = detail::stage(spaces[m], store[m], l, "pair_sums input");
+    dev.push_back(detail::centred(staged, staged.data == store[m].get(), store[m],
+                                  centred_store[m], mus[m], s));
     norms[m].allocate(n, "squared norms");
     detail::squared_norms(dev[m], norms[m].get(), s);
     tiles.norms[m] = norms[m].get();
@@ -213,8 +218,11 @@ void rank_count(const Matrix<T>& y, const int64_t* targets, int64_t k, int64_t* 
     }
   const int64_t nk = mul_checked(n, k, "counts");
   const cudaStream_t s = detail::stream_of(l);
-  Buffer<T> store;
-  const DevMat<T> dy = detail::stage(y, store, l, "rank_count input");
+  Buffer<T> store, centred_store;
+  Buffer<double> mu;
+  const DevMat<T> staged = detail::stage(y, store, l, "rank_count input");
+  // centred on the column mean, as the CPU engine (distance ranks are translation invariant)
+  const DevMat<T> dy = detail::centred(staged, staged.data == store.get(), store, centred_store, mu, s);
   Buffer<T> norms(n, "squared norms");
   detail::squared_norms(dy, norms.get(), s);
   Buffer<int64_t> tg(nk, "targets");

@@ -31,6 +31,11 @@ struct KnnOptions {
   bool rescore = false;   ///< recompute candidate scores exactly in double, then re-rank
   Simd simd = Simd::automatic;
   Screen screen = Screen::automatic;
+  /// Metric::l2 only: the point both sides are centred on (d doubles, the caller's; it must
+  /// outlive the call), or nullptr for the database's column centre (near its mean). Squared distances do not
+  /// depend on it in exact arithmetic; the float GEMM's rounding does (the screen passes its
+  /// own centre when it searches a block of the database).
+  const double* centre = nullptr;
   ProgressFn progress;
 };
 
