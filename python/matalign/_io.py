@@ -110,6 +110,7 @@ def check_npy(path: str | os.PathLike, name: str = "input") -> tuple[tuple[int, 
     --------
     >>> import tempfile, numpy as np
     >>> from pathlib import Path
+    >>> from matalign._io import check_npy
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     p = Path(folder) / "x.npy"
     ...     np.save(p, np.ones((3, 2), np.float32))

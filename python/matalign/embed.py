@@ -73,6 +73,7 @@ def resolve_model_name(name: str) -> tuple[str, str | None]:
 
     Examples
     --------
+    >>> from matalign.embed import resolve_model_name
     >>> resolve_model_name("chgnet")
     ('chgnet-0.3.0', "model 'chgnet' is the default checkpoint chgnet-0.3.0 (name it exactly to choose another)")
     >>> resolve_model_name("sevennet-0")

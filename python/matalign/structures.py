@@ -87,6 +87,8 @@ def _first_bad(values, limit: float) -> tuple[tuple[int, ...], float] | None:
     import numpy as np
 
     a = np.asarray(values, dtype=np.float64)
+    if a.size == 0 or np.abs(a).max() <= limit:  # fast path; NaN compares False
+        return None
     bad = ~np.isfinite(a) | (np.abs(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)) > limit)
     if not bad.any():
         return None
@@ -117,6 +119,7 @@ def check_atoms(atoms, where: str = "atoms") -> None:
     Examples
     --------
     >>> from ase import Atoms
+    >>> from matalign.structures import check_atoms
     >>> check_atoms(Atoms("H2", positions=[[0, 0, 0], [0, 0, float("nan")]]), "h2")
     Traceback (most recent call last):
     ...
@@ -125,7 +128,9 @@ def check_atoms(atoms, where: str = "atoms") -> None:
     get_positions = getattr(atoms, "get_positions", None)
     if get_positions is None:
         raise TypeError(f"{where}: atoms must be an ase.Atoms, got {type(atoms).__name__}")
-    checks = [("position of atom", get_positions(), "positions")]
+    positions = getattr(atoms, "positions", None)          # ase.Atoms: no copy
+    checks = [("position of atom", get_positions() if positions is None else positions,
+               "positions")]
     cell = getattr(atoms, "cell", None)
     if cell is not None:
         checks.append(("cell vector", getattr(cell, "array", cell), "cell"))
@@ -226,6 +231,7 @@ def as_structures(obj, *, kind: str | None = None, id_prefix: str = "input") -> 
     Examples
     --------
     >>> from ase.build import bulk
+    >>> from matalign.structures import as_structures
     >>> [s.kind for s in as_structures([bulk("Cu"), "CCO"])]
     ['crystal', 'molecule']
     >>> as_structures("MKTAYIAK", kind="sequence")[0].sequence
