@@ -5,8 +5,11 @@ Commands (one name per concept, as the Python API): ``demo``, ``embed``, ``knn``
 --help`` shows each one's options and examples.
 
 A user mistake (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, ...)
-prints one red line on stderr and exits with status 2, without a traceback; ``matalign
---debug COMMAND`` (or ``MATALIGN_DEBUG=1``) shows the traceback instead. Ctrl-C exits with 130.
+prints one red line on stderr and exits with status 2, without a traceback; every error about
+a file names the file (an empty, truncated or object-dtype .npy, a truncated or fake .gz, a
+file that is not a database, a corrupt store). ``matalign --debug COMMAND`` (or
+``MATALIGN_DEBUG=1``) shows the traceback instead. Only Ctrl-C (SIGINT) is "interrupted"
+(exit 130); an end of file inside a command is a user error (exit 2).
 """
 
 from __future__ import annotations
@@ -471,7 +474,9 @@ def knn(
     "matalign matrix emb/* --metrics all --preprocess --out matrix.json"))
 def matrix(
     inputs: Annotated[List[str], typer.Argument(
-        metavar="INPUT...", help="NAME=PATH or PATH (.npy file or store; name = file stem)")],
+        metavar="INPUT...", help="NAME=PATH or PATH (.npy file or store; name = the store's model, or the "
+        "file name without .npy); all stores must hold the same structure ids in the same "
+        "order")],
     out: Annotated[Path, typer.Option("--out", "-o", help="matrix file (.json)")],
     metrics: Annotated[str, typer.Option(
         "--metrics", help="comma-separated: cknna, mutual_knn, cka, dcor, "

@@ -402,7 +402,7 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
         return store
     entries = list(writer.entries)
     try:
-        if seekable:
+        if seekable and state != "new":
             it = _seek_finished(structures, entries, out)
         else:
             _skip_finished(it, entries, out)
