@@ -383,3 +383,42 @@ def test_data_file_is_package_data():
 
     ref = resources.files("matalign") / "data" / "mptrj_slice.extxyz.gz"
     assert ref.is_file() and len(ref.read_bytes()) < 1_500_000
+
+
+def test_datasets_package_has_no_import_cycle():
+    # Every relative import between the datasets modules (at module level or inside a
+    # function) forms a graph without cycles, and none sits inside a function.
+    import ast
+    from pathlib import Path
+
+    import matalign.datasets as pkg
+
+    root = Path(pkg.__file__).parent
+    graph, nested = {}, []
+    for path in sorted(root.glob("*.py")):
+        mod = path.stem
+        tree = ast.parse(path.read_text())
+        top = set(id(n) for n in tree.body)
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                deps.update(t.split(".")[0] for t in targets)
+                if id(node) not in top:
+                    nested.append((mod, targets))
+        graph[mod] = deps - {mod}
+    assert not nested, nested
+    state = {}
+
+    def visit(m, stack):
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", f"import cycle: {' -> '.join(stack + [m])}"
+        state[m] = "open"
+        for d in sorted(graph.get(m, ())):
+            visit(d, stack + [m])
+        state[m] = "done"
+
+    for m in graph:
+        visit(m, [])
+    assert "_catalog" in graph["_common"] and "_registry" not in graph["_common"]

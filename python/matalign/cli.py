@@ -5,8 +5,11 @@ Commands (one name per concept, as the Python API): ``demo``, ``embed``, ``knn``
 --help`` shows each one's options and examples.
 
 A user mistake (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, ...)
-prints one red line on stderr and exits with status 2, without a traceback; ``matalign
---debug COMMAND`` (or ``MATALIGN_DEBUG=1``) shows the traceback instead. Ctrl-C exits with 130.
+prints one red line on stderr and exits with status 2, without a traceback; every error about
+a file names the file (an empty, truncated or object-dtype .npy, a truncated or fake .gz, a
+file that is not a database, a corrupt store). ``matalign --debug COMMAND`` (or
+``MATALIGN_DEBUG=1``) shows the traceback instead. Only Ctrl-C (SIGINT) is "interrupted"
+(exit 130); an end of file inside a command is a user error (exit 2).
 """
 
 from __future__ import annotations
@@ -98,22 +101,87 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _check_input(path: str, label: str):
+    """Check one embeddings input before any metric reads it; return its structure ids (a
+    store's) or None (.npy). Every error names the file."""
+    from ._io import check_npy
+    from .store import open_store
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{label}: {p} does not exist")
+    if p.is_dir():
+        return open_store(p, verify=False)
+    if p.suffix.lower() != ".npy":
+        raise UserError(f"{label}: {p} is not a .npy file or an embedding-store directory; "
+                        f"save embeddings with np.save(path, X) or `matalign embed`")
+    check_npy(p, label)
+    return None
+
+
+def _npy_name(path: str) -> str:
+    """Model name of a .npy input: its file name without '.npy' (not ``Path.stem``, which
+    cuts a name such as ``chgnet-0.3.0`` to ``chgnet-0.3``)."""
+    name = Path(path.rstrip("/")).name
+    return name[:-4] if name.lower().endswith(".npy") else name
+
+
 def _parse_inputs(inputs: list) -> dict:
-    """``name=path`` pairs or paths (name = file stem / folder name) -> {name: path}."""
-    out = {}
+    """``NAME=PATH`` pairs or paths -> {name: path}, every input checked (:func:`_check_input`).
+
+    A store's name is the model in its manifest; a .npy file's is its name without '.npy'.
+    All stores must hold the same structure ids in the same order (UserError naming the first
+    difference: index, id in each store)."""
+    out: dict = {}
+    stores: dict = {}
     for item in inputs:
         if "=" in item and not Path(item).exists():
             name, path = item.split("=", 1)
             if not name:
                 raise UserError(f"input {item!r} has an empty model name before '='")
+            named = True
         else:
-            path = item
-            name = Path(item.rstrip("/")).stem
+            path, name, named = item, None, False
+        store = _check_input(path, f"input {item!r}")
+        if not named:
+            model = store.metadata.get("model") if store is not None else None
+            name = model if isinstance(model, str) and model else _npy_name(path)
         if name in out:
-            raise UserError(f"model name {name!r} is given twice; name the inputs as "
-                            f"NAME=PATH to tell them apart")
+            raise UserError(f"model name {name!r} is given twice ({out[name]} and {path}); name "
+                            f"the inputs as NAME=PATH to tell them apart")
         out[name] = path
+        if store is not None:
+            stores[name] = store
+    _check_same_structures(stores)
     return out
+
+
+def _check_same_structures(stores: dict) -> None:
+    """All stores hold the same structure ids in the same order, else UserError naming the
+    first differing index and the id each store holds there."""
+    names = list(stores)
+    if len(names) < 2:
+        return
+    first = names[0]
+    ref = stores[first].ids
+    for name in names[1:]:
+        ids = stores[name].ids
+        if tuple(ids) == tuple(ref):
+            continue
+        for i, (a, b) in enumerate(zip(ref, ids)):
+            if a != b:
+                raise UserError(
+                    f"the stores hold different structures: at index {i}, {first!r} "
+                    f"({stores[first].path}) has id {a!r} but {name!r} ({stores[name].path}) "
+                    f"has id {b!r}; every store must embed the same structures in the same "
+                    f"order")
+        short, long_ = (first, name) if len(ref) < len(ids) else (name, first)
+        i = min(len(ref), len(ids))
+        extra = (ref if long_ == first else ids)[i]
+        raise UserError(
+            f"the stores hold different structures: {short!r} ({stores[short].path}) ends after "
+            f"{i} structures but {long_!r} ({stores[long_].path}) has more, from index {i} "
+            f"(id {extra!r}); every store must embed the same structures in the same order")
 
 
 def _open_inputs(inputs: list) -> dict:
@@ -389,6 +457,7 @@ def knn(
     if out.suffix != ".npz":
         out = out.with_name(out.name + ".npz")
     _check_out(out, overwrite)
+    _check_input(input, f"input {input!r}")
     X, _ = load_embeddings(input, name=input)
     g = ma.knn(X, k=k, metric=metric.value, method=method.value, n_threads=threads,
                progress=True, screen=screen)
@@ -405,7 +474,9 @@ def knn(
     "matalign matrix emb/* --metrics all --preprocess --out matrix.json"))
 def matrix(
     inputs: Annotated[List[str], typer.Argument(
-        metavar="INPUT...", help="NAME=PATH or PATH (.npy file or store; name = file stem)")],
+        metavar="INPUT...", help="NAME=PATH or PATH (.npy file or store; name = the store's model, or the "
+        "file name without .npy); all stores must hold the same structure ids in the same "
+        "order")],
     out: Annotated[Path, typer.Option("--out", "-o", help="matrix file (.json)")],
     metrics: Annotated[str, typer.Option(
         "--metrics", help="comma-separated: cknna, mutual_knn, cka, dcor, "
@@ -588,6 +659,26 @@ def bench(
 # ---------------------------------------------------------------------------------------------
 
 
+def _no_eof(func):
+    """Run a command so that an EOFError (a truncated file) is a user error, not the
+    "interrupted" Abort that click makes of it."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EOFError as exc:
+            raise ValueError(f"unexpected end of an input file ({exc or 'EOFError'}): the "
+                             f"file is truncated or empty") from exc
+
+    return wrapper
+
+
+for _cmd in app.registered_commands:
+    _cmd.callback = _no_eof(_cmd.callback)
+
+
 def _command_name(argv) -> str:
     for a in argv:
         if not a.startswith("-"):
@@ -640,7 +731,11 @@ def main(argv=None) -> int:
         return int(result) if isinstance(result, int) else 0
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, EOFError):  # end of input (e.g. a prompt on a closed stdin)
+            return fail(ValueError(f"unexpected end of input ({cause or 'EOFError'})"),
+                        _EXIT_USAGE)
         _console(stderr=True).print(f"{prefix}interrupted", soft_wrap=True)
         return _EXIT_INTERRUPTED
     except click_exception as exc:

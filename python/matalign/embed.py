@@ -30,6 +30,7 @@ Examples
 from __future__ import annotations
 
 import os
+import sys
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,11 @@ from ._progress import progress_bar
 from ._validate import check_bool, check_int, check_progress, describe
 from .adapters import Adapter
 from .store import EmbeddingStore, _check_out, _StoreWriter, open_store
-from .structures import Structure
+from .datasets import Dataset
+from .structures import Structure, as_structures, is_structure_like, iter_structures
 
-__all__ = ["embed", "run_embed", "DEFAULT_CHUNK_SIZE", "DEFAULT_BATCH_SIZE"]
+__all__ = ["embed", "run_embed", "resolve_model_name", "DEFAULT_CHUNK_SIZE",
+           "DEFAULT_BATCH_SIZE", "DEFAULT_CHECKPOINTS"]
 
 #: Records per chunk when ``chunk_size`` is not given (rounded up to a multiple of the batch).
 DEFAULT_CHUNK_SIZE = 1024
@@ -58,6 +61,34 @@ def _check_out_path(out, name: str = "out") -> Path:
     return Path(out)
 
 
+#: Short family names and the checkpoint they stand for (``matalign embed --model chgnet``).
+DEFAULT_CHECKPOINTS = {"chgnet": "chgnet-0.3.0", "sevennet": "sevennet-0",
+                       "7net": "sevennet-0"}
+
+
+def resolve_model_name(name: str) -> tuple[str, str | None]:
+    """``(registered name, note)``: a short family name (``chgnet``) becomes its default
+    checkpoint (``chgnet-0.3.0``) with a one-line note saying so; other names pass unchanged
+    with note None.
+
+    Examples
+    --------
+    >>> from matalign.embed import resolve_model_name
+    >>> resolve_model_name("chgnet")
+    ('chgnet-0.3.0', "model 'chgnet' is the default checkpoint chgnet-0.3.0 (name it exactly to choose another)")
+    >>> resolve_model_name("sevennet-0")
+    ('sevennet-0', None)
+    """
+    from . import adapters
+
+    known = {a.name for a in adapters.list()}
+    if name in known or name not in DEFAULT_CHECKPOINTS:
+        return name, None
+    full = DEFAULT_CHECKPOINTS[name]
+    return full, (f"model {name!r} is the default checkpoint {full} (name it exactly to "
+                  f"choose another)")
+
+
 def _resolve_adapter(adapter, options: dict | None = None) -> Adapter:
     if isinstance(adapter, Adapter):
         if options:
@@ -66,7 +97,7 @@ def _resolve_adapter(adapter, options: dict | None = None) -> Adapter:
         a = adapter
     elif isinstance(adapter, str):
         from . import adapters
-        a = adapters.get(adapter, **(options or {}))
+        a = adapters.get(resolve_model_name(adapter)[0], **(options or {}))
     else:
         raise TypeError(f"adapter must be a matalign Adapter or a registered adapter name "
                         f"(see matalign.adapters.list()); got {describe(adapter)}")
@@ -77,16 +108,52 @@ def _resolve_adapter(adapter, options: dict | None = None) -> Adapter:
     return a
 
 
-def _source_info(source) -> tuple[dict[str, Any], int | None]:
-    """(dataset metadata, length hint) of a Dataset or a plain iterable of Structures."""
-    from .datasets import Dataset
-    if isinstance(source, (str, bytes, os.PathLike)):
-        raise TypeError(f"structures must be a Dataset or an iterable of Structure; got the "
-                        f"{describe(source)} {source!r} (use run_embed or matalign.datasets to "
-                        f"open a file or a built-in set by name)")
+def _names_a_file(text: str) -> bool:
+    """True when a string is a path rather than a SMILES/sequence: it exists, or it ends in a
+    structure-file extension (``.xyz``, ``.cif``, ``.smi``, ``.db``..., compressed or not)."""
+    from .datasets._readers import FORMATS, format_for
+
+    if os.path.exists(text):
+        return True
+    p = Path(text)
+    name = p.name.lower()
+    for comp in (".gz", ".bz2", ".xz"):
+        if name.endswith(comp):
+            return True
+    return p.suffix.lower().lstrip(".") in FORMATS or (format_for(p) != "ase")
+
+
+def _as_source(source, adapter: Adapter):
+    """Structures as users hold them -> a Dataset or an iterable of Structure.
+
+    One object or a list/iterable of ASE Atoms, pymatgen Structure/Molecule, RDKit Mol,
+    SMILES strings or (for a sequence adapter) protein sequences goes through
+    :func:`matalign.structures.iter_structures`; Datasets and Structures pass unchanged.
+    """
+    if isinstance(source, (bytes, os.PathLike)) or (isinstance(source, str)
+                                                    and _names_a_file(source)):
+        raise TypeError(f"structures must be a Dataset, structures or an iterable of them; got "
+                        f"the {describe(source)} {source!r}, which names a file (use run_embed "
+                        f"or matalign.datasets.open to read a file, or a built-in set by name)")
     if isinstance(source, Structure):
         raise TypeError("structures must be a Dataset or an iterable of Structure; got a "
                         "single Structure: pass [structure]")
+    if isinstance(source, Dataset):
+        return source
+    kind = "sequence" if adapter.modality == "sequence" else None
+    if is_structure_like(source):
+        return as_structures(source, kind=kind)
+    if isinstance(source, (list, tuple)):
+        if all(isinstance(s, Structure) for s in source):
+            return source
+        return as_structures(source, kind=kind)
+    if hasattr(source, "__iter__"):
+        return iter_structures(source, kind=kind)
+    return source
+
+
+def _source_info(source) -> tuple[dict[str, Any], int | None]:
+    """(dataset metadata, length hint) of a Dataset or a plain iterable of Structures."""
     if isinstance(source, Dataset):
         return dict(source.metadata), source.length_hint()
     if not hasattr(source, "__iter__"):
@@ -141,6 +208,44 @@ def _skip_finished(it, entries: list[dict], out: Path) -> None:
                                 f"has {entries[-1]['records'][1]} committed")
 
 
+def _seek_finished(dataset, entries: list[dict], out: Path):
+    """Iterator over ``dataset`` from the first record after the finished chunks.
+
+    The finished records are not read: the dataset starts at the last finished record
+    (``Dataset.iter_from``: a seek or line skip for files, an offset for generators), whose id
+    is checked against the journal, so a changed dataset is still caught at the seam.
+    """
+    if not entries:
+        it = iter(dataset)
+        if (first := next(it, None)) is None:
+            raise ValueError("structures is empty: nothing to embed")
+        return chain([first], it)
+    n_done = entries[-1]["records"][1]
+    it = dataset.iter_from(n_done - 1)
+    last = next(it, None)
+    if last is None:
+        raise _changed(out, f"it now ends before structure {n_done - 1}, but the store has "
+                            f"{n_done} committed")
+    last = _check_record(last, n_done - 1)
+    expected = _record_ids(entries[-1])[-1]
+    if last.id != expected:
+        raise _changed(out, f"record {n_done - 1} (chunk {len(entries) - 1}) has id "
+                            f"{last.id!r} but the store recorded {expected!r}")
+    return it
+
+
+def _say_resumed(progress, out: Path, n_chunks: int, n_records: int, *, finished: bool,
+                 seeked: bool) -> None:
+    """One line on stderr (when ``progress`` is True) saying what resume skipped."""
+    if progress is not True:
+        return
+    how = " without reading them (started at the last one, its id checked)" if seeked else ""
+    tail = ("the store is finished" if finished
+            else f"embedding continues at structure {n_records}")
+    print(f"resume {os.fspath(out)!r}: skipped {n_chunks} finished chunk(s) ({n_records} "
+          f"structures){how}; {tail}", file=sys.stderr, flush=True)
+
+
 def _embed_chunk(adapter: Adapter, recs: list[Structure], r0: int, batch_size: int,
                  skip_bad: bool, bar) -> tuple[np.ndarray, list[str], list[dict]]:
     parts: list[np.ndarray] = []
@@ -178,9 +283,13 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
 
     Parameters
     ----------
-    structures : Dataset or iterable of Structure
-        Read once, in order, never held in RAM beyond one chunk. Resuming needs the same
-        structures in the same order (a Dataset, a list; not a used-up generator).
+    structures : Dataset, structure(s) or iterable of them
+        A Dataset, a list of :class:`~matalign.structures.Structure`, or structures as users
+        hold them, one or a list: ``ase.Atoms``, pymatgen ``Structure``/``Molecule``, RDKit
+        ``Mol``, SMILES strings (protein sequences for a sequence adapter), converted by
+        :func:`matalign.structures.as_structures` (ids ``"input:<index>"``). Read once, in
+        order, never held in RAM beyond one chunk. Resuming needs the same structures in the
+        same order (a Dataset, a list; not a used-up generator).
     adapter : Adapter or str
         An adapter instance, or a registered name (``matalign.adapters.get(name)``).
     out : str or path-like
@@ -200,7 +309,8 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
         Progress bar with rate and ETA.
     skip_bad : bool, default False
         Leave out structures the adapter fails on (recorded in ``store.skipped`` with the
-        error) instead of stopping.
+        error) instead of stopping. :func:`run_embed` (``matalign embed --skip-bad``) also
+        passes it to the file reader, which counts and skips unreadable records.
 
     Returns
     -------
@@ -251,6 +361,7 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
     out = _check_out_path(out)
     state = _check_out(out, resume)  # before any model or data work
     adapter = _resolve_adapter(adapter)
+    structures = _as_source(structures, adapter)
     dataset_meta, hint = _source_info(structures)
     stored = open_store(out, verify=False).metadata if state != "new" else {}
     if batch_size is None:
@@ -266,23 +377,38 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
         "adapter": adapter.metadata, "dataset": dataset_meta,
         "device": None if getattr(adapter, "device", None) is None else str(adapter.device),
     }
-    it = iter(structures)
-    first = next(it, None)
-    if first is None:
-        raise ValueError("structures is empty: nothing to embed")
-    it = chain([first], it)
+    seekable = isinstance(structures, Dataset) and structures.seekable
+    if state == "new" or not seekable:
+        it = iter(structures)
+        first = next(it, None)
+        if first is None:
+            raise ValueError("structures is empty: nothing to embed")
+        it = chain([first], it)
     writer = _StoreWriter(out, header, resume=resume)
     if writer.complete:
         store = open_store(out)
-        _skip_finished(it, [{"records": [0, len(store.ids) + len(store.skipped)],
-                             "ids": list(store.ids), "skipped": store.skipped}], out)
+        done = [{"records": [0, len(store.ids) + len(store.skipped)], "ids": list(store.ids),
+                 "skipped": store.skipped}]
+        if seekable:
+            it = _seek_finished(structures, done, out)
+        else:
+            _skip_finished(it, done, out)
         if next(it, None) is not None:
             raise _changed(out, f"it now has more than the {len(store) + len(store.skipped)} "
                                 f"structures in the store")
+        _say_resumed(progress, out, store.n_chunks, done[0]["records"][1], finished=True,
+                     seeked=seekable)
+        store.resumed_chunks = store.n_chunks
         return store
-    entries = writer.entries
+    entries = list(writer.entries)
     try:
-        _skip_finished(it, entries, out)
+        if seekable and state != "new":
+            it = _seek_finished(structures, entries, out)
+        else:
+            _skip_finished(it, entries, out)
+        if entries:
+            _say_resumed(progress, out, len(entries), writer.n_records, finished=False,
+                         seeked=seekable)
         if writer.reached_end:
             if next(it, None) is not None:
                 raise _changed(out, f"it now has more than the {writer.n_records} structures "
@@ -301,7 +427,9 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
                     writer.commit(rows, ids, skipped, len(recs))
                     if len(recs) < chunk_size:
                         break
-        return writer.finalize()
+        store = writer.finalize()
+        store.resumed_chunks = len(entries) if resume else 0
+        return store
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"interrupted: {len(writer.entries)} chunk(s) ({writer.n_rows} structures) are "
@@ -402,9 +530,16 @@ def run_embed(model, data, out, *, resume: bool = False, batch_size: int | None 
             raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0'; got "
                             f"{describe(device)}")
         options["device"] = device
+    if isinstance(model, str):
+        model, note = resolve_model_name(model)
+        if note and progress:
+            print(f"info: {note}", file=sys.stderr, flush=True)
     adapter = _resolve_adapter(model, options)
     if data_options is not None and not isinstance(data_options, dict):
         raise TypeError(f"data_options must be a dict; got {describe(data_options)}")
+    data_options = dict(data_options or {})
+    if skip_bad and isinstance(data, (str, os.PathLike)) and os.path.exists(data):
+        data_options.setdefault("skip_bad", True)  # unreadable records of a file, too
     dataset = _resolve_dataset(data, data_options)
     return embed(dataset, adapter, out, chunk_size=chunk_size, resume=resume,
                  batch_size=batch_size, progress=progress, skip_bad=skip_bad)

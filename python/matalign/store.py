@@ -13,15 +13,18 @@ A **finished** store is three files, all written atomically (write a temporary f
                          adapter metadata (model, package version, checkpoint SHA-256, layer,
                          pooling), dataset metadata, SHA-256 of ids.txt, and one entry per
                          chunk: its rows [a, b), its dataset records and the SHA-256 of its
-                         row bytes; structures skipped with ``skip_bad`` and why
+                         row bytes; structures skipped with ``skip_bad`` and why; and
+                         ``checksum``, the SHA-256 of all the other fields (so model, dtype,
+                         adapter, dataset... cannot change unnoticed)
 
 ``manifest.json`` is written last, so its presence means "complete". It holds no timestamps
 and is serialised deterministically, so an interrupted-and-resumed run produces a store that
 is bitwise identical, file by file, to an uninterrupted one. No file is ever pickled.
 
 While **writing**, ``DIR/pending/`` holds ``header.json`` (the metadata a resumed run must
-match), ``embeddings.npy`` (a fixed 128-byte ``.npy`` header, then the committed rows, which
-each chunk writes in place after the previous one and fsyncs) and ``journal.jsonl``, an
+match, with its own ``checksum``), ``embeddings.npy`` (a fixed 128-byte ``.npy`` header,
+then the committed rows, which each chunk writes in place after the previous one and
+fsyncs) and ``journal.jsonl``, an
 append-only, fsync'd log with one line per committed chunk (its rows, records, ids and the
 SHA-256 of its row bytes). A chunk counts as committed once its journal line is on disk,
 which happens only after its rows are on disk. A torn last line (no newline: the process died
@@ -34,8 +37,10 @@ so a store needs no scratch space beyond its own size. Then ``ids.txt`` and
 
 Verify policy
 -------------
-``open_store(path)`` always checks, cheaply: the manifest (format, chunk rows contiguous and
-covering 0..N), the ``.npy`` header of ``embeddings.npy`` (dtype, shape) and its exact size
+``open_store(path)`` always checks, cheaply: the manifest (its checksum, format, chunk rows
+contiguous and covering 0..N; JSON nested deeper than 64 levels is rejected before parsing),
+the ``.npy`` header of ``embeddings.npy`` (byte for byte the header a store writes) and its
+exact size
 (a truncated or extended file is an error), and the ids (count and SHA-256: ids are small).
 With ``verify=True`` (the default) it also hashes all row data chunk by chunk (one sequential
 read, about 1 s/GB, less than any metric spends reading the same data) and names the first
@@ -82,7 +87,15 @@ from ._io import fsync_dir as _fsync_dir
 __all__ = ["EmbeddingStore", "open_store", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "matalign-embedding-store"
-FORMAT_VERSION = 1
+#: Version 2 adds ``checksum`` to manifest.json and pending/header.json (version-1 stores,
+#: which have none, are still read).
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+#: Key of the SHA-256 that covers every other field of manifest.json / header.json.
+CHECKSUM = "checksum"
+#: Deepest nesting accepted in a store's JSON (metadata of real adapters and datasets stays
+#: below 10); deeper files are corrupt and are rejected before Python's parser recurses.
+_MAX_JSON_DEPTH = 64
 
 MANIFEST = "manifest.json"
 EMBEDDINGS = "embeddings.npy"
@@ -111,6 +124,66 @@ def _json_bytes(obj: Any) -> bytes:
     """Deterministic JSON (sorted keys, no NaN), newline-terminated."""
     return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
             + "\n").encode("utf-8")
+
+
+def _json_depth(raw: str) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings ignored)."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for ch in raw:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _load_json(path: Path, fix: str) -> Any:
+    """Parse a store JSON file; any damage is a ValueError naming ``path`` and ending with
+    ``fix`` (never a RecursionError or UnicodeDecodeError)."""
+    try:
+        data = path.read_bytes()
+        raw = data.decode("utf-8")
+        if _json_depth(raw) > _MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {_MAX_JSON_DEPTH} levels")
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"{os.fspath(path)!r} is not valid JSON ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}); {fix}") from None
+    if isinstance(obj, dict) and CHECKSUM in obj:
+        # Files with a checksum (format 2) are written in one canonical form: any other
+        # bytes (even whitespace) mean the file was edited or damaged.
+        try:
+            canonical = _json_bytes(obj) == data
+        except (ValueError, TypeError):
+            canonical = False
+        if not canonical:
+            raise ValueError(f"{os.fspath(path)!r} is not byte for byte the JSON a store writes: "
+                             f"the file is corrupt or was edited; {fix}")
+    return obj
+
+
+def _checksum(obj: Mapping) -> str:
+    """SHA-256 of the deterministic JSON of ``obj`` without its own checksum field."""
+    body = {k: v for k, v in obj.items() if k != CHECKSUM}
+    return "sha256:" + hashlib.sha256(_json_bytes(body)).hexdigest()
+
+
+def _sealed(obj: Mapping) -> dict:
+    """``obj`` with its checksum field set (what manifest.json and header.json hold)."""
+    out = {k: v for k, v in obj.items() if k != CHECKSUM}
+    out[CHECKSUM] = _checksum(out)
+    return out
 
 
 def _jsonable(value: Any, where: str) -> Any:
@@ -170,8 +243,10 @@ def _read_npy_header(f, what: str) -> tuple[tuple[int, ...], np.dtype, int]:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, SyntaxError) as exc:
-        raise ValueError(f"{what} is not a readable .npy file ({exc}); the file is corrupt")
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many kinds
+        # (ValueError, SyntaxError, tokenize.TokenError, RecursionError, ...): all mean damage.
+        raise ValueError(f"{what} is not a readable .npy file ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}); the file is corrupt") from None
     if fortran:
         raise ValueError(f"{what} is Fortran-ordered; a store's arrays are C-ordered: the file "
                          f"is corrupt")
@@ -276,11 +351,7 @@ class EmbeddingStore:
 
     # -- loading ----------------------------------------------------------------------------------
     def _load_manifest(self, manifest_path: Path) -> None:
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{os.fspath(manifest_path)!r} is not valid JSON ({exc}); the "
-                             f"store's manifest is corrupt") from None
+        manifest = _load_json(manifest_path, "the store's manifest is corrupt")
         _check_header(manifest, manifest_path)
         try:
             n = manifest["n"]
@@ -295,6 +366,9 @@ class EmbeddingStore:
                 expected = b
             if expected != n:
                 raise ValueError(f"chunks cover {expected} rows, not n={n}")
+            int(manifest["dim"])
+            if not isinstance(manifest["skipped"], list):
+                raise ValueError("skipped is not a list")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{os.fspath(manifest_path)!r} is malformed ({exc!r}); the store's "
                              f"manifest is corrupt") from None
@@ -303,7 +377,8 @@ class EmbeddingStore:
         self._n = int(n)
         self._dim = int(manifest["dim"])
         self.skipped = list(manifest["skipped"])
-        self.metadata = {k: v for k, v in manifest.items() if k not in ("chunks", "skipped")}
+        self.metadata = {k: v for k, v in manifest.items()
+                         if k not in ("chunks", "skipped", CHECKSUM)}
         self.metadata["n_skipped"] = len(self.skipped)
 
     def _check_files(self) -> None:
@@ -339,16 +414,19 @@ class EmbeddingStore:
             raise ValueError(f"{os.fspath(emb_path)!r} is {word}: {size} bytes, expected "
                              f"{expected} ({self._n} x {self._dim} float32 after a {offset}-byte "
                              f"header); the store is damaged: re-embed into a new directory")
+        if offset == _HEADER_BYTES:
+            with open(emb_path, "rb") as f:
+                head = f.read(_HEADER_BYTES)
+            if head != _npy_header(self._n, self._dim):
+                raise ValueError(f"{os.fspath(emb_path)!r} has a damaged .npy header (it differs "
+                                 f"from the one a store writes for {(self._n, self._dim)}): "
+                                 f"the file is corrupt; re-embed into a new directory")
         self._offset = offset
 
     def _load_pending(self) -> None:
         header_path = self.path / PENDING / HEADER
-        try:
-            header = json.loads(header_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{os.fspath(header_path)!r} is not valid JSON ({exc}); the "
-                             f"unfinished store is corrupt: delete the directory and start "
-                             f"again") from None
+        header = _load_json(header_path, "the unfinished store is corrupt: delete the "
+                                         "directory and start again")
         _check_header(header, header_path)
         entries, _ = _read_journal(self.path / PENDING / JOURNAL, header)
         self._manifest = header
@@ -358,7 +436,7 @@ class EmbeddingStore:
         self._dim = int(header["dim"])
         self._ids = tuple(i for e in entries for i in e["ids"])
         self.skipped = [s for e in entries for s in e["skipped"]]
-        self.metadata = dict(header)
+        self.metadata = {k: v for k, v in header.items() if k != CHECKSUM}
         self.metadata["n_skipped"] = len(self.skipped)
 
     # -- public API -------------------------------------------------------------------------------
@@ -491,13 +569,24 @@ def _check_header(header: Any, where: Path) -> None:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{os.fspath(where)!r} is not a matalign embedding store file "
                          f"(format is not {FORMAT!r})")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{os.fspath(where)!r} has store format version "
-                         f"{header.get('format_version')!r}; this matalign reads version "
-                         f"{FORMAT_VERSION}")
+    version = header.get("format_version")
+    if isinstance(version, bool) or version not in _READABLE_VERSIONS:
+        raise ValueError(f"{os.fspath(where)!r} has store format version {version!r}; this "
+                         f"matalign reads versions {list(_READABLE_VERSIONS)}")
+    if version >= 2:
+        stored = header.get(CHECKSUM)
+        if stored != _checksum(header):
+            what = "has no checksum" if stored is None else "fails its checksum"
+            raise ValueError(f"{os.fspath(where)!r} {what} (a SHA-256 over all its fields): the "
+                             f"file is corrupt or was edited")
     for key in ("dim", "chunk_size", "adapter", "dataset"):
         if key not in header:
             raise ValueError(f"{os.fspath(where)!r} lacks {key!r}; the file is corrupt")
+    for key in ("dim", "chunk_size"):
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{os.fspath(where)!r} has {key}={value!r}, not a positive "
+                             f"integer; the file is corrupt")
 
 
 # -- the journal ----------------------------------------------------------------------------------
@@ -554,9 +643,18 @@ def _check_pending_data(pending: Path, dim: int, entries: list[dict]) -> int:
                          f"{_FIX_PENDING}")
     with open(path, "rb") as f:
         shape, dtype, offset = _read_npy_header(f, repr(os.fspath(path)))
+        f.seek(0)
+        head = f.read(_HEADER_BYTES)
     if dtype != _DTYPE or len(shape) != 2 or shape[1] != dim or offset != _HEADER_BYTES:
         raise ValueError(f"{os.fspath(path)!r} has a header for {dtype} {shape}, expected "
                          f"float32 (n, {dim}): the unfinished store is corrupt; {_FIX_PENDING}")
+    n_rows = entries[-1]["rows"][1] if entries else 0
+    # While embedding the header is the (0, dim) one; finishing writes the (n, dim) one in
+    # place before moving the file, so an interrupted finish leaves that one.
+    if head not in (_npy_header(0, dim), _npy_header(n_rows, dim)):
+        raise ValueError(f"{os.fspath(path)!r} has a damaged .npy header (it differs from the "
+                         f"ones a store writes): the unfinished store is corrupt; "
+                         f"{_FIX_PENDING}")
     size = path.stat().st_size
     n = entries[-1]["rows"][1] if entries else 0
     expected = _HEADER_BYTES + n * dim * _DTYPE.itemsize
@@ -622,7 +720,8 @@ class _StoreWriter:
                 shutil.rmtree(self.pending)
                 _fsync_dir(self.path)
         elif state == "pending":
-            stored = json.loads((self.pending / HEADER).read_text(encoding="utf-8"))
+            stored = _load_json(self.pending / HEADER, "the unfinished store is corrupt: "
+                                                       "delete the directory and start again")
             _check_header(stored, self.pending / HEADER)
             _compare_headers(stored, self.header, self.path)
             self.header = stored  # n_records_hint and all: keep what the first run wrote
@@ -656,7 +755,8 @@ class _StoreWriter:
             dim = int(self.header["dim"])
             _atomic_write(self.pending / EMBEDDINGS, lambda f: f.write(_npy_header(0, dim)))
             _atomic_write(self.pending / JOURNAL, lambda f: None)
-            _atomic_write(self.pending / HEADER, lambda f: f.write(_json_bytes(self.header)))
+            _atomic_write(self.pending / HEADER,
+                          lambda f: f.write(_json_bytes(_sealed(self.header))))
         self.dim = int(self.header["dim"])
         self.chunk_size = int(self.header["chunk_size"])
 
@@ -752,14 +852,15 @@ class _StoreWriter:
         _fsync_dir(self.path)
         ids_bytes = "".join(sid + "\n" for e in self.entries for sid in e["ids"]).encode("utf-8")
         _atomic_write(self.path / IDS, lambda f: f.write(ids_bytes))
-        manifest = dict(self.header)
+        manifest = {k: v for k, v in self.header.items() if k != CHECKSUM}
         manifest.update(
             n=n, ids_sha256=hashlib.sha256(ids_bytes).hexdigest(),
             files={"embeddings": EMBEDDINGS, "ids": IDS},
             chunks=[{"rows": e["rows"], "records": e["records"], "sha256": e["sha256"]}
                     for e in self.entries],
             skipped=[s for e in self.entries for s in e["skipped"]])
-        _atomic_write(self.path / MANIFEST, lambda f: f.write(_json_bytes(manifest)))
+        manifest["format_version"] = FORMAT_VERSION
+        _atomic_write(self.path / MANIFEST, lambda f: f.write(_json_bytes(_sealed(manifest))))
         shutil.rmtree(self.pending)
         _fsync_dir(self.path)
         self.complete = True

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .._progress import progress_bar
-from ..structures import MODALITIES, Structure
+from ..structures import MODALITIES, Structure, check_atoms
 
 __all__ = ["Adapter", "pool", "POOLINGS", "sha256_file", "require", "package_version",
            "checkpoint_path"]
@@ -222,6 +222,10 @@ class Adapter:
             if getattr(s, self.modality) is None:
                 raise ValueError(f"adapter {self.name!r} reads {self.modality!r} but structure "
                                  f"{s.id!r} has none")
+            if self.modality == "atoms":
+                # Again here: atoms can be changed in place after the Structure was built, and
+                # native descriptor/model code must never see non-finite or absurd coordinates.
+                check_atoms(s.atoms, f"adapter {self.name!r}: structure {s.id!r}")
         feats = np.asarray(self._embed_batch(batch), dtype=np.float32)
         if feats.shape != (len(batch), self.dim):
             raise RuntimeError(f"internal error in adapter {self.name!r}: got features of "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, Iterator
 
 from ..structures import Structure
@@ -28,6 +29,21 @@ class Dataset:
 
     def __iter__(self) -> Iterator[Structure]:
         raise NotImplementedError
+
+    @property
+    def seekable(self) -> bool:
+        """True when :meth:`iter_from` starts at a record without reading the ones before."""
+        return False
+
+    def iter_from(self, start: int) -> Iterator[Structure]:
+        """Iterate from the ``start``-th structure (0-based); ``embed(resume=True)`` uses it to
+        start at the first unfinished chunk. This default reads and drops the first ``start``
+        structures; readers and generators that can start at a record cheaply (seek, skip
+        lines, seed by index) override it."""
+        start = int(start)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        return islice(iter(self), start, None)
 
     def __len__(self) -> int:
         """Number of structures when known cheaply; otherwise TypeError (as for generators)."""

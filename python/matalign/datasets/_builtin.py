@@ -12,7 +12,7 @@ from typing import Iterator
 from ..structures import Structure
 from ._base import Dataset
 from ._chem import quiet_rdkit
-from ._common import RecordDataset, json_scalars, require
+from ._common import BadRecord, RecordDataset, json_scalars, require
 from ._readers import CsvReader, ExtxyzReader, SmilesReader
 
 __all__ = ["mptrj", "mattersim_full", "ccd", "rdkit_smiles", "ase_collection",
@@ -207,8 +207,6 @@ class _Ccd(RecordDataset):
             try:
                 arr = info.residue(code)
             except Exception as exc:  # noqa: BLE001 - missing coordinates
-                from ._common import BadRecord
-
                 yield BadRecord(index, None, f"{code}: {exc}")
                 continue
             if not self.hydrogens:
@@ -230,8 +228,6 @@ class _Ccd(RecordDataset):
                 if not smiles:
                     raise ValueError("empty SMILES")
             except Exception as exc:  # noqa: BLE001
-                from ._common import BadRecord
-
                 yield BadRecord(index, None, f"{code}: {type(exc).__name__}: {exc}")
                 continue
             atoms = self._ase.Atoms(symbols=symbols, positions=arr.coord.astype(float),

@@ -16,9 +16,10 @@ from typing import Any, Iterable, Iterator
 
 from ..structures import Structure
 from ._base import Dataset
+from ._catalog import get
 
 __all__ = ["SkippedRecordsWarning", "require", "open_text", "strip_compression", "stem_of",
-           "json_scalars", "BadRecord", "RecordDataset", "item_rng", "as_dataset", "check_file"]
+           "json_scalars", "BadRecord", "RecordDataset", "item_rng", "as_dataset", "check_file", "file_error", "is_file_error"]
 
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
@@ -129,26 +130,86 @@ class RecordDataset(Dataset):
         self._warn_skips = warn_skips
         self.n_skipped: int = 0
 
-    def _records(self) -> Iterator[Structure | BadRecord]:  # pragma: no cover - abstract
+    def _records(self, start: int = 0) -> Iterator[Structure | BadRecord]:  # pragma: no cover
+        """Yield Structures or BadRecords from record ``start`` on; subclasses implement it
+        (readers that can skip records without parsing them do so)."""
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[Structure]:
+        return self._iterate(0)
+
+    #: True when ``_records(start)`` skips the first records without parsing them.
+    _seekable = False
+
+    @property
+    def seekable(self) -> bool:
+        return self._seekable and not self.skip_bad
+
+    def iter_from(self, start: int) -> Iterator[Structure]:
+        """Iterate from the ``start``-th structure (0-based); readers that can skip records
+        without parsing them (extxyz, SMILES, ASE db, ASE-LMDB) do so unless ``skip_bad`` is
+        set (then skipped bad records shift the count, so the records before are read)."""
+        start = int(start)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        if start and self.seekable:
+            return self._iterate(start)
+        return super().iter_from(start)
+
+    def _iterate(self, start: int) -> Iterator[Structure]:
         skipped = 0
         self.n_skipped = 0
-        for rec in self._records():
-            if isinstance(rec, BadRecord):
-                if not self.skip_bad:
-                    where = f"record {rec.index}" + (f" (line {rec.line})" if rec.line else "")
-                    raise ValueError(f"{self.path}: cannot read {where}: {rec.error}"
-                                     " (pass skip_bad=True to skip unreadable records)")
-                skipped += 1
-                self.n_skipped = skipped
-                continue
-            yield rec
+        try:
+            for rec in (self._records(start) if start else self._records()):
+                if isinstance(rec, BadRecord):
+                    if not self.skip_bad:
+                        where = f"record {rec.index}" + (f" (line {rec.line})" if rec.line else "")
+                        raise ValueError(f"{self.path}: cannot read {where}: {rec.error}"
+                                         " (pass skip_bad=True to skip unreadable records)")
+                    skipped += 1
+                    self.n_skipped = skipped
+                    continue
+                yield rec
+        except Exception as exc:
+            if is_file_error(exc):
+                raise file_error(self.path, exc) from exc
+            raise
         self.n_skipped = skipped
         if skipped and self._warn_skips:
             warnings.warn(f"{self.path}: skipped {skipped} unreadable record(s)",
                           SkippedRecordsWarning, stacklevel=2)
+
+
+def is_file_error(exc: BaseException) -> bool:
+    """True for the errors of a file that cannot be decoded (truncated or fake compression,
+    a binary file read as text, a file that is not an SQLite database or LMDB environment)."""
+    if isinstance(exc, (EOFError, zlib.error, lzma.LZMAError, UnicodeDecodeError)):
+        return True
+    if isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError,
+                                                         IsADirectoryError)):
+        return True
+    return (type(exc).__module__ or "").split(".")[0] in ("sqlite3", "lmdb")
+
+
+def file_error(path: Path, exc: BaseException) -> ValueError:
+    """A ValueError naming ``path`` for a file that cannot be decoded at all (truncated or
+    fake compression, not a database, ...): no record after it can be read, so it is raised
+    even with ``skip_bad=True``."""
+    _, comp = strip_compression(Path(path))
+    if isinstance(exc, EOFError):
+        what = (f"the {comp} stream is truncated" if comp else "the file is truncated")
+    elif isinstance(exc, gzip.BadGzipFile) or (comp and isinstance(exc, (OSError, zlib.error,
+                                                                         lzma.LZMAError))):
+        what = f"not a valid {comp} file"
+    elif type(exc).__module__ == "sqlite3":
+        what = "not a readable SQLite (ASE) database"
+    elif (type(exc).__module__ or "").startswith("lmdb"):
+        what = "not a readable LMDB file"
+    elif isinstance(exc, UnicodeDecodeError):
+        what = "not a text file"
+    else:
+        what = "cannot read the file"
+    return ValueError(f"{path}: {what} ({type(exc).__name__}: {exc})")
 
 
 def as_dataset(obj, name: str = "base") -> Dataset:
@@ -156,8 +217,6 @@ def as_dataset(obj, name: str = "base") -> Dataset:
     if isinstance(obj, Dataset):
         return obj
     if isinstance(obj, str):
-        from ._registry import get
-
         return get(obj)
     if isinstance(obj, Iterable):
         return _ListDataset(list(obj), name)

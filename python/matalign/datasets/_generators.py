@@ -154,16 +154,35 @@ class CrystalLadder(Dataset):
         return len(self.base) * len(self.levels) * self.n_per_level
 
     def __iter__(self) -> Iterator[Structure]:
-        for s in self.base:
+        return self.iter_from(0)
+
+    @property
+    def seekable(self) -> bool:
+        return self.base.seekable
+
+    def iter_from(self, start: int) -> Iterator[Structure]:
+        """Start at the ``start``-th item: whole base structures before it are skipped
+        (through the base's own ``iter_from``), and each item has its own seeded stream, so
+        nothing before ``start`` is generated."""
+        start = int(start)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        per_base = len(self.levels) * self.n_per_level
+        first, offset = divmod(start, per_base)
+        for s in self.base.iter_from(first):
             if s.atoms is None:
                 raise ValueError(f"crystal_ladder: base structure {s.id!r} has no atoms")
-            for level in self.levels:
+            for j, level in enumerate(self.levels):
                 for r in range(self.n_per_level):
+                    if offset:
+                        if j * self.n_per_level + r < offset:
+                            continue
                     rng = item_rng(self.seed, s.id, int(round(level * 1e6)), r)
                     atoms, info = _perturb(s.atoms, self.kind, level, rng)
                     info.update(parent=s.id, replica=r)
                     yield Structure(f"{s.id}/{self.kind}={level:g}/s{r}", atoms=atoms,
                                     info=info)
+            offset = 0
 
     @property
     def metadata(self):
@@ -310,8 +329,18 @@ class SyntheticCrystals(Dataset):
                                "rattle": float(sigma), "supercell": "x".join(map(str, rep))})
 
     def __iter__(self) -> Iterator[Structure]:
-        for i in range(self.start, self.n):
-            yield self._one(i)
+        return self.iter_from(0)
+
+    @property
+    def seekable(self) -> bool:
+        return True
+
+    def iter_from(self, start: int) -> Iterator[Structure]:
+        """Start at the ``start``-th item without generating the ones before it."""
+        start = int(start)
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        return (self._one(i) for i in range(self.start + start, self.n))
 
     def __getitem__(self, i: int) -> Structure:
         if not -len(self) <= i < len(self):

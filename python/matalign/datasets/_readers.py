@@ -12,8 +12,8 @@ from typing import Any, Iterator
 
 from ..structures import Structure
 from ._chem import embed_conformers, mol_to_atoms, parse_smiles, quiet_rdkit
-from ._common import (BadRecord, RecordDataset, json_scalars, open_text, require, stem_of,
-                      strip_compression)
+from ._common import (BadRecord, RecordDataset, check_file, file_error, is_file_error,
+                      json_scalars, open_text, require, stem_of, strip_compression)
 
 __all__ = ["FORMATS", "format_for", "open_file", "ExtxyzReader", "AseReader", "AseDbReader",
            "AseLmdbReader", "SmilesReader", "CsvReader", "SdfReader", "BiotiteReader",
@@ -51,15 +51,34 @@ class ExtxyzReader(_FileDataset):
 
     format = "extxyz"
     modality = ("atoms",)
+    _seekable = True
 
     def _open(self):
         return open_text(self.path)
 
-    def _records(self):
+    def _records(self, start=0):
         extxyz = require("ase.io.extxyz", "reading extxyz files")
         with self._open() as fh:
             index = 0
             lineno = 0
+            while index < start:  # skip whole frames by their atom-count lines, unparsed
+                first = fh.readline()
+                if not first:
+                    return
+                lineno += 1
+                if not first.strip():
+                    continue
+                try:
+                    natoms = int(first.split()[0])
+                except ValueError:
+                    raise ValueError(
+                        f"{self.path}: cannot read record {index} (line {lineno}): expected an "
+                        f"atom count, got {first.strip()[:60]!r}; cannot resynchronise") from None
+                for _ in range(natoms + 1):
+                    if not fh.readline():
+                        return
+                    lineno += 1
+                index += 1
             while True:
                 first = fh.readline()
                 if not first:
@@ -122,7 +141,10 @@ class AseReader(_FileDataset):
                 raise ValueError(f"{self.path}: cannot read record {index}: "
                                  f"{type(exc).__name__}: {exc} (ASE cannot resume after it)"
                                  ) from exc
-            yield Structure(self._id(index), atoms=atoms, info=json_scalars(atoms.info))
+            try:
+                yield Structure(self._id(index), atoms=atoms, info=json_scalars(atoms.info))
+            except ValueError as exc:  # parsed, but not a usable structure (check_atoms)
+                yield BadRecord(index, None, str(exc))
             index += 1
 
 
@@ -137,11 +159,20 @@ class AseDbReader(_FileDataset):
         return db.connect(str(self.path), type="db", create_indices=False)
 
     def __len__(self):
-        return self._connect().count(self.options.get("select"))
+        try:
+            return self._connect().count(self.options.get("select"))
+        except Exception as exc:
+            if is_file_error(exc):
+                raise file_error(self.path, exc) from exc
+            raise
 
-    def _records(self):
+    _seekable = True
+
+    def _records(self, start=0):
         con = self._connect()
-        for index, row in enumerate(con.select(self.options.get("select"))):
+        rows = con.select(self.options.get("select"), offset=start) if start else \
+            con.select(self.options.get("select"))
+        for index, row in enumerate(rows, start):
             try:
                 atoms = row.toatoms()
                 info = json_scalars(row.get("key_value_pairs", {}))
@@ -192,7 +223,12 @@ class AseLmdbReader(_FileDataset):
         yield from sorted(set(keys) - deleted)
 
     def __len__(self):
-        env = self._env()
+        try:
+            env = self._env()
+        except Exception as exc:
+            if is_file_error(exc):
+                raise file_error(self.path, exc) from exc
+            raise
         try:
             with env.begin() as txn:
                 n = txn.stat()["entries"]
@@ -200,15 +236,19 @@ class AseLmdbReader(_FileDataset):
         finally:
             env.close()
 
-    def _records(self):
+    _seekable = True
+
+    def _records(self, start=0):
         ase_row = require("ase.db.row", "reading ASE-LMDB (.aselmdb) files")
         env = self._env()
         try:
             with env.begin() as txn:
-                for index, rid in enumerate(self._ids(txn)):
+                present = (rid for rid in self._ids(txn)
+                           if txn.get(str(rid).encode("ascii")) is not None)
+                for index, rid in enumerate(present):
+                    if index < start:  # skipped without decoding (resume)
+                        continue
                     raw = txn.get(str(rid).encode("ascii"))
-                    if raw is None:
-                        continue  # id never written or deleted: not a record
                     try:
                         dct = self._load(raw)
                         dct["id"] = rid
@@ -259,16 +299,23 @@ class SmilesReader(_SmilesBase):
     """
 
     format = "smi"
+    _seekable = True
 
-    def _records(self):
+    def _records(self, start=0):
         with open_text(self.path) as fh:
             index = 0
+            header = True
             for lineno, line in enumerate(fh, 1):
                 text = line.strip()
                 if not text or text.startswith("#"):
                     continue
                 parts = text.split(None, 1)
-                if index == 0 and parts[0].lower() == "smiles":
+                if header:
+                    header = False
+                    if parts[0].lower() == "smiles":
+                        continue
+                if index < start:  # skipped unparsed (resume)
+                    index += 1
                     continue
                 info = {"name": parts[1].strip()} if len(parts) > 1 else {}
                 try:
@@ -558,11 +605,37 @@ def format_for(path: Path) -> str:
     return _EXTENSIONS.get(Path(name).suffix.lower(), "ase")
 
 
-def open_file(path, *, format=None, skip_bad=False, **options):
-    from ._common import check_file
+_MMCIF_MARKERS = ("_atom_site.", "_entity_poly", "_struct_asym.", "_pdbx_")
 
+
+def cif_kind(path: Path) -> str:
+    """'mmcif' when a ``.cif`` file is a macromolecular mmCIF (PDBx: ``_atom_site.`` items),
+    else 'crystal' (a small-molecule/crystal CIF: ``_cell_length_a``, ``_atom_site_fract_x``).
+
+    Only the first 256 kB are read; a crystal CIF is read by ASE (periodic, with its cell),
+    an mmCIF by biotite.
+    """
+    with open_text(path) as fh:
+        head = fh.read(1 << 18)
+    for line in head.splitlines():
+        if line.lstrip().lower().startswith(_MMCIF_MARKERS):
+            return "mmcif"
+    return "crystal"
+
+
+def open_file(path, *, format=None, skip_bad=False, **options):
     p = check_file(path, "path")
     fmt = format if format is not None else format_for(p)
+    if isinstance(fmt, str) and fmt.lower() == "cif" and p.is_file():
+        try:
+            kind = cif_kind(p)
+        except Exception as exc:
+            if is_file_error(exc):
+                raise file_error(p, exc) from exc
+            raise
+    if isinstance(fmt, str) and fmt.lower() == "cif" and p.is_file() and kind == "crystal":
+        fmt = "ase"
+        options.setdefault("ase_format", "cif")
     if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)} or None, got {fmt!r}")
     cls = FORMATS[fmt.lower()]
