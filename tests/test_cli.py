@@ -88,22 +88,26 @@ def test_demo_writes_a_run_dir_and_report(capsys, tmp_path):
 
 
 def test_demo_real_models_small(capsys, tmp_path):
-    # The real demo (what README command 1 runs), on 12 structures per set: every study's
-    # report, the findings, and embeddings in resumable stores.
+    # The real demo (what README command 1 runs: the shipped quick study) on 12 structures per
+    # set: findings with a stated test and a verdict, the report, resumable stores.
     out = tmp_path / "demo"
     status, text, err = _run(capsys, "demo", "--quick", "--n", "12", "--k", "3", "--out",
                              str(out))
     assert status == 0, err
-    assert "the paper's findings, checked on this data" in text
-    assert "same-family checkpoints" in text and "holds" in text
-    for study in ("crystals", "molecules"):
-        assert (out / study / "report.html").is_file()
-        assert (out / study / "run.json").is_file()
+    assert "the paper's findings, tested on this data" in text
     findings = json.loads((out / "findings.json").read_text())
-    assert [f["holds"] in (True, False) for f in findings] == [True, True]
-    store = ma.open_store(out / "crystals" / "embeddings" / "id" / "chgnet-0.3.0")
+    assert len(findings) == 3
+    for f in findings:
+        assert f["verdict"] in ("holds", "does not hold", "inconclusive")
+        assert f["n"] == 12 and f["k"] == 3 and f["test"] and f["preprocessing"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["version"] == 2 and [s["n"] for s in run["sets"]] == [12, 12, 12]
+    assert (out / "report.html").is_file()
+    store = ma.open_store(out / "embeddings" / "id" / "chgnet-0.3.0")
     assert store.shape == (12, 64)
-    assert "crystals/report.html" in (out / "index.html").read_text()
+    status, text, _ = _run(capsys, "demo", "--quick", "--n", "12", "--k", "3", "--out",
+                           str(out))
+    assert status == 0 and "[done] embed/id/chgnet-0.3.0" in text
 
 
 def test_knn_writes_the_graph(capsys, npy_models, tmp_path):

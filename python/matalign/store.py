@@ -82,6 +82,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._io import atomic_open
+from ._json import jsonable as _jsonable
 from ._io import fsync_dir as _fsync_dir
 
 __all__ = ["EmbeddingStore", "open_store", "FORMAT", "FORMAT_VERSION"]
@@ -184,35 +185,6 @@ def _sealed(obj: Mapping) -> dict:
     out = {k: v for k, v in obj.items() if k != CHECKSUM}
     out[CHECKSUM] = _checksum(out)
     return out
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    """Normalise metadata to plain JSON types (numpy scalars, tuples, paths); reject the rest."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        f = float(value)
-        if not math.isfinite(f):
-            raise ValueError(f"{where} is {f}; store metadata must be finite numbers")
-        return f
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{where} has a non-string key {key!r}; store metadata must be "
-                                f"JSON")
-            out[key] = _jsonable(item, f"{where}[{key!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    raise TypeError(f"{where} is a {type(value).__name__}, which is not JSON-serialisable; "
-                    f"store metadata must be str, numbers, bools, lists and dicts")
 
 
 def _rows_sha256(arr: np.ndarray) -> str:

@@ -561,7 +561,8 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
 
 # ----------------------------------------------------------------------------- statistics
 
-_DESCRIPTORS = ("soap", "acsf", "composition", "element-stats", "morgan", "rdkit-descriptors")
+_DESCRIPTORS = ("soap", "acsf", "composition", "element-stats", "morgan", "rdkit-descriptors",
+                "minilm-smiles")
 #: Metrics whose pairs get a CI and a null in stats.json (name in statistics, extra options).
 _STAT_METRICS = {"cknna": ("cknna", {}), "mutual_knn": ("mutual_knn", {}),
                  "cka": ("cka", {}), "dcor": ("distance_correlation", {}),
@@ -597,7 +598,13 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int) -> dict:
             for b in labels[i + 1:]:
                 mk = {"k": k} if metric in ("cknna", "mutual_knn") else (
                     {"k": 1} if metric == "information_imbalance" else {})
-                ci, null = statistics.assess(stat_name, X[a], X[b], **mk, **kw, **extra)
+                try:
+                    ci, null = statistics.assess(stat_name, X[a], X[b], **mk, **kw, **extra)
+                except ValueError as exc:  # e.g. a set too small for subsampling
+                    table[f"{a}|{b}"] = {"value": None, "low": None, "high": None,
+                                         "n": n, "k": mk.get("k"), "p_value": None,
+                                         "note": str(exc)}
+                    continue
                 table[f"{a}|{b}"] = {
                     "value": ci.value, "low": ci.low, "high": ci.high, "level": ci.level,
                     "ci_method": f"{ci.method} (b={ci.b}, {ci.n_subsamples} subsamples, "
@@ -649,7 +656,10 @@ def _ksweep_table(root: Path, name: str, cfg: dict) -> dict:
 def _tree_stage(run: _Run, cfg: dict, sets: dict, labels: list) -> None:
     """tree.json: the paper's tree (neighbour joining on √JSD of CKNNA rows) at the tree's k."""
     name = cfg["tree"]["set"]
-    if "cknna" not in cfg["metrics"] or len(labels) < 3 or name not in sets:
+    if "cknna" not in cfg["metrics"] or name not in sets:
+        return
+    if len(labels) < 4:
+        run.echo(f"  no model tree: neighbour joining needs at least 4 models ({len(labels)})")
         return
     k = min(int(cfg["tree"]["k"]), len(sets[name]) - 1)
 
@@ -685,6 +695,8 @@ def _pairs(stats: dict, metric: str, models: list, roles: dict, want, parents) -
     out = []
     for key, v in stats.get(metric, {}).items():
         a, b = key.split("|")
+        if v.get("value") is None or v.get("low") is None:
+            continue  # no interval for this pair (see its note in stats.json)
         if a in models and b in models and want(roles[a], roles[b]):
             out.append(PairStatistic(a, b, v["value"], v["low"], v["high"], v["n"], v["k"],
                                      v["p_value"]))

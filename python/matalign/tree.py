@@ -172,6 +172,9 @@ def neighbor_joining(D, labels=None) -> ModelTree:
     if np.any(np.diag(D) != 0):
         raise ValueError("D must have a zero diagonal")
     labels = _labels(labels, m)
+    if m < 4:
+        raise ValueError(f"neighbour joining needs at least 4 models to resolve a topology "
+                         f"(3 give one star tree); got {m}: {labels}")
     try:
         from biotite.sequence.phylo import neighbor_joining as _nj
     except ImportError as e:  # pragma: no cover - biotite is in the [data] extra
