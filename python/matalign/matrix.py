@@ -270,7 +270,7 @@ def alignment_matrix(spaces, *, metrics=DEFAULT_METRICS, k=10, knn_metric="ip", 
     minimum, func, why = max([(2, "alignment_matrix", "a pair of rows")]
                              + [s.min_rows(req) for s in stages], key=lambda t: t[0])
     if n < minimum:
-        raise too_few_rows(func, n, minimum, why)
+        raise too_few_rows(func, n, minimum, why, names="every model of spaces")
     graph_wanted = set(wanted) & set(GRAPH_METRICS)
     req.k = check_k(k, n) if graph_wanted else check_int(k, "k", 1)
     req.imbalance_k = (check_k(imbalance_k, n, name="imbalance_k")

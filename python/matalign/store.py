@@ -658,6 +658,15 @@ def _check_out(path: Path, resume: bool) -> str:
                 f"{os.fspath(path)!r} holds an unfinished embedding store; continue it with "
                 f"--resume (resume=True), or choose a new directory")
         return "pending"
+    if (path / PENDING).is_dir() and {p.name for p in path.iterdir()} == {PENDING} and \
+            {p.name for p in (path / PENDING).iterdir()} <= {EMBEDDINGS, JOURNAL,
+                                                             EMBEDDINGS + ".tmp",
+                                                             JOURNAL + ".tmp", HEADER + ".tmp"}:
+        # A store killed while it was being created, before its header: the header is
+        # written before any chunk, so nothing was committed; start it afresh.
+        shutil.rmtree(path / PENDING)
+        _fsync_dir(path)
+        return "new"
     if path.is_dir() and any(path.iterdir()):
         raise FileExistsError(f"out {os.fspath(path)!r} is a non-empty directory that is not "
                               f"an embedding store; choose a new or empty directory")

@@ -76,6 +76,7 @@ import json
 import os
 import random
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -157,7 +158,20 @@ def _name_ok(value) -> bool:
 
 
 def study_config(raw: Mapping, *, where: str = "study config") -> dict:
-    """The config with defaults filled in, checked (StudyError naming the key)."""
+    """The config with defaults filled in, checked (StudyError naming the key).
+
+    Examples
+    --------
+    >>> from matalign.study import study_config
+    >>> cfg = study_config({"models": ["element-stats", "composition"],
+    ...                     "sets": [{"name": "id", "dataset": "mptrj", "n": 20}]})
+    >>> cfg["knn"]["k_sweep"], cfg["models"][1]["label"]
+    ([5, 10, 25, 50], 'composition')
+    >>> study_config({"models": ["soap"], "sets": [{"name": "id"}]})
+    Traceback (most recent call last):
+    ...
+    matalign.study.StudyError: study config: sets[0] needs dataset = NAME (a shipped set, `matalign datasets`) or from = SET with ladder and level
+    """
     if not isinstance(raw, Mapping):
         raise StudyError(f"{where} must be a table (dict); got {describe(raw)}")
     known = set(_DEFAULTS) | {"models", "sets"}
@@ -287,10 +301,17 @@ class _Run:
             except (OSError, ValueError):
                 pass  # an unreadable marker: run the stage again
         t0 = time.perf_counter()
-        result = fn()
+        with warnings.catch_warnings(record=True) as caught:
+            # e.g. duplicate rows left out of a TwoNN estimate: recorded, not raised
+            warnings.simplefilter("always")
+            result = fn()
+        notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+        for note in notes:
+            self.echo(f"    note ({stage}): {note}")
         record = {"stage": stage, "outputs": list(outputs),
                   "seconds": round(time.perf_counter() - t0, 3),
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": result}
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "result": result,
+                  "notes": notes}
         atomic_write_text(marker, json.dumps(jsonable(record, stage), indent=1) + "\n")
         self.echo(f"  [{record['seconds']:7.1f} s] {stage}")
         return result
@@ -460,6 +481,18 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
         For a config that cannot run (the message names the key).
     FileNotFoundError
         For a missing config file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import matalign as ma
+    >>> cfg = {"models": ["element-stats", "composition"], "metrics": ["cknna", "cka"],
+    ...        "knn": {"k": 5, "k_sweep": [5]}, "statistics": {"n_subsamples": 5,
+    ...        "n_permutations": 5}, "sets": [{"name": "id", "dataset": "mptrj", "n": 24}]}
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result = ma.study(cfg, out=out, report=False, echo=lambda line: None)
+    ...     print(result["sets"], result["findings"][0]["verdict"])
+    {'id': 24} inconclusive
     """
     cfg = (load_study_config(config) if isinstance(config, (str, os.PathLike))
            else study_config(config))
@@ -586,7 +619,8 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int) -> dict:
     pp = cfg["preprocess"]
     X = {lab: _preprocessed(root / f"embeddings/{name}/{lab}", pp) for lab in labels}
     n = next(iter(X.values())).shape[0]
-    out = {"n": n, "k": k, "level": spec["level"], "preprocessing": _pp_text(pp)}
+    out: dict = {}
+    skipped = []
     kw = dict(level=spec["level"], n_subsamples=spec["n_subsamples"],
               n_permutations=spec["n_permutations"], seed=cfg["seed"])
     for metric in cfg["metrics"]:
@@ -601,9 +635,7 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int) -> dict:
                 try:
                     ci, null = statistics.assess(stat_name, X[a], X[b], **mk, **kw, **extra)
                 except ValueError as exc:  # e.g. a set too small for subsampling
-                    table[f"{a}|{b}"] = {"value": None, "low": None, "high": None,
-                                         "n": n, "k": mk.get("k"), "p_value": None,
-                                         "note": str(exc)}
+                    skipped.append(f"{metric} {a}|{b}: {exc}")
                     continue
                 table[f"{a}|{b}"] = {
                     "value": ci.value, "low": ci.low, "high": ci.high, "level": ci.level,
@@ -626,10 +658,12 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int) -> dict:
                 table[a] = {"value": ci.value, "low": ci.low, "high": ci.high,
                             "level": ci.level, "ci_method": ci.method, "n": ci.n}
             except ValueError as exc:  # e.g. too many duplicate rows for TwoNN
-                table[a] = {"value": None, "low": None, "high": None, "note": str(exc)}
+                skipped.append(f"intrinsic_dimension {a}: {exc}")
         out["intrinsic_dimension"] = table
     _Run(root, lambda *_: None).write_json(f"sets/{name}/stats.json", out)
-    return {"n": n, "k": k}
+    # pairs without an interval (e.g. a set too small to subsample) are left out of
+    # stats.json and listed here, in the stage's marker
+    return {"n": n, "k": k, "level": spec["level"], "skipped": skipped}
 
 
 def _ksweep_table(root: Path, name: str, cfg: dict) -> dict:
@@ -753,9 +787,10 @@ def _findings(root: Path, cfg: dict, sets: dict) -> list:
     out = []
 
     def record(finding, question, test, verdict_or_error, set_name):
-        st = stats.get(set_name, {})
+        params = json.loads((root / f"sets/{set_name}/matrix.json").read_text(
+            encoding="utf-8"))["params"]
         entry = {"finding": finding, "question": question, "test": test, "set": set_name,
-                 "n": st.get("n"), "k": st.get("k"), "preprocessing": pp}
+                 "n": params["n"], "k": params["k"], "preprocessing": pp}
         if isinstance(verdict_or_error, str):
             entry.update({"verdict": "inconclusive", "detail": verdict_or_error,
                           "value": None, "ci": None, "p_value": None, "near_duplicates": []})

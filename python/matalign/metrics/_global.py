@@ -57,8 +57,11 @@ def constant_error(name: str, n: int, what: str) -> ValueError:
         f"(0/0); drop constant embeddings before comparing them")
 
 
-def too_few_rows(func: str, n: int, minimum: int, why: str) -> ValueError:
-    return ValueError(f"{func} needs at least {minimum} rows ({why}); got N={n}")
+def too_few_rows(func: str, n: int, minimum: int, why: str,
+                 names: str = "X and Y") -> ValueError:
+    """The error for too few rows, naming the arguments that have them."""
+    return ValueError(f"{func} needs at least {minimum} rows ({why}); got N={n} rows in "
+                      f"{names}")
 
 
 # The tile of every PairSums pass (dCor, RBF CKA), pairwise or fused: the float64 sums a pair

@@ -70,7 +70,8 @@ def _prepare(X, Y, k, metric, n_threads, *, ip_only: bool = False, min_n: int = 
     rx, ry = _resolve(X, "X", dev), _resolve(Y, "Y", dev)
     n = check_same_n(rx, ry, names)
     if n < min_n:
-        raise ValueError(f"need at least {min_n} rows ({why}); got N={n}")
+        raise ValueError(f"{fn} needs at least {min_n} rows ({why}); got N={n} rows in X "
+                         f"and Y")
     k = check_k(resolve_k(k, (rx, ry), names), n)
     n_threads = check_threads(n_threads)
     if ip_only:

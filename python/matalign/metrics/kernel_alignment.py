@@ -321,7 +321,7 @@ def median_distance(X, *, n_pairs=MEDIAN_PAIRS, seed=0) -> float:
     seed = check_int(seed, "seed", 0)
     n = X.shape[0]
     if n < 2:
-        raise too_few_rows("median_distance", n, 2, "a pair of rows")
+        raise too_few_rows("median_distance", n, 2, "a pair of rows", names="X")
     i, j = _sample_pairs(n, n_pairs, seed)
     return float(np.median(_pair_distances(X, i, j)))
 
