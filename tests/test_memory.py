@@ -240,3 +240,25 @@ def test_bad_alloc_message_names_the_size():
     assert out.returncode == 0, out.stderr
     assert "MemoryError: knn(N=200000, D=8, k=500, method='exact') ran out of memory " \
            "(std::bad_alloc): it needs about 3.6 GB" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("call", [
+    lambda X: ma.knn(X, k=50),
+    lambda X: ma.cknna(X, X[:, ::-1], k=50),
+    lambda X: ma.distance_correlation(X, X[:, ::-1]),
+    lambda X: ma.cka(X, X[:, ::-1], kernel="rbf"),
+    lambda X: ma.information_imbalance(X, X[:, ::-1], k=50),
+    lambda X: ma.alignment_matrix({"a": X, "b": X[:, ::-1]}, metrics=["cknna", "dcor"], k=50),
+])
+def test_memory_is_decided_before_the_data_is_read(tiny_memory, tmp_path, call):
+    """A call too large for memory is refused from shapes and dtypes alone: on a memmap whose
+    last row holds a NaN, the MemoryError comes first (the NaN scan would read every row)."""
+    X, _ = _data()
+    path = tmp_path / "x.dat"
+    mm = np.memmap(path, dtype=np.float64, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm[-1, 0] = np.nan
+    mm.flush()
+    mm = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
+    with pytest.raises(MemoryError, match=SIZE):
+        call(mm)
