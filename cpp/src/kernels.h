@@ -3,7 +3,7 @@
 //
 // SIMD dispatch: the one mechanism of the engine. Code that needs a wider ISA than the x86-64
 // baseline lives in its own file, compiled with that ISA's -m flags (cpp/CMakeLists.txt sets
-// them per file; never -march=native):
+// them per file, explicit ISA baselines only, never tuned to the build machine):
 //   kernels_{scalar,avx2,avx512}.cpp  the GEMM/kNN/pack kernels (kernels.inc, included once
 //                                     per ISA with that ISA's vector traits) -> Kernels<T>
 //   kernels_vnni.cpp                  the kNN screen's AVX-512 VNNI tile kernels (screen.h)
