@@ -428,6 +428,23 @@ def _preprocessed(store_dir: Path, pp: dict) -> np.ndarray:
     return ma.preprocess(X, center=bool(pp["center"]), l2=bool(pp["l2"]), clip_quantile=clip)
 
 
+class _SetCache:
+    """The preprocessed embeddings of one set at a time, read from the stores once for all the
+    stages of that set (matrix, k sweep, statistics, tree)."""
+
+    def __init__(self, root: Path, labels: list, pp: dict):
+        self.root, self.labels, self.pp = root, labels, pp
+        self.name, self.spaces = None, None
+
+    def __call__(self, name: str) -> dict:
+        if name != self.name:
+            self.spaces = None  # release the previous set first
+            self.spaces = {lab: _preprocessed(self.root / f"embeddings/{name}/{lab}", self.pp)
+                           for lab in self.labels}
+            self.name = name
+        return self.spaces
+
+
 def _pp_text(pp: dict) -> str:
     parts = []
     if pp.get("center"):
@@ -538,12 +555,13 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
     labels = [m["label"] for m in cfg["models"]]
     graph_metrics = [m for m in ("cknna", "mutual_knn") if m in cfg["metrics"]]
     matrices = {}
+    spaces = _SetCache(root, labels, pp)
     for s in cfg["sets"]:
         name = s["name"]
         n = len(sets[name])
 
         def load(name=name):
-            return {lab: _preprocessed(root / f"embeddings/{name}/{lab}", pp) for lab in labels}
+            return spaces(name)
 
         ks = [k for k in knn["k_sweep"] if k <= n - 1]
         k_main = min(knn["k"], n - 1)
@@ -570,12 +588,13 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
         name = s["name"]
         run.stage(f"stats/{name}", [f"sets/{name}/stats.json"],
                   lambda name=name: _stats(root, name, cfg, labels, min(knn["k"],
-                                                                       len(sets[name]) - 1)))
+                                                                       len(sets[name]) - 1),
+                                           spaces(name)))
         if graph_metrics and len(labels) >= 2:
             run.stage(f"ksweep-table/{name}", [f"sets/{name}/ksweep.json"],
                       lambda name=name: _ksweep_table(root, name, cfg))
     _errors_stage(run, cfg, sets)
-    _tree_stage(run, cfg, sets, labels)
+    _tree_stage(run, cfg, sets, labels, spaces)
     found = run.stage("findings", ["findings.json"], lambda: _findings(root, cfg, sets))
     seconds = time.perf_counter() - t0
     run_json = _write_run_json(root, cfg, sets, matrices)
@@ -610,14 +629,12 @@ def _role(model: dict) -> str:
     return "trained"
 
 
-def _stats(root: Path, name: str, cfg: dict, labels: list, k: int) -> dict:
+def _stats(root: Path, name: str, cfg: dict, labels: list, k: int, X: dict) -> dict:
     """stats.json of one set: every pair's value, subsampling CI and null at the study's k,
     and each model's intrinsic dimension with its CI (module statistics)."""
     from . import statistics
 
     spec = cfg["statistics"]
-    pp = cfg["preprocess"]
-    X = {lab: _preprocessed(root / f"embeddings/{name}/{lab}", pp) for lab in labels}
     n = next(iter(X.values())).shape[0]
     out: dict = {}
     skipped = []
@@ -687,7 +704,7 @@ def _ksweep_table(root: Path, name: str, cfg: dict) -> dict:
     return {"ks": cfg["knn"]["k_sweep"]}
 
 
-def _tree_stage(run: _Run, cfg: dict, sets: dict, labels: list) -> None:
+def _tree_stage(run: _Run, cfg: dict, sets: dict, labels: list, spaces) -> None:
     """tree.json: the paper's tree (neighbour joining on √JSD of CKNNA rows) at the tree's k."""
     name = cfg["tree"]["set"]
     if "cknna" not in cfg["metrics"] or name not in sets:
@@ -702,9 +719,12 @@ def _tree_stage(run: _Run, cfg: dict, sets: dict, labels: list) -> None:
 
         from .tree import model_tree
 
-        X = {lab: _preprocessed(run.root / f"embeddings/{name}/{lab}", cfg["preprocess"])
-             for lab in labels}
-        m = ma.alignment_matrix(X, metrics=["cknna"], k=k, knn_metric=cfg["knn"]["metric"])
+        swept = run.root / f"sets/{name}/matrix-k{k}.json"
+        if swept.exists():  # the k sweep already has the CKNNA matrix at this k
+            m = ma.AlignmentMatrix.load(swept)
+        else:
+            m = ma.alignment_matrix(spaces(name), metrics=["cknna"], k=k,
+                                    knn_metric=cfg["knn"]["metric"])
         t = model_tree(m)
         order = _leaf_order(t.newick, labels)
         run.write_json("tree.json", {"set": name, "k": k, "n": len(sets[name]),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import contextlib
+
 import numpy as np
 
 from .. import _engine
@@ -17,7 +19,7 @@ from .. import _memory
 
 __all__ = ["block_rows", "column_stats", "is_constant", "pair_sums", "pair_sums_memory",
            "constant_error", "too_few_rows", "one_dtype", "MatrixRequest", "MatrixStage",
-           "PAIR_TILE_ROWS"]
+           "PAIR_TILE_ROWS", "no_progress"]
 
 BLOCK_ROWS = 65536          # rows per streamed block at most
 _BLOCK_ELEMENTS = 1 << 23   # float64 elements per streamed block (64 MB) at most
@@ -163,3 +165,8 @@ class MatrixStage:
     min_rows: Callable
     plan: Callable
     run: Callable
+
+
+def no_progress(_work):
+    """The ``stage(work)`` of an all-models form called without a progress bar."""
+    return contextlib.nullcontext(None)

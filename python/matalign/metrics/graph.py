@@ -26,7 +26,7 @@ from .._validate import check_same_structures
 from .._validate import (as_matrix, check_choice, check_eps, check_k, check_same_n,
                          check_threads, check_values)
 from ..knn import METRICS, KnnGraph, self_graph
-from ._global import MatrixStage
+from ._global import MatrixStage, no_progress
 
 __all__ = ["mutual_knn", "local_agreement", "cknna", "graph_matrices", "IP_METRICS", "DEFAULT_K",
            "MATRIX_STAGE"]
@@ -341,11 +341,7 @@ def graph_matrices(inputs, labels, wanted, *, k, knn_metric="ip", eps=0.0, n_thr
     ``mutual_knn(..., k=k, metric=knn_metric)`` bit for bit. ``stage(work)``: a context
     manager yielding each step's progress callback (None: no progress).
     """
-    import contextlib
-
-    if stage is None:
-        def stage(_work):
-            return contextlib.nullcontext(None)
+    stage = stage or no_progress
     m = len(inputs)
     ip_graphs, mk_graphs = [None] * m, [None] * m
     for i, obj in enumerate(inputs):

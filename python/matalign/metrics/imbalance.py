@@ -24,7 +24,7 @@ from .._validate import check_same_structures
 from .._validate import (check_threads, check_values, as_matrix, check_choice, check_int, check_k, check_progress,
                          check_same_n)
 from ..knn import knn
-from ._global import MatrixStage, too_few_rows
+from ._global import MatrixStage, no_progress, too_few_rows
 
 __all__ = ["information_imbalance", "imbalance_matrix", "MATRIX_STAGE"]
 
@@ -61,11 +61,7 @@ def imbalance_matrix(spaces, *, k=1, n_threads=0, stage=None) -> np.ndarray:
     model, then one RankCount pass per target space b over the concatenated neighbours of all
     M source models. Entry (a, b) equals ``information_imbalance(spaces[a], spaces[b], k=k)[0]``
     bit for bit. ``stage(work)``: a context manager yielding a progress callback per step."""
-    import contextlib
-
-    if stage is None:
-        def stage(_work):
-            return contextlib.nullcontext(None)
+    stage = stage or no_progress
     n = spaces[0].shape[0]
     m = len(spaces)
     targets = []

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._validate import check_threads, as_matrix, check_choice, check_fraction
 from ..knn import knn
-from ._global import MatrixStage
+from ._global import MatrixStage, no_progress
 
 __all__ = ["intrinsic_dimension", "intrinsic_dimension_per_model", "MATRIX_STAGE"]
 
@@ -129,13 +129,10 @@ def intrinsic_dimension_per_model(spaces, *, method="twonn", fraction=0.9, n_thr
     """:func:`intrinsic_dimension` of each of M validated spaces, (M,) float64 (the per-model
     form :func:`matalign.alignment_matrix` runs). ``stage(work)``: a context manager per
     model."""
-    import contextlib
-
+    stage = stage or no_progress
     values = []
     for A in spaces:
-        ctx = contextlib.nullcontext() if stage is None else stage(float(A.shape[0]) ** 2
-                                                                    * A.shape[1])
-        with ctx:
+        with stage(float(A.shape[0]) ** 2 * A.shape[1]):
             values.append(intrinsic_dimension(A, method=method, fraction=fraction,
                                               n_threads=n_threads))
     return np.array(values, dtype=np.float64)
