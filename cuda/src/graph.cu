@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "matalign/cuda/plan.h"
 #include "matalign/detail/graph_row.h"
 
 namespace matalign {
@@ -120,15 +121,29 @@ void upload_sorted(const int64_t* idx, int64_t n, int64_t k, const Buffer<int64_
   MATALIGN_CUDA_CHECK(cudaMemcpyAsync(g.idx.get(), idx, nk * sizeof(int64_t), cudaMemcpyHostToDevice, s));
   iota_kernel<<<detail::grid_for(nk, 256), 256, 0, s>>>(n, k, g.pos.get());
   MATALIGN_CUDA_LAUNCHED("iota_kernel");
-  size_t bytes = 0;
+  // One sort per group of rows whose n·k items fit the library's count (plan::row_groups: CUB
+  // before CCCL 3 counts items in int). Segment offsets are relative to the group's first
+  // row: offsets[i] = i·k serves every group.
+  const auto groups = plan::row_groups(n, k);
   const int64_t* begin = offsets.get();
   const int64_t* end = offsets.get() + 1;
-  MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, bytes, g.idx.get(), g.sidx.get(),
-                                                          g.pos.get(), g.perm.get(), nk, n, begin, end, s));
+  size_t bytes = 0;
+  for (const auto& grp : groups) {  // scratch for the largest query (full and ragged groups)
+    const int64_t rows = grp.second - grp.first;
+    size_t b = 0;
+    MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, b, g.idx.get(), g.sidx.get(),
+                                                            g.pos.get(), g.perm.get(), rows * k,
+                                                            rows, begin, end, s));
+    bytes = std::max(bytes, b);
+  }
   Buffer<unsigned char> tmp(static_cast<int64_t>(bytes), "segmented sort scratch");
-  MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(tmp.get(), bytes, g.idx.get(), g.sidx.get(),
-                                                          g.pos.get(), g.perm.get(), nk, n, begin, end, s));
-  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));  // tmp is freed on return
+  for (const auto& grp : groups) {
+    const int64_t rows = grp.second - grp.first, base = grp.first * k;
+    size_t b = bytes;
+    MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(
+        tmp.get(), b, g.idx.get() + base, g.sidx.get() + base, g.pos.get() + base,
+        g.perm.get() + base, rows * k, rows, begin, end, s));
+  }
 }
 
 /// Sorted device copies of both graphs; throws the CPU engine's message for the first bad row.
@@ -163,7 +178,7 @@ double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t
   check_sizes(fn, n, k, 2);
   MATALIGN_CHECK(idx_x && idx_y, fn, ": null index array");
   detail::check_launch(l, fn);
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   const cudaStream_t s = detail::stream_of(l);
   DeviceGraph gx, gy;
   prepare(fn, idx_x, idx_y, n, k, gx, gy, s);
@@ -189,7 +204,7 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
   MATALIGN_CHECK(idx_x && val_x && idx_y && val_y, fn, ": null input array");
   MATALIGN_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps must be finite and >= 0, got ", eps);
   detail::check_launch(l, fn);
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   const cudaStream_t s = detail::stream_of(l);
   const int64_t nk = n * k;
   DeviceGraph gx, gy;
