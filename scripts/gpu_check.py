@@ -214,7 +214,8 @@ def build_script(args: argparse.Namespace, python: str, pydeps: Path) -> str:
     q = shlex.quote
     return " && ".join([
         f"cmake -S {q(str(ROOT))} -B {q(str(ROOT / BUILD_DIR))} -DCMAKE_BUILD_TYPE=Release "
-        f"-DMATALIGN_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES={q(args.archs)} "
+        f"-DMATALIGN_BUILD_PYTHON=ON -DMATALIGN_ENABLE_CUDA=ON "
+        f"-DCMAKE_CUDA_ARCHITECTURES={q(args.archs)} "
         f"-DPython_EXECUTABLE={q(python)} "
         f"-Dpybind11_DIR=$({q(python)} -c 'import sys; sys.path.insert(0, {str(pydeps)!r}); "
         f"import pybind11; print(pybind11.get_cmake_dir())')",

@@ -53,7 +53,7 @@ def test_dry_run_prints_every_step_and_runs_nothing(tmp_path):
     steps = [line.split("]")[0].lstrip("[") for line in lines[1:]]
     assert steps == ["env", "deps", "build", "tests", "bench", "memcheck", "racecheck"]
     text = r.stdout
-    assert "-DMATALIGN_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90" in text
+    assert "-DMATALIGN_BUILD_PYTHON=ON -DMATALIGN_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90" in text
     assert "--tool memcheck --error-exitcode 99" in text and "--tool racecheck" in text
     assert "bench/bench_gpu.py --n 1000000 --metric-n 100000 --json" in text
     assert not out.exists()  # nothing ran, nothing written
