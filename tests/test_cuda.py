@@ -474,7 +474,7 @@ def test_out_of_device_memory_is_a_memory_error():
 
     X = _data(95, 20000, 32, np.float32)
     free, _ = torch.cuda.mem_get_info()
-    hog = torch.empty(max(0, free - (64 << 20)), dtype=torch.uint8, device="cuda")
+    hog = torch.empty(max(0, free - (128 << 20)), dtype=torch.uint8, device="cuda")
     try:
         with pytest.raises(MemoryError, match="CUDA out of memory"):
             ma.knn(X, k=10, device="cuda", tile_rows=8192, tile_cols=8192)
