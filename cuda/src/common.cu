@@ -156,16 +156,28 @@ __device__ __forceinline__ float fma_t<float>(float a, float b, float c) { retur
 template <>
 __device__ __forceinline__ double fma_t<double>(double a, double b, double c) { return __fma_rn(a, b, c); }
 
+// Squared norms, 128 rows per block: 32-column slices of the block's rows are staged in shared
+// memory with consecutive threads reading consecutive columns (coalesced for C order), then each
+// thread runs its row's FMA chain over the slice, columns in order (the CPU engine's chain).
+constexpr int kNormRows = 128, kNormCols = 32;
+
 template <class T>
-__global__ void norms_kernel(DevMat<T> x, T* out) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= x.rows) return;
+__global__ void __launch_bounds__(kNormRows) norms_kernel(DevMat<T> x, T* out) {
+  __shared__ T tile[kNormRows][kNormCols + 1];
+  const int64_t row0 = int64_t(blockIdx.x) * kNormRows;
+  const int64_t i = row0 + threadIdx.x;
   T acc = T(0);
-  for (int64_t k = 0; k < x.cols; ++k) {
-    const T v = x.at(i, k);
-    acc = fma_t<T>(v, v, acc);
+  for (int64_t k0 = 0; k0 < x.cols; k0 += kNormCols) {
+    const int kn = static_cast<int>(x.cols - k0 < kNormCols ? x.cols - k0 : kNormCols);
+    for (int e = threadIdx.x; e < kNormRows * kNormCols; e += kNormRows) {
+      const int rr = e / kNormCols, cc = e % kNormCols;
+      tile[rr][cc] = (cc < kn && row0 + rr < x.rows) ? x.at(row0 + rr, k0 + cc) : T(0);
+    }
+    __syncthreads();
+    for (int cc = 0; cc < kn; ++cc) acc = fma_t<T>(tile[threadIdx.x][cc], tile[threadIdx.x][cc], acc);
+    __syncthreads();
   }
-  out[i] = acc;
+  if (i < x.rows) out[i] = acc;
 }
 
 // A 64×64 output block per 256 threads, 4×4 outputs per thread (rows ty + 16·a, columns
@@ -338,7 +350,7 @@ DevMat<T> centred(const DevMat<T>& x, bool in_storage, Buffer<T>& storage, Buffe
 
 template <class T>
 void squared_norms(const DevMat<T>& x, T* out, cudaStream_t s) {
-  norms_kernel<T><<<grid_for(x.rows, 256), 256, 0, s>>>(x, out);
+  norms_kernel<T><<<grid_for(x.rows, kNormRows), kNormRows, 0, s>>>(x, out);
   MATALIGN_CUDA_LAUNCHED("norms_kernel");
 }
 

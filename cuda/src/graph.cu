@@ -58,18 +58,26 @@ __global__ void phase2_kernel(const int64_t* idx_x, const T* val_x, const T* val
   ::matalign::detail::cknna_row_first(i, idx_x, val_x, val_y, gx, gy, k, o);
 }
 
-// The 12 sums of one chunk: xy, xx, yy × (trace, sum_a, sum_b, cross).
+// Phase 3a, one thread per row: the row's own five terms (the costly part: two passes over its
+// neighbours with a binary search each).
 template <class T>
-__global__ void phase3_kernel(const int64_t* idx_x, const T* val_x, const int64_t* idx_y,
-                              const T* val_y, Sorted<T> gx, Sorted<T> gy, int64_t n, int64_t k,
-                              RowTerms o, double* chunk_sums) {
+__global__ void phase3_rows_kernel(const int64_t* idx_x, const T* val_x, const int64_t* idx_y,
+                                   const T* val_y, Sorted<T> gx, Sorted<T> gy, int64_t n, int64_t k,
+                                   RowTerms o, double* terms) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  ::matalign::detail::cknna_row_terms(i, idx_x, val_x, idx_y, val_y, gx, gy, k, o, terms + i * 5);
+}
+
+// Phase 3b: the 12 sums of one chunk (xy, xx, yy × (trace, sum_a, sum_b, cross)), rows added in
+// row order, one addition per sum and row, as the CPU engine.
+__global__ void phase3_chunks_kernel(int64_t n, RowTerms o, const double* terms, double* chunk_sums) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t r0 = c * kChunk;
   if (r0 >= n) return;
   const int64_t r1 = r0 + kChunk < n ? r0 + kChunk : n;
   double cs[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t i = r0; i < r1; ++i)
-    ::matalign::detail::cknna_row_second(i, idx_x, val_x, idx_y, val_y, gx, gy, k, o, cs);
+  for (int64_t i = r0; i < r1; ++i) ::matalign::detail::cknna_add_row(i, o, terms + i * 5, cs);
   for (int q = 0; q < 12; ++q) chunk_sums[c * 12 + q] = cs[q];
 }
 
@@ -222,9 +230,12 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
   MATALIGN_CUDA_LAUNCHED("phase2_kernel");
   const int64_t chunks = detail::ceil_div(n, kChunk);
   Buffer<double> parts(chunks * 12, "chunk sums");
-  phase3_kernel<T><<<detail::grid_for(chunks, 64), 64, 0, s>>>(gx.idx.get(), vx.get(), gy.idx.get(),
-                                                              vy.get(), sx, sy, n, k, o, parts.get());
-  MATALIGN_CUDA_LAUNCHED("phase3_kernel");
+  Buffer<double> terms(mul_checked(n, 5, "row terms"), "CKNNA row terms");
+  phase3_rows_kernel<T><<<detail::grid_for(n, 128), 128, 0, s>>>(gx.idx.get(), vx.get(), gy.idx.get(),
+                                                                vy.get(), sx, sy, n, k, o, terms.get());
+  MATALIGN_CUDA_LAUNCHED("phase3_rows_kernel");
+  phase3_chunks_kernel<<<detail::grid_for(chunks, 64), 64, 0, s>>>(n, o, terms.get(), parts.get());
+  MATALIGN_CUDA_LAUNCHED("phase3_chunks_kernel");
   std::vector<double> host(static_cast<size_t>(chunks * 12));
   MATALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), parts.get(), chunks * 12 * sizeof(double),
                                       cudaMemcpyDeviceToHost, s));

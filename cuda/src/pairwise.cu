@@ -92,6 +92,10 @@ __global__ void threshold_kernel(DevMat<T> y, const T* norms, const int64_t* tar
   thr[e] = ip * T(2) - (norms[i] + norms[j]);
 }
 
+// Targets compared per pass over a tile row: each score is read once per kRankQ targets
+// (registers hold their thresholds and counts), not once per target.
+constexpr int kRankQ = 8;
+
 template <class T>
 __global__ void __launch_bounds__(kRowThreads)
 rank_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const T* norms,
@@ -100,19 +104,32 @@ rank_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const T*
   __shared__ typename Reduce::TempStorage tmp;
   const int64_t r = blockIdx.x, i = r0 + r;
   const T ni = norms[i];
-  for (int64_t q = 0; q < k; ++q) {
-    const T th = thr[i * k + q];
-    const int64_t tj = targets[i * k + q];
-    long long cnt = 0;
+  for (int64_t q0 = 0; q0 < k; q0 += kRankQ) {
+    const int64_t nq = k - q0 < kRankQ ? k - q0 : kRankQ;  // uniform across the block
+    T th[kRankQ];
+    int64_t tj[kRankQ];
+    long long cnt[kRankQ];
+#pragma unroll
+    for (int q = 0; q < kRankQ; ++q) {
+      th[q] = q < nq ? thr[i * k + q0 + q] : T(0);
+      tj[q] = q < nq ? targets[i * k + q0 + q] : 0;
+      cnt[q] = 0;
+    }
     for (int64_t jj = threadIdx.x; jj < C; jj += kRowThreads) {
       const int64_t l = c0 + jj;
       if (l == i) continue;
       const T s = g[r * ldg + jj] * T(2) - (ni + norms[l]);
-      cnt += (s > th) || (s == th && l < tj);
+#pragma unroll
+      for (int q = 0; q < kRankQ; ++q) cnt[q] += (s > th[q]) || (s == th[q] && l < tj[q]);
     }
-    const long long v = Reduce(tmp).Sum(cnt);
-    if (threadIdx.x == 0) counts[i * k + q] += v;
-    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < kRankQ; ++q) {
+      if (q < nq) {
+        const long long v = Reduce(tmp).Sum(cnt[q]);
+        if (threadIdx.x == 0) counts[i * k + q0 + q] += v;
+        __syncthreads();
+      }
+    }
   }
 }
 
