@@ -380,8 +380,9 @@ def test_cupy_nonblocking_stream_input_is_waited_for():
 
 @pytest.mark.cuda
 def test_inputs_from_two_producers_are_both_waited_for():
-    # X from torch on a side stream, Y from CuPy on a non-blocking stream: the call runs on
-    # X's stream and waits for Y's (before the fix only the first input's stream counted).
+    # X from torch on a side stream, Y from CuPy on a non-blocking stream, both written behind
+    # queued work: the call runs on X's stream and waits for Y's. (Before the fix, torch's
+    # stream was never read: X's NaN scan and the engine ran on the legacy default stream.)
     _need_gpu_lib("torch")
     _need_gpu_lib("cupy")
     import cupy
@@ -399,11 +400,12 @@ def test_inputs_from_two_producers_are_both_waited_for():
         _cupy_delay(cupy)
         yd[...] = ys
     side_x = torch.cuda.Stream()
+    _torch_delay(torch, side_x)
     with torch.cuda.stream(side_x):
         xd.copy_(xs)
         with side_y:
-            got = ma.information_imbalance(xd, yd)
             dc = ma.distance_correlation(xd, yd)
+            got = ma.information_imbalance(xd, yd)
     assert got == ma.information_imbalance(X, Y, device="cpu")
     assert dc == pytest.approx(ma.distance_correlation(X, Y, device="cpu"), rel=1e-12)
 
