@@ -210,6 +210,11 @@ def plan(args: argparse.Namespace, python: str = sys.executable) -> list[Step]:
     return [s for s in steps if s.name not in set(args.skip)]
 
 
+def pybind11_dir_command(python: str, pydeps: Path) -> str:
+    """Shell command printing pybind11's CMake folder (the bundled copy in ``pydeps`` first)."""
+    return f"PYTHONPATH={shlex.quote(str(pydeps))} {shlex.quote(python)} -m pybind11 --cmakedir"
+
+
 def build_script(args: argparse.Namespace, python: str, pydeps: Path) -> str:
     """Configure and build the CUDA module with CMake, then place it in python/matalign/."""
     q = shlex.quote
@@ -218,8 +223,7 @@ def build_script(args: argparse.Namespace, python: str, pydeps: Path) -> str:
         f"-DMATALIGN_BUILD_PYTHON=ON -DMATALIGN_ENABLE_CUDA=ON "
         f"-DCMAKE_CUDA_ARCHITECTURES={q(args.archs)} "
         f"-DPython_EXECUTABLE={q(python)} "
-        f"-Dpybind11_DIR=$({q(python)} -c 'import sys; sys.path.insert(0, {str(pydeps)!r}); "
-        f"import pybind11; print(pybind11.get_cmake_dir())')",
+        f"-Dpybind11_DIR=$({pybind11_dir_command(python, pydeps)})",
         f"cmake --build {q(str(ROOT / BUILD_DIR))} -j {int(args.jobs)}",
         f"cp \"$(find {q(str(ROOT / BUILD_DIR))} -name '_core*.so' | head -n1)\" "
         f"{q(str(ROOT / 'python' / 'matalign'))}/",

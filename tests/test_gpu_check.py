@@ -70,6 +70,24 @@ def test_shell_wrapper_passes_options_on(tmp_path):
     assert "[memcheck]" in r.stdout and "[racecheck]" not in r.stdout
 
 
+def test_build_script_finds_the_bundled_pybind11(tmp_path):
+    # The command substitution inside the build script, run by bash as the build step runs it,
+    # with a stand-in pybind11 in the bundled-modules folder.
+    fake = tmp_path / "pydeps" / "pybind11"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("print('/bundled/pybind11/share/cmake/pybind11')\n")
+    script = gc.build_script(gc.parse_args([]), sys.executable, tmp_path / "pydeps")
+    configure = script.split(" && ")[0]
+    assert configure.startswith("cmake -S ")
+    sub = configure[configure.index("-Dpybind11_DIR=$(") + len("-Dpybind11_DIR=$("):-1]
+    r = subprocess.run(["bash", "-c", f"echo \"$({sub})\""], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "/bundled/pybind11/share/cmake/pybind11"
+    assert script.count(" && ") == 2  # configure, build, copy the module
+
+
 def test_steps_fit_the_budget_and_the_sanitizers_run_a_cuda_subset():
     steps = gc.plan(gc.parse_args(["--out", "/tmp/x"]))
     by_name = {s.name: s for s in steps}
