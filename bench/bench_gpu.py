@@ -1,25 +1,29 @@
-"""GPU benchmark ("GPU (H100), N = 1M, D = 256"): matalign's CUDA engine side by
-side with the torch route (matmul + topk, cdist), agreement checked before a row is printed.
+"""GPU benchmark: matalign's CUDA engine side by side with the torch route (cuBLAS GEMM +
+topk, cdist), faiss-gpu where installed; agreement checked before a figure is reported.
 
-    python bench/bench_gpu.py                      # N = 1M, D = 256, k = 10 (needs ~6 GB GPU)
-    python bench/bench_gpu.py --n 100000 --skip-anchor-dcor
+    python bench/bench_gpu.py                         # kNN N = 1M, metrics N = 100k, D = 256
+    python bench/bench_gpu.py --n 200000 --metric-n 20000 --json out.json
 
-Rows:
-  exact self-kNN   matalign knn(device="cuda") on a torch CUDA tensor (zero-copy)  vs  torch
-                   blocked X_b @ Xᵀ + topk (self masked); agreement: identical index sets per
-                   row where values are not tied, max |Δvalue|.
-  dCor             matalign distance_correlation(device="cuda")  vs  torch blocked cdist with
-                   float64 sums (the same V-statistic); agreement: |Δ dCor|.
-  CKNNA (graphs)   matalign cknna(gx, gy, device="cuda") from the two graphs  vs  the CPU engine
-                   on the same graphs; agreement: equality (the GPU sums in the CPU's order).
+Rows (all float32, D = 256, seeded torch data on the device, matalign reads it zero-copy):
+  exact self-kNN (ip)  N = --n, k = 10: matalign knn(device="cuda")  vs  torch blocked
+                       X_b @ Xᵀ + topk (self masked) in the same run, and faiss-gpu
+                       GpuIndexFlatIP where importable; agreement: rows whose neighbour sets
+                       (or, at ties, sorted values) agree, max |Δvalue|.
+  CKNNA                N = --metric-n, k = 10, from arrays (both graphs + the metric) on the GPU;
+                       vs the CPU engine's CKNNA of the GPU graphs: equality.
+  dCor                 N = --metric-n: matalign distance_correlation(device="cuda")  vs  torch
+                       blocked cdist with float64 sums (the same V-statistic); |Δ dCor|.
+  information imbalance N = --metric-n, k = 1: matalign (device="cuda")  vs  the CPU engine on
+                       the same data: equality (bitwise graphs and counts).
 
-Requires: a CUDA build of matalign (pip install . -Ccmake.define.MATALIGN_ENABLE_CUDA=ON) and
-torch with CUDA. Written without a GPU at hand; the first run on one is its test.
+The GPU check (scripts/gpu_check.py) runs this with --json; bench/README.md, "GPU check",
+says where the figures go. Requires a CUDA build of matalign and torch with CUDA.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -102,16 +106,43 @@ def knn_agreement(g, vals, idx) -> tuple[float, float]:
     return float(np.mean(same | close)), dv
 
 
+def faiss_knn(X, k: int):
+    """faiss-gpu exact inner-product search (GpuIndexFlatIP) of X against itself, k + 1
+    neighbours with the own row dropped; None when faiss-gpu is not importable."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return None
+    x = X.cpu().numpy()
+    res = faiss.StandardGpuResources()
+    index = faiss.GpuIndexFlatIP(res, x.shape[1])
+    index.add(x)
+    vals, idx = index.search(x, k + 1)
+    return vals, idx
+
+
+def _faiss_rows(vals, idx, k: int):
+    """Drop each row's own index from a (k + 1)-neighbour self search."""
+    n = idx.shape[0]
+    own = idx == np.arange(n)[:, None]
+    own[~own.any(axis=1), -1] = True
+    keep = ~own
+    return vals[keep].reshape(n, k), idx[keep].reshape(n, k)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--n", type=int, default=1_000_000, help="rows of the kNN benchmark")
+    p.add_argument("--metric-n", type=int, default=100_000,
+                   help="rows of the CKNNA, dCor and information imbalance benchmark")
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--block", type=int, default=8192, help="row block of the torch anchors")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-anchor-dcor", action="store_true",
-                   help="skip torch's O(N²) dCor anchor (then dCor is checked at N = 20 000)")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args(argv)
 
     import torch
@@ -124,54 +155,87 @@ def main(argv=None) -> int:
               f"(cuda={info.get('cuda')}, devices={ma.cuda_device_count()}, "
               f"torch.cuda={torch.cuda.is_available()})", file=sys.stderr)
         return 2
+    device_name = torch.cuda.get_device_name(0)
     print(f"# matalign {info['version']} cuda {info['cuda_version']} archs "
-          f"{','.join(info['cuda_architectures'])}; torch {torch.__version__}; "
-          f"{torch.cuda.get_device_name(0)}")
-    print(f"# N={args.n} D={args.d} k={args.k} float32 seed={args.seed} repeat={args.repeat}")
+          f"{','.join(info['cuda_architectures'])}; torch {torch.__version__}; {device_name}")
+    print(f"# kNN N={args.n}, metrics N={args.metric_n}, D={args.d}, k={args.k}, float32, "
+          f"seed={args.seed}, repeat={args.repeat}")
 
     gen = torch.Generator(device="cuda").manual_seed(args.seed)
     X = torch.randn((args.n, args.d), generator=gen, device="cuda", dtype=torch.float32)
+    m = min(args.metric_n, args.n)
     R = torch.randn((args.d, args.d), generator=gen, device="cuda", dtype=torch.float32)
-    Y = X @ R / math.sqrt(args.d) + 0.5 * torch.randn((args.n, args.d), generator=gen,
-                                                     device="cuda", dtype=torch.float32)
+    Y = X[:m] @ R / math.sqrt(args.d) + 0.5 * torch.randn((m, args.d), generator=gen,
+                                                          device="cuda", dtype=torch.float32)
+    Xm = X[:m]
     rows = []
+
+    def row(what, data, seconds, anchor=None, anchor_seconds=None, agreement=""):
+        rows.append({"what": what, "data": data, "seconds": seconds, "anchor": anchor,
+                     "anchor_seconds": anchor_seconds, "agreement": agreement})
 
     # Warm-up of both sides on a small slice (CUDA context, kernels, cuBLAS handles).
     ma.knn(X[:20000], k=args.k, device="cuda")
     torch_knn(X[:20000], args.k, args.block)
     _sync()
 
-    # exact self-kNN
+    # exact self-kNN at N = --n
+    data = f"N={args.n}, D={args.d}, k={args.k}, float32, ip"
     t_ma, gx = timed(lambda: ma.knn(X, k=args.k, device="cuda"), args.repeat)
     t_torch, (tv, ti) = timed(lambda: torch_knn(X, args.k, args.block), args.repeat)
     agree, dv = knn_agreement(gx, tv, ti)
-    rows.append(("exact self-kNN (ip)", t_ma, t_torch, f"rows agreeing {agree:.6f}, max|Δv| {dv:.2e}"))
-    gy = ma.knn(Y, k=args.k, device="cuda")
-
-    # dCor
-    t_ma, d_ma = timed(lambda: ma.distance_correlation(X, Y, device="cuda"), args.repeat)
-    if args.skip_anchor_dcor:
-        m = min(args.n, 20000)
-        d_small = ma.distance_correlation(X[:m], Y[:m], device="cuda")
-        d_ref = torch_dcor(X[:m], Y[:m], args.block)
-        rows.append(("dCor", t_ma, None, f"dCor {d_ma:.6f}; at N={m}: |Δ| {abs(d_small - d_ref):.2e}"))
-    else:
-        t_torch, d_torch = timed(lambda: torch_dcor(X, Y, args.block), args.repeat)
-        rows.append(("dCor", t_ma, t_torch, f"dCor {d_ma:.6f}, |Δ| {abs(d_ma - d_torch):.2e}"))
-
-    # CKNNA from graphs (GPU vs the CPU engine on the same graphs)
-    t_ma, c_ma = timed(lambda: ma.cknna(gx, gy, k=args.k, device="cuda"), args.repeat)
+    row("exact self-kNN", data, t_ma, "torch GEMM + topk", t_torch,
+        f"rows agreeing {agree:.6f}, max|Δv| {dv:.2e}")
     t0 = time.perf_counter()
-    c_cpu = ma.cknna(gx, gy, k=args.k, device="cpu")
-    t_cpu = time.perf_counter() - t0
-    rows.append(("CKNNA from graphs", t_ma, t_cpu,
-                 f"CKNNA {c_ma:.6f}, {'identical to' if c_ma == c_cpu else 'DIFFERS from'} CPU"))
+    fk = faiss_knn(X, args.k)
+    if fk is not None:
+        t_faiss = time.perf_counter() - t0
+        fv, fi = _faiss_rows(*fk, args.k)
+        agree, dv = knn_agreement(gx, torch.as_tensor(fv), torch.as_tensor(fi))
+        row("exact self-kNN", data, t_ma, "faiss-gpu GpuIndexFlatIP", t_faiss,
+            f"rows agreeing {agree:.6f}, max|Δv| {dv:.2e}")
+    del tv, ti
+    torch.cuda.empty_cache()  # the anchor's cached blocks are not free to matalign
 
-    print(f"{'what':<22} {'matalign GPU':>13} {'anchor':>10} {'ratio':>7}  agreement")
-    for what, a, b, note in rows:
-        ratio = "-" if b is None else f"{b / a:.2f}x"
+    # metrics at N = --metric-n
+    data = f"N={m}, D={args.d}, k={args.k}, float32"
+    t_ma, c_ma = timed(lambda: ma.cknna(Xm, Y, k=args.k, device="cuda"), args.repeat)
+    gxm, gym = ma.knn(Xm, k=args.k, device="cuda"), ma.knn(Y, k=args.k, device="cuda")
+    t0 = time.perf_counter()
+    c_cpu = ma.cknna(gxm, gym, k=args.k, device="cpu")
+    t_cpu = time.perf_counter() - t0
+    row("CKNNA (graphs + metric)", data, t_ma, "CPU engine, metric from the same graphs", t_cpu,
+        f"CKNNA {c_ma:.6f}, {'identical to' if c_ma == c_cpu else 'DIFFERS from'} CPU")
+
+    data = f"N={m}, D={args.d}, float32"
+    t_ma, d_ma = timed(lambda: ma.distance_correlation(Xm, Y, device="cuda"), args.repeat)
+    t_torch, d_torch = timed(lambda: torch_dcor(Xm, Y, args.block), args.repeat)
+    row("dCor", data, t_ma, "torch cdist, float64 sums", t_torch,
+        f"dCor {d_ma:.6f}, |Δ| {abs(d_ma - d_torch):.2e}")
+
+    data = f"N={m}, D={args.d}, k=1, float32"
+    t_ma, ii_ma = timed(lambda: ma.information_imbalance(Xm, Y, device="cuda"), args.repeat)
+    xh, yh = Xm.cpu().numpy(), Y.cpu().numpy()
+    t0 = time.perf_counter()
+    ii_cpu = ma.information_imbalance(xh, yh, device="cpu")
+    t_cpu = time.perf_counter() - t0
+    same = "identical to" if tuple(ii_ma) == tuple(ii_cpu) else "DIFFERS from"
+    row("information imbalance", data, t_ma, "CPU engine", t_cpu,
+        f"Δ(X→Y) {ii_ma[0]:.6f}, Δ(Y→X) {ii_ma[1]:.6f}, {same} CPU")
+
+    print(f"{'what':<24} {'matalign GPU':>13} {'anchor time':>12} {'ratio':>7}  anchor; agreement")
+    for r in rows:
+        b = r["anchor_seconds"]
+        ratio = "-" if not b else f"{b / r['seconds']:.2f}x"
         anchor = "-" if b is None else f"{b:.2f} s"
-        print(f"{what:<22} {a:>11.2f} s {anchor:>10} {ratio:>7}  {note}")
+        print(f"{r['what']:<24} {r['seconds']:>11.2f} s {anchor:>12} {ratio:>7}  "
+              f"{r['anchor']}; {r['agreement']}  [{r['data']}]")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device_name, "version": info["version"],
+                       "torch": torch.__version__, "cuda_version": info["cuda_version"],
+                       "n": args.n, "metric_n": m, "d": args.d, "k": args.k, "rows": rows},
+                      f, indent=1)
     return 0
 
 

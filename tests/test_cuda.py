@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import matalign as ma
-from matalign import _core, _device
+from matalign import _core, _device, _engine
 
 CUDA_REASON = _device.cuda_unavailable_reason()
 
@@ -191,8 +191,9 @@ def test_pair_sums_deterministic_and_tiled(backend):
     b = _core.pair_sums_cuda_f32([X, Y], "distance", tile_rows=17)
     c = _core.pair_sums_cuda_f32([X, Y], "distance", tile_rows=64)
     ref = _core.pair_sums_f32([X, Y], "distance")
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
+    for other in (b, c):  # run to run and across row tiles: the same bits
+        np.testing.assert_array_equal(a[0], other[0])
+        np.testing.assert_array_equal(a[1], other[1])
     np.testing.assert_allclose(a[0], ref[0], rtol=1e-12)
     np.testing.assert_allclose(c[1], ref[1], rtol=1e-12)
 
@@ -247,21 +248,38 @@ def _gpu_libraries():
     return libs
 
 
-@pytest.mark.cuda
-@pytest.mark.parametrize("lib", ["cupy", "torch"])
-def test_device_arrays_zero_copy(lib):
+def _need_gpu_lib(lib):
     if CUDA_REASON is not None:
         pytest.skip(CUDA_REASON)
     if lib not in _gpu_libraries():
         pytest.skip(f"{lib} with CUDA is not installed")
-    X = _data(80, 257, 19, np.float32)
-    Y = _data(81, 257, 5, np.float32)
+
+
+def _to_device(lib):
     if lib == "cupy":
         import cupy
-        to = cupy.asarray
-    else:
-        import torch
-        to = lambda a: torch.as_tensor(a, device="cuda")  # noqa: E731
+        return cupy.asarray
+    import torch
+    return lambda a: torch.as_tensor(a, device="cuda")
+
+
+def _near_ties(seed, n, d, dtype):
+    """Rows on a coarse grid (many exact ties) plus rows that differ from others in the last
+    bits (near-ties): a graph computed in another precision or order differs on such data."""
+    rng = np.random.default_rng(seed)
+    X = np.round(rng.normal(size=(n, d)) * 2.0) / 2.0
+    eps = np.finfo(dtype).eps
+    X[n // 2:] = X[: n - n // 2] * (1.0 + eps * rng.integers(1, 4, size=(n - n // 2, 1)))
+    return X.astype(dtype)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("lib", ["cupy", "torch"])
+def test_device_arrays_zero_copy(lib):
+    _need_gpu_lib(lib)
+    to = _to_device(lib)
+    X = _data(80, 257, 19, np.float32)
+    Y = _data(81, 257, 5, np.float32)
     Xd, Yd = to(X), to(Y)
     for metric in ("ip", "l2"):
         _same_graph(ma.knn(Xd, k=9, metric=metric), ma.knn(X, k=9, metric=metric, screen="off"))
@@ -269,13 +287,382 @@ def test_device_arrays_zero_copy(lib):
     Xf = to(np.asfortranarray(X))
     _same_graph(ma.knn(Xf, k=9, metric="l2", device="cuda"),
                 ma.knn(X, k=9, metric="l2", screen="off"))
-    assert ma.information_imbalance(Xd, Yd) == ma.information_imbalance(X, Y)
     assert ma.distance_correlation(Xd, Yd) == pytest.approx(ma.distance_correlation(X, Y),
                                                             rel=1e-5)
-    assert ma.cknna(Xd, Yd, k=5) == ma.cknna(X, Y, k=5)
     bad = X.copy()
     bad[42, 3] = np.nan
     with pytest.raises(ValueError, match="non-finite value in row 42"):
         ma.knn(to(bad), k=3)
     with pytest.raises(RuntimeError, match="device='cpu'"):
         ma.knn(Xd, k=3, device="cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("lib", ["cupy", "torch"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_copy_near_ties_match_cpu(lib, dtype):
+    # The device graph against the CPU graph of the same precision (float32: the CPU's float32
+    # GEMM, screen="off"; float64: the CPU's float64 graph), on data full of ties and
+    # near-ties; and the metrics built on those graphs.
+    _need_gpu_lib(lib)
+    to = _to_device(lib)
+    X = _near_ties(82, 600, 12, dtype)
+    Y = _near_ties(83, 600, 7, dtype)
+    Xd, Yd = to(X), to(Y)
+    for metric in ("ip", "l2", "cosine"):
+        _same_graph(ma.knn(Xd, k=8, metric=metric),
+                    ma.knn(X, k=8, metric=metric, device="cpu", screen="off"))
+    gx = ma.knn(X, k=5, device="cpu", screen="off")
+    gy = ma.knn(Y, k=5, device="cpu", screen="off")
+    assert ma.cknna(Xd, Yd, k=5) == ma.cknna(gx, gy, k=5, device="cpu")
+    if dtype == np.float64:  # the CPU's float64 graph is the float64 GEMM's, screened or not
+        assert ma.information_imbalance(Xd, Yd) == ma.information_imbalance(X, Y, device="cpu")
+
+
+# --- producer streams (defect: the legacy default stream does not wait for side streams) ----
+
+def _torch_delay(torch, stream):
+    """Queue ~100 ms of GPU work on `stream` (so a reader that does not wait sees old data)."""
+    sleep = getattr(torch.cuda, "_sleep", None)
+    with torch.cuda.stream(stream):
+        if sleep is not None:
+            sleep(200_000_000)
+        else:
+            a = torch.ones((4096, 4096), device="cuda")
+            for _ in range(40):
+                a = (a @ a) * 1e-4
+
+
+def _cupy_delay(cupy):
+    a = cupy.ones((4096, 4096), dtype=cupy.float32)
+    for _ in range(40):
+        a = (a @ a) * 1e-4
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_torch_side_stream_input_is_waited_for(dtype):
+    _need_gpu_lib("torch")
+    import torch
+
+    X = _data(84, 3000, 16, dtype)
+    Q = _data(85, 200, 16, dtype)
+    src, qsrc = torch.as_tensor(X, device="cuda"), torch.as_tensor(Q, device="cuda")
+    dst, qdst = torch.zeros_like(src), torch.zeros_like(qsrc)
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()  # torch's pool streams are non-blocking
+    _torch_delay(torch, side)
+    with torch.cuda.stream(side):
+        dst.copy_(src)
+        qdst.copy_(qsrc)
+        g = ma.knn(dst, k=7, metric="l2")
+        q = ma.knn(dst, k=7, metric="ip", queries=qdst)
+    _same_graph(g, ma.knn(X, k=7, metric="l2", device="cpu", screen="off"))
+    _same_graph(q, ma.knn(X, k=7, metric="ip", queries=Q, device="cpu", screen="off"))
+
+
+@pytest.mark.cuda
+def test_cupy_nonblocking_stream_input_is_waited_for():
+    _need_gpu_lib("cupy")
+    import cupy
+
+    X = _data(86, 3000, 16, np.float32)
+    src = cupy.asarray(X)
+    dst = cupy.zeros_like(src)
+    cupy.cuda.Device().synchronize()
+    side = cupy.cuda.Stream(non_blocking=True)
+    with side:
+        _cupy_delay(cupy)
+        dst[...] = src
+        g = ma.knn(dst, k=7, metric="l2")
+    _same_graph(g, ma.knn(X, k=7, metric="l2", device="cpu", screen="off"))
+
+
+@pytest.mark.cuda
+def test_inputs_from_two_producers_are_both_waited_for():
+    # X from torch on a side stream, Y from CuPy on a non-blocking stream, both written behind
+    # queued work: the call runs on X's stream and waits for Y's. (Before the fix, torch's
+    # stream was never read: X's NaN scan and the engine ran on the legacy default stream.)
+    _need_gpu_lib("torch")
+    _need_gpu_lib("cupy")
+    import cupy
+    import torch
+
+    X = _data(87, 2000, 9, np.float64)
+    Y = np.sin(X[:, :4]) + 0.1 * _data(88, 2000, 4, np.float64)
+    xd = torch.zeros((2000, 9), dtype=torch.float64, device="cuda")
+    yd = cupy.zeros((2000, 4), dtype=cupy.float64)
+    xs, ys = torch.as_tensor(X, device="cuda"), cupy.asarray(Y)
+    torch.cuda.synchronize()
+    cupy.cuda.Device().synchronize()
+    side_y = cupy.cuda.Stream(non_blocking=True)
+    with side_y:
+        _cupy_delay(cupy)
+        yd[...] = ys
+    side_x = torch.cuda.Stream()
+    _torch_delay(torch, side_x)
+    with torch.cuda.stream(side_x):
+        xd.copy_(xs)
+        with side_y:
+            dc = ma.distance_correlation(xd, yd)
+            got = ma.information_imbalance(xd, yd)
+    assert got == ma.information_imbalance(X, Y, device="cpu")
+    assert dc == pytest.approx(ma.distance_correlation(X, Y, device="cpu"), rel=1e-12)
+
+
+# --- cosine, PairSums tiles, production sizes, errors --------------------------------------
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("lib", ["cupy", "torch"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cosine_on_device_input_is_the_cpu_graph(lib, dtype):
+    # 2,000 × 64 float64: with einsum-ordered host norms, ~1,500 norms differed in the last bit
+    # from the device's; both now sum the squares in column order.
+    _need_gpu_lib(lib)
+    X = _data(89, 2000, 64, dtype)
+    Q = _data(90, 100, 64, dtype)
+    to = _to_device(lib)
+    ref = ma.knn(X, k=10, metric="cosine", device="cpu", screen="off")
+    _same_graph(ma.knn(to(X), k=10, metric="cosine"), ref)
+    _same_graph(ma.knn(X, k=10, metric="cosine", device="cuda"), ref)
+    _same_graph(ma.knn(to(X), k=10, metric="cosine", queries=to(Q)),
+                ma.knn(X, k=10, metric="cosine", queries=Q, device="cpu", screen="off"))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pair_sums_bitwise_across_tile_sizes(dtype):
+    # n = 5000: three 2048-column tiles; row tiles 17, 512 and automatic (free memory).
+    if CUDA_REASON is not None:
+        pytest.skip(CUDA_REASON)
+    X = _data(91, 5000, 7, dtype)
+    Y = _data(92, 5000, 3, dtype)
+    op = _core.pair_sums_cuda_f32 if dtype == np.float32 else _core.pair_sums_cuda_f64
+    for fn, gamma in (("distance", []), ("rbf", [0.3, 0.7])):
+        runs = [op([X, Y], fn, gamma, tile_rows=t) for t in (0, 17, 512, 0)]
+        for r in runs[1:]:
+            np.testing.assert_array_equal(r[0], runs[0][0])
+            np.testing.assert_array_equal(r[1], runs[0][1])
+        ref = (_core.pair_sums_f32 if dtype == np.float32 else _core.pair_sums_f64)(
+            [X, Y], fn, gamma)
+        np.testing.assert_allclose(runs[0][0], ref[0], rtol=1e-10)
+        np.testing.assert_allclose(runs[0][1], ref[1], rtol=1e-10)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_production_size_default_tiles(metric):
+    # N = 20,000 with the automatic 8192-wide tiles: the first column tile appends 8192
+    # candidates per row, which CUB's segmented sort orders on its large-segment path.
+    if CUDA_REASON is not None:
+        pytest.skip(CUDA_REASON)
+    X = _data(93, 20000, 48, np.float32)
+    X[100:200] = X[:100]  # exact duplicates: ties across tiles
+    for k in (10, 600):
+        _same_graph(ma.knn(X, k=k, metric=metric, device="cuda"),
+                    ma.knn(X, k=k, metric=metric, device="cpu", screen="off"))
+    X64 = X.astype(np.float64)
+    _same_graph(ma.knn(X64, k=10, metric=metric, device="cuda"),
+                ma.knn(X64, k=10, metric=metric, device="cpu"))
+    Y = _data(94, 20000, 8, np.float64)
+    assert ma.information_imbalance(X64, Y, device="cuda") == ma.information_imbalance(
+        X64, Y, device="cpu")
+
+
+@pytest.mark.cuda
+def test_out_of_device_memory_is_a_memory_error():
+    _need_gpu_lib("torch")
+    import torch
+
+    X = _data(95, 20000, 32, np.float32)
+    free, _ = torch.cuda.mem_get_info()
+    hog = torch.empty(max(0, free - (128 << 20)), dtype=torch.uint8, device="cuda")
+    try:
+        with pytest.raises(MemoryError, match="CUDA out of memory"):
+            ma.knn(X, k=10, device="cuda", tile_rows=8192, tile_cols=8192)
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    # the device is usable afterwards
+    _same_graph(ma.knn(X[:500], k=3, device="cuda"),
+                ma.knn(X[:500], k=3, device="cpu", screen="off"))
+
+
+# --- host-side logic of the CUDA path (runs without a GPU) ---------------------------------
+
+_NO_CUDA_BUILD = not ma.build_info()["cuda"]
+
+
+@pytest.mark.skipif(_NO_CUDA_BUILD, reason="matalign was built without CUDA")
+def test_cuda_errors_translate_to_python():
+    # The engine's one error path (throw_cuda + the binding's translator); no device needed.
+    with pytest.raises(MemoryError, match="CUDA out of memory allocating 1048576 bytes") as info:
+        _core.cuda_raise_error(2, 1 << 20)
+    assert not isinstance(info.value, ma.CudaError)
+    with pytest.raises(ma.CudaError, match="cudaErrorInvalidValue") as info:
+        _core.cuda_raise_error(1)
+    assert info.value.code == 1
+    assert info.value.call == "raise_cuda_error(code)"
+    assert "invalid argument" in info.value.error_string
+    assert isinstance(info.value, RuntimeError)
+    with pytest.raises(ValueError, match="code 0 is cudaSuccess"):
+        _core.cuda_raise_error(0)
+
+
+@pytest.mark.skipif(_NO_CUDA_BUILD, reason="matalign was built without CUDA")
+@pytest.mark.parametrize("call", ["knn", "pair_sums", "rank_count"])
+def test_tile_above_the_grid_limit_is_a_value_error(call):
+    # 2^22 rows passed the old check and then failed inside the GEMM launch; now every entry
+    # refuses it before touching a device (also where none is visible).
+    X = _data(96, 30, 3, np.float32)
+    big = 1 << 22
+    calls = {
+        "knn": lambda: _core.knn_exact_cuda_f32(X, None, 3, tile_rows=big),
+        "pair_sums": lambda: _core.pair_sums_cuda_f32([X], "distance", tile_rows=big),
+        "rank_count": lambda: _core.rank_count_cuda_f32(
+            X, np.ones((30, 1), dtype=np.int64), tile_rows=big),
+    }
+    with pytest.raises(ValueError, match=r"tile_rows must be in 0\.\.4194240 \(0 = automatic\), "
+                                         r"got 4194304"):
+        calls[call]()
+
+
+class _FakeDeviceMatrix:
+    """A validated device matrix as _engine sees it: a descriptor and a producer stream."""
+
+    def __init__(self, stream, dtype=np.float32, shape=(10, 3)):
+        self.stream = stream
+        self.dtype = np.dtype(dtype)
+        self.shape = shape
+
+    def descriptor(self):
+        return (0xABC, *self.shape, self.shape[1], 1)
+
+
+def test_call_streams_waits_for_every_producer():
+    A, B, C = _FakeDeviceMatrix(11), _FakeDeviceMatrix(22), _FakeDeviceMatrix(11)
+    host = np.zeros((10, 3), dtype=np.float32)
+    assert _engine.call_streams(A, B, C) == (11, [11, 22])
+    assert _engine.call_streams(host, None, B, A) == (22, [22, 11])
+    assert _engine.call_streams(host) == (0, [])
+    assert _engine.call_streams() == (0, [])
+
+
+class _RecordingCore:
+    """Stands for matalign._core: records the keyword arguments of each *_cuda_* call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        def binding(*args, **kwargs):
+            self.calls.append((name, kwargs))
+            if name.startswith("knn_exact"):
+                return np.zeros((1, 1)), np.zeros((1, 1), dtype=np.int64)
+            if name.startswith("pair_sums"):
+                return np.zeros((2, 10)), np.zeros((2, 2))
+            return np.zeros((10, 1), dtype=np.int64)
+        return binding
+
+
+def test_engine_passes_every_producer_stream(monkeypatch):
+    rec = _RecordingCore()
+    monkeypatch.setattr(_engine, "_core", rec)
+    dev = _device.Device("cuda", 0)
+    X, Q, Y = _FakeDeviceMatrix(5), _FakeDeviceMatrix(7), _FakeDeviceMatrix(9)
+    _engine.knn_exact(X, Q, 1, device=dev)
+    _engine.pair_sums([X, Y], "distance", device=dev)
+    _engine.rank_count(Y, np.zeros((10, 1), dtype=np.int64), device=dev)
+    _engine.knn_exact(np.zeros((10, 3), dtype=np.float32), Q, 1, device=dev)
+    got = [(name, kw["stream"], kw["wait_streams"]) for name, kw in rec.calls]
+    assert got == [("knn_exact_cuda_f32", 5, [5, 7]), ("pair_sums_cuda_f32", 5, [5, 9]),
+                   ("rank_count_cuda_f32", 9, [9]), ("knn_exact_cuda_f32", 7, [7])]
+
+
+class _TorchLikeTensor(_FakeGpuArray):
+    """A torch CUDA tensor as matalign sees it: __cuda_array_interface__ version 2 (no
+    stream), type from the torch package."""
+
+    __module__ = "torch"
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": (10, 3), "typestr": "<f4", "data": (0x1000, False), "version": 2}
+
+
+class _CupyLikeArray(_FakeGpuArray):
+    __module__ = "cupy._core.core"
+
+    def __init__(self, cai_stream):
+        self._stream = cai_stream
+
+    @property
+    def __cuda_array_interface__(self):
+        cai = {"shape": (10, 3), "typestr": "<f4", "data": (0x2000, False), "version": 3}
+        if self._stream != "absent":
+            cai["stream"] = self._stream
+        return cai
+
+
+def test_producer_stream_reads_the_library_stream(monkeypatch):
+    asked = []
+    monkeypatch.setattr(_device, "_CURRENT_STREAM", {
+        "torch": lambda index: asked.append(("torch", index)) or 0x7F00,
+        "cupy": lambda index: asked.append(("cupy", index)) or 0x7E00})
+    t = _TorchLikeTensor()
+    # torch: version 2, no stream key; the current torch stream of the tensor's device
+    assert _device.producer_stream(t, t.__cuda_array_interface__, 3) == 0x7F00
+    assert asked == [("torch", 3)]
+    # CuPy version 3 names its stream (1 = legacy default); no library query then
+    c = _CupyLikeArray(0x5500)
+    assert _device.producer_stream(c, c.__cuda_array_interface__, 0) == 0x5500
+    c1 = _CupyLikeArray(1)
+    assert _device.producer_stream(c1, c1.__cuda_array_interface__, 0) == 1
+    assert asked == [("torch", 3)]
+    # stream None or absent: CuPy's current stream
+    for cai_stream in (None, "absent"):
+        c = _CupyLikeArray(cai_stream)
+        assert _device.producer_stream(c, c.__cuda_array_interface__, 1) == 0x7E00
+    assert asked[1:] == [("cupy", 1), ("cupy", 1)]
+    # anything else without a stream: the legacy default stream
+    f = _FakeGpuArray()
+    assert _device.producer_stream(f, f.__cuda_array_interface__, 0) == 0
+
+
+def test_device_matrix_carries_the_producer_stream(monkeypatch):
+    # Intake of a torch tensor on a side stream: the DeviceMatrix (and so the call) carries
+    # torch's current stream; before, CAI version 2 gave stream 0 and the call did not wait.
+    monkeypatch.setattr(_device, "_CURRENT_STREAM", {"torch": lambda index: 0x7F00})
+    scanned = []
+    monkeypatch.setattr(_engine, "scan_rows",
+                        lambda m, dev: scanned.append(m.stream) or (-1, 1.0))
+    m = _device.matrix(_TorchLikeTensor(), "X", _device.Device("cuda", 0))
+    assert m.stream == 0x7F00
+    assert scanned == [0x7F00]  # the NaN/Inf scan runs on the producer's stream too
+    assert m.descriptor() == (0x1000, 10, 3, 3, 1)
+
+
+def _sequential_norms(X):
+    out = []
+    for row in np.asarray(X, dtype=np.float64):
+        acc = 0.0
+        for v in row:
+            acc = acc + v * v
+        out.append(np.sqrt(acc))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_host_cosine_norms_use_the_device_order(dtype):
+    # The CUDA engine normalises device rows with squares summed in column order, one rounding
+    # each (cuda/src/knn.cu); the host path must give the same bits, so both engines build the
+    # same cosine graph.
+    from matalign._rows import l2_normalize, row_norms
+
+    X = _data(97, 300, 64, dtype)
+    np.testing.assert_array_equal(row_norms(X), _sequential_norms(X))
+    ref = (X.astype(np.float64) / _sequential_norms(X)[:, None]).astype(dtype)
+    np.testing.assert_array_equal(l2_normalize(X, "X", "test"), ref)
+    # an order-free sum (einsum) differs in the last bits on this data: the test can fail
+    x64 = X.astype(np.float64)
+    assert not np.array_equal(np.sqrt(np.einsum("ij,ij->i", x64, x64)), _sequential_norms(X))

@@ -2,6 +2,8 @@
 // staging, squared norms, the tile GEMM, and the row scan behind input validation.
 #include "common.cuh"
 
+#include "matalign/cuda/plan.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -23,7 +25,9 @@ void throw_cuda(cudaError_t e, const char* call, const char* file, int line, int
     if (bytes > 0) s << " allocating " << bytes << " bytes (" << (bytes >> 20) << " MiB) for " << file;
     else s << " in " << call;
     if (known) s << "; " << (free_b >> 20) << " MiB free of " << (total_b >> 20) << " MiB";
-    s << " (pass smaller tile_rows/tile_cols or free device memory)";
+    s << " (pass smaller tile_rows/tile_cols or free device memory: memory cached by torch or "
+         "CuPy is not free to matalign, see torch.cuda.empty_cache() and "
+         "cupy.get_default_memory_pool().free_all_blocks())";
     throw OutOfMemory(s.str(), bytes);
   }
   s << call << " failed: " << name << ": " << text << " (" << file << ":" << line << ")";
@@ -41,6 +45,32 @@ DeviceGuard::~DeviceGuard() {
   cudaGetLastError();
 }
 
+AllocContext& alloc_context() {
+  thread_local AllocContext ctx;
+  return ctx;
+}
+
+CallScope::CallScope(const Launch& l) : guard_(l.device), previous_(alloc_context()) {
+  const cudaStream_t s = stream_of(l);
+  for (const std::uintptr_t w : l.wait_streams) {
+    if (w == l.stream) continue;
+    cudaEvent_t ev = nullptr;
+    MATALIGN_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    const cudaError_t rec = cudaEventRecord(ev, reinterpret_cast<cudaStream_t>(w));
+    const cudaError_t wait = rec == cudaSuccess ? cudaStreamWaitEvent(s, ev, 0) : rec;
+    cudaEventDestroy(ev);  // the wait already queued keeps what it needs
+    check(rec, "cudaEventRecord(producer stream)", __FILE__, __LINE__);
+    check(wait, "cudaStreamWaitEvent(call stream, producer event)", __FILE__, __LINE__);
+  }
+  int pools = 0;
+  MATALIGN_CUDA_CHECK(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, l.device));
+  AllocContext& ctx = alloc_context();
+  ctx.stream = s;
+  ctx.pools = pools != 0;
+}
+
+CallScope::~CallScope() { alloc_context() = previous_; }
+
 int64_t free_bytes() {
   size_t f = 0, t = 0;
   MATALIGN_CUDA_CHECK(cudaMemGetInfo(&f, &t));
@@ -48,6 +78,8 @@ int64_t free_bytes() {
 }
 
 void check_launch(const Launch& l, const char* fn) {
+  // Sizes first: a bad tile is the caller's error on every machine, with or without a device.
+  plan::check_tiles(l.tile_rows, l.tile_cols, fn);
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
@@ -57,9 +89,6 @@ void check_launch(const Launch& l, const char* fn) {
   MATALIGN_CHECK(count > 0, fn, ": no CUDA device visible");
   MATALIGN_CHECK(l.device >= 0 && l.device < count, fn, ": device cuda:", l.device,
                  " does not exist (", count, " device", count == 1 ? "" : "s", " visible)");
-  MATALIGN_CHECK(l.tile_rows >= 0 && l.tile_cols >= 0 && l.tile_rows <= (int64_t(1) << 22) &&
-                     l.tile_cols <= (int64_t(1) << 22),
-                 fn, ": tile_rows/tile_cols must be in 0..2^22");
 }
 
 template <class T>
@@ -127,16 +156,28 @@ __device__ __forceinline__ float fma_t<float>(float a, float b, float c) { retur
 template <>
 __device__ __forceinline__ double fma_t<double>(double a, double b, double c) { return __fma_rn(a, b, c); }
 
+// Squared norms, 128 rows per block: 32-column slices of the block's rows are staged in shared
+// memory with consecutive threads reading consecutive columns (coalesced for C order), then each
+// thread runs its row's FMA chain over the slice, columns in order (the CPU engine's chain).
+constexpr int kNormRows = 128, kNormCols = 32;
+
 template <class T>
-__global__ void norms_kernel(DevMat<T> x, T* out) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= x.rows) return;
+__global__ void __launch_bounds__(kNormRows) norms_kernel(DevMat<T> x, T* out) {
+  __shared__ T tile[kNormRows][kNormCols + 1];
+  const int64_t row0 = int64_t(blockIdx.x) * kNormRows;
+  const int64_t i = row0 + threadIdx.x;
   T acc = T(0);
-  for (int64_t k = 0; k < x.cols; ++k) {
-    const T v = x.at(i, k);
-    acc = fma_t<T>(v, v, acc);
+  for (int64_t k0 = 0; k0 < x.cols; k0 += kNormCols) {
+    const int kn = static_cast<int>(x.cols - k0 < kNormCols ? x.cols - k0 : kNormCols);
+    for (int e = threadIdx.x; e < kNormRows * kNormCols; e += kNormRows) {
+      const int rr = e / kNormCols, cc = e % kNormCols;
+      tile[rr][cc] = (cc < kn && row0 + rr < x.rows) ? x.at(row0 + rr, k0 + cc) : T(0);
+    }
+    __syncthreads();
+    for (int cc = 0; cc < kn; ++cc) acc = fma_t<T>(tile[threadIdx.x][cc], tile[threadIdx.x][cc], acc);
+    __syncthreads();
   }
-  out[i] = acc;
+  if (i < x.rows) out[i] = acc;
 }
 
 // A 64×64 output block per 256 threads, 4×4 outputs per thread (rows ty + 16·a, columns
@@ -303,22 +344,21 @@ DevMat<T> centred(const DevMat<T>& x, bool in_storage, Buffer<T>& storage, Buffe
   MATALIGN_CUDA_LAUNCHED("column_part_kernel");
   column_centre_kernel<T><<<grid_for(d, 256), 256, 0, s>>>(x, part.get(), nchunks, mu.get());
   MATALIGN_CUDA_LAUNCHED("column_centre_kernel");
-  const DevMat<T> r = centred_on(x, in_storage, storage, out, mu.get(), s);
-  // `part` is freed on return: wait for the kernels that read it.
-  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
-  return r;
+  // `part` is freed stream-ordered on return (after the kernels that read it).
+  return centred_on(x, in_storage, storage, out, mu.get(), s);
 }
 
 template <class T>
 void squared_norms(const DevMat<T>& x, T* out, cudaStream_t s) {
-  norms_kernel<T><<<grid_for(x.rows, 256), 256, 0, s>>>(x, out);
+  norms_kernel<T><<<grid_for(x.rows, kNormRows), kNormRows, 0, s>>>(x, out);
   MATALIGN_CUDA_LAUNCHED("norms_kernel");
 }
 
 template <class T>
 void gemm_tile(const DevMat<T>& a, int64_t r0, int64_t R, const DevMat<T>& b, int64_t c0,
                int64_t C, T* out, int64_t ldo, cudaStream_t s) {
-  MATALIGN_INTERNAL(ceil_div(R, kBM) <= 65535);
+  static_assert(kBM == plan::kGemmBlockRows, "plan.h's grid limit assumes this block height");
+  MATALIGN_INTERNAL(ceil_div(R, kBM) <= plan::kMaxGridY);  // check_tiles caps every tile
   const dim3 grid(static_cast<unsigned>(ceil_div(C, kBN)), static_cast<unsigned>(ceil_div(R, kBM)));
   gemm_kernel<T><<<grid, kThreads, 0, s>>>(a, r0, R, b, c0, C, out, ldo);
   MATALIGN_CUDA_LAUNCHED("gemm_kernel");
@@ -343,7 +383,7 @@ MATALIGN_INSTANTIATE(double)
 template <class T>
 ScanResult scan_rows(const Matrix<T>& x, const Launch& l) {
   detail::check_launch(l, "scan_rows");
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   detail::check_matrix(x, l, "scan_rows", "X");
   detail::Buffer<T> storage;
   const detail::DevMat<T> dx = detail::stage(x, storage, l, "scan_rows input");
@@ -364,6 +404,13 @@ ScanResult scan_rows(const Matrix<T>& x, const Launch& l) {
   std::memcpy(&m, &out[1], sizeof(m));
   r.max_abs = m;
   return r;
+}
+
+void raise_cuda_error(int code, int64_t bytes) {
+  MATALIGN_CHECK(code != 0, "raise_cuda_error: code 0 is cudaSuccess, not an error");
+  detail::throw_cuda(static_cast<cudaError_t>(code), "raise_cuda_error(code)", "raise_cuda_error", 0,
+                     bytes);
+  MATALIGN_INTERNAL(false);  // throw_cuda always throws
 }
 
 template ScanResult scan_rows<float>(const Matrix<float>&, const Launch&);

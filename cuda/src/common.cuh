@@ -51,6 +51,29 @@ class DeviceGuard {
   int previous_ = -1;
 };
 
+/// Where the Buffers of the running call are allocated (thread-local; set by CallScope).
+struct AllocContext {
+  cudaStream_t stream = nullptr;
+  bool pools = false;  ///< cudaMallocAsync available on the call's device
+};
+AllocContext& alloc_context();
+
+/// The scope of one engine call: makes launch.device current, makes the call's stream wait on
+/// every producer stream of launch.wait_streams (an event recorded on each), and routes the
+/// Buffers allocated inside it to cudaMallocAsync on the call's stream. Restores the previous
+/// device and allocation context on exit.
+class CallScope {
+ public:
+  explicit CallScope(const Launch& l);
+  ~CallScope();
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+
+ private:
+  DeviceGuard guard_;
+  AllocContext previous_;
+};
+
 /// Free bytes on the current device.
 int64_t free_bytes();
 
@@ -63,11 +86,13 @@ class Buffer {
   ~Buffer() { release(); }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  Buffer(Buffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  Buffer(Buffer&& o) noexcept : p_(o.p_), n_(o.n_), stream_(o.stream_), async_(o.async_) {
+    o.p_ = nullptr, o.n_ = 0;
+  }
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
       release();
-      p_ = o.p_, n_ = o.n_;
+      p_ = o.p_, n_ = o.n_, stream_ = o.stream_, async_ = o.async_;
       o.p_ = nullptr, o.n_ = 0;
     }
     return *this;
@@ -76,14 +101,28 @@ class Buffer {
   void allocate(int64_t count, const char* what) {
     release();
     const int64_t bytes = mul_checked(std::max<int64_t>(count, 1), int64_t(sizeof(T)), what);
+    const AllocContext& ctx = alloc_context();
     void* p = nullptr;
-    const cudaError_t e = cudaMalloc(&p, static_cast<size_t>(bytes));
-    if (e != cudaSuccess) throw_cuda(e, "cudaMalloc", what, 0, bytes);
+    const cudaError_t e = ctx.pools ? cudaMallocAsync(&p, static_cast<size_t>(bytes), ctx.stream)
+                                    : cudaMalloc(&p, static_cast<size_t>(bytes));
+    if (e != cudaSuccess) throw_cuda(e, ctx.pools ? "cudaMallocAsync" : "cudaMalloc", what, 0, bytes);
     p_ = static_cast<T*>(p);
     n_ = count;
+    stream_ = ctx.stream;
+    async_ = ctx.pools;
   }
   void release() noexcept {
-    if (p_) cudaFree(p_);  // cannot throw from here; a failed free leaves nothing to undo
+    // Stream-ordered: the memory returns to the pool after the work queued on the call's
+    // stream. Without pools, wait for that work first (cudaFree does not promise to).
+    // Nothing can be thrown from here; a failed free leaves nothing to undo.
+    if (p_) {
+      if (async_) {
+        cudaFreeAsync(p_, stream_);
+      } else {
+        cudaStreamSynchronize(stream_);
+        cudaFree(p_);
+      }
+    }
     p_ = nullptr;
     n_ = 0;
   }
@@ -93,6 +132,8 @@ class Buffer {
  private:
   T* p_ = nullptr;
   int64_t n_ = 0;
+  cudaStream_t stream_ = nullptr;
+  bool async_ = false;
 };
 
 /// A device-resident strided view, readable from kernels.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "matalign/cuda/plan.h"
 #include "matalign/detail/graph_row.h"
 
 namespace matalign {
@@ -57,18 +58,26 @@ __global__ void phase2_kernel(const int64_t* idx_x, const T* val_x, const T* val
   ::matalign::detail::cknna_row_first(i, idx_x, val_x, val_y, gx, gy, k, o);
 }
 
-// The 12 sums of one chunk: xy, xx, yy × (trace, sum_a, sum_b, cross).
+// Phase 3a, one thread per row: the row's own five terms (the costly part: two passes over its
+// neighbours with a binary search each).
 template <class T>
-__global__ void phase3_kernel(const int64_t* idx_x, const T* val_x, const int64_t* idx_y,
-                              const T* val_y, Sorted<T> gx, Sorted<T> gy, int64_t n, int64_t k,
-                              RowTerms o, double* chunk_sums) {
+__global__ void phase3_rows_kernel(const int64_t* idx_x, const T* val_x, const int64_t* idx_y,
+                                   const T* val_y, Sorted<T> gx, Sorted<T> gy, int64_t n, int64_t k,
+                                   RowTerms o, double* terms) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  ::matalign::detail::cknna_row_terms(i, idx_x, val_x, idx_y, val_y, gx, gy, k, o, terms + i * 5);
+}
+
+// Phase 3b: the 12 sums of one chunk (xy, xx, yy × (trace, sum_a, sum_b, cross)), rows added in
+// row order, one addition per sum and row, as the CPU engine.
+__global__ void phase3_chunks_kernel(int64_t n, RowTerms o, const double* terms, double* chunk_sums) {
   const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t r0 = c * kChunk;
   if (r0 >= n) return;
   const int64_t r1 = r0 + kChunk < n ? r0 + kChunk : n;
   double cs[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t i = r0; i < r1; ++i)
-    ::matalign::detail::cknna_row_second(i, idx_x, val_x, idx_y, val_y, gx, gy, k, o, cs);
+  for (int64_t i = r0; i < r1; ++i) ::matalign::detail::cknna_add_row(i, o, terms + i * 5, cs);
   for (int q = 0; q < 12; ++q) chunk_sums[c * 12 + q] = cs[q];
 }
 
@@ -120,15 +129,29 @@ void upload_sorted(const int64_t* idx, int64_t n, int64_t k, const Buffer<int64_
   MATALIGN_CUDA_CHECK(cudaMemcpyAsync(g.idx.get(), idx, nk * sizeof(int64_t), cudaMemcpyHostToDevice, s));
   iota_kernel<<<detail::grid_for(nk, 256), 256, 0, s>>>(n, k, g.pos.get());
   MATALIGN_CUDA_LAUNCHED("iota_kernel");
-  size_t bytes = 0;
+  // One sort per group of rows whose n·k items fit the library's count (plan::row_groups: CUB
+  // before CCCL 3 counts items in int). Segment offsets are relative to the group's first
+  // row: offsets[i] = i·k serves every group.
+  const auto groups = plan::row_groups(n, k);
   const int64_t* begin = offsets.get();
   const int64_t* end = offsets.get() + 1;
-  MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, bytes, g.idx.get(), g.sidx.get(),
-                                                          g.pos.get(), g.perm.get(), nk, n, begin, end, s));
+  size_t bytes = 0;
+  for (const auto& grp : groups) {  // scratch for the largest query (full and ragged groups)
+    const int64_t rows = grp.second - grp.first;
+    size_t b = 0;
+    MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, b, g.idx.get(), g.sidx.get(),
+                                                            g.pos.get(), g.perm.get(), rows * k,
+                                                            rows, begin, end, s));
+    bytes = std::max(bytes, b);
+  }
   Buffer<unsigned char> tmp(static_cast<int64_t>(bytes), "segmented sort scratch");
-  MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(tmp.get(), bytes, g.idx.get(), g.sidx.get(),
-                                                          g.pos.get(), g.perm.get(), nk, n, begin, end, s));
-  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));  // tmp is freed on return
+  for (const auto& grp : groups) {
+    const int64_t rows = grp.second - grp.first, base = grp.first * k;
+    size_t b = bytes;
+    MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(
+        tmp.get(), b, g.idx.get() + base, g.sidx.get() + base, g.pos.get() + base,
+        g.perm.get() + base, rows * k, rows, begin, end, s));
+  }
 }
 
 /// Sorted device copies of both graphs; throws the CPU engine's message for the first bad row.
@@ -163,7 +186,7 @@ double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t
   check_sizes(fn, n, k, 2);
   MATALIGN_CHECK(idx_x && idx_y, fn, ": null index array");
   detail::check_launch(l, fn);
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   const cudaStream_t s = detail::stream_of(l);
   DeviceGraph gx, gy;
   prepare(fn, idx_x, idx_y, n, k, gx, gy, s);
@@ -189,7 +212,7 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
   MATALIGN_CHECK(idx_x && val_x && idx_y && val_y, fn, ": null input array");
   MATALIGN_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps must be finite and >= 0, got ", eps);
   detail::check_launch(l, fn);
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   const cudaStream_t s = detail::stream_of(l);
   const int64_t nk = n * k;
   DeviceGraph gx, gy;
@@ -207,9 +230,12 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
   MATALIGN_CUDA_LAUNCHED("phase2_kernel");
   const int64_t chunks = detail::ceil_div(n, kChunk);
   Buffer<double> parts(chunks * 12, "chunk sums");
-  phase3_kernel<T><<<detail::grid_for(chunks, 64), 64, 0, s>>>(gx.idx.get(), vx.get(), gy.idx.get(),
-                                                              vy.get(), sx, sy, n, k, o, parts.get());
-  MATALIGN_CUDA_LAUNCHED("phase3_kernel");
+  Buffer<double> terms(mul_checked(n, 5, "row terms"), "CKNNA row terms");
+  phase3_rows_kernel<T><<<detail::grid_for(n, 128), 128, 0, s>>>(gx.idx.get(), vx.get(), gy.idx.get(),
+                                                                vy.get(), sx, sy, n, k, o, terms.get());
+  MATALIGN_CUDA_LAUNCHED("phase3_rows_kernel");
+  phase3_chunks_kernel<<<detail::grid_for(chunks, 64), 64, 0, s>>>(n, o, terms.get(), parts.get());
+  MATALIGN_CUDA_LAUNCHED("phase3_chunks_kernel");
   std::vector<double> host(static_cast<size_t>(chunks * 12));
   MATALIGN_CUDA_CHECK(cudaMemcpyAsync(host.data(), parts.get(), chunks * 12 * sizeof(double),
                                       cudaMemcpyDeviceToHost, s));

@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "common.cuh"
+#include "matalign/cuda/plan.h"
 
 namespace matalign {
 namespace cuda {
@@ -89,7 +90,7 @@ __global__ void __launch_bounds__(kRowThreads)
 keep_kernel(const T* sorted_keys, const int64_t* sorted_vals, TopKView<T> st) {
   const int64_t r = blockIdx.x;
   const int added = st.added[r];
-  if (added == 0) return;
+  if (added == 0) return;  // uniform across the block
   const int64_t n = st.filled[r] + added;
   const int64_t keep = n < st.k ? n : st.k;
   const int64_t off = r * st.cap;
@@ -97,6 +98,8 @@ keep_kernel(const T* sorted_keys, const int64_t* sorted_vals, TopKView<T> st) {
     st.keys[off + t] = sorted_keys[off + t];
     st.vals[off + t] = sorted_vals[off + t];
   }
+  // Every thread has read filled[r] above before thread 0 overwrites it.
+  __syncthreads();
   if (threadIdx.x == 0) st.filled[r] = static_cast<int32_t>(keep);
 }
 
@@ -180,7 +183,7 @@ void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip,
                bool normalize, T* values, int64_t* indices, const Launch& l) {
   static const char* fn = "knn (cuda)";
   detail::check_launch(l, fn);
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   const bool self = queries == nullptr;
   detail::check_matrix(x, l, fn, "X");
   if (!self) detail::check_matrix(*queries, l, fn, "queries");
@@ -223,23 +226,19 @@ void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip,
   const T* norm_r = l2 ? (self ? norm_x.get() : norm_q.get()) : nullptr;
   const T* norm_c = l2 ? norm_x.get() : nullptr;
 
-  // Tiles: as given, else the largest power of two (<= 8192) whose buffers fit in half of the
-  // free memory (the segment capacity k + C makes large k cost memory, not correctness).
-  int64_t R = l.tile_rows > 0 ? l.tile_rows : 8192;
-  int64_t C = l.tile_cols > 0 ? l.tile_cols : 8192;
-  R = std::min(R, m);
-  C = std::min(C, n);
-  if (l.tile_rows <= 0 || l.tile_cols <= 0) {
-    const int64_t budget = detail::free_bytes() / 2;
-    const bool auto_r = l.tile_rows <= 0, auto_c = l.tile_cols <= 0;
-    while (tile_bytes<T>(R, C, k, static_cast<int64_t>(sort_temp_bytes<T>(R, k + C, s))) > budget) {
-      if (auto_r && R > 64 && (R >= C || !auto_c || C <= 64)) R = (R + 1) / 2;
-      else if (auto_c && C > 64) C = (C + 1) / 2;
-      else break;  // allocate anyway: a device that is too small then fails with the size asked
-    }
-  }
-  const int64_t cap = k + C;
-  MATALIGN_CHECK(cap < (int64_t(1) << 31), fn, ": k + tile_cols too large");
+  // Tiles (plan::knn_tiles): as given, else the largest power of two (<= 8192) whose buffers
+  // fit in half of the free memory (the segment capacity k + C makes large k cost memory, not
+  // correctness); R·(k + C) stays within one segmented sort's count. The graph does not
+  // depend on the tiles (exact top-k, stable tie rule).
+  const int64_t budget = (l.tile_rows > 0 && l.tile_cols > 0) ? 0 : detail::free_bytes() / 2;
+  const plan::KnnTiles tiles = plan::knn_tiles(
+      m, n, k, l.tile_rows, l.tile_cols, budget,
+      [&](int64_t r, int64_t c) {
+        r = std::max<int64_t>(1, std::min(r, plan::kMaxSortItems / (k + c)));  // as the plan caps it
+        return tile_bytes<T>(r, c, k, static_cast<int64_t>(sort_temp_bytes<T>(r, k + c, s)));
+      },
+      fn);
+  const int64_t R = tiles.rows, C = tiles.cols, cap = tiles.cap;
 
   Buffer<T> g(mul_checked(R, C, "tile"), "kNN tile");
   Buffer<T> keys(mul_checked(R, cap, "topk"), "top-k keys"), keys_out(R * cap, "top-k keys");

@@ -1,18 +1,21 @@
 // PairSums (RBF CKA, distance correlation) and RankCount (exact information imbalance) on the
 // GPU: the tile GEMM of each space, then one block per tile row that reduces the row's pairs.
 //
-// Determinism: a row's partial over a tile is a cub::BlockReduce of per-thread sums over a
-// fixed column assignment (fixed block size), added to the row's float64 accumulator by one
-// thread; tiles run in stream order (row tiles, then column tiles increasing). The M×M cross
-// sums are kept per row and added on the host in row order. So every result is the same on
-// every run; it is not bitwise the CPU's (different summation order), but RankCount counts are
-// (integers from bitwise-identical scores).
+// Determinism: tiles are R rows × plan::kPairCols columns, column tiles starting at multiples
+// of kPairCols whatever R is. A row's partial over a column tile is a cub::BlockReduce of
+// per-thread sums over a fixed column assignment (fixed block size), added to the row's
+// float64 accumulator by one thread, column tiles in increasing order. The M×M cross sums are
+// kept per row and added on the host in row order. So a row's sums do not depend on R, which
+// comes from tile_rows or from free device memory: every result is identical run to run and
+// across tile_rows. It is not bitwise the CPU's (different summation order), but RankCount
+// counts are (integers from bitwise-identical scores).
 #include <cub/block/block_reduce.cuh>
 
 #include <cmath>
 #include <vector>
 
 #include "common.cuh"
+#include "matalign/cuda/plan.h"
 
 namespace matalign {
 namespace cuda {
@@ -89,6 +92,10 @@ __global__ void threshold_kernel(DevMat<T> y, const T* norms, const int64_t* tar
   thr[e] = ip * T(2) - (norms[i] + norms[j]);
 }
 
+// Targets compared per pass over a tile row: each score is read once per kRankQ targets
+// (registers hold their thresholds and counts), not once per target.
+constexpr int kRankQ = 8;
+
 template <class T>
 __global__ void __launch_bounds__(kRowThreads)
 rank_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const T* norms,
@@ -97,30 +104,40 @@ rank_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const T*
   __shared__ typename Reduce::TempStorage tmp;
   const int64_t r = blockIdx.x, i = r0 + r;
   const T ni = norms[i];
-  for (int64_t q = 0; q < k; ++q) {
-    const T th = thr[i * k + q];
-    const int64_t tj = targets[i * k + q];
-    long long cnt = 0;
+  for (int64_t q0 = 0; q0 < k; q0 += kRankQ) {
+    const int64_t nq = k - q0 < kRankQ ? k - q0 : kRankQ;  // uniform across the block
+    T th[kRankQ];
+    int64_t tj[kRankQ];
+    long long cnt[kRankQ];
+#pragma unroll
+    for (int q = 0; q < kRankQ; ++q) {
+      th[q] = q < nq ? thr[i * k + q0 + q] : T(0);
+      tj[q] = q < nq ? targets[i * k + q0 + q] : 0;
+      cnt[q] = 0;
+    }
     for (int64_t jj = threadIdx.x; jj < C; jj += kRowThreads) {
       const int64_t l = c0 + jj;
       if (l == i) continue;
       const T s = g[r * ldg + jj] * T(2) - (ni + norms[l]);
-      cnt += (s > th) || (s == th && l < tj);
+#pragma unroll
+      for (int q = 0; q < kRankQ; ++q) cnt[q] += (s > th[q]) || (s == th[q] && l < tj[q]);
     }
-    const long long v = Reduce(tmp).Sum(cnt);
-    if (threadIdx.x == 0) counts[i * k + q] += v;
-    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < kRankQ; ++q) {
+      if (q < nq) {
+        const long long v = Reduce(tmp).Sum(cnt[q]);
+        if (threadIdx.x == 0) counts[i * k + q0 + q] += v;
+        __syncthreads();
+      }
+    }
   }
 }
 
-// Square tile edge: as given, else the largest power of two <= 4096 whose buffers (M tiles of
-// P² values) fit in half of the free memory.
-int64_t pick_tile(int64_t given, int64_t n, int64_t bytes_per_entry) {
-  if (given > 0) return std::min(given, n);
-  int64_t p = std::min<int64_t>(4096, n);
-  const int64_t budget = detail::free_bytes() / 2;
-  while (p > 64 && p * p * bytes_per_entry > budget) p = (p + 1) / 2;
-  return p;
+// Row tile: as given, else from half of the free memory (plan::pair_tile_rows); only the row
+// count of a tile depends on it, never a row's summation order.
+int64_t pick_rows(int64_t given, int64_t n, int64_t bytes_per_row) {
+  const int64_t budget = given > 0 ? 0 : detail::free_bytes() / 2;
+  return plan::pair_tile_rows(given, n, bytes_per_row, budget);
 }
 
 }  // namespace
@@ -130,7 +147,7 @@ void pair_sums(const std::vector<Matrix<T>>& spaces, PairFn fn, const std::vecto
                double* rowsums, double* cross, const Launch& l) {
   static const char* fn_name = "pair_sums (cuda)";
   detail::check_launch(l, fn_name);
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   const int64_t M = static_cast<int64_t>(spaces.size());
   MATALIGN_CHECK(M >= 1 && M <= kMaxSpaces, fn_name, ": need 1..", kMaxSpaces, " spaces, got ", M);
   const int64_t n = spaces[0].rows;
@@ -159,10 +176,11 @@ void pair_sums(const std::vector<Matrix<T>>& spaces, PairFn fn, const std::vecto
     tiles.norms[m] = norms[m].get();
     tiles.gamma[m] = rbf ? gamma[m] : 0.0;
   }
-  const int64_t P = pick_tile(l.tile_rows, n, M * int64_t(sizeof(T)));
+  const int64_t C = std::min(plan::kPairCols, n);
+  const int64_t P = pick_rows(l.tile_rows, n, M * C * int64_t(sizeof(T)));
   std::vector<Buffer<T>> g(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
-    g[m].allocate(mul_checked(P, P, "tile"), "pair_sums tile");
+    g[m].allocate(mul_checked(P, C, "tile"), "pair_sums tile");
     tiles.g[m] = g[m].get();
   }
   const int64_t pairs = M * (M + 1) / 2;
@@ -171,19 +189,19 @@ void pair_sums(const std::vector<Matrix<T>>& spaces, PairFn fn, const std::vecto
   MATALIGN_CUDA_CHECK(cudaMemsetAsync(racc.get(), 0, M * n * sizeof(double), s));
   MATALIGN_CUDA_CHECK(cudaMemsetAsync(cacc.get(), 0, n * pairs * sizeof(double), s));
 
-  const int64_t nb = detail::ceil_div(n, P), total = nb * nb;
+  const int64_t nb = detail::ceil_div(n, P), nc = detail::ceil_div(n, C), total = nb * nc;
   detail::poll(l, 0, total);
   for (int64_t rt = 0; rt < nb; ++rt) {
     const int64_t r0 = rt * P, rows = std::min(P, n - r0);
-    for (int64_t ct = 0; ct < nb; ++ct) {
-      const int64_t c0 = ct * P, cols = std::min(P, n - c0);
-      for (int64_t m = 0; m < M; ++m) detail::gemm_tile(dev[m], r0, rows, dev[m], c0, cols, g[m].get(), P, s);
+    for (int64_t ct = 0; ct < nc; ++ct) {
+      const int64_t c0 = ct * C, cols = std::min(C, n - c0);
+      for (int64_t m = 0; m < M; ++m) detail::gemm_tile(dev[m], r0, rows, dev[m], c0, cols, g[m].get(), C, s);
       pair_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
-          tiles, static_cast<int>(M), rbf, P, cols, r0, c0, n, racc.get(), cacc.get());
+          tiles, static_cast<int>(M), rbf, C, cols, r0, c0, n, racc.get(), cacc.get());
       MATALIGN_CUDA_LAUNCHED("pair_kernel");
-      if ((ct & 7) == 7 || ct + 1 == nb) {
+      if ((ct & 7) == 7 || ct + 1 == nc) {
         MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
-        detail::poll(l, rt * nb + ct + 1, total);
+        detail::poll(l, rt * nc + ct + 1, total);
       }
     }
   }
@@ -205,7 +223,7 @@ void rank_count(const Matrix<T>& y, const int64_t* targets, int64_t k, int64_t* 
                 const Launch& l) {
   static const char* fn = "rank_count (cuda)";
   detail::check_launch(l, fn);
-  detail::DeviceGuard guard(l.device);
+  detail::CallScope scope(l);
   detail::check_matrix(y, l, fn, "y");
   const int64_t n = y.rows;
   MATALIGN_CHECK(n >= 2, fn, ": need n >= 2 rows, got ", n);
@@ -233,21 +251,22 @@ void rank_count(const Matrix<T>& y, const int64_t* targets, int64_t k, int64_t* 
   Buffer<long long> cnt(nk, "counts");
   MATALIGN_CUDA_CHECK(cudaMemsetAsync(cnt.get(), 0, nk * sizeof(long long), s));
 
-  const int64_t P = pick_tile(l.tile_rows, n, int64_t(sizeof(T)));
-  Buffer<T> g(mul_checked(P, P, "tile"), "rank_count tile");
-  const int64_t nb = detail::ceil_div(n, P), total = nb * nb;
+  const int64_t C = std::min(plan::kPairCols, n);
+  const int64_t P = pick_rows(l.tile_rows, n, C * int64_t(sizeof(T)));
+  Buffer<T> g(mul_checked(P, C, "tile"), "rank_count tile");
+  const int64_t nb = detail::ceil_div(n, P), nc = detail::ceil_div(n, C), total = nb * nc;
   detail::poll(l, 0, total);
   for (int64_t rt = 0; rt < nb; ++rt) {
     const int64_t r0 = rt * P, rows = std::min(P, n - r0);
-    for (int64_t ct = 0; ct < nb; ++ct) {
-      const int64_t c0 = ct * P, cols = std::min(P, n - c0);
-      detail::gemm_tile(dy, r0, rows, dy, c0, cols, g.get(), P, s);
+    for (int64_t ct = 0; ct < nc; ++ct) {
+      const int64_t c0 = ct * C, cols = std::min(C, n - c0);
+      detail::gemm_tile(dy, r0, rows, dy, c0, cols, g.get(), C, s);
       rank_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
-          g.get(), P, cols, r0, c0, norms.get(), thr.get(), tg.get(), k, cnt.get());
+          g.get(), C, cols, r0, c0, norms.get(), thr.get(), tg.get(), k, cnt.get());
       MATALIGN_CUDA_LAUNCHED("rank_kernel");
-      if ((ct & 7) == 7 || ct + 1 == nb) {
+      if ((ct & 7) == 7 || ct + 1 == nc) {
         MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
-        detail::poll(l, rt * nb + ct + 1, total);
+        detail::poll(l, rt * nc + ct + 1, total);
       }
     }
   }

@@ -4,8 +4,9 @@
 // A matrix argument is either a NumPy array (host memory; copied to the device in row blocks)
 // or a device descriptor tuple (data_ptr, rows, cols, row_stride, col_stride) with strides
 // in elements, which the Python layer builds from __cuda_array_interface__ after checking
-// dtype, device id and finiteness. `device` is the CUDA device id, `stream`
-// the caller's cudaStream_t as an integer (0 = default stream).
+// dtype, device id and finiteness. `device` is the CUDA device id, `stream` the cudaStream_t
+// the call runs on as an integer (0 = legacy default stream), `wait_streams` the producer
+// streams of the inputs, each waited for (an event) before the call reads anything.
 #include <string>
 #include <vector>
 
@@ -45,11 +46,14 @@ mc::Matrix<T> matrix_arg(const py::handle& obj, const char* name) {
   return m;
 }
 
-mc::Launch make_launch(int device, std::uintptr_t stream, int64_t tile_rows, int64_t tile_cols,
-                       py::object progress) {
+using Streams = std::vector<std::uintptr_t>;
+
+mc::Launch make_launch(int device, std::uintptr_t stream, const Streams& waits, int64_t tile_rows,
+                       int64_t tile_cols, py::object progress) {
   mc::Launch l;
   l.device = device;
   l.stream = stream;
+  l.wait_streams = waits;
   l.tile_rows = tile_rows;
   l.tile_cols = tile_cols;
   l.progress = make_progress(std::move(progress));
@@ -59,7 +63,8 @@ mc::Launch make_launch(int device, std::uintptr_t stream, int64_t tile_rows, int
 template <class T>
 py::tuple knn_exact(const py::object& x, const py::object& queries, int64_t k, const std::string& metric,
                     bool exclude_self, bool normalize, int device, std::uintptr_t stream,
-                    int64_t tile_rows, int64_t tile_cols, py::object progress) {
+                    const Streams& wait_streams, int64_t tile_rows, int64_t tile_cols,
+                    py::object progress) {
   if (metric != "ip" && metric != "l2")
     throw std::invalid_argument("metric must be 'ip' or 'l2' at the engine level; got '" + metric + "'");
   const mc::Matrix<T> xm = matrix_arg<T>(x, "X");
@@ -73,7 +78,8 @@ py::tuple knn_exact(const py::object& x, const py::object& queries, int64_t k, c
   py::array_t<int64_t> indices({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
   T* vp = values.mutable_data();
   int64_t* ip = indices.mutable_data();
-  const mc::Launch l = make_launch(device, stream, tile_rows, tile_cols, std::move(progress));
+  const mc::Launch l =
+      make_launch(device, stream, wait_streams, tile_rows, tile_cols, std::move(progress));
   run_released([&] {
     mc::knn_exact<T>(xm, self ? nullptr : &qm, k, metric == "ip", exclude_self, normalize, vp, ip, l);
   });
@@ -82,7 +88,8 @@ py::tuple knn_exact(const py::object& x, const py::object& queries, int64_t k, c
 
 template <class T>
 py::tuple pair_sums(const py::list& spaces, const std::string& fn, const std::vector<double>& gamma,
-                    int device, std::uintptr_t stream, int64_t tile_rows, py::object progress) {
+                    int device, std::uintptr_t stream, const Streams& wait_streams,
+                    int64_t tile_rows, py::object progress) {
   std::vector<mc::Matrix<T>> mats;
   for (size_t m = 0; m < spaces.size(); ++m) {
     const std::string label = "spaces[" + std::to_string(m) + "]";
@@ -99,14 +106,15 @@ py::tuple pair_sums(const py::list& spaces, const std::string& fn, const std::ve
   py::array_t<double> cross({M, M});
   double* rp = rowsums.mutable_data();
   double* cp = cross.mutable_data();
-  const mc::Launch l = make_launch(device, stream, tile_rows, tile_rows, std::move(progress));
+  const mc::Launch l = make_launch(device, stream, wait_streams, tile_rows, tile_rows, std::move(progress));
   run_released([&] { mc::pair_sums<T>(mats, f, gamma, rp, cp, l); });
   return py::make_tuple(rowsums, cross);
 }
 
 template <class T>
 py::array_t<int64_t> rank_count(const py::object& y, const py::array_t<int64_t, py::array::c_style>& targets,
-                                int device, std::uintptr_t stream, int64_t tile_rows, py::object progress) {
+                                int device, std::uintptr_t stream, const Streams& wait_streams,
+                    int64_t tile_rows, py::object progress) {
   const mc::Matrix<T> ym = matrix_arg<T>(y, "y");
   if (targets.ndim() != 2 || targets.shape(0) != ym.rows)
     throw std::invalid_argument("targets must have shape (n, k) with n = y.shape[0]");
@@ -114,7 +122,7 @@ py::array_t<int64_t> rank_count(const py::object& y, const py::array_t<int64_t, 
   py::array_t<int64_t> counts({static_cast<py::ssize_t>(ym.rows), static_cast<py::ssize_t>(k)});
   int64_t* cp = counts.mutable_data();
   const int64_t* tp = targets.data();
-  const mc::Launch l = make_launch(device, stream, tile_rows, tile_rows, std::move(progress));
+  const mc::Launch l = make_launch(device, stream, wait_streams, tile_rows, tile_rows, std::move(progress));
   run_released([&] { mc::rank_count<T>(ym, tp, k, cp, l); });
   return counts;
 }
@@ -129,7 +137,7 @@ void same_shape(const char* fn, const py::array& a, const py::array& b) {
 template <class T>
 py::tuple cknna(const Index& idx_x, const py::array_t<T, py::array::c_style>& val_x, const Index& idx_y,
                 const py::array_t<T, py::array::c_style>& val_y, double eps, int device,
-                std::uintptr_t stream) {
+                std::uintptr_t stream, const Streams& wait_streams) {
   same_shape("cknna", idx_x, idx_y);
   same_shape("cknna", idx_x, val_x);
   same_shape("cknna", idx_x, val_y);
@@ -138,7 +146,7 @@ py::tuple cknna(const Index& idx_x, const py::array_t<T, py::array::c_style>& va
   const int64_t* py_ = idx_y.data();
   const T* vx = val_x.data();
   const T* vy = val_y.data();
-  const mc::Launch l = make_launch(device, stream, 0, 0, py::none());
+  const mc::Launch l = make_launch(device, stream, wait_streams, 0, 0, py::none());
   matalign::CknnaResult r{};
   run_released([&] { r = mc::cknna<T>(px, vx, py_, vy, n, k, eps, l); });
   // Same tuple as cknna_f32/f64; per_row is not computed on the device (None).
@@ -146,12 +154,12 @@ py::tuple cknna(const Index& idx_x, const py::array_t<T, py::array::c_style>& va
 }
 
 py::object mutual_knn(const Index& idx_x, const Index& idx_y, bool per_row, int device,
-                      std::uintptr_t stream) {
+                      std::uintptr_t stream, const Streams& wait_streams) {
   same_shape("mutual_knn", idx_x, idx_y);
   const int64_t n = idx_x.shape(0), k = idx_x.shape(1);
   const int64_t* px = idx_x.data();
   const int64_t* py_ = idx_y.data();
-  const mc::Launch l = make_launch(device, stream, 0, 0, py::none());
+  const mc::Launch l = make_launch(device, stream, wait_streams, 0, 0, py::none());
   py::array_t<double> rows(per_row ? static_cast<py::ssize_t>(n) : 0);
   double* rp = per_row ? rows.mutable_data() : nullptr;
   double value = 0;
@@ -161,9 +169,10 @@ py::object mutual_knn(const Index& idx_x, const Index& idx_y, bool per_row, int 
 }
 
 template <class T>
-py::tuple scan_rows(const py::object& x, int device, std::uintptr_t stream) {
+py::tuple scan_rows(const py::object& x, int device, std::uintptr_t stream,
+                    const Streams& wait_streams) {
   const mc::Matrix<T> xm = matrix_arg<T>(x, "X");
-  const mc::Launch l = make_launch(device, stream, 0, 0, py::none());
+  const mc::Launch l = make_launch(device, stream, wait_streams, 0, 0, py::none());
   mc::ScanResult r;
   run_released([&] { r = mc::scan_rows<T>(xm, l); });
   return py::make_tuple(r.first_nonfinite_row, r.max_abs);
@@ -202,42 +211,57 @@ void bind_cuda(py::module_& m) {
     }
   });
 
+  m.def("cuda_raise_error", &mc::raise_cuda_error,
+        "Raise what a CUDA call failing with `code` raises (MemoryError for code 2 with `bytes`,\n"
+        "matalign.CudaError otherwise); needs no device. For tests of the error path.",
+        py::arg("code"), py::arg("bytes") = 0);
   m.def("knn_exact_cuda_f32", &knn_exact<float>, kKnnDoc, py::arg("x"), py::arg("queries").none(true),
         py::arg("k"), py::arg("metric") = "ip", py::arg("exclude_self") = true,
         py::arg("normalize") = false, py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{},
         py::arg("tile_rows") = 0, py::arg("tile_cols") = 0, py::arg("progress") = py::none());
   m.def("knn_exact_cuda_f64", &knn_exact<double>, kKnnDoc, py::arg("x"), py::arg("queries").none(true),
         py::arg("k"), py::arg("metric") = "ip", py::arg("exclude_self") = true,
         py::arg("normalize") = false, py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{},
         py::arg("tile_rows") = 0, py::arg("tile_cols") = 0, py::arg("progress") = py::none());
   m.def("pair_sums_cuda_f32", &pair_sums<float>, kPairDoc, py::arg("spaces"), py::arg("fn"),
         py::arg("gamma") = std::vector<double>{}, py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{},
         py::arg("tile_rows") = 0, py::arg("progress") = py::none());
   m.def("pair_sums_cuda_f64", &pair_sums<double>, kPairDoc, py::arg("spaces"), py::arg("fn"),
         py::arg("gamma") = std::vector<double>{}, py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{},
         py::arg("tile_rows") = 0, py::arg("progress") = py::none());
   m.def("rank_count_cuda_f32", &rank_count<float>, kRankDoc, py::arg("y"), py::arg("targets").noconvert(),
-        py::arg("device") = 0, py::arg("stream") = 0, py::arg("tile_rows") = 0,
+        py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{}, py::arg("tile_rows") = 0,
         py::arg("progress") = py::none());
   m.def("rank_count_cuda_f64", &rank_count<double>, kRankDoc, py::arg("y"), py::arg("targets").noconvert(),
-        py::arg("device") = 0, py::arg("stream") = 0, py::arg("tile_rows") = 0,
+        py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{}, py::arg("tile_rows") = 0,
         py::arg("progress") = py::none());
   m.def("cknna_cuda_f32", &cknna<float>, "CKNNA from two graphs on the GPU; as cknna_f32, per_row None.",
         py::arg("idx_x").noconvert(), py::arg("val_x").noconvert(), py::arg("idx_y").noconvert(),
-        py::arg("val_y").noconvert(), py::arg("eps") = 0.0, py::arg("device") = 0, py::arg("stream") = 0);
+        py::arg("val_y").noconvert(), py::arg("eps") = 0.0, py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{});
   m.def("cknna_cuda_f64", &cknna<double>, "CKNNA from two graphs on the GPU; as cknna_f64, per_row None.",
         py::arg("idx_x").noconvert(), py::arg("val_x").noconvert(), py::arg("idx_y").noconvert(),
-        py::arg("val_y").noconvert(), py::arg("eps") = 0.0, py::arg("device") = 0, py::arg("stream") = 0);
+        py::arg("val_y").noconvert(), py::arg("eps") = 0.0, py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{});
   m.def("mutual_knn_cuda", &mutual_knn,
         "mutual_knn (per_row=False, a float) or local_agreement (per_row=True, (n,) float64) on the GPU.",
         py::arg("idx_x").noconvert(), py::arg("idx_y").noconvert(), py::arg("per_row") = false,
-        py::arg("device") = 0, py::arg("stream") = 0);
+        py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{});
   m.def("scan_rows_cuda_f32", &scan_rows<float>,
         "(first row with NaN/Inf or -1, max |x|) of a float32 matrix, on the GPU.", py::arg("x"),
-        py::arg("device") = 0, py::arg("stream") = 0);
+        py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{});
   m.def("scan_rows_cuda_f64", &scan_rows<double>,
         "(first row with NaN/Inf or -1, max |x|) of a float64 matrix, on the GPU.", py::arg("x"),
-        py::arg("device") = 0, py::arg("stream") = 0);
+        py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("wait_streams") = Streams{});
 }
 
 }  // namespace matalign_py

@@ -15,8 +15,13 @@ Every engine call (``knn``, ``cka``, ``distance_correlation``, ``information_imb
   without a GPU "auto" is always the CPU, and small problems stay on the CPU everywhere.
 
 GPU input: CuPy arrays and torch CUDA tensors (anything exporting
-``__cuda_array_interface__``) are read in place, zero-copy, on the producer's stream (the
-interface's ``stream``: torch's and CuPy's current stream). Their dtype, shape, strides and
+``__cuda_array_interface__``) are read in place, zero-copy. Each input's *producer stream* is
+read when it is handed over (:func:`producer_stream`: the interface's ``stream`` where it has
+one (version 3, CuPy), else torch's or CuPy's current stream on the array's device; torch's
+interface is version 2, without ``stream``). A call runs on the first device input's stream
+and first makes it wait on every other input's stream (an event recorded there), so ``X``
+written on one side stream and ``Y`` or ``queries`` on another are both complete before the
+engine reads them. Their dtype, shape, strides and
 device id are checked here, NaN/Inf and overflowing magnitudes on the device, with the same
 messages as :func:`matalign._validate.as_matrix` gives for host arrays. Results come back as
 NumPy arrays (a ``KnnGraph`` is host data).
@@ -31,7 +36,8 @@ import numpy as np
 from . import _engine
 
 __all__ = ["CudaError", "Device", "DeviceMatrix", "AUTO_MIN_ROWS", "resolve", "parse_device",
-           "cuda_unavailable_reason", "is_device_array", "matrix", "core_arg", "to_host"]
+           "cuda_unavailable_reason", "is_device_array", "matrix", "core_arg", "to_host",
+           "producer_stream"]
 
 AUTO_MIN_ROWS = 50_000
 _CUDA_DLPACK_TYPES = (2, 13)  # kDLCUDA, kDLCUDAManaged
@@ -279,8 +285,7 @@ def _device_matrix(X, name: str, dev: Device) -> DeviceMatrix:
     holder = _device_id(X)
     if holder != dev.index:
         raise ValueError(f"{name} lives on cuda:{holder} but the call runs on {dev}")
-    stream = cai.get("stream")
-    stream = 0 if stream is None else int(stream)  # 1: legacy default, 2: per-thread default
+    stream = producer_stream(X, cai, holder)
     m = DeviceMatrix(X, int(cai["data"][0]), (n, d), (strides[0] // item, strides[1] // item),
                      dtype, holder, stream)
     bad, big = _engine.scan_rows(m, dev)
@@ -294,6 +299,50 @@ def _device_matrix(X, name: str, dev: Device) -> DeviceMatrix:
             f"{name} has values up to {big:.3g} in magnitude: with D={d} its inner products and "
             f"squared distances would overflow {dtype.name}; rescale it first")
     return m
+
+
+def _torch_stream(index: int) -> int:
+    import torch
+
+    return int(torch.cuda.current_stream(index).cuda_stream)
+
+
+def _cupy_stream(index: int) -> int:
+    import cupy
+
+    with cupy.cuda.Device(index):
+        return int(cupy.cuda.get_current_stream().ptr)
+
+
+# The current stream of each producer library whose interface may lack ``stream``, by the
+# top-level module of the array's type (replaceable in tests).
+_CURRENT_STREAM = {"torch": _torch_stream, "cupy": _cupy_stream}
+
+
+def producer_stream(X, cai: dict, index: int) -> int:
+    """The stream on which X's producer writes it, as a ``cudaStream_t`` integer.
+
+    The ``__cuda_array_interface__``'s ``stream`` when it names one (version 3: 1 is the legacy
+    default stream, 2 the per-thread default stream, anything else a stream handle); else, for
+    a torch tensor or a CuPy array, that library's current stream on device ``index`` (torch
+    exports version 2, without ``stream``; a CuPy export may say None); else 0, the legacy
+    default stream.
+
+    Examples
+    --------
+    >>> from matalign._device import producer_stream
+    >>> class Exported:  # a producer that names its stream
+    ...     pass
+    >>> producer_stream(Exported(), {"stream": 1234, "version": 3}, 0)
+    1234
+    >>> producer_stream(Exported(), {"version": 2}, 0)
+    0
+    """
+    stream = cai.get("stream")
+    if stream is not None:
+        return int(stream)
+    current = _CURRENT_STREAM.get(type(X).__module__.split(".")[0])
+    return 0 if current is None else int(current(index))
 
 
 def matrix(X, name: str, dev: Device):
@@ -312,14 +361,6 @@ def core_arg(m):
     """What a ``*_cuda_*`` binding takes for a validated matrix: the NumPy array itself (copied
     to the device in row blocks) or the device descriptor tuple."""
     return m.descriptor() if isinstance(m, DeviceMatrix) else m
-
-
-def stream_of(*mats) -> int:
-    """The caller's stream: that of the first device input, else 0 (the default stream)."""
-    for m in mats:
-        if isinstance(m, DeviceMatrix):
-            return m.stream
-    return 0
 
 
 def to_host(X) -> np.ndarray:

@@ -39,6 +39,7 @@ import numpy as np
 from . import _core
 
 __all__ = ["build_info", "cuda_device_count", "version", "first_nonfinite_row", "scan_rows",
+           "call_streams",
            "knn_exact", "knn_screen_auto", "pair_sums", "shifted_gram", "rank_count",
            "mutual_knn", "local_agreement", "cknna", "knn_workspace_bytes",
            "pair_sums_workspace_bytes", "rank_count_workspace_bytes", "gram_workspace_bytes",
@@ -76,17 +77,42 @@ def _arg(m):
     return descriptor() if callable(descriptor) else m
 
 
-def _stream(*mats) -> int:
-    """The caller's stream: that of the first device input, else 0 (the default stream)."""
+def call_streams(*mats) -> tuple[int, list[int]]:
+    """(the stream a CUDA call runs on, the producer streams it first waits on).
+
+    The producer streams are those of the device matrices among ``mats`` (objects with a
+    ``descriptor()`` and a ``stream``; host arrays and None are ignored), each once, in order.
+    The call runs on the first of them (0, the legacy default stream, when there is none)
+    and the engine makes it wait on an event recorded on each of the others, so an input
+    written on another stream is complete before it is read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matalign._engine import call_streams
+    >>> class Dev:  # stands for a matalign._device.DeviceMatrix
+    ...     def __init__(self, stream):
+    ...         self.stream = stream
+    ...     def descriptor(self):
+    ...         return ()
+    >>> call_streams(np.zeros((2, 2)), Dev(7), None, Dev(9), Dev(7))
+    (7, [7, 9])
+    >>> call_streams(np.zeros((2, 2)))
+    (0, [])
+    """
+    streams: list[int] = []
     for m in mats:
         stream = getattr(m, "stream", None)
         if stream is not None and callable(getattr(m, "descriptor", None)):
-            return int(stream)
-    return 0
+            stream = int(stream)
+            if stream not in streams:
+                streams.append(stream)
+    return (streams[0] if streams else 0), streams
 
 
 def _cuda_kw(device, *mats) -> dict:
-    return {"device": device.index, "stream": _stream(*mats)}
+    stream, waits = call_streams(*mats)
+    return {"device": device.index, "stream": stream, "wait_streams": waits}
 
 
 # ----------------------------------------------------------------------------- build facts

@@ -115,35 +115,55 @@ MATALIGN_HOST_DEVICE void cknna_row_first(int64_t i, const int64_t* idx_x, const
   o.tr_xy[i] = txy;
 }
 
-/// Second pass of CKNNA, row i: adds row i's terms to the 12 sums of its chunk, in the order
-/// xy, xx, yy × (trace, sum_a, sum_b, cross). Σ_j colsum(A)_j rowsum(B)_j is written as
-/// Σ_i Σ_{j: A_ij≠0} A_ij rowsum(B)_j so that no column sum (a scatter) is needed.
+/// Second pass of CKNNA, row i's own terms t[0..4] = cxy, txx, cxx, tyy, cyy (each summed over
+/// the row's neighbours in list order). Σ_j colsum(A)_j rowsum(B)_j is written as
+/// Σ_i Σ_{j: A_ij≠0} A_ij rowsum(B)_j so that no column sum (a scatter) is needed. Rows are
+/// independent: the CUDA engine computes them one thread per row.
+template <class T>
+MATALIGN_HOST_DEVICE void cknna_row_terms(int64_t i, const int64_t* idx_x, const T* val_x,
+                                          const int64_t* idx_y, const T* val_y,
+                                          const SortedRows<T>& gx, const SortedRows<T>& gy,
+                                          int64_t k, const CknnaRowTerms& o, double* t) {
+  const int64_t* xi = idx_x + i * k;
+  const int64_t* yi = idx_y + i * k;
+  double txx = 0, tyy = 0, cxx = 0, cyy = 0, cxy = 0;
+  for (int64_t q = 0; q < k; ++q) {
+    const int64_t j = xi[q];
+    const double kij = static_cast<double>(val_x[i * k + q]);
+    cxx += kij * o.rs_xx[j];
+    if (o.mutual[i * k + q]) cxy += kij * o.rs_b[j];
+    double kji;
+    if (gx.lookup(k, j, i, &kji)) txx += kij * kji;
+  }
+  for (int64_t q = 0; q < k; ++q) {
+    const int64_t j = yi[q];
+    const double lij = static_cast<double>(val_y[i * k + q]);
+    cyy += lij * o.rs_yy[j];
+    double lji;
+    if (gy.lookup(k, j, i, &lji)) tyy += lij * lji;
+  }
+  t[0] = cxy, t[1] = txx, t[2] = cxx, t[3] = tyy, t[4] = cyy;
+}
+
+/// Adds row i's terms (t from cknna_row_terms) to the 12 sums of its chunk, in the order
+/// xy, xx, yy × (trace, sum_a, sum_b, cross): one addition per sum and row.
+MATALIGN_HOST_DEVICE inline void cknna_add_row(int64_t i, const CknnaRowTerms& o, const double* t,
+                                               double* cs) {
+  cs[0] += o.tr_xy[i], cs[1] += o.rs_a[i], cs[2] += o.rs_b[i], cs[3] += t[0];
+  cs[4] += t[1], cs[5] += o.rs_xx[i], cs[6] += o.rs_xx[i], cs[7] += t[2];
+  cs[8] += t[3], cs[9] += o.rs_yy[i], cs[10] += o.rs_yy[i], cs[11] += t[4];
+}
+
+/// Second pass of CKNNA, row i: adds row i's terms to the 12 sums of its chunk
+/// (cknna_row_terms, then cknna_add_row).
 template <class T>
 MATALIGN_HOST_DEVICE void cknna_row_second(int64_t i, const int64_t* idx_x, const T* val_x,
                                            const int64_t* idx_y, const T* val_y,
                                            const SortedRows<T>& gx, const SortedRows<T>& gy,
                                            int64_t k, const CknnaRowTerms& o, double* cs) {
-  const int64_t* xi = idx_x + i * k;
-  const int64_t* yi = idx_y + i * k;
-  double txx = 0, tyy = 0, cxx = 0, cyy = 0, cxy = 0;
-  for (int64_t t = 0; t < k; ++t) {
-    const int64_t j = xi[t];
-    const double kij = static_cast<double>(val_x[i * k + t]);
-    cxx += kij * o.rs_xx[j];
-    if (o.mutual[i * k + t]) cxy += kij * o.rs_b[j];
-    double kji;
-    if (gx.lookup(k, j, i, &kji)) txx += kij * kji;
-  }
-  for (int64_t t = 0; t < k; ++t) {
-    const int64_t j = yi[t];
-    const double lij = static_cast<double>(val_y[i * k + t]);
-    cyy += lij * o.rs_yy[j];
-    double lji;
-    if (gy.lookup(k, j, i, &lji)) tyy += lij * lji;
-  }
-  cs[0] += o.tr_xy[i], cs[1] += o.rs_a[i], cs[2] += o.rs_b[i], cs[3] += cxy;
-  cs[4] += txx, cs[5] += o.rs_xx[i], cs[6] += o.rs_xx[i], cs[7] += cxx;
-  cs[8] += tyy, cs[9] += o.rs_yy[i], cs[10] += o.rs_yy[i], cs[11] += cyy;
+  double t[5];
+  cknna_row_terms(i, idx_x, val_x, idx_y, val_y, gx, gy, k, o, t);
+  cknna_add_row(i, o, t, cs);
 }
 
 }  // namespace detail

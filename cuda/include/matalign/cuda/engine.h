@@ -16,6 +16,10 @@
 /// fixed order (per row over column tiles in increasing order, rows combined serially), so a
 /// result never depends on scheduling.
 ///
+/// Memory: every device buffer is allocated with cudaMallocAsync on the call's stream (the
+/// device's default memory pool; plain cudaMalloc where pools are unsupported) and freed the
+/// same way, so a call neither synchronises the device on free nor blocks other streams.
+///
 /// Errors: std::invalid_argument for bad values (ValueError), matalign::cuda::OutOfMemory
 /// (MemoryError, with the bytes asked for) and matalign::cuda::CudaError for CUDA failures.
 #pragma once
@@ -45,7 +49,11 @@ struct Matrix {
 /// Where and how a call runs.
 struct Launch {
   int device = 0;              ///< CUDA device id (checked against the visible devices)
-  std::uintptr_t stream = 0;   ///< cudaStream_t of the caller (0 = default stream)
+  std::uintptr_t stream = 0;   ///< cudaStream_t the call runs on (0 = legacy default stream)
+  /// Producer streams of the inputs (torch's or CuPy's current stream when each array was
+  /// handed over): the call's stream waits on an event recorded on each of them before any
+  /// work, so no input is read before its producer has written it.
+  std::vector<std::uintptr_t> wait_streams;
   int64_t tile_rows = 0;       ///< rows per tile; 0 = automatic, from free device memory
   int64_t tile_cols = 0;       ///< columns per tile; 0 = automatic
   ProgressFn progress;         ///< polled on the host between tiles
@@ -96,6 +104,12 @@ struct ScanResult {
 };
 template <class T>
 ScanResult scan_rows(const Matrix<T>& x, const Launch& launch);
+
+/// Throws what a failing CUDA call with error `code` throws (OutOfMemory for
+/// cudaErrorMemoryAllocation, with `bytes` as the size asked for; CudaError otherwise): the
+/// engine's one error path, callable without a device, so that its translation to Python
+/// (MemoryError, matalign.CudaError) is tested on every build with CUDA.
+[[noreturn]] void raise_cuda_error(int code, int64_t bytes);
 
 }  // namespace cuda
 }  // namespace matalign
