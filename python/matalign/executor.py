@@ -41,8 +41,9 @@ a temporary ``_temp_dir`` before calling ``ray.init`` (tests/test_cluster.py).
 
 Test-only fault hook: ``MATALIGN_FAULT_KILL_BLOCK=<block>`` (read by the driver when a job
 starts) makes the worker running that block (metrics) or chunk (embedding) exit with
-``os._exit(1)`` in the middle of its task, once per job (a marker file in the job directory
-records that it fired); Ray then retries the task or restarts the actor.
+``os._exit(1)`` in the middle of its task, once per job (a marker file, in the job directory
+or at ``MATALIGN_FAULT_MARKER``, records that it fired); Ray then retries the task or
+restarts the actor.
 
 Examples
 --------
@@ -74,7 +75,7 @@ from . import _engine
 from ._validate import check_int, describe
 
 __all__ = ["Executor", "resolve", "use", "current", "RAY_EXTRA", "DEFAULT_BLOCK_ROWS",
-           "FAULT_ENV", "MAX_RETRIES"]
+           "FAULT_ENV", "FAULT_MARKER_ENV", "MAX_RETRIES"]
 
 #: The optional extra that installs Ray.
 RAY_EXTRA = "matalign[ray]"
@@ -83,6 +84,9 @@ RAY_EXTRA = "matalign[ray]"
 DEFAULT_BLOCK_ROWS = 8192
 #: The test-only fault hook (see the module docstring).
 FAULT_ENV = "MATALIGN_FAULT_KILL_BLOCK"
+#: Test-only: the marker file of the fault hook (default: in the job directory), so a test
+#: can see that the fault fired.
+FAULT_MARKER_ENV = "MATALIGN_FAULT_MARKER"
 #: Ray retries of a failed task (max_retries) and restarts of a dead actor (max_restarts,
 #: max_task_retries).
 MAX_RETRIES = 3
@@ -263,7 +267,8 @@ class Executor:
         block = _fault_block()
         if block is None:
             return None
-        return (block, os.fspath(self.job_dir() / f"fault-fired-{block}"))
+        marker = os.environ.get(FAULT_MARKER_ENV) or self.job_dir() / f"fault-fired-{block}"
+        return (block, os.fspath(marker))
 
     def close(self) -> None:
         """Remove the job directory and forget the shared inputs."""
