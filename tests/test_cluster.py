@@ -368,3 +368,37 @@ def test_ctrl_c_cancels_and_store_resumes(ray_cluster, tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert _files(out) == _files(ref)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_cluster_bad_address(tmp_path, capsys):
+    from matalign.cli import main
+
+    np.save(tmp_path / "x.npy", RNG.normal(size=(30, 4)).astype(np.float32))
+    status = main(["knn", str(tmp_path / "x.npy"), "--k", "3", "--out", str(tmp_path / "g.npz"),
+                   "--cluster", "spark"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "--cluster: executor must be 'local', 'ray', 'auto' or 'ray://host:port'; got " \
+           "'spark'" in err
+
+
+def test_cli_cluster_ray(ray_cluster, tmp_path, capsys):
+    from matalign.cli import main
+
+    X, Y = _data(120, 6, np.float32, 7)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    for where in ("local", "ray"):
+        assert main(["knn", str(tmp_path / "x.npy"), "--k", "4", "--metric", "l2", "--cluster",
+                     where, "--out", str(tmp_path / f"g-{where}.npz")]) == 0
+        assert main(["matrix", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--metrics",
+                     "cknna,information_imbalance", "--k", "5", "--cluster", where, "--out",
+                     str(tmp_path / f"m-{where}.json")]) == 0
+    capsys.readouterr()
+    a, b = np.load(tmp_path / "g-local.npz"), np.load(tmp_path / "g-ray.npz")
+    assert all(np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f")
+               for key in a.files)  # (an exact graph's recall is NaN)
+    assert (tmp_path / "m-local.json").read_text() == (tmp_path / "m-ray.json").read_text()

@@ -279,7 +279,7 @@ def _embed_chunk(adapter: Adapter, recs: list[Structure], r0: int, batch_size: i
 
 def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bool = False,
           batch_size: int | None = None, progress=False,
-          skip_bad: bool = False, executor="local") -> EmbeddingStore:
+          skip_bad: bool = False, executor=None) -> EmbeddingStore:
     """Embed structures with an adapter into a crash-safe, resumable store at ``out``.
 
     Parameters
@@ -312,8 +312,9 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
         Leave out structures the adapter fails on (recorded in ``store.skipped`` with the
         error) instead of stopping. :func:`run_embed` (``matalign embed --skip-bad``) also
         passes it to the file reader, which counts and skips unreadable records.
-    executor : {"local", "ray", "auto", "ray://host:port"} or Executor, default "local"
-        Where chunks are embedded (:mod:`matalign.executor`). On Ray each chunk (the same
+    executor : {"local", "ray", "auto", "ray://host:port"} or Executor, optional
+        Where chunks are embedded (:mod:`matalign.executor`); default: the executor made
+        active by ``matalign.executor.use`` (``matalign embed --cluster``), else local. On Ray each chunk (the same
         chunk boundaries) goes to an actor holding a copy of the adapter (built once per
         actor; one per GPU where the cluster has GPUs), which writes the chunk's rows to a
         file in the store's ``pending/`` directory (atomically) and returns its checksum; this
@@ -369,6 +370,8 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
     progress = check_progress(progress)
     out = _check_out_path(out)
     state = _check_out(out, resume)  # before any model or data work
+    if executor is not None:
+        _executor.resolve(executor).connect()  # a missing Ray fails before any work
     adapter = _resolve_adapter(adapter)
     structures = _as_source(structures, adapter)
     dataset_meta, hint = _source_info(structures)
@@ -424,7 +427,8 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
                                     f"the store had reached the end with")
         else:
             total = None if hint is None else max(hint - writer.n_records, 0)
-            ex = _executor.resolve(executor)
+            ex = (_executor.current() or _executor.resolve("local") if executor is None
+                  else _executor.resolve(executor))
             with progress_bar(total, f"embed {adapter.name}", enabled=progress) as bar:
                 if ex.is_ray:
                     _embed_on_cluster(ex, it, writer, adapter, out, chunk_size, batch_size,
