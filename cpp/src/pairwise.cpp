@@ -488,6 +488,197 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
       lo);
 }
 
+template <class T>
+void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
+                    const std::vector<double>& gamma, int64_t r0, int64_t r1, double* rowsums,
+                    double* cross, const PairwiseOptions& opt) {
+  const int64_t M = static_cast<int64_t>(spaces.size());
+  MATALIGN_CHECK(M >= 1, "pair_sums_rows: need at least one space");
+  const int64_t n = spaces[0].rows;
+  int64_t max_d = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    MATALIGN_CHECK(spaces[m].rows == n, "pair_sums_rows: space ", m, " has ", spaces[m].rows,
+                   " rows, space 0 has ", n);
+    MATALIGN_CHECK(spaces[m].cols > 0, "pair_sums_rows: space ", m, " has no columns");
+    max_d = std::max(max_d, spaces[m].cols);
+  }
+  MATALIGN_CHECK(n >= 2, "pair_sums_rows: need at least 2 rows, got ", n);
+  MATALIGN_CHECK(0 <= r0 && r0 < r1 && r1 <= n, "pair_sums_rows: rows (", r0, ", ", r1,
+                 ") must satisfy 0 <= r0 < r1 <= n = ", n);
+  if (fn == PairFn::rbf)
+    MATALIGN_CHECK(static_cast<int64_t>(gamma.size()) == M,
+                   "pair_sums_rows: need one gamma per space");
+  const Simd simd = simd_resolve(opt.simd);
+  MATALIGN_CHECK(simd_supported(simd), "pair_sums_rows: SIMD level ", simd_name(simd),
+                 " unavailable");
+  const detail::Kernels<T> K = kernels_for<T>(simd);
+  const int nt = resolve_threads(opt.n_threads);
+  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "pair_sums_rows: tile_rows too large");
+  const int64_t P = pair_tile(opt.tile_rows, M, max_d, sizeof(T), n);
+  const int64_t R = r1 - r0;
+
+  // the centre and norms of all n rows, as pair_sums computes them
+  std::vector<std::vector<T>> norms(static_cast<size_t>(M));
+  std::vector<std::vector<double>> mus(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    mus[m] = centre_of(spaces[m], nt);
+    norms[m].resize(static_cast<size_t>(n));
+    detail::parallel_norms(K, spaces[m], norms[m].data(), nt, mus[m].data());
+  }
+  const int64_t nb = (R + P - 1) / P;
+  std::vector<int64_t> pack_off(static_cast<size_t>(M + 1), 0);
+  for (int64_t m = 0; m < M; ++m)
+    pack_off[m + 1] = pack_off[m] + pair_pack(P, spaces[m].cols, K.mr, K.nr);
+  const int64_t tile_elems = mul_checked(M, mul_checked(P, P, "tile"), "tile buffer");
+  const int64_t per_thread_T = pack_off[M] + tile_elems;
+  const int64_t per_thread_D = M * P /*f row*/;
+  std::vector<T> scratch_T(static_cast<size_t>(mul_checked(nt, per_thread_T, "scratch")));
+  std::vector<double> scratch_D(static_cast<size_t>(mul_checked(nt, per_thread_D, "scratch")));
+  // Per-row-block cross sums: a row block's tiles run on one thread in column order.
+  std::vector<double> block_cross(static_cast<size_t>(mul_checked(nb, M * M, "block sums")), 0.0);
+  std::fill(rowsums, rowsums + M * R, 0.0);
+
+  TileLoopOptions lo;
+  lo.n_threads = nt;
+  lo.progress = opt.progress;
+  for_each_tile(
+      R, n, P, P, false,
+      [&](const Tile& t, int tid) {
+        T* base = scratch_T.data() + static_cast<size_t>(tid) * per_thread_T;
+        double* frow = scratch_D.data() + static_cast<size_t>(tid) * per_thread_D;  // M × P
+        const int64_t a0 = r0 + t.r0, a1 = r0 + t.r1;  // absolute rows of the tile
+        const int64_t TR = a1 - a0, C = t.c1 - t.c0;
+        T* tiles = base + pack_off[M];
+        for (int64_t m = 0; m < M; ++m) {
+          const MatrixView<T>& x = spaces[m];
+          const int64_t d = x.cols;
+          T* pa = base + pack_off[m];
+          T* pb = pa + round_up(P, K.mr) * d;
+          K.pack(x.data, x.row_stride, x.col_stride, d, a0, a1, K.mr, pa, mus[m].data());
+          K.pack(x.data, x.row_stride, x.col_stride, d, t.c0, t.c1, K.nr, pb, mus[m].data());
+          K.gemm_tile(pa, pb, d, TR, C, tiles + m * P * P, P);
+        }
+        double* slot = block_cross.data() + t.row_block * M * M;
+        for (int64_t ii = 0; ii < TR; ++ii) {
+          const int64_t i = a0 + ii;
+          for (int64_t m = 0; m < M; ++m) {
+            const T* g = tiles + m * P * P + ii * P;
+            const T* nm = norms[m].data();
+            const T ni = nm[i];
+            double* f = frow + m * P;
+            double rs = 0.0;
+            const double gm = fn == PairFn::rbf ? gamma[m] : 0.0;
+            for (int64_t jj = 0; jj < C; ++jj) {
+              const int64_t j = t.c0 + jj;
+              const T s = g[jj] * T(2) - (ni + nm[j]);  // −d², as pair_sums
+              const double d2 = -static_cast<double>(s);
+              double v;
+              if (j == i) v = 0.0;
+              else if (fn == PairFn::distance) v = d2 > 0.0 ? std::sqrt(d2) : 0.0;
+              else v = std::exp(-gm * (d2 > 0.0 ? d2 : 0.0));
+              f[jj] = v;
+              rs += v;
+            }
+            rowsums[m * R + (i - r0)] += rs;
+          }
+          for (int64_t a = 0; a < M; ++a) {
+            const double* fa = frow + a * P;
+            for (int64_t b = a; b < M; ++b) {
+              const double* fb = frow + b * P;
+              double acc = 0.0;
+              for (int64_t jj = 0; jj < C; ++jj) acc += fa[jj] * fb[jj];
+              slot[a * M + b] += acc;
+            }
+          }
+        }
+      },
+      lo);
+
+  std::fill(cross, cross + M * M, 0.0);
+  for (int64_t blk = 0; blk < nb; ++blk)
+    for (int64_t a = 0; a < M; ++a)
+      for (int64_t b = a; b < M; ++b) cross[a * M + b] += block_cross[blk * M * M + a * M + b];
+  for (int64_t a = 0; a < M; ++a)
+    for (int64_t b = 0; b < a; ++b) cross[a * M + b] = cross[b * M + a];
+}
+
+template <class T>
+void rank_count_rows(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64_t r0,
+                     int64_t r1, int64_t* counts, const PairwiseOptions& opt) {
+  const int64_t n = y.rows, d = y.cols;
+  MATALIGN_CHECK(n >= 2 && d > 0, "rank_count_rows: need n >= 2 rows and d > 0, got (", n, ", ",
+                 d, ")");
+  MATALIGN_CHECK(0 <= r0 && r0 < r1 && r1 <= n, "rank_count_rows: rows (", r0, ", ", r1,
+                 ") must satisfy 0 <= r0 < r1 <= n = ", n);
+  MATALIGN_CHECK(k >= 1 && k <= n - 1, "rank_count_rows: k must be in 1..", n - 1, ", got ", k);
+  const int64_t R = r1 - r0;
+  for (int64_t i = 0; i < R; ++i)
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t j = targets[i * k + t];
+      MATALIGN_CHECK(j >= 0 && j < n && j != r0 + i, "rank_count_rows: target ", t, " of row ",
+                     r0 + i, " is ", j, " (must be in [0, ", n, ") and != ", r0 + i, ")");
+    }
+  const Simd simd = simd_resolve(opt.simd);
+  MATALIGN_CHECK(simd_supported(simd), "rank_count_rows: SIMD level ", simd_name(simd),
+                 " unavailable");
+  const detail::Kernels<T> K = kernels_for<T>(simd);
+  const int nt = resolve_threads(opt.n_threads);
+  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "rank_count_rows: tile_rows too large");
+  const int64_t P = pair_tile(opt.tile_rows, 1, d, sizeof(T), n);
+  // rank_count's centre, norms and thresholds (one FMA chain per pair, in element order)
+  const std::vector<double> mu = centre_of(y, nt);
+  std::vector<T> nrm(static_cast<size_t>(n));
+  detail::parallel_norms(K, y, nrm.data(), nt, mu.data());
+  std::vector<T> thr(static_cast<size_t>(mul_checked(R, k, "thresholds")));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < R; ++i)
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t j = targets[i * k + t];
+      T ip = T(0);
+      for (int64_t c = 0; c < d; ++c) {
+        const T a = static_cast<T>(static_cast<double>(y(r0 + i, c)) - mu[c]);
+        const T b = static_cast<T>(static_cast<double>(y(j, c)) - mu[c]);
+        if constexpr (std::is_same<T, float>::value) ip = __builtin_fmaf(a, b, ip);
+        else ip = __builtin_fma(a, b, ip);
+      }
+      thr[i * k + t] = ip * T(2) - (nrm[r0 + i] + nrm[j]);
+    }
+  std::fill(counts, counts + R * k, int64_t(0));
+  const int64_t pack = pair_pack(P, d, K.mr, K.nr);
+  const int64_t per_thread = pack + P * P;
+  std::vector<T> scratch(static_cast<size_t>(mul_checked(nt, per_thread, "scratch")));
+  TileLoopOptions lo;
+  lo.n_threads = nt;
+  lo.progress = opt.progress;
+  for_each_tile(
+      R, n, P, P, false,
+      [&](const Tile& t, int tid) {
+        T* pa = scratch.data() + static_cast<size_t>(tid) * per_thread;
+        T* pb = pa + round_up(P, K.mr) * d;
+        T* g = pa + pack;
+        const int64_t a0 = r0 + t.r0, a1 = r0 + t.r1;
+        const int64_t TR = a1 - a0, C = t.c1 - t.c0;
+        K.pack(y.data, y.row_stride, y.col_stride, d, a0, a1, K.mr, pa, mu.data());
+        K.pack(y.data, y.row_stride, y.col_stride, d, t.c0, t.c1, K.nr, pb, mu.data());
+        K.gemm_tile(pa, pb, d, TR, C, g, P);
+        for (int64_t ii = 0; ii < TR; ++ii) {
+          const int64_t i = a0 + ii;
+          const T ni = nrm[i];
+          const T* thr_i = thr.data() + (i - r0) * k;
+          const int64_t* tg_i = targets + (i - r0) * k;
+          int64_t* cnt_i = counts + (i - r0) * k;
+          for (int64_t jj = 0; jj < C; ++jj) {
+            const int64_t l = t.c0 + jj;
+            if (l == i) continue;
+            const T s = g[ii * P + jj] * T(2) - (ni + nrm[l]);
+            for (int64_t q = 0; q < k; ++q)
+              cnt_i[q] += (s > thr_i[q]) | ((s == thr_i[q]) & (l < tg_i[q]));
+          }
+        }
+      },
+      lo);
+}
+
 namespace {
 // Micro-panel shape of the level a call with simd="auto" runs, for element size `itemsize`.
 void panel_shape(int64_t itemsize, int& mr, int& nr) {
@@ -563,6 +754,16 @@ template void pair_sums<float>(const std::vector<MatrixView<float>>&, PairFn, co
                                double*, double*, const PairwiseOptions&);
 template void pair_sums<double>(const std::vector<MatrixView<double>>&, PairFn,
                                 const std::vector<double>&, double*, double*, const PairwiseOptions&);
+template void pair_sums_rows<float>(const std::vector<MatrixView<float>>&, PairFn,
+                                    const std::vector<double>&, int64_t, int64_t, double*, double*,
+                                    const PairwiseOptions&);
+template void pair_sums_rows<double>(const std::vector<MatrixView<double>>&, PairFn,
+                                     const std::vector<double>&, int64_t, int64_t, double*, double*,
+                                     const PairwiseOptions&);
+template void rank_count_rows<float>(const MatrixView<float>&, const int64_t*, int64_t, int64_t,
+                                     int64_t, int64_t*, const PairwiseOptions&);
+template void rank_count_rows<double>(const MatrixView<double>&, const int64_t*, int64_t, int64_t,
+                                      int64_t, int64_t*, const PairwiseOptions&);
 template void rank_count<float>(const MatrixView<float>&, const int64_t*, int64_t, int64_t*,
                                 const PairwiseOptions&);
 template void rank_count<double>(const MatrixView<double>&, const int64_t*, int64_t, int64_t*,

@@ -64,6 +64,66 @@ py::array_t<int64_t> rank_count(const py::array& y,
 }
 
 template <class T>
+py::tuple pair_sums_rows(const py::list& spaces, const std::string& fn,
+                         const std::vector<double>& gamma, int64_t r0, int64_t r1,
+                         int64_t tile_rows, int n_threads, const std::string& simd,
+                         py::object progress) {
+  std::vector<py::array> keep;
+  std::vector<matalign::MatrixView<T>> views;
+  for (size_t m = 0; m < spaces.size(); ++m) {
+    const std::string label = "spaces[" + std::to_string(m) + "]";
+    views.push_back(view2d<T>(spaces[m], label.c_str()));
+    keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
+  }
+  if (views.empty()) throw std::invalid_argument("pair_sums_rows: spaces is empty");
+  matalign::PairFn f;
+  if (fn == "distance") f = matalign::PairFn::distance;
+  else if (fn == "rbf") f = matalign::PairFn::rbf;
+  else throw std::invalid_argument("fn must be 'distance' or 'rbf'; got '" + fn + "'");
+  if (!(0 <= r0 && r0 < r1 && r1 <= views[0].rows))
+    throw std::invalid_argument("rows (" + std::to_string(r0) + ", " + std::to_string(r1) +
+                                ") must satisfy 0 <= r0 < r1 <= n = " +
+                                std::to_string(views[0].rows));
+  const auto M = static_cast<py::ssize_t>(views.size());
+  py::array_t<double> rowsums({M, static_cast<py::ssize_t>(r1 - r0)});
+  py::array_t<double> cross({M, M});
+  double* rp = rowsums.mutable_data();
+  double* cp = cross.mutable_data();
+  auto opt = make_options(tile_rows, n_threads, simd, std::move(progress));
+  run_released([&] { matalign::pair_sums_rows<T>(views, f, gamma, r0, r1, rp, cp, opt); });
+  return py::make_tuple(rowsums, cross);
+}
+
+template <class T>
+py::array_t<int64_t> rank_count_rows(const py::array& y,
+                                     const py::array_t<int64_t, py::array::c_style>& targets,
+                                     int64_t r0, int64_t r1, int64_t tile_rows, int n_threads,
+                                     const std::string& simd, py::object progress) {
+  const auto yv = view2d<T>(y, "y");
+  if (!(0 <= r0 && r0 < r1 && r1 <= yv.rows))
+    throw std::invalid_argument("rows (" + std::to_string(r0) + ", " + std::to_string(r1) +
+                                ") must satisfy 0 <= r0 < r1 <= n = " + std::to_string(yv.rows));
+  if (targets.ndim() != 2 || targets.shape(0) != r1 - r0)
+    throw std::invalid_argument("targets must have shape (r1 - r0, k)");
+  const int64_t k = targets.shape(1);
+  py::array_t<int64_t> counts({static_cast<py::ssize_t>(r1 - r0), static_cast<py::ssize_t>(k)});
+  int64_t* cp = counts.mutable_data();
+  const int64_t* tp = targets.data();
+  auto opt = make_options(tile_rows, n_threads, simd, std::move(progress));
+  run_released([&] { matalign::rank_count_rows<T>(yv, tp, k, r0, r1, cp, opt); });
+  return counts;
+}
+
+const char* kPairRowsDoc =
+    "pair_sums_rows_{f32,f64}(spaces, fn, gamma, r0, r1, tile_rows=0, n_threads=0, simd='auto',\n"
+    "progress=None) -> (rowsums (M, r1-r0), cross (M, M)) in float64: pair_sums restricted to the\n"
+    "rows i in [r0, r1) (every j != i), the unit of work of a distributed executor.";
+const char* kRankRowsDoc =
+    "rank_count_rows_{f32,f64}(y, targets, r0, r1, tile_rows=0, n_threads=0, simd='auto',\n"
+    "progress=None) -> counts (r1-r0, k) int64: rows [r0, r1) of rank_count (targets of those\n"
+    "rows only); the same integers.";
+
+template <class T>
 py::tuple shifted_gram(const py::list& spaces, const py::array_t<double, py::array::c_style>& shift,
                        int64_t block_rows, int n_threads, const std::string& simd,
                        py::object progress) {
@@ -123,6 +183,18 @@ void bind_pairwise(py::module_& m) {
   m.def("pair_sums_f64", &pair_sums<double>, kPairDoc, py::arg("spaces"), py::arg("fn"),
         py::arg("gamma") = std::vector<double>{}, py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
         py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("pair_sums_rows_f32", &pair_sums_rows<float>, kPairRowsDoc, py::arg("spaces"),
+        py::arg("fn"), py::arg("gamma"), py::arg("r0"), py::arg("r1"), py::arg("tile_rows") = 0,
+        py::arg("n_threads") = 0, py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("pair_sums_rows_f64", &pair_sums_rows<double>, kPairRowsDoc, py::arg("spaces"),
+        py::arg("fn"), py::arg("gamma"), py::arg("r0"), py::arg("r1"), py::arg("tile_rows") = 0,
+        py::arg("n_threads") = 0, py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("rank_count_rows_f32", &rank_count_rows<float>, kRankRowsDoc, py::arg("y").noconvert(),
+        py::arg("targets").noconvert(), py::arg("r0"), py::arg("r1"), py::arg("tile_rows") = 0,
+        py::arg("n_threads") = 0, py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("rank_count_rows_f64", &rank_count_rows<double>, kRankRowsDoc, py::arg("y").noconvert(),
+        py::arg("targets").noconvert(), py::arg("r0"), py::arg("r1"), py::arg("tile_rows") = 0,
+        py::arg("n_threads") = 0, py::arg("simd") = "auto", py::arg("progress") = py::none());
   m.def("shifted_gram_f32", &shifted_gram<float>, kGramDoc, py::arg("spaces"),
         py::arg("shift").noconvert(), py::arg("block_rows") = 0, py::arg("n_threads") = 0,
         py::arg("simd") = "auto", py::arg("progress") = py::none());

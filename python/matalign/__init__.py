@@ -13,7 +13,7 @@ See docs/METRICS.md for the exact definitions.
 """
 
 from . import _engine
-from . import adapters, datasets
+from . import adapters, datasets, executor
 from ._device import CudaError
 from ._info import build_info, cuda_device_count
 from .knn import KnnGraph, knn

@@ -18,8 +18,9 @@ Rows [r0, r1)
 An operation "over rows [r0, r1)" is the unit a distributed executor hands to a worker. The
 kNN search and the graph metrics take ``rows=(r0, r1)`` here and return exactly the rows
 the full call returns there (the same values, bit for bit: see :func:`knn_exact`). PairSums
-and RankCount are symmetric tile loops over all pairs; their row-block form is not exposed by
-the engine yet, and ``rows`` raises ``NotImplementedError`` for them.
+and RankCount take ``rows`` too (CPU engine): RankCount's counts are those rows' counts
+exactly; PairSums visits every pair of those rows and returns their float64 sums, which equal
+the full call's up to the order of the additions (see :func:`pair_sums`).
 
 Examples
 --------
@@ -221,10 +222,21 @@ def pair_sums(spaces, fn: str, gamma=(), *, tile_rows: int = 0, n_threads: int =
     Returns (rowsums (M, N) float64, cross (M, M) float64): rowsums[m, i] = Σ_{j≠i} f_m(i, j),
     cross[a, b] = Σ_{i≠j} f_a(i, j)·f_b(i, j); f = "distance" (Euclidean) or "rbf"
     (exp(−gamma_m·squared distance)).
+
+    ``rows=(r0, r1)`` (CPU): rowsums (M, r1 − r0) of rows [r0, r1) and cross summed over
+    i in [r0, r1), j ≠ i: every pair of those rows is visited (no symmetric half) with the
+    same centre, norms and per-pair values; the sums are added in another, fixed order, so
+    they equal the full call's to rounding, not bit for bit.
     """
-    if rows is not None:
-        raise NotImplementedError("pair_sums over a row range is not exposed by the engine yet")
     gamma = [float(g) for g in gamma]
+    if rows is not None:
+        if _is_cuda(device):
+            raise NotImplementedError("pair_sums over a row range runs on the CPU engine only")
+        r0, r1 = _check_rows(rows, spaces[0].shape[0])
+        rowsums, cross = _op("pair_sums_rows", spaces[0].dtype)(
+            list(spaces), fn, gamma, r0, r1, tile_rows=tile_rows, n_threads=n_threads,
+            progress=progress)
+        return np.asarray(rowsums, dtype=np.float64), np.asarray(cross, dtype=np.float64)
     if _is_cuda(device):
         rowsums, cross = _op("pair_sums", spaces[0].dtype, device)(
             [_arg(s) for s in spaces], fn, gamma, tile_rows=tile_rows, progress=progress,
@@ -252,10 +264,18 @@ def shifted_gram(spaces, shift: np.ndarray, *, block_rows: int = 0, n_threads: i
 def rank_count(Y, targets: np.ndarray, *, tile_rows: int = 0, n_threads: int = 0,
                progress=None, device=None, rows=None) -> np.ndarray:
     """counts (N, T) int64: counts[i, t] = #{l ≠ i : d(i, l) < d(i, j)} + #{l ≠ i : d(i, l) =
-    d(i, j), l < j} with j = targets[i, t], d the squared Euclidean distance in Y."""
-    if rows is not None:
-        raise NotImplementedError("rank_count over a row range is not exposed by the engine yet")
+    d(i, j), l < j} with j = targets[i, t], d the squared Euclidean distance in Y.
+
+    ``rows=(r0, r1)`` (CPU): ``targets`` holds the (r1 − r0, T) targets of those rows and the
+    result is rows [r0, r1) of the full counts, the same integers."""
     targets = np.ascontiguousarray(targets, dtype=np.int64)
+    if rows is not None:
+        if _is_cuda(device):
+            raise NotImplementedError("rank_count over a row range runs on the CPU engine only")
+        r0, r1 = _check_rows(rows, Y.shape[0])
+        counts = _op("rank_count_rows", Y.dtype)(Y, targets, r0, r1, tile_rows=tile_rows,
+                                                 n_threads=n_threads, progress=progress)
+        return np.asarray(counts, dtype=np.int64)
     if _is_cuda(device):
         counts = _op("rank_count", Y.dtype, device)(_arg(Y), targets, progress=progress,
                                                     **_cuda_kw(device, Y))

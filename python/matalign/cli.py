@@ -214,6 +214,20 @@ class Metric(str, Enum):
 _THREADS = typer.Option("--threads", help="threads; 0 = all cores (OMP_NUM_THREADS respected)",
                         min=0)
 _OVERWRITE = typer.Option("--overwrite", help="replace the output if it exists")
+_CLUSTER = typer.Option("--cluster", metavar="ADDRESS", help="where the work runs: local "
+                        "(default), ray (a Ray cluster on this machine), auto (join the running "
+                        "Ray cluster), ray://host:port; needs matalign[ray] (docs/CLUSTER.md)")
+
+
+def _on_cluster(cluster: str):
+    """The executor context of ``--cluster`` (one place for every command)."""
+    from .executor import resolve, use
+
+    try:
+        resolve(cluster)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"--cluster: {exc}") from None
+    return use(cluster)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,6 +389,7 @@ def study(
         "resumes every finished stage")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report",
                       help="render the HTML report")] = True,
+    cluster: Annotated[Optional[str], _CLUSTER] = None,
 ):
     """Run a study: models x structure sets x metrics x k, resumable, into one run directory.
 
@@ -386,7 +401,11 @@ def study(
     from .study import load_study_config, study as run_study
 
     cfg = load_study_config(config)
-    result = run_study(config, out=out, echo=print, report=report)
+    if cluster is not None:
+        with _on_cluster(cluster):
+            result = run_study(config, out=out, echo=print, report=report)
+    else:
+        result = run_study(config, out=out, echo=print, report=report)
     cfg.pop("_text", None)
     cfg.pop("_source", None)
     print(summary(result, cfg))
@@ -446,6 +465,7 @@ def embed(
         "--skip-bad", help="record and skip structures the model cannot embed")] = False,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1")]
     = None,
+    cluster: Annotated[str, _CLUSTER] = "local",
 ):
     """Embed every structure of a dataset with one model into a crash-safe, resumable store.
 
@@ -454,11 +474,12 @@ def embed(
     """
     from .embed import run_embed
 
-    store = run_embed(model, data, out, resume=resume, batch_size=batch_size,
-                      chunk_size=chunk_size, checkpoint=checkpoint,
-                      adapter_options=_key_values(option, "--option"),
-                      data_options=_key_values(data_option, "--data-option"),
-                      device=device, progress=True, skip_bad=skip_bad)
+    with _on_cluster(cluster):
+        store = run_embed(model, data, out, resume=resume, batch_size=batch_size,
+                          chunk_size=chunk_size, checkpoint=checkpoint,
+                          adapter_options=_key_values(option, "--option"),
+                          data_options=_key_values(data_option, "--data-option"),
+                          device=device, progress=True, skip_bad=skip_bad)
     from rich.text import Text
 
     _console().print(Text.assemble(("wrote", "green"), f" {out}: {store!r}"))
@@ -485,6 +506,7 @@ def knn(
                          "off (see ma.knn)")] = "auto",
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
+    cluster: Annotated[str, _CLUSTER] = "local",
 ):
     """Build the self kNN graph of one embedding matrix and save it (.npz)."""
     import matalign as ma
@@ -495,8 +517,9 @@ def knn(
     _check_out(out, overwrite)
     _check_input(input, f"input {input!r}")
     X, _ = load_embeddings(input, name=input)
-    g = ma.knn(X, k=k, metric=metric.value, method=method.value, n_threads=threads,
-               progress=True, screen=screen)
+    with _on_cluster(cluster):
+        g = ma.knn(X, k=k, metric=metric.value, method=method.value, n_threads=threads,
+                   progress=True, screen=screen)
     path = g.save(out)
     recall = "" if g.recall is None else f", recall {g.recall:.4f}"
     _console().print(f"[green]wrote[/green] {path}: N={g.n}, k={g.k}, metric={g.metric}, "
@@ -526,6 +549,7 @@ def matrix(
         "et al. pipeline; copies the inputs into memory)")] = False,
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
+    cluster: Annotated[str, _CLUSTER] = "local",
 ):
     """Compare every pair of models on the same structures and save the model × model matrix."""
     import matalign as ma
@@ -541,8 +565,9 @@ def matrix(
     if preprocess:
         spaces = {name: ma.preprocess(A, clip_quantile=0.95, l2=True)
                   for name, A in spaces.items()}
-    m = ma.alignment_matrix(spaces, metrics=wanted, k=k, knn_metric=knn_metric.value,
-                            unbiased=unbiased, n_threads=threads, progress=True)
+    with _on_cluster(cluster):
+        m = ma.alignment_matrix(spaces, metrics=wanted, k=k, knn_metric=knn_metric.value,
+                                unbiased=unbiased, n_threads=threads, progress=True)
     m.save(out)
     from rich.table import Table
 
@@ -580,6 +605,7 @@ def score(
                    help="print the N most disagreed structures")] = 10,
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
+    cluster: Annotated[str, _CLUSTER] = "local",
 ):
     """Score every structure by how much the models disagree on its neighbourhood.
 
@@ -591,9 +617,10 @@ def score(
     from .score import score as run_score
 
     spaces = _parse_inputs(inputs)
-    res = run_score(spaces, out, k=k, metric=metric.value, method=method.value,
-                    block_rows=block_rows, overwrite=overwrite, n_threads=threads,
-                    progress=True)
+    with _on_cluster(cluster):
+        res = run_score(spaces, out, k=k, metric=metric.value, method=method.value,
+                        block_rows=block_rows, overwrite=overwrite, n_threads=threads,
+                        progress=True)
     from rich.table import Table
 
     console = _console()

@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from . import _engine
+from . import executor as _executor
 from ._progress import progress_bar
 from ._validate import check_bool, check_int, check_progress, describe
 from .adapters import Adapter
-from .store import EmbeddingStore, _check_out, _StoreWriter, open_store
+from .store import EmbeddingStore, _check_out, _rows_sha256, _StoreWriter, open_store
 from .datasets import Dataset
 from .structures import Structure, as_structures, is_structure_like, iter_structures
 
@@ -278,7 +279,7 @@ def _embed_chunk(adapter: Adapter, recs: list[Structure], r0: int, batch_size: i
 
 def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bool = False,
           batch_size: int | None = None, progress=False,
-          skip_bad: bool = False) -> EmbeddingStore:
+          skip_bad: bool = False, executor=None) -> EmbeddingStore:
     """Embed structures with an adapter into a crash-safe, resumable store at ``out``.
 
     Parameters
@@ -311,6 +312,15 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
         Leave out structures the adapter fails on (recorded in ``store.skipped`` with the
         error) instead of stopping. :func:`run_embed` (``matalign embed --skip-bad``) also
         passes it to the file reader, which counts and skips unreadable records.
+    executor : {"local", "ray", "auto", "ray://host:port"} or Executor, optional
+        Where chunks are embedded (:mod:`matalign.executor`); default: the executor made
+        active by ``matalign.executor.use`` (``matalign embed --cluster``), else local. On Ray each chunk (the same
+        chunk boundaries) goes to an actor holding a copy of the adapter (built once per
+        actor; one per GPU where the cluster has GPUs), which writes the chunk's rows to a
+        file in the store's ``pending/`` directory (atomically) and returns its checksum; this
+        process alone commits chunks to the store and its journal, in chunk order. ``out``
+        must be on a filesystem the workers share. The finished store is bitwise the one a
+        local run writes (docs/CLUSTER.md).
 
     Returns
     -------
@@ -360,6 +370,8 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
     progress = check_progress(progress)
     out = _check_out_path(out)
     state = _check_out(out, resume)  # before any model or data work
+    if executor is not None:
+        _executor.resolve(executor).connect()  # a missing Ray fails before any work
     adapter = _resolve_adapter(adapter)
     structures = _as_source(structures, adapter)
     dataset_meta, hint = _source_info(structures)
@@ -415,8 +427,13 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
                                     f"the store had reached the end with")
         else:
             total = None if hint is None else max(hint - writer.n_records, 0)
+            ex = (_executor.current() or _executor.resolve("local") if executor is None
+                  else _executor.resolve(executor))
             with progress_bar(total, f"embed {adapter.name}", enabled=progress) as bar:
-                while True:
+                if ex.is_ray:
+                    _embed_on_cluster(ex, it, writer, adapter, out, chunk_size, batch_size,
+                                      skip_bad, bar)
+                while not ex.is_ray:
                     r0 = writer.n_records
                     recs = [_check_record(rec, r0 + j)
                             for j, rec in enumerate(islice(it, chunk_size))]
@@ -435,6 +452,77 @@ def embed(structures, adapter, out, *, chunk_size: int | None = None, resume: bo
             f"interrupted: {len(writer.entries)} chunk(s) ({writer.n_rows} structures) are "
             f"committed in {os.fspath(out)!r} and the chunk in flight is lost; continue with "
             f"--resume (ma.embed(..., resume=True))") from None
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+
+def _chunk_file(chunk_dir: str, chunk: int) -> Path:
+    return Path(chunk_dir) / f"chunk-{chunk:09d}.npy"
+
+
+def _embed_chunk_to_file(adapter: Adapter, chunk_dir: str, chunk: int, r0: int,
+                         recs: list[Structure], batch_size: int, skip_bad: bool, fault):
+    """On a worker: embed one chunk, write its rows to ``chunk_dir`` atomically (temporary
+    file, fsync, rename) and return (chunk, sha256 of the rows, rows, ids, skipped)."""
+    rows, ids, skipped = _embed_chunk(adapter, recs, r0, batch_size, skip_bad, _NoBar())
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    final = _chunk_file(chunk_dir, chunk)
+    tmp = final.with_name(final.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        data = _npy_bytes(rows)
+        f.write(data[:len(data) // 2])
+        f.flush()
+        _executor.fault_point(fault, chunk)  # test-only: die with half a file written
+        f.write(data[len(data) // 2:])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    return chunk, _rows_sha256(rows), int(rows.shape[0]), ids, skipped
+
+
+def _npy_bytes(rows: np.ndarray) -> bytes:
+    import io
+    buf = io.BytesIO()
+    np.save(buf, rows)
+    return buf.getvalue()
+
+
+def _embed_on_cluster(ex, it, writer, adapter: Adapter, out: Path, chunk_size: int,
+                      batch_size: int, skip_bad: bool, bar) -> None:
+    """The chunk loop of :func:`embed` on Ray actors: chunks are read here in order, embedded
+    by the actors, and committed here (the store's one writer) in chunk order."""
+    chunk_dir = writer.pending / "chunks"
+    chunk_dir.mkdir(exist_ok=True)
+    fault = _executor.Executor.fault(ex)
+    first = len(writer.entries)
+
+    def chunks():
+        c = first
+        r0 = writer.n_records
+        while True:
+            recs = [_check_record(rec, r0 + j) for j, rec in enumerate(islice(it, chunk_size))]
+            if not recs:
+                return
+            yield (os.fspath(chunk_dir), c, r0, recs, batch_size, skip_bad, fault)
+            c, r0 = c + 1, r0 + len(recs)
+            if len(recs) < chunk_size:
+                return
+
+    for item, (chunk, sha, n_rows, ids, skipped) in _executor.on_replicas(
+            ex, adapter, _embed_chunk_to_file, chunks()):
+        path = _chunk_file(item[0], chunk)
+        rows = np.load(path)
+        if rows.shape != (n_rows, writer.dim) or _rows_sha256(rows) != sha:
+            raise RuntimeError(f"chunk {chunk} of {os.fspath(out)!r}: the file a worker wrote "
+                               f"does not match the checksum it returned; is the store on a "
+                               f"filesystem every worker shares?")
+        writer.commit(rows, ids, skipped, len(item[3]))
+        path.unlink()
+        bar.update(len(item[3]))
+    ex.close()
 
 
 def _resolve_dataset(data, options=None):

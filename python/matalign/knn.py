@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _engine
+from . import executor as _executor
 from . import _device
 from . import _memory
 from . import approx as _approx
@@ -576,11 +577,18 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
                                         n_threads=n_threads, tile_rows=tile_rows,
                                         tile_cols=tile_cols, simd=simd)
         return KnnGraph(indices, values, metric, Q is None, recall, method)
+    ex = _executor.current()
     with progress_callback(progress, label) as callback, _memory.reraise(what, need):
-        values, indices = _engine.knn_exact(X, Q, k, metric=core_metric, exclude_self=Q is None,
-                                            tile_rows=tile_rows, tile_cols=tile_cols,
-                                            n_threads=n_threads, rescore=rescore, simd=simd,
-                                            screen=screen, progress=callback)
+        if ex is not None and Q is None and not rescore:
+            # row blocks on the active executor: the same graph bit for bit
+            values, indices = _executor.knn_self(ex, X, k, metric=core_metric, screen=screen,
+                                                 progress=callback)
+        else:
+            values, indices = _engine.knn_exact(X, Q, k, metric=core_metric,
+                                                exclude_self=Q is None, tile_rows=tile_rows,
+                                                tile_cols=tile_cols, n_threads=n_threads,
+                                                rescore=rescore, simd=simd, screen=screen,
+                                                progress=callback)
     return KnnGraph(indices, values, metric, Q is None)
 
 

@@ -468,7 +468,8 @@ def _with_pp(m, pp: dict):
 # ----------------------------------------------------------------------------- the study
 
 
-def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
+def study(config, *, out=None, echo=print, progress=False, report=True,
+          executor=None) -> dict:
     """Run a study into its run directory, resuming every finished stage.
 
     Parameters
@@ -485,6 +486,9 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
         Progress bars for embeddings.
     report : bool, default True
         Render ``report.html`` at the end.
+    executor : {"local", "ray", "auto", "ray://host:port"}, optional
+        Where the embeddings and the engine's metric passes run (:mod:`matalign.executor`,
+        docs/CLUSTER.md); default local. A config key ``executor`` is used when this is None.
 
     Returns
     -------
@@ -511,6 +515,15 @@ def study(config, *, out=None, echo=print, progress=False, report=True) -> dict:
     ...     print(result["sets"], result["findings"][0]["verdict"])
     {'id': 24} inconclusive
     """
+    if isinstance(config, dict) and "executor" in config:
+        config = dict(config)
+        executor = config.pop("executor") if executor is None else executor
+        config.pop("executor", None)
+    if executor is not None:
+        from .executor import use
+
+        with use(executor):
+            return study(config, out=out, echo=echo, progress=progress, report=report)
     cfg = (load_study_config(config) if isinstance(config, (str, os.PathLike))
            else study_config(config))
     root = Path(out) if out is not None else Path("matalign-study")

@@ -52,6 +52,26 @@ template <class T>
 void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64_t* counts,
                 const PairwiseOptions& options);
 
+/// Rows [r0, r1) of pair_sums, for a distributed executor (one row block × all columns per
+/// worker): rowsums[m*(r1-r0) + (i-r0)] = Σ_{j≠i} f_m(i, j) for i in [r0, r1) and
+/// cross[a*M + b] = Σ_{i∈[r0,r1)} Σ_{j≠i} f_a(i, j)·f_b(i, j). Every pair (i, j) with i in the
+/// range is visited (no symmetric half), with the column centre, norms and tile arithmetic of
+/// pair_sums, so f_m(i, j) is the value pair_sums computes for that pair; the sums are added in
+/// a fixed order (per row in column-tile order, the cross sums per row block in order), so the
+/// result does not depend on the thread count. Summing the outputs of consecutive ranges in
+/// ascending order gives the full sums up to the order of the additions.
+template <class T>
+void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
+                    const std::vector<double>& gamma, int64_t r0, int64_t r1, double* rowsums,
+                    double* cross, const PairwiseOptions& options);
+
+/// Rows [r0, r1) of rank_count: targets and counts are (r1-r0) × k (row i - r0). Counts are
+/// integers decided by the same scores and thresholds as rank_count, so they equal rows
+/// [r0, r1) of rank_count's output exactly (no float32 prefilter: it decides the same counts).
+template <class T>
+void rank_count_rows(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64_t r0,
+                     int64_t r1, int64_t* counts, const PairwiseOptions& options);
+
 /// Peak bytes of pair_sums over spaces of these dimensions (outputs, norms, per-thread tiles,
 /// per-row-block sums), from the same tile rule as the call (simd="auto").
 int64_t pair_sums_workspace_bytes(int64_t n, const std::vector<int64_t>& dims, int64_t itemsize,

@@ -15,6 +15,7 @@ import contextlib
 import numpy as np
 
 from .. import _engine
+from .. import executor as _executor
 from .. import _memory
 
 __all__ = ["block_rows", "column_stats", "is_constant", "pair_sums", "pair_sums_memory",
@@ -104,6 +105,11 @@ def pair_sums(spaces, fn: str, gamma, n_threads: int, callback, device=None):
     (:func:`one_dtype`); the tile is :data:`PAIR_TILE_ROWS` of the dtype."""
     spaces = one_dtype(spaces)
     itemsize = spaces[0].dtype.itemsize
+    ex = _executor.current()
+    if ex is not None and not getattr(device, "is_cuda", False):
+        # row blocks on the active executor (float64 block sums added in block order)
+        return _executor.pair_sums(ex, spaces, fn, gamma, tile_rows=PAIR_TILE_ROWS[itemsize],
+                                   progress=callback)
     return _engine.pair_sums(spaces, fn, [] if gamma is None else gamma,
                              tile_rows=PAIR_TILE_ROWS[itemsize], n_threads=n_threads,
                              progress=callback, device=device)

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from .. import _engine
+from .. import executor as _executor
 from .. import _device
 from .. import _memory
 from .._progress import progress_callback
@@ -33,6 +34,10 @@ METHODS = ("exact", "subset")
 
 def _ranks(A: np.ndarray, targets: np.ndarray, n_threads: int, callback, dev=None) -> np.ndarray:
     """rank_A(i, targets[i, t]) = 1 + count (Euclidean, ties by lower index), int64."""
+    ex = _executor.current()
+    if ex is not None and not getattr(dev, "is_cuda", False):
+        # row blocks on the active executor: the same integers
+        return _executor.rank_count(ex, A, targets, progress=callback) + 1
     counts = _engine.rank_count(A, targets, n_threads=n_threads, progress=callback, device=dev)
     return counts + 1
 

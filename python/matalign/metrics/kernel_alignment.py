@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from .. import _engine
+from .. import executor as _executor
 from .. import _device
 from .. import _memory
 from .._progress import progress_callback
@@ -138,7 +139,13 @@ def _linear_gram_values(arrays, labels, n_threads: int, callback, eps: float = 0
         def report(done, total, g=g):
             if callback is not None:
                 callback(g * total + done, len(groups) * total)
-        gram, colsum, constant = _engine.shifted_gram(
+        gram_pass = _engine.shifted_gram
+        if (ex := _executor.current()) is not None:
+            # row blocks on the active executor (float64 partials added in block order)
+            def gram_pass(parts, shift, *, block_rows, n_threads, progress, ex=ex):
+                return _executor.shifted_gram(ex, parts, shift, block_rows=block_rows,
+                                              progress=progress)
+        gram, colsum, constant = gram_pass(
             [spaces[a] for a in group], np.concatenate([shifts[a] for a in group]),
             block_rows=GRAM_BLOCK_ROWS, n_threads=n_threads,
             progress=report if callback is not None else None)

@@ -1,0 +1,404 @@
+"""The executor (matalign.executor): row blocks of the engine operations, locally (the local
+blocked reference) and on a local 2-CPU Ray cluster; distributed embedding; a killed worker;
+Ctrl-C on the driver. docs/CLUSTER.md defines what "equal" means for each metric.
+
+Ray is started ONCE for this module (``ray.init`` costs 7-13 s here) with: a temporary HOME
+(Ray 2.60 keeps its token and session files under ``~/.ray``), a temporary ``_temp_dir``,
+``RAY_AUTH_MODE=disabled`` (a throwaway cluster on this machine, reachable only locally) and
+node address 127.0.0.1. The session's no-network guard stays on for every other address:
+only loopback and Unix-socket connections are let through while Ray runs.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import matalign as ma
+from matalign import _engine, executor
+from matalign.executor import Executor
+
+RNG = np.random.default_rng(20261203)
+
+
+def _data(n, d, dtype, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    Y = (np.tanh(X[:, : max(1, d // 2)]) + 0.3 * rng.normal(size=(n, max(1, d // 2))))
+    return X, Y.astype(dtype)
+
+
+def _pairwise(A):
+    A = np.asarray(A, dtype=np.float64)
+    return np.sqrt(np.maximum(((A[:, None, :] - A[None, :, :]) ** 2).sum(-1), 0.0))
+
+
+# ----------------------------------------------------------------------------- no Ray needed
+
+
+def test_missing_ray_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ImportError, match=r"executor='ray' needs Ray, which is not installed: "
+                                          r"pip install 'matalign\[ray\]'"):
+        with executor.use("ray"):
+            pass
+    X = RNG.normal(size=(20, 3))
+    with pytest.raises(ImportError, match=r"matalign\[ray\]"):
+        ma.embed([ma.structures.Structure("a", smiles="C")], _hash_adapter(), tempfile.mkdtemp(),
+                 executor="ray")
+    assert ma.knn(X, k=2).indices.shape == (20, 2)  # nothing else changes
+
+
+def test_resolve_errors():
+    with pytest.raises(ValueError, match=r"executor must be 'local', 'ray', 'auto' or "
+                                         r"'ray://host:port'; got 'spark'"):
+        executor.resolve("spark")
+    with pytest.raises(TypeError, match=r"executor must be a str .* or an Executor; got int"):
+        executor.resolve(3)
+    with pytest.raises(ValueError, match=r"needs a host and port"):
+        executor.resolve("ray://")
+    with pytest.raises(ValueError, match=r"block_rows must be"):
+        executor.resolve("local", block_rows=0)
+    assert executor.resolve("auto").address == "auto"
+    assert executor.current() is None
+    with executor.use("local"):  # unblocked local: today's path
+        assert executor.current() is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_row_forms_against_float64_reference(dtype):
+    """pair_sums(rows=) against the float64 NumPy sums written from the definition;
+    rank_count(rows=) equal to the full counts and to a NumPy count; awkward blocks."""
+    n = 203
+    X, Y = _data(n, 11, dtype, 1)
+    X[7] = X[3]  # a duplicate: a zero distance and a tie
+    A, B = _pairwise(X), _pairwise(Y)
+    for r0, r1 in [(0, 1), (0, 97), (97, 203), (150, 151), (0, 203)]:
+        rows, cross = _engine.pair_sums([X, Y], "distance", rows=(r0, r1))
+        ref_rows = np.stack([A[r0:r1].sum(1), B[r0:r1].sum(1)])
+        np.testing.assert_allclose(rows, ref_rows, rtol=2e-5 if dtype == np.float32 else 1e-12)
+        ref_cross = np.array([[(A[r0:r1] * A[r0:r1]).sum(), (A[r0:r1] * B[r0:r1]).sum()],
+                              [(B[r0:r1] * A[r0:r1]).sum(), (B[r0:r1] * B[r0:r1]).sum()]])
+        np.testing.assert_allclose(cross, ref_cross, rtol=2e-5 if dtype == np.float32 else 1e-12)
+    targets = np.argsort(A + np.diag(np.full(n, np.inf)), axis=1, kind="stable")[:, :3]
+    full = _engine.rank_count(Y, targets)
+    # float64 reference count for float64 rows (float32: the engine's own full call)
+    if dtype == np.float64:
+        D2 = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+        for i in (0, 3, 7, 150):
+            for t in range(3):
+                j = targets[i, t]
+                others = np.arange(n) != i
+                expect = np.sum(others & (D2[i] < D2[i, j])) + np.sum(
+                    others & (D2[i] == D2[i, j]) & (np.arange(n) < j))
+                assert abs(full[i, t] - expect) <= 1  # rounding of d² near a tie
+    parts = [_engine.rank_count(Y, targets[a:b], rows=(a, b))
+             for a, b in [(0, 50), (50, 51), (51, 203)]]
+    assert np.array_equal(np.concatenate(parts), full)
+
+
+def test_engine_row_form_errors():
+    X = RNG.normal(size=(10, 3))
+    with pytest.raises(ValueError, match=r"rows=\(5, 11\) must satisfy 0 <= r0 < r1 <= N=10"):
+        _engine.pair_sums([X], "distance", rows=(5, 11))
+    with pytest.raises(ValueError, match=r"must be in \[0, 10\) and != 2"):
+        _engine.rank_count(X, np.array([[2]]), rows=(2, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_local_blocked_reference(dtype):
+    """The local blocked reference: kNN and information imbalance bitwise the unblocked call;
+    dCor and linear CKA equal to the float64 definitions (to rounding)."""
+    X, Y = _data(301, 9, dtype, 2)
+    with executor.use("local", block_rows=64):
+        g = ma.knn(X, k=6, metric="l2")
+        gc = ma.knn(X, k=6, metric="cosine")
+        ii = ma.information_imbalance(X, Y, k=2)
+        dc = ma.distance_correlation(X, Y)
+        ck = ma.cka(X, Y)
+        ckn = ma.cknna(X, Y, k=5)
+    ref = ma.knn(X, k=6, metric="l2")
+    assert np.array_equal(g.indices, ref.indices) and np.array_equal(g.values, ref.values)
+    refc = ma.knn(X, k=6, metric="cosine")
+    assert np.array_equal(gc.indices, refc.indices) and np.array_equal(gc.values, refc.values)
+    assert ii == ma.information_imbalance(X, Y, k=2)
+    assert ckn == ma.cknna(X, Y, k=5)
+    A, B = _pairwise(X), _pairwise(Y)
+
+    def centred(M):
+        return M - M.mean(0) - M.mean(1)[:, None] + M.mean()
+
+    a, b = centred(A), centred(B)
+    dcor_ref = np.sqrt((a * b).mean() / np.sqrt((a * a).mean() * (b * b).mean()))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert dc == pytest.approx(dcor_ref, rel=tol)
+    Xc = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    Yc = Y.astype(np.float64) - Y.astype(np.float64).mean(0)
+    hxy = np.linalg.norm(Xc.T @ Yc) ** 2
+    cka_ref = hxy / (np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc))
+    assert ck == pytest.approx(cka_ref, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- Ray cluster
+
+
+def _local_only(original):
+    def connect(self, address, *args):
+        if self.family == socket.AF_UNIX or (isinstance(address, tuple) and address[0] in
+                                             ("127.0.0.1", "localhost", "::1")):
+            return original(self, address, *args)
+        raise RuntimeError("network access attempted in tests")
+    return connect
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    home = tempfile.mkdtemp(prefix="ma-home-")
+    temp = tempfile.mkdtemp(prefix="ma-ray-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", home)
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.setattr(socket.socket, "connect", _local_only(_socket.socket.connect))
+        mp.setattr(socket.socket, "connect_ex", _local_only(_socket.socket.connect_ex))
+        mp.setattr(socket, "create_connection", socket.create_connection)
+        mp.setattr(socket, "getaddrinfo", socket.getaddrinfo)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=temp, _node_ip_address="127.0.0.1")
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture
+def fault(monkeypatch, tmp_path):
+    """Arm the fault hook for one block; yields the marker path (exists once it fired)."""
+    marker = tmp_path / "fired"
+
+    def arm(block):
+        monkeypatch.setenv(executor.FAULT_ENV, str(block))
+        monkeypatch.setenv(executor.FAULT_MARKER_ENV, str(marker))
+        return marker
+    return arm
+
+
+def _all_metrics(X, Y, Z):
+    out = {
+        "knn": ma.knn(X, k=5, metric="l2"),
+        "knn_ip": ma.knn(Y, k=4),
+        "cknna": ma.cknna(X, Y, k=5),
+        "mutual_knn": ma.mutual_knn(X, Y, k=5),
+        "dcor": ma.distance_correlation(X, Y),
+        "ii": ma.information_imbalance(X, Y, k=2),
+        "cka": ma.cka(X, Y),
+        "matrix": ma.alignment_matrix({"x": X, "y": Y, "z": Z},
+                                      metrics=["cknna", "mutual_knn", "cka", "dcor",
+                                               "information_imbalance"], k=5),
+    }
+    return out
+
+
+def _same(a, b):
+    if isinstance(a, ma.KnnGraph):
+        return np.array_equal(a.indices, b.indices) and np.array_equal(a.values, b.values)
+    if isinstance(a, ma.AlignmentMatrix):
+        return a.metrics.keys() == b.metrics.keys() and all(
+            np.array_equal(a.metrics[m], b.metrics[m]) for m in a.metrics)
+    return a == b
+
+
+def test_ray_equals_local_references(ray_cluster, tmp_path):
+    X, Y = _data(257, 7, np.float32, 3)
+    Z = _data(257, 5, np.float32, 4)[0]
+    np.save(tmp_path / "x.npy", X)
+    Xm = np.load(tmp_path / "x.npy", mmap_mode="r")  # read in place by the workers
+    plain = _all_metrics(X, Y, Z)
+    with executor.use("local", block_rows=50):
+        blocked = _all_metrics(X, Y, Z)
+    with executor.use(Executor("ray", block_rows=50, shared_dir=str(tmp_path / "shared"))):
+        on_ray = _all_metrics(Xm, Y, Z)
+    for key in plain:
+        assert _same(on_ray[key], blocked[key]), key  # bitwise the local blocked reference
+    for key in ("knn", "knn_ip", "cknna", "mutual_knn", "ii"):
+        assert _same(on_ray[key], plain[key]), key  # and bitwise the unblocked local call
+    assert on_ray["dcor"] == pytest.approx(plain["dcor"], rel=1e-12)
+    assert on_ray["cka"] == pytest.approx(plain["cka"], rel=1e-12)
+    assert not any((tmp_path / "shared").iterdir())  # the job directory is removed
+
+
+def test_killed_worker_is_retried(ray_cluster, fault):
+    X, Y = _data(200, 6, np.float64, 5)
+    with executor.use("local", block_rows=40):
+        ref = (ma.knn(X, k=4, metric="l2"), ma.distance_correlation(X, Y),
+               ma.information_imbalance(X, Y))
+    marker = fault(2)
+    with executor.use("ray", block_rows=40):
+        got = (ma.knn(X, k=4, metric="l2"), ma.distance_correlation(X, Y),
+               ma.information_imbalance(X, Y))
+    assert marker.exists()  # block 2's worker died once (os._exit) and Ray re-ran it
+    assert _same(got[0], ref[0]) and got[1] == ref[1] and got[2] == ref[2]
+
+
+# ----------------------------------------------------------------------------- embedding
+
+
+def _hash_adapter(log=None, delay=0.0):
+    """A cheap offline model (rows from a hash of the id), defined in a function so that Ray
+    ships it to the workers by value; ``log`` records every structure embedded."""
+    from matalign.adapters import Adapter
+
+    class HashAdapter(Adapter):
+        name, modality, dim, layer = "hash-test", "smiles", 9, "none"
+
+        def _embed_batch(self, batch):
+            if log is not None:
+                with open(log, "a") as f:
+                    f.write("".join(s.id + "\n" for s in batch))
+            time.sleep(delay * len(batch))
+            return np.stack([np.random.default_rng(zlib.crc32(s.id.encode()))
+                             .standard_normal(self.dim) for s in batch]).astype(np.float32)
+    return HashAdapter()
+
+
+def _mols(n):
+    return [ma.structures.Structure(f"mol-{i}", smiles="C" * (i % 5 + 1)) for i in range(n)]
+
+
+def _files(path: Path) -> dict:
+    return {p.relative_to(path).as_posix(): p.read_bytes()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_embed_on_ray_is_bitwise_local(ray_cluster, tmp_path, fault):
+    mols = _mols(53)
+    local = ma.embed(mols, _hash_adapter(), tmp_path / "local", chunk_size=8, batch_size=4)
+    log = tmp_path / "log.txt"
+    marker = fault(3)
+    dist = ma.embed(mols, _hash_adapter(log), tmp_path / "ray", chunk_size=8, batch_size=4,
+                    executor="ray")
+    assert marker.exists()  # the actor embedding chunk 3 died with half a file written
+    assert local.n_chunks == dist.n_chunks == 7
+    assert _files(tmp_path / "local") == _files(tmp_path / "ray")
+    # every structure embedded once, except chunk 3 (the actor died in it: twice)
+    counts = {}
+    for line in log.read_text().splitlines():
+        counts[line] = counts.get(line, 0) + 1
+    again = {m.id for m in mols[24:32]}
+    assert {i for i, c in counts.items() if c != 1} == again
+    assert all(counts[i] == 2 for i in again) and len(counts) == 53
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time, zlib
+    import numpy as np
+    import matalign as ma
+    from matalign.adapters import Adapter
+    from matalign.structures import Structure
+
+    out, n, delay, where, resume = sys.argv[1:6]
+    n, delay, resume = int(n), float(delay), resume == "1"
+
+    class SlowHash(Adapter):
+        name, modality, dim, layer = "slow-hash", "smiles", 9, "none"
+
+        def _embed_batch(self, batch):
+            time.sleep(delay * len(batch))
+            return np.stack([np.random.default_rng(zlib.crc32(s.id.encode()))
+                             .standard_normal(self.dim) for s in batch]).astype(np.float32)
+
+    mols = [Structure(f"mol-{i}", smiles="C" * (i % 5 + 1)) for i in range(n)]
+    try:
+        ma.embed(mols, SlowHash(), out, chunk_size=4, batch_size=2, executor=where,
+                 resume=resume)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc}", file=sys.stderr, flush=True)
+        sys.exit(130)
+    print("done", flush=True)
+    """
+)
+
+
+def test_ctrl_c_cancels_and_store_resumes(ray_cluster, tmp_path):
+    out = tmp_path / "store"
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    env = dict(os.environ, RAY_ADDRESS=ray_cluster.get_runtime_context().gcs_address,
+               RAY_AUTH_MODE="disabled")
+    proc = subprocess.Popen([sys.executable, str(script), str(out), "40", "0.25", "auto", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "pending" / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    stopped = time.monotonic() - t0
+    assert proc.returncode == 130, err
+    assert stopped < 10, f"the driver took {stopped:.1f} s to stop after Ctrl-C"
+    assert "continue with --resume" in err
+    committed = len(journal.read_text().splitlines())
+    assert 2 <= committed < 10
+    # the actors were killed: nothing more is committed after the driver stopped
+    time.sleep(1.0)
+    assert len(journal.read_text().splitlines()) == committed
+    # resume on the cluster: bitwise the uninterrupted local store
+    done = subprocess.run([sys.executable, str(script), str(out), "40", "0", "auto", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ref = tmp_path / "ref"
+    done = subprocess.run([sys.executable, str(script), str(ref), "40", "0", "local", "0"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert _files(out) == _files(ref)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_cluster_bad_address(tmp_path, capsys):
+    from matalign.cli import main
+
+    np.save(tmp_path / "x.npy", RNG.normal(size=(30, 4)).astype(np.float32))
+    status = main(["knn", str(tmp_path / "x.npy"), "--k", "3", "--out", str(tmp_path / "g.npz"),
+                   "--cluster", "spark"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "--cluster: executor must be 'local', 'ray', 'auto' or 'ray://host:port'; got " \
+           "'spark'" in err
+
+
+def test_cli_cluster_ray(ray_cluster, tmp_path, capsys):
+    from matalign.cli import main
+
+    X, Y = _data(120, 6, np.float32, 7)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    for where in ("local", "ray"):
+        assert main(["knn", str(tmp_path / "x.npy"), "--k", "4", "--metric", "l2", "--cluster",
+                     where, "--out", str(tmp_path / f"g-{where}.npz")]) == 0
+        assert main(["matrix", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--metrics",
+                     "cknna,information_imbalance", "--k", "5", "--cluster", where, "--out",
+                     str(tmp_path / f"m-{where}.json")]) == 0
+    capsys.readouterr()
+    a, b = np.load(tmp_path / "g-local.npz"), np.load(tmp_path / "g-ray.npz")
+    assert all(np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f")
+               for key in a.files)  # (an exact graph's recall is NaN)
+    assert (tmp_path / "m-local.json").read_text() == (tmp_path / "m-ray.json").read_text()
