@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "matalign/common.h"
+#include "matalign/detail/screen_bound.h"
 
 namespace matalign {
 namespace detail {
@@ -162,17 +163,12 @@ void push(ScreenState& st, int64_t r, float lb, float ub, uint32_t idx) {
 
 void screen_bounds(const ScreenTileArgs& a, int64_t i, int64_t j, float approx, float& lb,
                    float& ub) {
+  // (the arithmetic lives in matalign/detail/screen_bound.h, shared with the CUDA screen)
   const ScreenSide& R = a.rows;
   const ScreenSide& C = a.cols;
-  const float m = std::fma(R.e[i], C.n[j], R.t[i] * C.g[j]) + (R.dc[i] + C.dc[j]);
-  approx = approx + (R.c[i] + C.c[j]);
-  const float u = approx + m, l = approx - m;
-  ub = u;
-  lb = l;
-  if (a.l2) {
-    ub = (u + u) - (R.nhi[i] + C.nhi[j]);
-    lb = (l + l) - (R.nlo[i] + C.nlo[j]);
-  }
+  const ScreenTerms ri{R.s[i], R.n[i], R.t[i], R.e[i], R.g[i], R.nhi[i], R.nlo[i], R.c[i], R.dc[i]};
+  const ScreenTerms cj{C.s[j], C.n[j], C.t[j], C.e[j], C.g[j], C.nhi[j], C.nlo[j], C.c[j], C.dc[j]};
+  screen_pair_bounds(ri, cj, approx, a.l2, lb, ub);
 }
 
 namespace {

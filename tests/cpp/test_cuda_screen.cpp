@@ -1,0 +1,284 @@
+// matalign_cuda_screen_test: the host side of the planned CUDA int8 screen, without a GPU.
+//  1. The quantised data the GPU path uploads are the CPU screen's (detail::quantise, one
+//     function), and the shared pair bounds (matalign/detail/screen_bound.h) equal the CPU's
+//     screen_bounds bit for bit on every pair, from exact int32 products of the codes (what
+//     int8 tensor cores accumulate).
+//  2. The widened bounds contain the score the GPU's exact path computes (emulated here as an
+//     FMA chain in the dtype, sequential and in reverse order) for every pair.
+//  3. A host emulation of the planned kernel's algorithm (self tiles J >= I feeding rows and
+//     columns, thresholds from the widened lower bounds, survivors per row and tile with the
+//     overflow -> exact-rerun fallback, re-scoring, ranking by (score desc, index asc))
+//     returns the brute-force graph of the same scores bit for bit, on data with exact
+//     duplicates and near-ties, ip and l2, float32 and float64, with tiny survivor slots
+//     (forcing the fallback) and the planned ones.
+// Seeded random inputs; no test framework: CHECK counts failures, main returns 1 if any.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "matalign/cuda/screen_plan.h"
+#include "matalign/detail/screen_bound.h"
+#include "screen.h"
+#include "screen_quantise.h"
+
+namespace {
+
+int g_failures = 0;
+int g_checks = 0;
+
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    ++g_checks;                                                                     \
+    if (!(cond)) {                                                                  \
+      ++g_failures;                                                                 \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                               \
+  } while (0)
+
+using namespace matalign;
+using namespace matalign::detail;
+namespace sp = matalign::cuda::screen_plan;
+
+detail::ScreenTerms terms(const SideData& s, int64_t r) {
+  return ScreenTerms{s.s[r], s.n[r], s.t[r], s.e[r], s.g[r], s.nhi[r], s.nlo[r], s.c[r], s.dc[r]};
+}
+
+/// Rows with structure: clusters around an offset, exact duplicates, near-ties (a row and a
+/// copy perturbed in its last bits), and a few zero-spread rows.
+template <class T>
+std::vector<T> make_data(int64_t n, int64_t d, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<T> x(static_cast<size_t>(n * d));
+  for (int64_t r = 0; r < n; ++r) {
+    const double base = 3.0 + 0.1 * static_cast<double>(r % 5);
+    for (int64_t k = 0; k < d; ++k) x[r * d + k] = static_cast<T>(base + nd(gen));
+  }
+  for (int64_t r = 1; r < n; r += 7)  // exact duplicates of the previous row
+    std::copy(&x[(r - 1) * d], &x[r * d], &x[r * d]);
+  for (int64_t r = 3; r < n; r += 11) {  // near-ties: the previous row, one coordinate nudged
+    std::copy(&x[(r - 1) * d], &x[r * d], &x[r * d]);
+    T& v = x[r * d + (r % d)];
+    v = std::nextafter(v, T(100));
+  }
+  return x;
+}
+
+/// The GPU exact path's score, emulated: an FMA chain in T over the raw rows (ip) or the rows
+/// centred in T with norms of the same chain (l2: 2<x', y'> - (|x'|² + |y'|²)). `rev` runs the
+/// chain backwards (the bound must hold for any order).
+template <class T>
+T gpu_score(const T* a, const T* b, const T* na, const T* nb, int64_t d, bool l2, bool rev) {
+  T s = T(0);
+  for (int64_t t = 0; t < d; ++t) {
+    const int64_t k = rev ? d - 1 - t : t;
+    s = std::fma(a[k], b[k], s);
+  }
+  if (l2) s = s * T(2) - (*na + *nb);
+  return s + T(0);
+}
+
+template <class T>
+void run_case(int64_t n, int64_t d, int64_t k, bool l2, int64_t tile, int64_t slots_override,
+              uint32_t seed) {
+  const int64_t itemsize = sizeof(T);
+  std::vector<T> x = make_data<T>(n, d, seed);
+  const MatrixView<T> xv{x.data(), n, d, d, 1};
+  const Kernels<T> K = kernels_for<T>(Simd::scalar);
+  std::vector<double> mu(static_cast<size_t>(d));
+  column_centre(xv, 1, mu.data());
+  SideData sd;
+  quantise(xv, K, l2, 1, mu, 8, sd);
+  CHECK(sd.in_range);
+  // (1) the uploaded arrays are quantise()'s: a second call gives the same bytes (one
+  // function, deterministic), and the bounds from the shared header equal screen_bounds'.
+  SideData sd2;
+  quantise(xv, K, l2, 2, mu, 8, sd2);
+  CHECK(sd.q == sd2.q && sd.s == sd2.s && sd.g == sd2.g && sd.c == sd2.c && sd.dc == sd2.dc &&
+        sd.nhi == sd2.nhi && sd.nlo == sd2.nlo);
+
+  // the rows the GPU path scores: raw (ip) or centred in T (l2), and their norms in T
+  std::vector<T> rows(x), nrm(static_cast<size_t>(n), T(0));
+  std::vector<float> w(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    double n2 = 0.0;
+    for (int64_t c = 0; c < d; ++c) {
+      if (l2) rows[r * d + c] = static_cast<T>(static_cast<double>(x[r * d + c]) - mu[c]);
+      const double v = l2 ? static_cast<double>(x[r * d + c]) - mu[c] : static_cast<double>(x[r * d + c]);
+      n2 += v * v;
+    }
+    T s = T(0);
+    for (int64_t c = 0; c < d; ++c) s = std::fma(rows[r * d + c], rows[r * d + c], s);
+    nrm[r] = s;
+    w[r] = screen_rescore_term(n2, d, itemsize, l2);
+  }
+
+  ScreenTileArgs a{};
+  a.rows = sd.view();
+  a.cols = sd.view();
+  a.l2 = l2;
+  std::vector<float> lb(static_cast<size_t>(n * n)), ub(static_cast<size_t>(n * n));
+  std::vector<T> f(static_cast<size_t>(n * n));
+  int64_t bitwise_bad = 0, contain_bad = 0, slack_bad = 0;
+  double max_ratio = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t p64 = 0;
+      int32_t p32 = 0;
+      for (int64_t t = 0; t < sd.dp; ++t) {
+        const int32_t prod = int32_t(sd.q[i * sd.dp + t]) * int32_t(sd.q[j * sd.dp + t]);
+        p64 += prod;
+        p32 += prod;  // int32 accumulation, as the tensor cores: exact (|p| <= 127² dp)
+      }
+      CHECK(p64 == p32);
+      const float approx = screen_approx(p32, sd.s[j], sd.s[i]);
+      float l0, u0, l1, u1;
+      screen_bounds(a, i, j, approx, l0, u0);
+      screen_pair_bounds(terms(sd, i), terms(sd, j), approx, l2, l1, u1);
+      if (std::memcmp(&l0, &l1, 4) != 0 || std::memcmp(&u0, &u1, 4) != 0) ++bitwise_bad;
+      screen_widen(screen_rescore_slack(w[i], w[j], l2), l1, u1);
+      const T s0 = gpu_score(&rows[i * d], &rows[j * d], &nrm[i], &nrm[j], d, l2, false);
+      const T s1 = gpu_score(&rows[i * d], &rows[j * d], &nrm[i], &nrm[j], d, l2, true);
+      if (!(static_cast<double>(l1) <= static_cast<double>(std::min(s0, s1)) &&
+            static_cast<double>(std::max(s0, s1)) <= static_cast<double>(u1)))
+        ++contain_bad;
+      // the slack itself bounds the chain's error against the real score (long double)
+      long double ex = 0.0L;
+      for (int64_t t = 0; t < d; ++t) {
+        const long double xi = x[i * d + t], xj = x[j * d + t];
+        ex += l2 ? -(xi - xj) * (xi - xj) : xi * xj;
+      }
+      const long double delta = screen_rescore_slack(w[i], w[j], l2);
+      const long double err = std::max(std::fabs(static_cast<long double>(s0) - ex),
+                                       std::fabs(static_cast<long double>(s1) - ex));
+      if (!(err <= delta)) ++slack_bad;
+      if (delta > 0) max_ratio = std::max(max_ratio, static_cast<double>(err / delta));
+      lb[i * n + j] = l1;
+      ub[i * n + j] = u1;
+      f[i * n + j] = s0;
+    }
+  CHECK(bitwise_bad == 0);
+  CHECK(contain_bad == 0);
+  CHECK(slack_bad == 0);
+
+  // (3) the planned kernel's algorithm, emulated; exclude_self as the graph functions do
+  const int64_t slots = slots_override > 0 ? slots_override : sp::survivor_slots(k, tile);
+  std::vector<std::vector<float>> best(static_cast<size_t>(n));  // k largest lbs, descending
+  std::vector<std::vector<uint32_t>> cand(static_cast<size_t>(n));
+  auto thr = [&](int64_t i) {
+    return static_cast<int64_t>(best[i].size()) < k ? -INFINITY : best[i][k - 1];
+  };
+  int64_t reruns = 0;
+  for (const sp::Tile& t : sp::self_tiles(n, tile)) {
+    // the epilogue reads each row's threshold as it stood before the tile
+    std::vector<float> thr0(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) thr0[i] = thr(i);
+    std::vector<std::vector<uint32_t>> surv(static_cast<size_t>(n));
+    std::vector<std::vector<float>> lbs(static_cast<size_t>(n));
+    auto offer = [&](int64_t i, int64_t j) {
+      lbs[i].push_back(lb[i * n + j]);
+      if (ub[i * n + j] >= thr0[i]) surv[i].push_back(static_cast<uint32_t>(j));
+    };
+    for (int64_t i = t.r0; i < t.r1; ++i)
+      for (int64_t j = t.diagonal ? i + 1 : t.c0; j < t.c1; ++j) {
+        offer(i, j);
+        if (t.mirror) offer(j, i);
+      }
+    for (int64_t i = 0; i < n; ++i) {
+      if (lbs[i].empty()) continue;
+      if (sp::row_outcome(static_cast<int64_t>(surv[i].size()), slots) == sp::RowOutcome::rerun_exact) {
+        // fallback: the exact path over this tile's columns of row i (all its pairs here)
+        ++reruns;
+        const bool is_row = i >= t.r0 && i < t.r1;
+        const int64_t c0 = is_row ? t.c0 : t.r0, c1 = is_row ? t.c1 : t.r1;
+        for (int64_t j = c0; j < c1; ++j)
+          if (j != i) cand[i].push_back(static_cast<uint32_t>(j));
+      } else {
+        cand[i].insert(cand[i].end(), surv[i].begin(), surv[i].end());
+      }
+      best[i].insert(best[i].end(), lbs[i].begin(), lbs[i].end());
+      std::sort(best[i].begin(), best[i].end(), [](float p, float q) { return p > q; });
+      if (static_cast<int64_t>(best[i].size()) > k) best[i].resize(static_cast<size_t>(k));
+    }
+  }
+  if (slots_override > 0) CHECK(reruns > 0);  // the fallback ran
+  int64_t graph_bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    auto better = [&](uint32_t p, uint32_t q) {
+      const T a1 = f[i * n + p], b1 = f[i * n + q];
+      return a1 > b1 || (a1 == b1 && p < q);
+    };
+    std::vector<uint32_t> c = cand[i];
+    std::sort(c.begin(), c.end());
+    CHECK(std::adjacent_find(c.begin(), c.end()) == c.end());  // each pair offered once
+    std::sort(c.begin(), c.end(), better);
+    std::vector<uint32_t> all;
+    for (int64_t j = 0; j < n; ++j)
+      if (j != i) all.push_back(static_cast<uint32_t>(j));
+    std::sort(all.begin(), all.end(), better);
+    if (static_cast<int64_t>(c.size()) < k || !std::equal(all.begin(), all.begin() + k, c.begin())) ++graph_bad;
+  }
+  CHECK(graph_bad == 0);
+  std::printf("  %s %s n=%lld d=%lld k=%lld tile=%lld slots=%lld: reruns %lld, bound/graph mismatches %lld/%lld/%lld, slack misses %lld (max error/slack %.2g)\n",
+              itemsize == 4 ? "float32" : "float64", l2 ? "l2" : "ip", (long long)n, (long long)d,
+              (long long)k, (long long)tile, (long long)slots, (long long)reruns,
+              (long long)bitwise_bad, (long long)contain_bad, (long long)graph_bad, (long long)slack_bad, max_ratio);
+}
+
+void test_plan() {
+  // every unordered pair in exactly one self tile; tile count b(b+1)/2
+  for (int64_t n : {1, 5, 64, 100, 257}) {
+    for (int64_t t : {1, 7, 64, 300}) {
+      const auto tiles = sp::self_tiles(n, t);
+      const int64_t b = (n + t - 1) / t;
+      CHECK(static_cast<int64_t>(tiles.size()) == b * (b + 1) / 2);
+      std::vector<int> seen(static_cast<size_t>(n * n), 0);
+      for (const auto& tl : tiles) {
+        CHECK(tl.c0 >= tl.r0 && tl.mirror && tl.diagonal == (tl.c0 == tl.r0));
+        for (int64_t i = tl.r0; i < tl.r1; ++i)
+          for (int64_t j = tl.diagonal ? i + 1 : tl.c0; j < tl.c1; ++j) ++seen[std::min(i, j) * n + std::max(i, j)];
+      }
+      bool ok = true;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j) ok = ok && seen[i * n + j] == (j > i ? 1 : 0);
+      CHECK(ok);
+    }
+  }
+  const auto q = sp::query_tiles(10, 25, 4, 10);
+  CHECK(q.size() == 9 && q.back().r1 == 10 && q.back().c1 == 25 && !q.back().mirror);
+  CHECK(sp::survivor_slots(10, 8192) == 104);
+  CHECK(sp::survivor_slots(100, 256) == 256);
+  CHECK(sp::survivor_bytes(8192, 8192, 10, true) == 2 * 8192 * (104 * 4 + 4));
+  CHECK(sp::survivor_bytes(8192, 4096, 10, false) == 8192 * (104 * 4 + 4));
+  CHECK(sp::row_outcome(104, 104) == sp::RowOutcome::merge);
+  CHECK(sp::row_outcome(105, 104) == sp::RowOutcome::rerun_exact);
+  std::string msg;
+  try {
+    sp::self_tiles(0, 8);
+  } catch (const std::invalid_argument& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("self_tiles: n and t must be >= 1, got n=0") != std::string::npos);
+}
+
+}  // namespace
+
+int main() {
+  test_plan();
+  for (bool l2 : {false, true}) {
+    run_case<float>(300, 37, 10, l2, 64, 0, 11);
+    run_case<double>(300, 37, 10, l2, 64, 0, 12);
+    run_case<float>(260, 64, 30, l2, 100, 0, 13);
+    run_case<float>(200, 20, 5, l2, 50, 6, 14);   // 6 slots: the exact-rerun fallback runs
+    run_case<double>(200, 20, 5, l2, 50, 6, 15);
+  }
+  std::printf("%d checks, %d failures\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
