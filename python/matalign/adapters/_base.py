@@ -211,6 +211,8 @@ class Adapter:
                 batch = items[start:start + batch_size]
                 out[start:start + len(batch)] = self.embed_batch(batch)
                 bar.update(len(batch))
+        from ._status import record_run
+        record_run(self)        # for `matalign models`: this adapter ran in this installation
         return out
 
     def embed_batch(self, batch: list[Structure]) -> np.ndarray:

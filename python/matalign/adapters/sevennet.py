@@ -123,7 +123,7 @@ class SevenNetAdapter(Adapter):
             raise ValueError(f"SevenNet model {model!r} has no modals; leave modal=None")
         self.modal = modal
         self.name = name or ("random-sevennet" if self.random_init
-                             else "sevennet-" + model.removeprefix("7net-"))
+                             else "sevennet-" + model.removeprefix("7net-").replace("_", "-").lower())
         self.checkpoint = None if self.random_init else path
         self._architecture_from = path
         self.dim = self._probe_dim()
