@@ -460,6 +460,37 @@ def embed(
     _console().print(Text.assemble(("wrote", "green"), f" {out}: {store!r}"))
 
 
+@app.command("layer-sweep", epilog=_examples(
+    "matalign layer-sweep sevennet-0 --reference chgnet-0.3.0 --data mptrj --out sweep",
+    "matalign layer-sweep random-chgnet --reference chgnet-0.3.0 --reference-layers all "
+    "--data mptrj --n 100 --k 10 --pooling mean --out sweep-rand"))
+def layer_sweep(
+    model: Annotated[str, typer.Argument(help="adapter with layers (matalign models)")],
+    data: Annotated[str, typer.Option("--data", "-d", help="structure file or dataset name")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="output folder")],
+    reference: Annotated[Optional[str], typer.Option("--reference", "-r",
+                         help="reference adapter")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="first n structures")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="CKNNA neighbours")] = 10,
+    pooling: Annotated[Optional[list[str]], typer.Option(
+        "--pooling", help="mean, sum or max; repeatable")] = None,
+    reference_layers: Annotated[str, typer.Option(
+        "--reference-layers", help="default or all")] = "default",
+    no_ci: Annotated[bool, typer.Option("--no-ci", help="skip the intervals")] = False,
+):
+    """Embed every layer of a model once; CKNNA of each layer with a reference model and of
+    every two layers (sweep.json, table.txt, layers-<pooling>.png/.svg heatmaps)."""
+    from .layers import run_layer_sweep
+
+    sw = run_layer_sweep(model, data, out, reference=reference, n=n, k=k,
+                         poolings=tuple(pooling or ("mean", "sum")),
+                         reference_layers=reference_layers, ci=not no_ci)
+    print(sw.table())
+    if sw.cross:
+        print(f"best: {sw.best()}")
+    _console().print(f"[green]wrote[/green] {out}/sweep.json, table.txt, layers-*.png/.svg")
+
+
 # ---------------------------------------------------------------------------------------------
 # knn, matrix, score
 # ---------------------------------------------------------------------------------------------

@@ -154,6 +154,34 @@ class CHGNetAdapter(Adapter):
         feats = captured[-1].cpu().numpy()
         return feats, [len(g.atomic_number) for g in graphs]
 
+    def layers(self) -> list[str]:
+        """``conv0`` .. ``conv{n-1}``: the 64-d atom features after each atom-conv layer
+        (``atom_conv_layers[i]`` output); the default is the layer chosen by ``layer=``."""
+        return [f"conv{i}" for i in range(len(self._model.atom_conv_layers))]
+
+    @property
+    def default_layer(self) -> str:
+        return f"conv{self.layer_index}"
+
+    def layer_atom_features(self, batch: list[Structure]
+                            ) -> tuple[dict[str, np.ndarray], list[int]]:
+        """Per-atom features of every atom-conv layer from one forward pass (forward hooks)."""
+        import torch
+
+        graphs = self._graphs(batch)
+        captured: dict[str, np.ndarray] = {}
+        hooks = [conv.register_forward_hook(
+            lambda _m, _i, out, key=f"conv{i}": captured.__setitem__(key, out.detach()))
+            for i, conv in enumerate(self._model.atom_conv_layers)]
+        try:
+            with torch.no_grad():
+                self._model(graphs, task="e")
+        finally:
+            for h in hooks:
+                h.remove()
+        feats = {k: v.cpu().numpy() for k, v in captured.items()}
+        return feats, [len(g.atomic_number) for g in graphs]
+
     def _embed_batch(self, batch: list[Structure]) -> np.ndarray:
         feats, counts = self.atom_features(batch)
         return pool(feats, counts, self.pooling)

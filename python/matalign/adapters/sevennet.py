@@ -142,8 +142,57 @@ class SevenNetAdapter(Adapter):
             meta["architecture_from"] = self._architecture_from
         return meta
 
+    def layers(self) -> list[str]:
+        """``embedding`` (the atom-type embedding, output of ``onehot_to_feature_x``), then
+        ``block0`` .. ``block{n-1}``: the invariant (0e) channels of the node features after
+        each interaction block's equivariant gate. The last block is the default layer (the
+        input of ``reduce_input_to_hidden``)."""
+        return ["embedding"] + [f"block{i}" for i in range(len(self._gates()))]
+
+    @property
+    def default_layer(self) -> str:
+        return f"block{len(self._gates()) - 1}"
+
+    def _gates(self) -> list[str]:
+        return [n for n in self._model._modules if n.endswith("_equivariant_gate")]
+
+    def _n_scalars(self, gate: str) -> int:
+        first = self._model._modules[gate].gate.irreps_out[0]
+        if first.ir.l != 0 or first.ir.p != 1:
+            raise RuntimeError(f"SevenNet gate {gate!r} output does not start with scalars "
+                               f"({self._model._modules[gate].gate.irreps_out})")
+        return int(first.mul)
+
+    def layer_atom_features(self, batch: list[Structure]
+                            ) -> tuple[dict[str, np.ndarray], list[int]]:
+        """Per-atom invariant features of every layer in :meth:`layers` from one truncated
+        forward pass (all atoms of the batch concatenated) and the atoms per structure."""
+        import torch
+        with quiet():
+            import sevenn._keys as KEY
+        captured: dict[str, np.ndarray] = {}
+        gates = {g: f"block{i}" for i, g in enumerate(self._gates())}
+
+        def take(name, data):
+            x = data[KEY.NODE_FEATURE]
+            if name == "onehot_to_feature_x":
+                captured["embedding"] = x.detach().cpu().numpy()
+            elif name in gates:
+                captured[gates[name]] = x[:, :self._n_scalars(name)].detach().cpu().numpy()
+
+        _, counts = self._forward(batch, take)
+        return captured, counts
+
     def atom_features(self, batch: list[Structure]) -> tuple[np.ndarray, list[int]]:
         """Per-atom features of a batch (all atoms concatenated) and the atoms per structure."""
+        with quiet():
+            import sevenn._keys as KEY
+        data, counts = self._forward(batch, None)
+        return data[KEY.NODE_FEATURE].detach().cpu().numpy(), counts
+
+    def _forward(self, batch: list[Structure], after) -> tuple[Any, list[int]]:
+        """Run the modules up to ``reduce_input_to_hidden``; ``after(name, data)`` is called
+        after each module when given."""
         import torch
         with quiet():
             import sevenn._keys as KEY
@@ -168,7 +217,9 @@ class SevenNetAdapter(Adapter):
                 if name == _STOP:
                     break
                 data = module(data)
-        return data[KEY.NODE_FEATURE].detach().cpu().numpy(), counts
+                if after is not None:
+                    after(name, data)
+        return data, counts
 
     def _embed_batch(self, batch: list[Structure]) -> np.ndarray:
         feats, counts = self.atom_features(batch)
