@@ -167,3 +167,15 @@ def test_cli_layer_sweep_writes_plots(crystals, tmp_path, capsys):
     assert m.shape == (4, 4) and np.allclose(np.diag(m), 1.0) and np.isfinite(m).all()
     for ext in ("png", "svg"):
         assert (out / f"layers-mean.{ext}").stat().st_size > 1000
+
+
+def test_sevennet_layer_option(crystals):
+    _needs("sevenn")
+    ad = ma.adapters.get("sevennet-0", layer="block1")
+    assert ad.name == "sevennet-0-block1" and ad.default_layer == "block1" and ad.dim == 128
+    few = crystals[:2]
+    np.testing.assert_array_equal(ad.embed(few),
+                                  ad.embed_layers(few, layers=["block1"])[("block1", "mean")])
+    assert "block1" in ad.metadata["layer"]
+    with pytest.raises(ValueError, match=r"layer must be one of \['embedding', 'block0'"):
+        ma.adapters.get("sevennet-0", layer="block9")

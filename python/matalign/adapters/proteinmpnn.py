@@ -69,6 +69,7 @@ def backbone(structure: Structure, *, ca_only: bool = False, adapter: str = "pro
     Examples
     --------
     >>> import matalign.datasets as mds
+    >>> from matalign.adapters.proteinmpnn import backbone
     >>> s = next(iter(mds.get("peptides", n=1, min_length=9, max_length=9)))
     >>> X, res = backbone(s)
     >>> X.shape, res.tolist()[:3]
