@@ -23,7 +23,11 @@ a random-init CHGNet scores 0.55 [0.47, 0.63] (last layer) against the same refe
 a random-init SevenNet 0.50 at block4 but 0.54 at block1: training lifts block1's alignment
 with CHGNet by 0.23 and leaves block4's where a random network has it. At k = 25 the same
 order: 0.75, 0.80, 0.81, 0.77, 0.68, 0.58 against 0.58 [0.54, 0.61] for the random CHGNet.
-(CHGNet 0.2.0 against 0.3.0, for scale: 0.79 [0.72, 0.85] at k = 10.) Sum
+(CHGNet 0.2.0 against 0.3.0, for scale: 0.79 [0.72, 0.85] at k = 10.) The replicate
+control says the same: the two SevenNet-0 releases (``sevennet-0-22may2024`` against
+``sevennet-0``, same layer, k = 10) agree at 0.90 at the embedding, 0.74-0.79 over blocks
+0-2, 0.67 at block3 and only 0.57 [0.48, 0.65] at block4: the last block is where two
+training runs of one architecture differ most. Sum
 pooling is lower at every layer (block4 0.41 at k = 10), so pooling is not the cause. The
 alignment with CHGNet rises through the first two blocks and falls over the last two:
 SevenNet-0's early and middle blocks are as close to CHGNet as CHGNet's own layers are to
