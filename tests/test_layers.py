@@ -62,6 +62,11 @@ def test_sweep_interval_and_reference_layers():
     best = sw.best()
     i, j = sw.layers.index(best["layer"]), sw.reference_layers.index(best["reference_layer"])
     assert best["cknna"] == sw.cross["mean"].max() == sw.cross["mean"][i, j]
+    other = sweep_spaces(spaces, reference={"r0": Z, "r1": Z[:, :2]}, k=5, ci=False,
+                         reference_default="r1")
+    assert [r["cknna"] for r in other.rows] == other.cross["mean"][:, 1].tolist()
+    with pytest.raises(ValueError, match="reference_default 'r9' is not among"):
+        sweep_spaces(spaces, reference={"r0": Z}, k=5, ci=False, reference_default="r9")
     d = json.loads(json.dumps(sw.to_dict()))
     assert d["best"] == best and len(d["self_matrix"]["mean"]) == 3
     text = sw.table()

@@ -65,7 +65,7 @@ class LayerSweep:
     cross : dict of str to (L, R) array
         CKNNA of each model layer (rows) with each reference layer (columns), per pooling.
     rows : list of dict
-        One per (layer, pooling): ``cknna`` with the reference's first (default) layer and
+        One per (layer, pooling): ``cknna`` with the reference's default layer and
         its interval ``low``/``high`` (NaN without ``ci``).
     params : dict
         N, k, preprocessing, interval level and subsamples, seed, default layer/pooling.
@@ -147,7 +147,7 @@ def _pp_text(center: bool, l2: bool) -> str:
 def sweep_spaces(spaces: dict, *, reference=None, reference_name: str | None = None,
                  model: str = "model", k: int = 10, center: bool = True, l2: bool = True,
                  ci: bool = True, level: float = 0.95, n_subsamples: int = 20,
-                 seed: int = 0) -> LayerSweep:
+                 seed: int = 0, reference_default: str | None = None) -> LayerSweep:
     """The sweep's comparisons on embeddings that are already computed.
 
     Parameters
@@ -167,6 +167,8 @@ def sweep_spaces(spaces: dict, *, reference=None, reference_name: str | None = N
         Subsampling intervals for the comparisons with the reference's default layer.
     level, n_subsamples, seed
         Of the intervals.
+    reference_default : str, optional
+        The reference layer the rows (and intervals) compare with; default its first.
 
     Returns
     -------
@@ -221,11 +223,15 @@ def sweep_spaces(spaces: dict, *, reference=None, reference_name: str | None = N
             cross[how] = full[:L, L:].copy()
     rows = []
     if ref:
-        first = next(iter(ref))
+        first = reference_default if reference_default is not None else next(iter(ref))
+        if first not in ref:
+            raise ValueError(f"reference_default {first!r} is not among the reference layers "
+                             f"{list(ref)}")
+        col = list(ref).index(first)
         for how in poolings:
             for i, lay in enumerate(layers):
                 row = {"layer": lay, "pooling": how, "reference_layer": first,
-                       "cknna": float(cross[how][i, 0]), "low": float("nan"),
+                       "cknna": float(cross[how][i, col]), "low": float("nan"),
                        "high": float("nan")}
                 if ci:
                     r = confidence_interval("cknna", prep[(lay, how)], ref[first], k=k,
@@ -298,6 +304,7 @@ def layer_sweep(model, structures: Sequence, *, reference=None, k: int = 10,
                              progress=progress)
     ref_name = None
     ref = None
+    ref_default = None
     if reference is not None:
         if isinstance(reference, (str, _adapters.Adapter)):
             rad = _adapters.get(reference) if isinstance(reference, str) else reference
@@ -306,8 +313,8 @@ def layer_sweep(model, structures: Sequence, *, reference=None, k: int = 10,
                 how = rad.pooling
                 got = rad.embed_layers(items, poolings=[how], batch_size=batch_size,
                                        progress=progress)
-                order = [rad.default_layer] + [x for x in rad.layers() if x != rad.default_layer]
-                ref = {lay: got[(lay, how)] for lay in order}
+                ref = {lay: got[(lay, how)] for lay in rad.layers()}
+                ref_default = rad.default_layer
             else:
                 ref = {rad.default_layer or "default": rad.embed(items, batch_size=batch_size,
                                                                  progress=progress)}
@@ -319,7 +326,7 @@ def layer_sweep(model, structures: Sequence, *, reference=None, k: int = 10,
                                  f"shape {ref.shape}")
     sw = sweep_spaces(spaces, reference=ref, reference_name=ref_name, model=ad.name, k=k,
                       center=center, l2=l2, ci=ci, level=level, n_subsamples=n_subsamples,
-                      seed=seed)
+                      seed=seed, reference_default=ref_default)
     sw.params.update(default_layer=ad.default_layer, default_pooling=ad.pooling,
                      adapter=ad.metadata)
     return sw
