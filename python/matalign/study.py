@@ -82,6 +82,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import adapters as _adapters
 from ._io import atomic_write_text
 from ._json import describe, jsonable
 
@@ -231,6 +232,18 @@ def study_config(raw: Mapping, *, where: str = "study config") -> dict:
             _fail(where, f"models[{i}].label", f"{entry['label']!r} must use letters, digits "
                   "and ._+- only (it names a folder)")
         cfg["models"].append(entry)
+    # A model without an explicit parent inherits its registered one (e.g. a same-architecture
+    # replicate), when that parent is in the study too: near-duplicates are flagged either way.
+    by_name = {m["name"]: m["label"] for m in cfg["models"]}
+    for m, entry in zip(models, cfg["models"]):
+        if isinstance(m, Mapping) and "parent" in m:
+            continue
+        try:
+            registered = _adapters.info(entry["name"]).parent
+        except ValueError:
+            continue
+        if registered in by_name:
+            entry["parent"] = by_name[registered]
     labels = [m["label"] for m in cfg["models"]]
     if len(set(labels)) != len(labels):
         _fail(where, "[[models]]", f"has duplicate names/labels: {labels}")

@@ -51,6 +51,17 @@ class AdapterInfo:
     options : dict
         Default keyword options passed to the factory.
     description : str
+    environment : str
+        The environment the adapter runs in: ``"main"`` (this Python) or the name of an
+        isolated per-family environment.
+    parent : str
+        Registry name of the checkpoint this one is a near-duplicate of (a fine-tune or a
+        same-architecture replicate); ``""`` for independent models. Studies and findings
+        treat a model and its parent as one piece of evidence, not two.
+    layer_desc : str
+        Which layer the default features come from.
+    default_pooling : str
+        How per-atom (per-residue, per-token) features are pooled by default.
     """
 
     name: str
@@ -63,6 +74,10 @@ class AdapterInfo:
     target: str
     options: tuple = ()
     description: str = ""
+    environment: str = "main"
+    parent: str = ""
+    layer_desc: str = ""
+    default_pooling: str = "mean"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,12 +90,22 @@ _REGISTRY: dict[str, AdapterInfo] = {}
 
 def register(name: str, *, modality: str, dim: int | None, offline: bool, family: str,
              package: str, extra: str, target: str, description: str = "",
-             **options: Any) -> AdapterInfo:
-    """Register an adapter (used by matalign itself and by plugins)."""
+             environment: str = "main", parent: str = "", layer_desc: str = "",
+             default_pooling: str = "mean", **options: Any) -> AdapterInfo:
+    """Register an adapter (used by matalign itself and by plugins).
+
+    ``parent`` names the registered checkpoint this one near-duplicates (a fine-tune or a
+    same-architecture replicate); ``layer_desc`` and ``default_pooling`` say where the default
+    features come from; ``environment`` is ``"main"`` or an isolated per-family environment.
+    """
     if name in _REGISTRY:
         raise ValueError(f"adapter {name!r} is already registered")
+    if parent and parent not in _REGISTRY:
+        raise ValueError(f"adapter {name!r}: parent {parent!r} is not registered (register the "
+                         f"parent first)")
     entry = AdapterInfo(name, modality, dim, offline, family, package, extra, target,
-                        tuple(sorted(options.items())), description)
+                        tuple(sorted(options.items())), description, environment, parent,
+                        layer_desc, default_pooling)
     _REGISTRY[name] = entry
     return entry
 

@@ -182,8 +182,95 @@ class Adapter:
     def _extra_metadata(self) -> dict[str, Any]:
         return {}
 
+    # -- layers (optional; adapters that can expose every block override these) -------------
+    def layers(self) -> list[str]:
+        """Names of the layers (blocks) this adapter can return features of, input to output.
+
+        Empty for adapters without a layer choice (descriptors). Adapters that declare layers
+        implement :meth:`layer_atom_features`; :meth:`embed` takes ``layer=`` one of these and
+        :func:`matalign.layers.layer_sweep` embeds all of them in one forward pass per batch.
+        """
+        return []
+
+    @property
+    def default_layer(self) -> str | None:
+        """The layer :meth:`embed` uses without ``layer=`` (None if none are declared)."""
+        return None
+
+    def layer_atom_features(self, batch: list[Structure]
+                            ) -> tuple[dict[str, np.ndarray], list[int]]:
+        """Per-atom (per-residue) features of every declared layer for one batch, from one
+        forward pass: ({layer: (n_rows_total, D_layer)}, rows per structure)."""
+        raise NotImplementedError(f"adapter {self.name!r} declares no layers")
+
+    def embed_layers(self, structures: Iterable[Structure], *, layers: Sequence[str] | None = None,
+                     poolings: Sequence[str] | None = None, batch_size: int = 32,
+                     progress: bool = False) -> dict[tuple[str, str], np.ndarray]:
+        """Embed every requested layer under every requested pooling in one pass.
+
+        Parameters
+        ----------
+        structures : iterable of Structure
+        layers : sequence of str, optional
+            Subset of :meth:`layers` (default: all).
+        poolings : sequence of {'mean', 'sum', 'max'}, optional
+            Default: this adapter's pooling.
+        batch_size : int
+        progress : bool
+
+        Returns
+        -------
+        dict of (layer, pooling) to (N, D_layer) float32 array
+
+        Examples
+        --------
+        >>> import matalign as ma
+        >>> from ase.build import bulk
+        >>> from matalign.structures import Structure
+        >>> ad = ma.adapters.get("random-chgnet")   # doctest: +SKIP
+        >>> out = ad.embed_layers([Structure("si", atoms=bulk("Si"))])   # doctest: +SKIP
+        >>> sorted(out)[0]   # doctest: +SKIP
+        ('conv0', 'mean')
+        """
+        have = self.layers()
+        if not have:
+            raise ValueError(f"adapter {self.name!r} declares no layers; layer sweeps need an "
+                             f"adapter with layers() (CHGNet, SevenNet, ProteinMPNN, ...)")
+        layers = list(have if layers is None else layers)
+        bad = [lay for lay in layers if lay not in have]
+        if bad or not layers:
+            raise ValueError(f"layers must be a non-empty subset of {have} for adapter "
+                             f"{self.name!r}, got {layers!r}")
+        poolings = [self.pooling] if poolings is None else list(poolings)
+        for how in poolings:
+            if how not in POOLINGS:
+                raise ValueError(f"poolings must be among {POOLINGS}, got {how!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        items = list(structures)
+        if not items:
+            raise ValueError("structures is empty: nothing to embed")
+        parts: dict[tuple[str, str], list] = {(lay, how): [] for lay in layers for how in poolings}
+        with progress_bar(len(items), desc=f"layers {self.name}", enabled=progress) as bar:
+            for start in range(0, len(items), batch_size):
+                batch = items[start:start + batch_size]
+                self._check_batch(batch)
+                feats, counts = self.layer_atom_features(batch)
+                for lay in layers:
+                    for how in poolings:
+                        out = pool(feats[lay], counts, how)
+                        bad_rows = ~np.isfinite(out).all(axis=1)
+                        if bad_rows.any():
+                            sid = batch[int(np.flatnonzero(bad_rows)[0])].id
+                            raise ValueError(f"adapter {self.name!r} produced non-finite "
+                                             f"features in layer {lay!r} for structure {sid!r}")
+                        parts[(lay, how)].append(out)
+                bar.update(len(batch))
+        return {key: np.concatenate(v, axis=0) for key, v in parts.items()}
+
     def embed(self, structures: Iterable[Structure], *, batch_size: int = 32,
-              progress: bool = False) -> np.ndarray:
+              progress: bool = False, layer: str | None = None) -> np.ndarray:
         """Embed structures into an (N, dim) float32 array, one pooled row per structure.
 
         Parameters
@@ -194,11 +281,17 @@ class Adapter:
             Structures per forward pass.
         progress : bool
             Show a progress bar.
+        layer : str, optional
+            One of :meth:`layers` instead of the adapter's default layer (pooled with this
+            adapter's pooling; the width may differ from ``dim``).
 
         Returns
         -------
         (N, dim) float32 array
         """
+        if layer is not None:
+            return self.embed_layers(structures, layers=[layer], batch_size=batch_size,
+                                     progress=progress)[(layer, self.pooling)]
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -211,10 +304,25 @@ class Adapter:
                 batch = items[start:start + batch_size]
                 out[start:start + len(batch)] = self.embed_batch(batch)
                 bar.update(len(batch))
+        from ._status import record_run
+        record_run(self)        # for `matalign models`: this adapter ran in this installation
         return out
 
     def embed_batch(self, batch: list[Structure]) -> np.ndarray:
         """Embed one batch with checks: modality present, shape and finiteness of the output."""
+        self._check_batch(batch)
+        feats = np.asarray(self._embed_batch(batch), dtype=np.float32)
+        if feats.shape != (len(batch), self.dim):
+            raise RuntimeError(f"internal error in adapter {self.name!r}: got features of "
+                               f"shape {feats.shape}, expected {(len(batch), self.dim)}")
+        bad = ~np.isfinite(feats).all(axis=1)
+        if bad.any():
+            sid = batch[int(np.flatnonzero(bad)[0])].id
+            raise ValueError(f"adapter {self.name!r} produced non-finite features for "
+                             f"structure {sid!r}")
+        return feats
+
+    def _check_batch(self, batch: list[Structure]) -> None:
         for s in batch:
             if not isinstance(s, Structure):
                 raise TypeError(f"adapter {self.name!r} expects matalign Structure objects, "
@@ -226,16 +334,6 @@ class Adapter:
                 # Again here: atoms can be changed in place after the Structure was built, and
                 # native descriptor/model code must never see non-finite or absurd coordinates.
                 check_atoms(s.atoms, f"adapter {self.name!r}: structure {s.id!r}")
-        feats = np.asarray(self._embed_batch(batch), dtype=np.float32)
-        if feats.shape != (len(batch), self.dim):
-            raise RuntimeError(f"internal error in adapter {self.name!r}: got features of "
-                               f"shape {feats.shape}, expected {(len(batch), self.dim)}")
-        bad = ~np.isfinite(feats).all(axis=1)
-        if bad.any():
-            sid = batch[int(np.flatnonzero(bad)[0])].id
-            raise ValueError(f"adapter {self.name!r} produced non-finite features for "
-                             f"structure {sid!r}")
-        return feats
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.modality} D={self.dim} {self.pooling}>"

@@ -12,3 +12,4 @@ from . import register
 #          package="rdkit", extra="chem", target="descriptors:Morgan", radius=2, n_bits=2048)
 from . import _registry_mlip  # noqa: E402,F401  (MLIP adapters, issue 5)
 from . import _registry_baselines  # noqa: E402,F401
+from . import _registry_protein  # noqa: E402,F401  (ProteinMPNN)

@@ -13,31 +13,48 @@ for _tag, _model, _desc in (
         ("r2scan", "r2scan", "CHGNet r2SCAN transfer-learned (MP-r2SCAN)")):
     register(f"chgnet-{_tag}", dim=64, offline=True, package="chgnet",
              target="chgnet:chgnet", model=_model,
-             description=f"{_desc}; last atom-conv layer, 64-d", **_MLIP)
+             description=f"{_desc}; last atom-conv layer, 64-d",
+             parent="chgnet-0.3.0" if _tag == "r2scan" else "",
+             layer_desc="atom_conv_layers[-1] output (last atom-conv layer, 64-d)", **_MLIP)
 
 register("sevennet-0", dim=128, offline=True, package="sevenn", target="sevennet:sevennet",
          model="7net-0", description="SevenNet-0 (11Jul2024, MPtrj); 128x0e node features "
-         "entering reduce_input_to_hidden", **_MLIP)
+         "entering reduce_input_to_hidden", layer_desc="input of reduce_input_to_hidden (last interaction block, 128x0e)", **_MLIP)
+register("sevennet-0-22may2024", dim=128, offline=True, package="sevenn",
+         target="sevennet:sevennet", model="7net-0_22May2024",
+         parent="sevennet-0", description="SevenNet-0 22May2024: the earlier release of "
+         "SevenNet-0, same architecture and data (a replicate; the control for near-duplicate "
+         "checkpoints); 128x0e node features entering reduce_input_to_hidden", layer_desc="input of reduce_input_to_hidden (last interaction block, 128x0e)", **_MLIP)
 register("sevennet-l3i5", dim=128, offline=True, package="sevenn", target="sevennet:sevennet",
          model="7net-l3i5", description="SevenNet-l3i5 (lmax 3, 5 layers, MPtrj); 128x0e node "
-         "features entering reduce_input_to_hidden", **_MLIP)
+         "features entering reduce_input_to_hidden", layer_desc="input of reduce_input_to_hidden (last interaction block, 128x0e)", **_MLIP)
 register("sevennet-mf-0", dim=128, offline=True, package="sevenn", target="sevennet:sevennet",
          model="7net-mf-0", modal="PBE", description="SevenNet-MF-0 multi-fidelity (modal "
-         "'PBE' or 'R2SCAN'); 128x0e node features entering reduce_input_to_hidden", **_MLIP)
+         "'PBE' or 'R2SCAN'); 128x0e node features entering reduce_input_to_hidden",
+         parent="sevennet-0", layer_desc="input of reduce_input_to_hidden (last interaction block, 128x0e)", **_MLIP)
 register("ani-1x", dim=96, offline=True, package="torchani==2.2.4", target="ani:ani1x",
          description="ANI-1x 8-model ensemble (torchani 2.2.4 resources); H C N O molecules; "
          "last hidden layer of the element MLPs, ensemble mean (features='aev': 384-d)",
-         **_MLIP)
+         layer_desc="last hidden layer of the element MLPs (input of the 96->1 readout), "
+         "ensemble mean", **_MLIP)
+register("ani-1ccx", dim=96, offline=True, package="torchani==2.2.4", target="ani:ani1ccx",
+         parent="ani-1x", description="ANI-1ccx 8-model ensemble (ANI-1x transfer-learned to "
+         "CCSD(T)/CBS), read from a torchani 0.3-2.0 wheel file (wheel=PATH or "
+         "MATALIGN_TORCHANI_WHEEL; `pip download --no-deps torchani==2.0`); H C N O",
+         layer_desc="last hidden layer of the element MLPs (input of the 96->1 readout), "
+         "ensemble mean", **_MLIP)
 register("diep", dim=64, offline=True, package="diep", target="diep:diep_adapter",
          description="DIEP fold1 (MatPES r2SCAN; new 2026 package); gc_3 node features",
-         **_MLIP)
+         layer_desc="gc_3 node features (last graph-convolution block)", **_MLIP)
 
 register("random-chgnet", modality="atoms", dim=64, offline=True, family="random",
          package="chgnet", extra="mlip", target="random_init:random_chgnet", seed=0,
-         description="CHGNet 0.3.0 architecture, random weights from seed= (baseline)")
+         description="CHGNet 0.3.0 architecture, random weights from seed= (baseline)",
+         layer_desc="atom_conv_layers[-1] output (last atom-conv layer, 64-d)")
 register("random-sevennet", modality="atoms", dim=128, offline=True, family="random",
          package="sevenn", extra="mlip", target="random_init:random_sevennet", seed=0,
-         description="SevenNet-0 architecture, random weights from seed= (baseline)")
+         description="SevenNet-0 architecture, random weights from seed= (baseline)",
+         layer_desc="input of reduce_input_to_hidden (last interaction block, 128x0e)")
 
 register("mace", dim=None, offline=False, package="mace-torch", target="byo_mlip:mace",
          description="MACE-MP/OFF/OMAT from checkpoint=PATH (.model); invariant descriptors",

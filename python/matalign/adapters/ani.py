@@ -12,6 +12,16 @@ Features (``features=``):
   energy readout), averaged over the 8 ensemble members (or one member with ``member=i``).
 - ``'aev'`` (384-d): the atomic environment vector itself (a fixed physics descriptor).
 
+**ANI-1ccx** (``ani-1ccx``: ANI-1x transfer-learned to CCSD(T)/CBS, same architecture): its
+files are 0-byte placeholders in torchani 2.2-2.2.4 (and absent from 2.7+), but the wheels
+of torchani 0.3 to 2.0 ship them for real (``torchani/resources/ani-1ccx_8x``, 8 members,
+33.8 MB). The adapter reads them from such a wheel file, never installing it: pass
+``wheel=PATH`` (or set ``MATALIGN_TORCHANI_WHEEL``) to e.g. the file fetched by
+``pip download --no-deps torchani==2.0``; the ensemble is extracted once into the user cache
+folder (``$MATALIGN_CACHE_DIR``, else ``~/.cache/matalign``), or pass ``resources=DIR`` for
+an already extracted ``ani-1ccx_8x`` folder. ANI-2x ships in no torchani release on PyPI
+(placeholders in 2.2-2.2.4, absent elsewhere), so matalign has no ANI-2x adapter.
+
 ANI-1x knows H, C, N and O only; anything else raises a ValueError naming the structure and
 the element. Molecules are the intended input; periodic structures are supported (the AEV
 uses the cell) and run one at a time.
@@ -39,15 +49,99 @@ from ..structures import Structure
 from ._base import Adapter, pool, require
 from ._mlip_common import atoms_of, check_elements, package_file, quiet
 
-__all__ = ["ANIAdapter", "load_ani1x"]
+__all__ = ["ANIAdapter", "load_ani1x", "ani1ccx_resources"]
 
 _RESOURCES = ("resources", "ani-1x_8x")
 _N_MEMBERS = 8
 
 
-def load_ani1x():
+_CCX = "ani-1ccx_8x"
+_CCX_WHEEL_HINT = ("a torchani 0.3-2.0 wheel, e.g. from `pip download --no-deps torchani==2.0 "
+                   "-d DIR` (its ani-1ccx_8x resources are real; 2.2-2.2.4 ship empty "
+                   "placeholders)")
+
+
+def _check_ensemble(root: str, what: str) -> str:
+    needed = ["rHCNO-5.2R_16-3.5A_a4-8.params", "sae_linfit.dat"] + [
+        os.path.join(f"train{i}", "networks", "ANN-H.nnf-l1.wparam") for i in range(_N_MEMBERS)]
+    for rel in needed:
+        path = os.path.join(root, rel)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            raise FileNotFoundError(f"{what}: {path} is missing or empty (0-byte placeholder); "
+                                    f"expected a full 8-member ANI ensemble folder")
+    return root
+
+
+def ani1ccx_resources(wheel: str | os.PathLike | None = None) -> str:
+    """The ANI-1ccx ensemble folder, extracted (once) from a torchani 0.3-2.0 wheel file.
+
+    Parameters
+    ----------
+    wheel : path, optional
+        The ``torchani-<version>-py3-none-any.whl`` file; default ``$MATALIGN_TORCHANI_WHEEL``.
+
+    Returns
+    -------
+    str
+        A folder ``ani-1ccx_8x`` under the user cache folder, keyed by the wheel's SHA-256.
+
+    Examples
+    --------
+    >>> from matalign.adapters.ani import ani1ccx_resources
+    >>> ani1ccx_resources("torchani-2.0-py3-none-any.whl")   # doctest: +SKIP
+    '/home/me/.cache/matalign/torchani-1a2b3c4d5e6f/ani-1ccx_8x'
+    """
+    import zipfile
+
+    from ._base import sha256_file
+    from ._status import cache_dir
+
+    wheel = wheel or os.environ.get("MATALIGN_TORCHANI_WHEEL")
+    if not wheel:
+        raise ValueError(f"adapter 'ani-1ccx' needs wheel=PATH (or MATALIGN_TORCHANI_WHEEL): "
+                         f"{_CCX_WHEEL_HINT}; or resources=DIR of an extracted ani-1ccx_8x")
+    wheel = os.fspath(wheel)
+    if not os.path.isfile(wheel):
+        raise FileNotFoundError(f"adapter 'ani-1ccx': wheel {wheel!r} does not exist; expected "
+                                f"{_CCX_WHEEL_HINT}")
+    dest = cache_dir() / f"torchani-{sha256_file(wheel)[:12]}"
+    root = dest / _CCX
+    if not (root / "train7").is_dir():
+        prefix = f"torchani/resources/{_CCX}/"
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                members = [m for m in z.infolist()
+                           if m.filename.startswith(prefix) and not m.is_dir()]
+                if not members or not any(m.file_size for m in members):
+                    raise ValueError(f"adapter 'ani-1ccx': wheel {wheel!r} has no real "
+                                     f"{prefix} files (empty or absent); expected "
+                                     f"{_CCX_WHEEL_HINT}")
+                tmp = dest / f".partial-{os.getpid()}"
+                for m in members:
+                    rel = m.filename[len("torchani/resources/"):]
+                    if ".." in rel.split("/"):
+                        raise ValueError(f"wheel {wheel!r}: unsafe member name {m.filename!r}")
+                    target = tmp / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(z.read(m))
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"adapter 'ani-1ccx': {wheel!r} is not a wheel (zip) file: "
+                             f"{exc}") from None
+        _check_ensemble(str(tmp / _CCX), f"wheel {wheel!r}")
+        try:
+            os.replace(tmp / _CCX, root)
+        except OSError:
+            if not (root / "train7").is_dir():       # not a concurrent extraction: re-raise
+                raise
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _check_ensemble(str(root), f"wheel {wheel!r}")
+
+
+def load_ani1x(root: str | None = None):
     """The ANI-1x ensemble as a ``torchani.models.BuiltinEnsemble``, built from the files in
-    the torchani 2.2.4 wheel (no download). Needs ``setuptools<81`` for ``pkg_resources``."""
+    the torchani 2.2.4 wheel (no download), or an ensemble of the same format from ``root``
+    (ANI-1ccx). Needs ``setuptools<81`` for ``pkg_resources``."""
     with quiet():
         require("torchani", pip_name="torchani==2.2.4", extra="mlip")
     with quiet():
@@ -56,7 +150,7 @@ def load_ani1x():
         from torchani.models import BuiltinEnsemble
         from torchani.nn import SpeciesConverter
 
-    root = package_file("torchani", *_RESOURCES)
+    root = root or package_file("torchani", *_RESOURCES)
     with quiet():
         consts = neurochem.Constants(os.path.join(root, "rHCNO-5.2R_16-3.5A_a4-8.params"))
         shifter, sae = neurochem.load_sae(os.path.join(root, "sae_linfit.dat"),
@@ -84,9 +178,16 @@ class ANIAdapter(Adapter):
     modality = "atoms"
     package = "torchani"
 
-    def __init__(self, *, features: str = "learned", member: int | None = None,
-                 pooling: str = "mean", device: str = "cpu", name: str | None = None) -> None:
+    def __init__(self, *, model: str = "1x", features: str = "learned",
+                 member: int | None = None, pooling: str = "mean", device: str = "cpu",
+                 name: str | None = None, wheel: str | None = None,
+                 resources: str | None = None) -> None:
         super().__init__(pooling=pooling)
+        if model not in ("1x", "1ccx"):
+            raise ValueError(f"model must be '1x' or '1ccx', got {model!r}")
+        if model == "1x" and (wheel is not None or resources is not None):
+            raise ValueError("wheel= and resources= are for model='1ccx' (ANI-1x ships in the "
+                             "installed torchani 2.2.4)")
         if features not in ("learned", "aev"):
             raise ValueError(f"features must be 'learned' or 'aev', got {features!r}")
         if member is not None and (isinstance(member, bool) or member not in range(_N_MEMBERS)):
@@ -97,25 +198,31 @@ class ANIAdapter(Adapter):
         self.features = features
         self.member = member
         self.device = device
-        self._model = load_ani1x().to(device)
+        if model == "1ccx":
+            root = (_check_ensemble(os.fspath(resources), "adapter 'ani-1ccx'")
+                    if resources is not None else ani1ccx_resources(wheel))
+        else:
+            root = package_file("torchani", *_RESOURCES)
+        self.model_name = model
+        self._root = root
+        self._model = load_ani1x(root).to(device)
         self._species = list(self._model.consts.species)          # ['H', 'C', 'N', 'O']
         from ase.data import atomic_numbers
         self._z_to_index = {atomic_numbers[s]: i for i, s in enumerate(self._species)}
         self.dim = 384 if features == "aev" else 96
-        self.name = name or ("ani-1x-aev" if features == "aev" else "ani-1x")
+        self.name = name or f"ani-{model}" + ("-aev" if features == "aev" else "")
         self.layer = ("AEV (atomic environment vector, radial 5.2 Å + angular 3.5 Å)"
                       if features == "aev" else
                       "last hidden layer of the element MLPs (CELU output of the 128->96 "
                       "Linear, input of the energy readout), "
                       + ("mean over the 8 ensemble members" if member is None
                          else f"ensemble member {member}"))
-        self.checkpoint = os.path.join(package_file("torchani", *_RESOURCES),
-                                       "train0", "networks", "ANN-H.nnf")
+        self.checkpoint = os.path.join(root, "train0", "networks", "ANN-H.nnf")
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {"features": self.features, "member": self.member,
                 "elements": self._species,
-                "resources": package_file("torchani", *_RESOURCES)}
+                "model": self.model_name, "resources": self._root}
 
     def _aevs(self, batch: list[Structure]) -> tuple[list, list]:
         """Per-structure (species indices tensor, AEV tensor)."""
@@ -188,3 +295,8 @@ class ANIAdapter(Adapter):
 def ani1x(**options: Any) -> ANIAdapter:
     """Factory used by the registry (``ani-1x``)."""
     return ANIAdapter(**options)
+
+
+def ani1ccx(**options: Any) -> ANIAdapter:
+    """Factory used by the registry (``ani-1ccx``): ``wheel=`` or ``resources=``."""
+    return ANIAdapter(model="1ccx", **options)

@@ -5,7 +5,7 @@ never holds the whole set in RAM; iterating twice gives the same ids in the same
 
 - :func:`list` / :func:`get`: registered sets (``mptrj``, ``mattersim-full``, ``ccd``,
   ``nci``, ``wehi``, ``chembl``, ``g2``, ``s22``) and named generators (``mptrj-ladder``,
-  ``synthetic-crystals``, ``nci-brics``).
+  ``synthetic-crystals``, ``nci-brics``, ``peptides``: PeptideBuilder peptides).
 - :func:`open`: a file (extxyz and any ASE format, ASE db, ASE-LMDB, SMILES, CSV, SDF,
   PDB/mmCIF, FASTA).
 - Generators: :func:`crystal_ladder`, :func:`synthetic_crystals`, :func:`brics`,

@@ -24,7 +24,7 @@ __all__ = ["SkippedRecordsWarning", "require", "open_text", "strip_compression",
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 _PIP_NAMES = {"ase": "ase", "rdkit": "rdkit", "biotite": "biotite", "lmdb": "lmdb",
-              "pymatgen": "pymatgen"}
+              "pymatgen": "pymatgen", "PeptideBuilder": "PeptideBuilder"}
 
 
 class SkippedRecordsWarning(UserWarning):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _builtin, _generators
+from . import _builtin, _generators, _peptides
 from ._base import Dataset
 from ._catalog import DatasetInfo, get, list
 from ._catalog import register as _register
@@ -53,6 +53,14 @@ _register(DatasetInfo(
     "brics: BRICS recombination of NCI fragments; options n= (default 10000), seed=, "
     "max_depth=, n_seeds=", "generated from NCI (public)"),
     lambda n=10000, **kw: _generators.brics(_builtin.rdkit_smiles("nci"), n, **kw))
+
+
+_register(DatasetInfo(
+    "peptides", ("atoms", "sequence"), None, "generator (PeptideBuilder)",
+    "peptides built offline by PeptideBuilder from seeded sequences (Swiss-Prot composition) "
+    "and helix/strand/PPII backbone angles; atom names and residue numbers for structure "
+    "models; options n= (default 200), min_length=, max_length=, kind=, seed=",
+    "MIT (generated)"), _peptides.peptides)
 
 
 def open(path, *, format=None, skip_bad=False, **options: Any) -> Dataset:  # noqa: A001
