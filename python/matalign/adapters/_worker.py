@@ -180,6 +180,13 @@ def serve(stdin=None, stdout=None) -> None:
 
 # -- the caller side ------------------------------------------------------------------------
 
+def _close_pipes(proc: subprocess.Popen) -> None:
+    for f in (proc.stdin, proc.stdout):
+        try:
+            f.close()
+        except OSError:   # a broken pipe on flush: the worker is gone anyway
+            pass
+
 class WorkerAdapter(Adapter):
     """An adapter whose model runs in a worker process inside its family's environment.
 
@@ -241,16 +248,19 @@ class WorkerAdapter(Adapter):
     def _call(self, req: dict[str, Any], batch: list[Structure] | None) -> dict[str, Any]:
         with self._lock:
             proc = self._proc
-            if proc is None or proc.poll() is not None:
-                raise WorkerDied(f"the worker of {self._where()} is not running")
-            try:
-                proc.stdin.write((json.dumps(req) + "\n").encode())
-                proc.stdin.flush()
-                line = proc.stdout.readline()
-            except (BrokenPipeError, OSError):
-                line = b""
+            if proc is None:
+                raise WorkerDied(f"the worker of {self._where()} was closed")
+            line = b""
+            if proc.poll() is None:
+                try:
+                    proc.stdin.write((json.dumps(req) + "\n").encode())
+                    proc.stdin.flush()
+                    line = proc.stdout.readline()
+                except (BrokenPipeError, OSError):
+                    line = b""
             if not line:
                 code = proc.wait()
+                _close_pipes(proc)
                 ids = "" if not batch else (f" while embedding structure(s) "
                                             f"{', '.join(repr(s.id) for s in batch[:5])}"
                                             f"{' ...' if len(batch) > 5 else ''}")
@@ -288,8 +298,7 @@ class WorkerAdapter(Adapter):
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()
                 proc.wait()
-            for f in (proc.stdout,):
-                f.close()
+            _close_pipes(proc)
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -21,6 +22,8 @@ __all__ = ["EnvSpec", "EnvStatus", "ModelEnvironmentError", "create", "env_dir",
 
 _SPECS = Path(__file__).with_name("specs")
 _MARKER = "matalign-env.json"
+#: Packages every family shares with the main environment and never installs itself.
+_SHARED = ("torch", "numpy")
 
 
 class ModelEnvironmentError(RuntimeError):
@@ -108,7 +111,7 @@ def spec(family: str) -> EnvSpec:
     try:
         d = tomllib.loads(raw.decode("utf-8"))
         steps = tuple((tuple(str(p) for p in s["packages"]), bool(s.get("no_deps", True)))
-                      for s in d["steps"])
+                      for s in d.get("steps", ()))
         out = EnvSpec(family=d["family"], version=int(d["version"]),
                       description=str(d.get("description", "")),
                       module=str(d["module"]), steps=steps,
@@ -118,6 +121,14 @@ def spec(family: str) -> EnvSpec:
         raise ValueError(f"malformed environment spec {path}: {exc}") from None
     if out.family != family:
         raise ValueError(f"environment spec {path} names family {out.family!r}, not {family!r}")
+    for pkg in out.packages:
+        name, sep, version = pkg.partition("==")
+        if not sep or not version or not name:
+            raise ValueError(f"environment spec {path}: package {pkg!r} is not pinned "
+                             f"(name==version)")
+        if name.lower() in _SHARED:
+            raise ValueError(f"environment spec {path}: {name} must come from the main "
+                             f"environment, not be installed into a family's")
     return out
 
 
@@ -138,6 +149,22 @@ def _main_site_dirs() -> list[str]:
         if d not in out and os.path.isdir(d):
             out.append(d)
     return out
+
+
+def _sees_system_site() -> bool:
+    """True when the main environment sees the interpreter's own site-packages (it is not a
+    venv, or a venv made with ``--system-site-packages``)."""
+    if sys.prefix == sys.base_prefix:
+        return True
+    try:
+        cfg = Path(sys.prefix, "pyvenv.cfg").read_text().splitlines()
+    except OSError:
+        return False
+    for line in cfg:
+        key, _, value = line.partition("=")
+        if key.strip() == "include-system-site-packages":
+            return value.strip().lower() == "true"
+    return False
 
 
 def _key(sp: EnvSpec) -> str:
@@ -255,11 +282,20 @@ def create(family: str, *, force: bool = False,
     say = say or (lambda _line: None)
     sp = spec(family)
     final = env_dir(family)
-    st = status(family)
-    if st.state == "ready" and not force:
-        say(f"{family}: ready at {final}")
-        return st
     final.parent.mkdir(parents=True, exist_ok=True)
+    # One builder per environment at a time (CI starts a build in the background that the
+    # test session may ask for too): the second waits, then finds it ready.
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        st = status(family)
+        if st.state == "ready" and not force:
+            say(f"{family}: ready at {final}")
+            return st
+        return _build(sp, final, say)
+
+
+def _build(sp: EnvSpec, final: Path, say: Callable[[str], None]) -> EnvStatus:
+    family = sp.family
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     log_path = final.parent / f"{final.name}.log"
@@ -267,15 +303,20 @@ def create(family: str, *, force: bool = False,
     try:
         with open(log_path, "w") as log:
             say(f"{family}: creating {final} (spec v{sp.version}; log {log_path})")
-            _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                  str(tmp)], log, "python -m venv")
+            # The family sees exactly what the main environment sees, plus its own pins: the
+            # interpreter's own site-packages only where the main environment does.
+            system = ["--system-site-packages"] if _sees_system_site() else []
+            _run([sys.executable, "-m", "venv", *system, "--without-pip", str(tmp)], log,
+                 "python -m venv")
             py = tmp / "bin" / "python"
             site = subprocess.run(
                 [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                 capture_output=True, text=True, check=True).stdout.strip()
             # The main environment's site-packages come right after the family's own, so
             # the family's pins shadow them and everything else (torch) is shared.
-            lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in _main_site_dirs())
+            lines = ("" if sys.prefix == sys.base_prefix else
+                     "".join(f"import site; site.addsitedir({d!r})\n"
+                             for d in _main_site_dirs()))
             Path(site, "_matalign_main_env.pth").write_text(lines)
             cons = tmp / "constraints.txt"
             cons.write_text(_constraints())
@@ -331,5 +372,7 @@ def remove(family: str) -> list[str]:
                 shutil.rmtree(p)
                 out.append(str(p))
         for p in base.glob(f"{family}-*.log"):
+            p.unlink()
+        for p in base.glob(f".{family}-*.lock"):
             p.unlink()
     return out
