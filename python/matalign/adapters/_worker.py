@@ -18,7 +18,7 @@ Protocol (no pickle anywhere): one JSON object per line on the worker's stdin an
   reads it with ``allow_pickle=False``.
 - any failure → ``{"ok": false, "type": "ValueError", "message": ..., "structure": ID}``; the
   worker finds the failing structure by embedding the batch one by one.
-- end of stdin → the worker exits (it also asks Linux to kill it when its parent dies).
+- end of stdin → the worker exits; it also exits within 0.2 s when its parent dies.
 
 Errors reach the user as the same exception type, prefixed with the family, the environment
 and the structure; a worker that dies raises :class:`WorkerDied` with its exit code and the
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +103,20 @@ def structure_from_json(d: dict[str, Any]) -> Structure:
 # -- the worker side ------------------------------------------------------------------------
 
 def _die_with_parent() -> None:
-    try:
-        import ctypes
-        import signal
+    """Exit as soon as the calling process is gone (even while a forward pass runs).
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: stdin EOF still ends the worker
-        pass
+    A watchdog thread polls the parent pid; Linux's PR_SET_PDEATHSIG is not used because it
+    fires when the *thread* that started the worker ends, which a caller's thread pool does.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="matalign-parent-watch", daemon=True).start()
 
 
 def _error(exc: BaseException, structure: str | None = None) -> dict[str, Any]:
@@ -324,4 +331,5 @@ def worker_adapter(name: str, family: str, **options: Any) -> WorkerAdapter:
     """
     from .. import envs
 
+    options = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
     return WorkerAdapter(name, family, envs.find(family), options)
