@@ -298,3 +298,18 @@ def test_kill_9_of_a_worker_run_embedding_then_resume_is_bitwise_identical(tmp_p
     assert committed >= 2
     for name in ("embeddings.npy", "ids.txt", "manifest.json"):
         assert (dir_ / name).read_bytes() == (ref_dir / name).read_bytes(), name
+
+
+@pytest.mark.cuda
+def test_bench_vs_package_runs_on_the_gpu():
+    """bench/bench_embed.py --device cuda (part 3) on the main-environment family."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_embed.py"
+    r = subprocess.run([sys.executable, str(bench), "--skip-store", "--vs-package", "chgnet",
+                        "--device", "cuda", "--adapter-n", "8", "--repeat", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = [line for line in r.stdout.splitlines() if line.startswith("| chgnet |")]
+    assert row and "skipped" not in row[0], r.stdout
