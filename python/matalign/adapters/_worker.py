@@ -207,6 +207,7 @@ class WorkerAdapter(Adapter):
         self.python = Path(python)
         self.env_path = str(self.python.parent.parent)
         self._options = dict(options)
+        self.device = options.get("device")   # recorded in the store header, as in process
         self._dir = Path(tempfile.mkdtemp(prefix=f"matalign-{family}-"))
         self._log = open(self._dir / "worker.log", "w+b")
         self._lock = threading.Lock()

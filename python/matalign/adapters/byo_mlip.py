@@ -249,7 +249,7 @@ class MACEAdapter(_EnvMLIP):
         from mace import modules
 
         a = self._arch
-        zs = list(range(1, 90))
+        zs = list(range(1, 84)) + list(range(89, 95))   # MACE-MP-0's 89 elements: H-Bi, Ac-Pu
         self._model = modules.ScaleShiftMACE(
             r_max=a["r_max"], num_bessel=10, num_polynomial_cutoff=5, max_ell=a["max_ell"],
             interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
@@ -309,9 +309,7 @@ class MACEAdapter(_EnvMLIP):
         return n
 
     def _check(self, structure: Structure, atoms) -> None:
-        check_elements(structure, atoms.numbers, self._z_table.zs, self.name,
-                       what=f"{len(self._z_table.zs)} elements, Z "
-                            f"{min(self._z_table.zs)}-{max(self._z_table.zs)}")
+        check_elements(structure, atoms.numbers, self._z_table.zs, self.name)
 
     def _extra_metadata(self) -> dict[str, Any]:
         meta = {**super()._extra_metadata(), "features": self.features,
@@ -438,7 +436,7 @@ class OrbAdapter(_EnvMLIP):
             p.requires_grad_(False)
 
     def _check(self, structure: Structure, atoms) -> None:
-        check_elements(structure, atoms.numbers, range(1, 119), self.name)
+        check_elements(structure, atoms.numbers, range(1, 119), self.name, what="Z 1-118")
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {**super()._extra_metadata(), "architecture": self.architecture}
@@ -526,7 +524,8 @@ class MatterSimAdapter(_EnvMLIP):
         self._max_z = int(args["max_z"])
 
     def _check(self, structure: Structure, atoms) -> None:
-        check_elements(structure, atoms.numbers, range(1, self._max_z + 1), self.name)
+        check_elements(structure, atoms.numbers, range(1, self._max_z + 1), self.name,
+                       what=f"Z 1-{self._max_z}")
 
     def _dicts(self, atoms_list):
         from mattersim.datasets.utils.build import build_dataloader
@@ -629,7 +628,7 @@ class FairChemAdapter(_EnvMLIP):
             p.requires_grad_(False)
 
     def _check(self, structure: Structure, atoms) -> None:
-        check_elements(structure, atoms.numbers, range(1, 100), self.name)
+        check_elements(structure, atoms.numbers, range(1, 100), self.name, what="Z 1-99")
 
     def _extra_metadata(self) -> dict[str, Any]:
         meta = {**super()._extra_metadata(), "task": self.task}
