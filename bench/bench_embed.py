@@ -28,6 +28,23 @@ there), the descriptors a few seconds.
     python bench/bench_embed.py --n 1000000 --dim 512
     python bench/bench_embed.py --skip-store --adapters composition,morgan,soap
     python bench/bench_embed.py --skip-store --adapters all   # ~5 min on 2 cores
+
+Part 3 (``--vs-package``): each model family's adapter against its package's own batched
+energy-only prediction on the same structures (the first ``--adapter-n`` of ``mptrj``),
+both batched by atom count (groups of at most ``--max-atoms`` atoms, the same groups for
+both), both under ``torch.inference_mode``/``no_grad``, on ``--device``, graph building
+included on both sides. Families that live in their own environment (``matalign env create``)
+are timed inside it (this script re-runs itself with that environment's Python) with
+random-init weights of the real architecture (timing does not depend on the weights' values):
+
+    chgnet     chgnet-0.3.0 embed   vs  CHGNet.predict_structure(task="e", batch_size=B)
+    mace       random-mace embed    vs  model(batch, compute_force=False)["energy"]
+    orb        random-orb embed     vs  the energy head on the GNS backbone (model.model)
+    mattersim  random-mattersim     vs  M3Gnet forward (energies)
+    fairchem   random-esen embed    vs  eSEN backbone + MLP energy head
+
+    python bench/bench_embed.py --skip-store --vs-package all
+    python bench/bench_embed.py --skip-store --vs-package chgnet,mace --device cuda
 """
 
 from __future__ import annotations
@@ -257,6 +274,134 @@ def bench_adapters(args, work):
         shutil.rmtree(out, ignore_errors=True)
 
 
+# -- part 3: adapters against their package's own energy-only prediction ---------------------
+
+_VS = {"chgnet": ("chgnet-0.3.0", "main"), "mace": ("random-mace", "mace"),
+       "orb": ("random-orb", "orb"), "mattersim": ("random-mattersim", "mattersim"),
+       "fairchem": ("random-esen", "fairchem")}
+
+
+def _groups(structures, max_atoms):
+    """Consecutive groups of at most max_atoms atoms (a larger structure goes alone)."""
+    out, cur, n = [], [], 0
+    for s in structures:
+        k = len(s.atoms)
+        if cur and n + k > max_atoms:
+            out.append(cur)
+            cur, n = [], 0
+        cur.append(s)
+        n += k
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _package_predict(family, adapter, group):
+    """The package's own batched energy-only prediction of one group of structures."""
+    if family == "chgnet":
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from matalign.adapters._mlip_common import boxed
+
+        structs = [AseAtomsAdaptor.get_structure(boxed(s.atoms, adapter.vacuum)) for s in group]
+        return adapter._model.predict_structure(structs, task="e", batch_size=len(structs))
+    atoms = [adapter._prepare(s) for s in group]
+    return adapter.energies(atoms)
+
+
+def vs_package_inner(family, args):
+    """Time one family here (this interpreter has its package); returns a result dict."""
+    import torch
+
+    name, _ = _VS[family]
+    torch.set_num_threads(max(1, args.threads or torch.get_num_threads()))
+    opts = {"device": args.device}
+    if family != "chgnet":
+        opts["max_atoms"] = args.max_atoms
+    t0 = time.perf_counter()
+    adapter = ma.adapters.get(name, _in_process=True, **opts)
+    t_load = time.perf_counter() - t0
+    structures = list(itertools.islice(iter(ma.datasets.get("mptrj")), args.adapter_n))
+    groups = _groups(structures, args.max_atoms)
+    n_atoms = sum(len(s.atoms) for s in structures)
+
+    def embed():
+        for g in groups:
+            adapter.embed_batch(g)
+
+    def package():
+        for g in groups:
+            _package_predict(family, adapter, g)
+
+    embed(), package()   # warm-up (lazy initialisation, caches)
+    t_embed = t_pkg = float("inf")
+    for _ in range(args.repeat):
+        with torch.inference_mode() if family == "chgnet" else _null():
+            t_embed = min(t_embed, _timed(embed))
+            t_pkg = min(t_pkg, _timed(package))
+    return {"family": family, "adapter": name, "dim": int(adapter.dim), "n": len(structures),
+            "atoms": n_atoms, "groups": len(groups), "device": args.device,
+            "load_s": t_load, "embed_s": t_embed, "package_s": t_pkg,
+            "torch_threads": torch.get_num_threads()}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_vs_package(args):
+    import importlib.util
+    import json
+    import subprocess
+
+    import matalign.envs as envs
+
+    fams = list(_VS) if args.vs_package == "all" else args.vs_package.split(",")
+    unknown = [f for f in fams if f not in _VS]
+    if unknown:
+        raise SystemExit(f"--vs-package: unknown families {unknown}; choose from {list(_VS)}")
+    print(f"\nadapters vs their package's energy-only prediction: first {args.adapter_n} "
+          f"mptrj structures, groups of <= {args.max_atoms} atoms, device {args.device}, best "
+          f"of {args.repeat} (after a warm-up pass); random-init weights outside the main "
+          f"environment")
+    table = C.Table(["family", "adapter", "D", "N", "atoms", "groups", "load (s)",
+                     "embed (structures/s)", "package (structures/s)", "embed / package"])
+    table.print_header()
+    for fam in fams:
+        env = _VS[fam][1]
+        try:
+            if env == "main" or importlib.util.find_spec(envs.spec(env).module) is not None:
+                res = vs_package_inner(fam, args)
+            else:
+                py = envs.find(env)
+                cmd = [str(py), os.path.abspath(__file__), "--skip-store", "--inner", fam,
+                       "--adapter-n", str(args.adapter_n), "--max-atoms", str(args.max_atoms),
+                       "--repeat", str(args.repeat), "--device", args.device,
+                       "--threads", str(args.threads)]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip()
+                                       else f"exit code {r.returncode}")
+                res = json.loads(r.stdout.strip().splitlines()[-1])
+        except Exception as exc:  # noqa: BLE001  (a family that cannot run: say why)
+            print(f"| {fam} | skipped: {type(exc).__name__}: {str(exc)[:200]} |", flush=True)
+            continue
+        e_rate, p_rate = res["n"] / res["embed_s"], res["n"] / res["package_s"]
+        table.add([fam, res["adapter"], str(res["dim"]), str(res["n"]), str(res["atoms"]),
+                   str(res["groups"]), C.fmt_s(res["load_s"]), f"{e_rate:,.1f}",
+                   f"{p_rate:,.1f}", f"{e_rate / p_rate:.2f}x"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200_000)
@@ -270,8 +415,25 @@ def main(argv=None):
     parser.add_argument("--adapters", default=None, metavar="all|NAME,NAME",
                         help="also time these offline adapters (part 2); default: none")
     parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--vs-package", default=None, metavar="all|FAMILY,FAMILY",
+                        help="part 3: adapters vs their package's energy-only prediction")
+    parser.add_argument("--max-atoms", type=int, default=1024,
+                        help="atoms per forward pass in part 3")
+    parser.add_argument("--device", default="cpu", help="torch device for part 3")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--inner", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--tmpdir", default=None, help="where to write (default: $TMPDIR)")
     args = parser.parse_args(argv)
+    if args.inner:   # one family, inside its environment: print one JSON line
+        import json
+
+        print(json.dumps(vs_package_inner(args.inner, args)))
+        return
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {args.device}: no CUDA device is available here")
     for line in C.header_lines():
         print(line)
     print(f"command: {C.command_line()}")
@@ -280,6 +442,8 @@ def main(argv=None):
             bench_store(args, work)
         if args.adapters:
             bench_adapters(args, work)
+        if args.vs_package:
+            bench_vs_package(args)
 
 
 if __name__ == "__main__":

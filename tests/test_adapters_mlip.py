@@ -275,6 +275,14 @@ def test_byo_package_absent(name, tmp_path, monkeypatch):
     parts = module.split(".")
     for i in range(len(parts)):      # make the package unimportable even where installed
         monkeypatch.setitem(sys.modules, ".".join(parts[:i + 1]), None)
+    # in this interpreter: ImportError naming the pip package
     with pytest.raises(ImportError, match=f"needs the package '{pip_name}'.*pip install "
                                           f"{pip_name}"):
+        ma.adapters.get(name, checkpoint=ckpt, _in_process=True)
+    # through the registry: the family's own environment, which does not exist here
+    monkeypatch.setenv("MATALIGN_ENV_DIR", str(tmp_path / "no-envs"))
+    family = ma.adapters.info(name).environment
+    with pytest.raises(ma.envs.ModelEnvironmentError,
+                       match=f"the '{family}' model environment does not exist at .*run "
+                             f"`matalign env create {family}`"):
         ma.adapters.get(name, checkpoint=ckpt)

@@ -13,7 +13,7 @@ See docs/METRICS.md for the exact definitions.
 """
 
 from . import _engine
-from . import adapters, datasets, executor
+from . import adapters, datasets, envs, executor
 from ._device import CudaError
 from ._info import build_info, cuda_device_count
 from .knn import KnnGraph, knn
@@ -35,6 +35,7 @@ __all__ = [
     "study_config",
     "adapters",
     "datasets",
+    "envs",
     "knn",
     "KnnGraph",
     "mutual_knn",

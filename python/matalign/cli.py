@@ -462,6 +462,10 @@ def embed(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1")]
     = None,
     cluster: Annotated[str, _CLUSTER] = "local",
+    allow_download: Annotated[bool, typer.Option(
+        "--allow-download", help="let a hub-weight model fetch its default checkpoint "
+                                 "through its package (off: only local files are read)")]
+    = False,
 ):
     """Embed every structure of a dataset with one model into a crash-safe, resumable store.
 
@@ -470,10 +474,13 @@ def embed(
     """
     from .embed import run_embed
 
+    adapter_options = _key_values(option, "--option")
+    if allow_download:
+        adapter_options["allow_download"] = True
     with _on_cluster(cluster):
         store = run_embed(model, data, out, resume=resume, batch_size=batch_size,
                           chunk_size=chunk_size, checkpoint=checkpoint,
-                          adapter_options=_key_values(option, "--option"),
+                          adapter_options=adapter_options,
                           data_options=_key_values(data_option, "--data-option"),
                           device=device, progress=True, skip_bad=skip_bad)
     from rich.text import Text
@@ -510,6 +517,80 @@ def layer_sweep(
     if sw.cross:
         print(f"best: {sw.best()}")
     _console().print(f"[green]wrote[/green] {out}/sweep.json, table.txt, layers-*.png/.svg")
+
+
+# ---------------------------------------------------------------------------------------------
+# env: one Python environment per model family (logic in matalign.envs)
+# ---------------------------------------------------------------------------------------------
+
+env_app = typer.Typer(help="Model-family environments (MACE, Orb, MatterSim, fairchem): their "
+                           "packages cannot share the main environment, so each gets its own; "
+                           "their adapters then run in a worker inside it.",
+                      no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+def _env_families(family: Optional[list[str]]) -> list[str]:
+    from . import envs
+
+    names = list(family or [])
+    if names == ["all"]:
+        return envs.families()
+    for name in names:
+        envs.spec(name)  # ValueError naming the known families
+    return names
+
+
+@env_app.command("create", epilog=_examples("matalign env create mace",
+                                            "matalign env create mace orb mattersim fairchem",
+                                            "matalign env create all --force"))
+def env_create(
+    family: Annotated[list[str], typer.Argument(help="family name(s), or 'all'")],
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if ready")] = False,
+):
+    """Build the environment of one or more model families from their pinned specs."""
+    from . import envs
+
+    for name in _env_families(family):
+        envs.create(name, force=force, say=lambda line: _console(stderr=True).print(line))
+
+
+@env_app.command("list", epilog=_examples("matalign env list", "matalign env list --json"))
+def env_list(json_: Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+             = False):
+    """Each family: its environment's path, spec version and status."""
+    from . import adapters, envs
+
+    rows = []
+    for name in envs.families():
+        st = envs.status(name)
+        rows.append({"family": name, "path": st.path, "spec_version": st.spec_version,
+                     "status": st.state, "detail": st.detail,
+                     "adapters": [a.name for a in adapters.list() if a.environment == name]})
+    if json_:
+        print(json.dumps(rows, indent=1))
+        return
+    from rich.table import Table
+
+    table = Table(title="model environments")
+    for col in ("family", "status", "spec", "adapters", "path"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["family"], r["status"], f"v{r['spec_version']}",
+                      ", ".join(r["adapters"]), r["path"])
+    _console().print(table)
+
+
+@env_app.command("remove", epilog=_examples("matalign env remove mace",
+                                            "matalign env remove all"))
+def env_remove(family: Annotated[list[str], typer.Argument(help="family name(s), or 'all'")]):
+    """Delete a family's environment(s) (every spec version)."""
+    from . import envs
+
+    for name in _env_families(family):
+        gone = envs.remove(name)
+        _console().print(f"{name}: removed {len(gone)} environment(s)"
+                         + "".join(f"\n  {p}" for p in gone))
 
 
 # ---------------------------------------------------------------------------------------------

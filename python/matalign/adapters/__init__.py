@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import importlib.util
 import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -52,8 +53,10 @@ class AdapterInfo:
         Default keyword options passed to the factory.
     description : str
     environment : str
-        The environment the adapter runs in: ``"main"`` (this Python) or the name of an
-        isolated per-family environment.
+        'main' when the adapter runs in the main Python environment, else the model family
+        whose own environment runs it (``matalign env create FAMILY``; see
+        :mod:`matalign.envs`): then :func:`get` starts a worker process in that environment
+        unless the family's package is importable here.
     parent : str
         Registry name of the checkpoint this one is a near-duplicate of (a fine-tune or a
         same-architecture replicate); ``""`` for independent models. Studies and findings
@@ -128,8 +131,13 @@ def info(name: str) -> AdapterInfo:
                          f"{len(_REGISTRY)} available.{hint}") from None
 
 
-def get(name: str, **options: Any) -> Adapter:
+def get(name: str, *, _in_process: bool = False, **options: Any) -> Adapter:
     """Build adapter ``name``; options override the registered defaults.
+
+    An adapter whose ``environment`` is a model family (``info(name).environment``) runs in
+    a worker process inside that family's environment (``matalign env create FAMILY``),
+    unless the family's package is importable in this interpreter; the returned adapter
+    behaves the same either way (:mod:`matalign.adapters._worker`).
 
     Raises
     ------
@@ -139,6 +147,9 @@ def get(name: str, **options: Any) -> Adapter:
         The model package is not installed (the message names the pip package).
     FileNotFoundError
         A bring-your-own checkpoint path does not exist.
+    matalign.envs.ModelEnvironmentError
+        The adapter's family environment is missing or broken (the message says which
+        ``matalign env`` command to run).
     """
     entry = info(name)
     module_name, factory_name = entry.target.split(":")
@@ -152,6 +163,16 @@ def get(name: str, **options: Any) -> Adapter:
         if unknown:
             raise ValueError(f"adapter {name!r} takes no option(s) {unknown}; its options are "
                              f"{sorted(p for p in params if p != 'self')}")
+    if entry.environment != "main" and not _in_process:
+        from .. import envs
+
+        if importlib.util.find_spec(envs.spec(entry.environment).module) is None:
+            precheck = getattr(module, "precheck", None)
+            if precheck is not None:   # argument errors before a worker starts
+                precheck(factory_name, name, kwargs)
+            from ._worker import worker_adapter
+
+            return worker_adapter(name, entry.environment, **options)
     return factory(**kwargs)
 
 

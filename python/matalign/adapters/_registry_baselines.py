@@ -47,6 +47,13 @@ register("hf-encoder", modality="smiles", dim=None, offline=False, family="langu
                      "checkpoint=DIR, layer=-1, mean over non-padding tokens",
          layer=-1)
 
+register("random-chemberta", modality="smiles", dim=768, offline=True, family="random",
+         package="transformers", extra="text", target="text:RandomSmilesEncoder",
+         description="RoBERTa SMILES encoder, ChemBERTa-zinc-base architecture (6 layers, "
+                     "768-d), random weights from seed=, SMILES tokenizer built offline; last "
+                     "layer mean over tokens (baseline)",
+         seed=0, layer=-1)
+
 # -- protein language models ------------------------------------------------------------------
 register("esm2-random", modality="sequence", dim=320, offline=True, family="random",
          package="fair-esm", extra="protein", target="protein:ESM2Random",

@@ -56,15 +56,41 @@ register("random-sevennet", modality="atoms", dim=128, offline=True, family="ran
          description="SevenNet-0 architecture, random weights from seed= (baseline)",
          layer_desc="input of reduce_input_to_hidden (last interaction block, 128x0e)")
 
+# Families in their own environments (``matalign env create FAMILY``; run in a worker).
 register("mace", dim=None, offline=False, package="mace-torch", target="byo_mlip:mace",
-         description="MACE-MP/OFF/OMAT from checkpoint=PATH (.model); invariant descriptors",
+         environment="mace", description="MACE-MP/OFF/OMAT from checkpoint=PATH (.model); "
+         "l=0 node features of every interaction layer (features='equivariant': all irreps)",
          **_MLIP)
+register("mace-mp-0-small", dim=None, offline=False, package="mace-torch",
+         target="byo_mlip:mace", environment="mace", adapter_name="mace-mp-0-small",
+         model_size="small", description="MACE-MP-0 small from checkpoint=PATH "
+         "(2023-12-10-mace-128-L0_energy_epoch-249.model; allow_download=True fetches it)",
+         **_MLIP)
+register("random-mace", modality="atoms", dim=None, offline=True, family="random",
+         package="mace-torch", extra="mlip", target="byo_mlip:mace", environment="mace",
+         random_init=True, seed=0, description="MACE-MP-0 medium architecture (128x0e+128x1o, "
+         "2 interactions), random weights from seed= (baseline)")
 register("orb", dim=None, offline=False, package="orb-models", target="byo_mlip:orb",
-         description="Orb v2/v3 from checkpoint=PATH (.ckpt) and architecture=; node_features",
-         **_MLIP)
+         environment="orb", description="Orb v2/v3 from checkpoint=PATH (.ckpt) and "
+         "architecture=; node_features", **_MLIP)
+register("random-orb", modality="atoms", dim=256, offline=True, family="random",
+         package="orb-models", extra="mlip", target="byo_mlip:orb", environment="orb",
+         random_init=True, seed=0, description="Orb-v3 conservative (inf, omat) architecture, "
+         "random weights from seed= (baseline)")
 register("mattersim", dim=None, offline=False, package="mattersim",
-         target="byo_mlip:mattersim", description="MatterSim 1M/5M from checkpoint=PATH (.pth); "
-         "input of the final per-atom readout", **_MLIP)
+         target="byo_mlip:mattersim", environment="mattersim",
+         description="MatterSim 1M/5M from checkpoint=PATH (.pth); input of the final "
+         "per-atom readout", **_MLIP)
+register("random-mattersim", modality="atoms", dim=128, offline=True, family="random",
+         package="mattersim", extra="mlip", target="byo_mlip:mattersim",
+         environment="mattersim", random_init=True, seed=0,
+         description="MatterSim M3GNet architecture (package defaults), random weights from "
+         "seed= (baseline)")
 register("fairchem", dim=None, offline=False, package="fairchem-core",
-         target="byo_mlip:fairchem", description="UMA/eSEN/EquiformerV2 from checkpoint=PATH; "
-         "l=0 node embeddings", **_MLIP)
+         target="byo_mlip:fairchem", environment="fairchem",
+         description="UMA/eSEN from checkpoint=PATH; l=0 node embeddings", **_MLIP)
+register("random-esen", modality="atoms", dim=128, offline=True, family="random",
+         package="fairchem-core", extra="mlip", target="byo_mlip:fairchem",
+         environment="fairchem", random_init=True, seed=0,
+         description="eSEN backbone (fairchem eSCNMDBackbone, 4 layers, 128 channels, lmax 2), "
+         "random weights from seed= (baseline)")

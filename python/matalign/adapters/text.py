@@ -36,7 +36,7 @@ from ..structures import Structure
 from ._base import Adapter, checkpoint_path, require
 from .fingerprints import parse_smiles
 
-__all__ = ["HFEncoder", "MiniLMSmiles", "WEIGHT_FILES"]
+__all__ = ["HFEncoder", "MiniLMSmiles", "RandomSmilesEncoder", "WEIGHT_FILES", "smiles_tokenizer"]
 
 #: Weight files looked for in a checkpoint directory, in this order (recorded with SHA-256).
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -237,3 +237,109 @@ class MiniLMSmiles(HFEncoder):
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {**super()._extra_metadata(), "normalize": self.normalize}
+
+
+# -- a randomly initialised SMILES transformer (the random-init control for SMILES encoders) ---
+
+#: One SMILES token per match: a bracket atom, a two-letter organic atom, a one-letter atom,
+#: a bond, branch, ring-closure (``%nn`` or a digit), dot or wildcard (the SMILES grammar).
+SMILES_TOKEN = r"(\[[^\]]+\]|Br|Cl|%[0-9]{2}|[BCNOSPFI]|[bcnosp]|[()=#\-+\\/:~@?>*$.]|[0-9])"
+
+_SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+_VOCAB = (["Br", "Cl", "B", "C", "N", "O", "S", "P", "F", "I", "b", "c", "n", "o", "s", "p",
+           "(", ")", "=", "#", "-", "+", "\\", "/", ":", "~", "@", "?", ">", "*", "$", "."]
+          + [str(d) for d in range(10)] + [f"%{d:02d}" for d in range(10, 100)]
+          + ["[nH]", "[NH+]", "[NH2+]", "[NH3+]", "[N+]", "[N-]", "[n+]", "[nH+]", "[O-]",
+             "[O+]", "[o+]", "[S+]", "[S-]", "[C@H]", "[C@@H]", "[C@]", "[C@@]", "[H]", "[2H]",
+             "[Na+]", "[K+]", "[Li+]", "[Cl-]", "[Br-]", "[I-]", "[Si]", "[Se]", "[se]", "[B-]",
+             "[P+]", "[Fe]", "[Cu]", "[Zn]", "[Mg]", "[Ca+2]", "[Pt]"])
+
+
+def smiles_tokenizer(max_length: int = 512):
+    """A transformers fast tokenizer for SMILES built offline (no vocabulary file): one token
+    per SMILES symbol (:data:`SMILES_TOKEN`), RoBERTa-style ``<s> ... </s>`` framing, unknown
+    bracket atoms as ``<unk>``.
+
+    Examples
+    --------
+    >>> from matalign.adapters.text import smiles_tokenizer
+    >>> tok = smiles_tokenizer()
+    >>> tok.convert_ids_to_tokens(tok("C[C@@H](Cl)c1ccccc1")["input_ids"])[:6]
+    ['<s>', 'C', '[C@@H]', '(', 'Cl', ')']
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+
+    _, transformers = _import_transformers()
+    vocab = {t: i for i, t in enumerate(_SPECIAL + _VOCAB)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(SMILES_TOKEN), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])])
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        pad_token="<pad>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+        model_max_length=max_length)
+
+
+class RandomSmilesEncoder(HFEncoder):
+    """A RoBERTa SMILES encoder (the ChemBERTa architecture) with random weights.
+
+    The model is ``transformers.RobertaModel`` built from a ``RobertaConfig`` under
+    ``torch.manual_seed(seed)`` (the caller's RNG is left untouched), reading SMILES through
+    :func:`smiles_tokenizer`; hidden states of ``layer``, pooled over non-padding tokens, as
+    :class:`HFEncoder` does for a trained checkpoint. The random-initialisation control for
+    SMILES language models, and what CI runs of the transformers path.
+
+    Parameters
+    ----------
+    seed : int
+    num_layers, hidden_size, heads, intermediate_size : int
+        Architecture (default ChemBERTa-zinc-base-v1's: 6 layers, 768, 12 heads, 3072).
+    layer, canonical, pooling
+        As for :class:`HFEncoder`.
+
+    Examples
+    --------
+    >>> from matalign.adapters.text import RandomSmilesEncoder
+    >>> from matalign.structures import Structure
+    >>> m = RandomSmilesEncoder(num_layers=2, hidden_size=32, heads=4, intermediate_size=64)
+    >>> m.embed([Structure("ethanol", smiles="CCO")]).shape
+    (1, 32)
+    """
+
+    name = "random-chemberta"
+
+    def __init__(self, *, seed: int = 0, num_layers: int = 6, hidden_size: int = 768,
+                 heads: int = 12, intermediate_size: int = 3072, layer: int = -1,
+                 canonical: bool = True, pooling: str = "mean") -> None:
+        Adapter.__init__(self, pooling=pooling)
+        torch, transformers = _import_transformers()
+        from ._mlip_common import seeded
+
+        self._torch = torch
+        self.seed = int(seed)
+        self.checkpoint_dir = None
+        self.checkpoint = None
+        self._tokenizer = smiles_tokenizer(max_length=512)
+        cfg = transformers.RobertaConfig(
+            vocab_size=len(self._tokenizer), hidden_size=int(hidden_size),
+            num_hidden_layers=int(num_layers), num_attention_heads=int(heads),
+            intermediate_size=int(intermediate_size), max_position_embeddings=514,
+            pad_token_id=self._tokenizer.pad_token_id, bos_token_id=self._tokenizer.bos_token_id,
+            eos_token_id=self._tokenizer.eos_token_id, type_vocab_size=1)
+        with seeded(self.seed), _quiet():
+            self._model = transformers.RobertaModel(cfg, add_pooling_layer=False).eval()
+        n_layers = int(num_layers)
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) \
+                or not -(n_layers + 1) <= layer <= n_layers:
+            raise ValueError(f"adapter {self.name!r}: layer must be an integer in "
+                             f"{-(n_layers + 1)}..{n_layers} for this {n_layers}-layer model, "
+                             f"got {layer!r}")
+        self.layer_index = int(layer) % (n_layers + 1)
+        self.layer = f"hidden_states[{self.layer_index}] of {n_layers}"
+        self.dim = int(hidden_size)
+        self.max_length = 510
+        self.canonical = bool(canonical)
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {**super()._extra_metadata(), "random_init": True, "seed": self.seed}
