@@ -176,7 +176,7 @@ def _t_quantile(p: float, df: int) -> float:
 # - cknna, mutual_knn: a permutation relabels the two kNN graphs (O(N·k)); rows whose values
 #   hold no tie keep their order, so only tied rows are re-sorted (bit for bit the graph of
 #   ``permute_rows``).
-# - cka (linear, biased): the interval's subsets are unions of G = 32 groups of a random
+# - cka (linear, biased): the interval's subsets are unions of G = 16 groups of a random
 #   partition of the rows, and the metric on a union comes from per-group sums of XᵀX, YᵀY,
 #   XᵀY and the column sums (one pass over the data, as the point estimate); the null is the
 #   exact permutation distribution's mean and variance (below).
@@ -186,7 +186,7 @@ def _t_quantile(p: float, df: int) -> float:
 #   of each kernel: O(N·D²) for the linear kernel, and free from the RBF point estimate's pair
 #   sums (row sums and Σ K∘K).
 
-CKA_GROUPS = 32                      # groups of the linear-CKA interval's partition
+CKA_GROUPS = 16                      # groups of the linear-CKA interval's partition
 
 
 def _kernel_moment_terms(trace: float, frob2: float, diag2: float, n: int):
@@ -257,7 +257,7 @@ def _centred(A) -> np.ndarray:
 
 def _linear_terms(Ac: np.ndarray, gram: np.ndarray):
     """(tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) of K̃ = AcAcᵀ from the column-centred rows and AcᵀAc."""
-    d = np.einsum("ij,ij->i", Ac, Ac)
+    d = np.einsum("ij,ij->i", Ac, Ac).astype(np.float64)
     return float(d.sum()), float(np.sum(gram * gram)), float(d @ d)
 
 
@@ -268,23 +268,23 @@ class _LinearCkaGroups:
     def __init__(self, X, Y, groups: int, seed):
         n, d1 = X.shape
         perm = np.random.default_rng(seed).permutation(n)
-        # [X | Y] with rows in partition order, centred (shift-free: subset means stay small)
-        Z = np.empty((n, d1 + Y.shape[1]), dtype=np.float64)
+        # [X | Y] with rows in partition order, centred (shift-free: subset means stay small);
+        # float32 inputs stay float32 (products as the engine's kNN, blocks of ~N/G rows),
+        # every sum across rows or groups is float64
+        dt = np.float32 if X.dtype == np.float32 and Y.dtype == np.float32 else np.float64
+        Z = np.empty((n, d1 + Y.shape[1]), dtype=dt)
         Z[:, :d1] = X[perm]
         Z[:, d1:] = Y[perm]
-        Z -= Z.mean(axis=0)
+        Z -= Z.mean(axis=0, dtype=np.float64).astype(dt)
         self.d1 = d1
         edges = np.linspace(0, n, groups + 1).round().astype(np.int64)
         self.size = np.diff(edges).astype(np.float64)
-        self.s = np.add.reduceat(Z, edges[:-1], axis=0)            # (G, D1+D2) column sums
-        # (G, D, D) Gram blocks; float32 inputs: float32 products (as the engine's kNN),
-        # blocks of ~N/G rows, accumulated in float64 across groups
-        dt = np.float32 if X.dtype == np.float32 and Y.dtype == np.float32 else np.float64
-        Zd = Z.astype(dt, copy=False)
         dd = Z.shape[1]
-        self.zz = np.empty((groups, dd * dd))
+        self.s = np.empty((groups, dd))                  # (G, D1+D2) column sums
+        self.zz = np.empty((groups, dd * dd))            # (G, D²) Gram blocks
         for g in range(groups):
-            blk = Zd[edges[g]:edges[g + 1]]
+            blk = Z[edges[g]:edges[g + 1]]
+            self.s[g] = blk.sum(axis=0, dtype=np.float64)
             self.zz[g] = (blk.T @ blk).ravel()
         self.Z = Z
         self._full = self.zz.sum(axis=0).reshape(dd, dd)
@@ -439,6 +439,44 @@ def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
     return out
 
 
+def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
+    """:func:`_subsample_values` for cknna and mutual_knn on validated arrays: the same
+    subsets, each searched by the engine's exact kNN directly (the rows were checked once for
+    the full sample), then the metric on the two graphs; the same values as the generic path."""
+    from . import _engine
+    n = X.shape[0]
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_subsamples, dtype=np.float64)
+    gm = metric.kw.get("metric", metric.spec.graph)
+    nt = metric.kw.get("n_threads", 0)
+    fn = cknna if metric.spec.name == "cknna" else mutual_knn
+    kw = {a: v for a, v in metric.kw.items() if a not in ("metric", "progress")}
+    for s in range(n_subsamples):
+        idx = np.sort(rng.choice(n, size=b, replace=False))
+        graphs = []
+        for A in (X, Y):
+            values, indices = _engine.knn_exact(np.ascontiguousarray(A[idx]), None, metric.k,
+                                                metric=gm, exclude_self=True, n_threads=nt)
+            graphs.append(KnnGraph(indices, values, gm, True))
+        v = float(fn(*graphs, k=metric.k, **kw))
+        if not np.isfinite(v):
+            raise ValueError(f"{metric.label} is {v!r} on subsample {s} (b={b}); the interval "
+                             f"needs finite values: use a larger subsample_size")
+        out[s] = v
+    return out
+
+
+def _subsample_fn(metric: _Metric):
+    """The subsample evaluator: the direct-graph one for cknna / mutual_knn searched on the
+    CPU by inner product or l2, else the generic one."""
+    if (metric.spec.graph is not None
+            and metric.kw.get("metric", metric.spec.graph) in ("ip", "l2")
+            and metric.kw.get("device", "auto") in ("auto", "cpu")
+            and set(metric.kw) <= {"metric", "n_threads", "device", "progress", "eps"}):
+        return _graph_subsample_values
+    return _subsample_values
+
+
 def _estimate_rate(small, large, b1, b2, n) -> float:
     """Convergence rate r (sd ∝ b^−r) from the spread at two subsample sizes b1 < b2, each
     variance first freed of the finite-population factor (1 − b/N); clipped to [0.05, 2]
@@ -588,10 +626,11 @@ def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, se
             else:
                 rate = 0.5
     else:
-        sub = _subsample_values(m, X, Y, b, n_subsamples, [seed, 0])
+        subsample_values = _subsample_fn(m)
+        sub = subsample_values(m, X, Y, b, n_subsamples, [seed, 0])
         if rate is None:
             if b1 < b:
-                small = _subsample_values(m, X, Y, b1, n_subsamples, [seed, 1])
+                small = subsample_values(m, X, Y, b1, n_subsamples, [seed, 1])
                 rate = _estimate_rate(small, sub, b1, b, n)
             else:
                 rate = 0.5
