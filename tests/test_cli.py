@@ -152,6 +152,38 @@ def test_score_writes_the_table(capsys, npy_models, tmp_path):
                                ma.local_agreement(arrays["a"], arrays["c"], k=10))
 
 
+def test_score_with_a_reference_set(capsys, npy_models, tmp_path):
+    # the OOD columns through the command line: the reference set is the same models'
+    # embeddings of other structures, named NAME=PATH like the inputs
+    from matalign.ood import reference_scores
+    from matalign.score import read_scores
+
+    arrays, paths = npy_models
+    rng = np.random.default_rng(3)
+    refs = {}
+    for m, A in arrays.items():
+        refs[m] = tmp_path / f"ref_{m}.npy"
+        np.save(refs[m], (A[: len(A) // 2] + 0.1 * rng.normal(size=A[: len(A) // 2].shape))
+                .astype(A.dtype))
+    status, out, err = _run(capsys, "score", *map(str, paths.values()),
+                            *[x for m in arrays for x in ("--reference", f"{m}={refs[m]}")],
+                            "--ood-k", "3", "--out", str(tmp_path / "s.csv"))
+    assert status == 0, err
+    assert "OOD columns against the reference set (k=3)" in out
+    t = read_scores(tmp_path / "s.csv")
+    want = reference_scores({m: np.load(refs[m]) for m in arrays}, arrays, k=3,
+                            within_set=False)
+    for m in arrays:
+        np.testing.assert_allclose(t[f"ood_knn_distance:{m}"], want[f"knn_distance[{m}]"])
+    np.testing.assert_allclose(t["ood_score"], want.score)
+    np.testing.assert_allclose(t["ood_agreement"], want["agreement"])
+    np.testing.assert_allclose(t["within_set_disagreement"], 1 - t["mean_local_agreement"])
+    status, _, err = _run(capsys, "score", *map(str, paths.values()), "--reference",
+                          f"a={refs['a']}", "--out", str(tmp_path / "t.csv"))
+    assert status == 2 and "--reference must name the same models" in \
+        _one_line_error(err, "score")
+
+
 def test_user_errors_are_one_red_line(capsys, tmp_path, npy_models):
     _, paths = npy_models
     status, _, err = _run(capsys, "score", str(paths["a"]), str(tmp_path / "nope.npy"),

@@ -422,3 +422,48 @@ def test_datasets_package_has_no_import_cycle():
     for m in graph:
         visit(m, [])
     assert "_catalog" in graph["_common"] and "_registry" not in graph["_common"]
+
+
+def test_mattersim_full_reads_the_sdist_tarball_and_fetch_uses_the_cache(tmp_path, monkeypatch):
+    # A small local stand-in for the mattersim 1.2.3 sdist: the .tar.gz with
+    # mattersim-1.2.3/data/benchmarks/<subset>.xyz members (plus a decoy .xyz elsewhere).
+    import importlib
+    import tarfile
+
+    study = importlib.import_module("matalign.study")     # the module (ma.study is a function)
+
+    src = tmp_path / "src" / "mattersim-1.2.3"
+    bench = src / "data" / "benchmarks"
+    bench.mkdir(parents=True)
+    frames = _frames()
+    write(bench / "random-TP.xyz", frames, format="extxyz")
+    write(bench / "mpf-alkali-TP.xyz", frames[:2], format="extxyz")
+    write(src / "decoy.xyz", frames[:1], format="extxyz")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / "mattersim-1.2.3.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        tar.add(src, arcname="mattersim-1.2.3")
+    monkeypatch.delenv("MATALIGN_MATTERSIM_DIR", raising=False)
+    ds = mds.get("mattersim-full", path=target, subsets=["random-TP", "mpf-alkali-TP"])
+    got = list(ds)
+    assert [s.id for s in got] == ["random-TP:0", "random-TP:1", "random-TP:2",
+                                   "mpf-alkali-TP:0", "mpf-alkali-TP:1"]
+    for s, f in zip(got, frames + frames[:2]):
+        np.testing.assert_allclose(s.atoms.positions, f.positions)
+        assert s.atoms.get_chemical_formula() == f.get_chemical_formula()
+    with pytest.raises(FileNotFoundError, match="mptrj-random-1k.xyz not in"):
+        list(mds.get("mattersim-full", path=target, subsets="mptrj-random-1k"))
+
+    # fetch_mattersim: a cached archive is returned without running pip
+    def no_pip(*a, **k):
+        raise AssertionError("pip must not run when the archive is cached")
+    monkeypatch.setattr("subprocess.run", no_pip)
+    assert study.fetch_mattersim(cache) == target
+    # a failed download is a StudyError that says how to get the data by hand
+    import subprocess
+
+    monkeypatch.setattr("subprocess.run", lambda cmd, **k: subprocess.CompletedProcess(
+        cmd, 1, "", "ERROR: No matching distribution found for mattersim==1.2.3"))
+    with pytest.raises(study.StudyError, match="MATALIGN_MATTERSIM_DIR.*|No matching"):
+        study.fetch_mattersim(tmp_path / "empty")

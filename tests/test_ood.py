@@ -35,7 +35,29 @@ def test_columns_against_reference():
     np.testing.assert_allclose(s["agreement"], 1 - np.abs(pct[0] - pct[1]))
     la = ma.local_agreement(Q["a"], Q["b"], k=5, metric="l2")
     np.testing.assert_allclose(s["within_set_disagreement"], 1 - la)
-    np.testing.assert_array_equal(s.score, s["consensus"])
+    np.testing.assert_allclose(s["max_percentile"], np.max(pct, axis=0))
+    np.testing.assert_allclose(s["disagreement"], np.abs(pct[0] - pct[1]))
+    # the default score is the one bench/bench_ood.py chose (highest mean AUROC)
+    assert (s.default, s.params["preprocess"]) == ("max_percentile", "none")
+    np.testing.assert_array_equal(s.score, s["max_percentile"])
+    assert reference_scores(R, Q, k=3, default="consensus").default == "consensus"
+
+
+@pytest.mark.parametrize("how", ["l2", "standardize"])
+def test_preprocessing_is_applied_to_reference_and_queries_alike(how):
+    rng = np.random.default_rng(5)
+    R = {"a": rng.normal(size=(80, 4)) * [1, 5, 0.2, 3] + 2.0}
+    Q = {"a": rng.normal(size=(30, 4)) * [1, 5, 0.2, 3] + 2.5}
+    if how == "l2":
+        f = lambda A: A / np.linalg.norm(A, axis=1, keepdims=True)          # noqa: E731
+        Rp, Qp = f(R["a"]), f(Q["a"])
+    else:
+        mu, sd = R["a"].mean(0), R["a"].std(0)
+        Rp, Qp = (R["a"] - mu) / sd, (Q["a"] - mu) / sd
+    s = reference_scores(R, Q, k=4, preprocess=how)
+    np.testing.assert_allclose(s["knn_distance[a]"], kth_distance_ref(Rp, Qp, 4), rtol=1e-9)
+    with pytest.raises(ValueError, match="preprocess"):
+        reference_scores(R, Q, preprocess="zscore")
 
 
 def test_reference_score_finds_shifted_structures_where_disagreement_does_not():

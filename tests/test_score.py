@@ -155,3 +155,68 @@ def test_approximate_method_reports_recall(tmp_path):
     assert set(res.recall) == {"a", "b", "c"}
     assert all(r is not None and r > 0.99 for r in res.recall.values())
     _check_ranks(read_scores(res.path))
+
+
+def _ood_reference(R, Q, k):
+    """The deep-nearest-neighbour score from the math, in float64: distance to the k-th
+    nearest reference row, and the fraction of the reference's own leave-one-out k-th
+    distances strictly below it."""
+    R, Q = np.asarray(R, np.float64), np.asarray(Q, np.float64)
+    dq = np.sort(np.sqrt(((Q[:, None, :] - R[None]) ** 2).sum(-1)), axis=1)[:, k - 1]
+    dr = np.sqrt(((R[:, None, :] - R[None]) ** 2).sum(-1))
+    np.fill_diagonal(dr, np.inf)
+    loo = np.sort(dr, axis=1)[:, k - 1]
+    pct = (loo[None, :] < dq[:, None]).mean(axis=1)
+    return dq, pct
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet"])
+def test_reference_ood_columns(tmp_path, ext):
+    if ext == ".parquet":
+        pytest.importorskip("pyarrow")
+    from matalign.ood import DEFAULT_SCORE
+    rng = np.random.default_rng(7)
+    ref = _models(120, seed=1)
+    q = _models(60, seed=2)
+    q = {m: np.concatenate([v[:30], v[30:] + 2.5]) for m, v in q.items()}   # half far away
+    res = score(q, tmp_path / f"s{ext}", k=6, reference=ref, ood_k=4)
+    t = read_scores(res.path)
+    pcts = []
+    for m in q:
+        d, p = _ood_reference(ref[m], q[m], 4)
+        np.testing.assert_allclose(t[f"ood_knn_distance:{m}"], d, rtol=1e-5)
+        np.testing.assert_allclose(t[f"ood_percentile:{m}"], p, atol=1e-12)
+        pcts.append(p)
+    P = np.vstack(pcts)
+    want = {"max_percentile": P.max(0), "consensus": P.mean(0)}[DEFAULT_SCORE]
+    np.testing.assert_allclose(t["ood_score"], want, atol=1e-12)
+    np.testing.assert_allclose(t["ood_agreement"], 1 - (P.max(0) - P.min(0)), atol=1e-12)
+    np.testing.assert_allclose(t["within_set_disagreement"], 1 - t["mean_local_agreement"])
+    assert t["ood_score"][30:].min() > t["ood_score"][:30].mean()     # the far half scores high
+    assert rng is not None and "ood_score" in res.columns and "rank" in res.columns
+    with pytest.raises(ValueError, match="reference must hold the same models as embeddings"):
+        score(q, tmp_path / "x.csv", reference={"a": ref["a"]})
+    with pytest.raises(TypeError, match="reference must be a dict"):
+        score(q, tmp_path / "y.csv", reference=[ref["a"]])
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "is empty"),
+    (b"\x93NUMPY\x01\x00garbage", "x.npy"),
+])
+def test_load_embeddings_checks_npy_files(tmp_path, content, message):
+    p = tmp_path / "x.npy"
+    p.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        load_embeddings(p, name="embeddings['a']")
+    assert "embeddings['a']" in str(info.value)
+    np.save(p, np.ones(5))                                  # 1-D: not an (N, D) matrix
+    with pytest.raises(ValueError, match="2-D|shape"):
+        load_embeddings(p)
+    np.save(p, np.array([[object()]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="object|dtype|pickle"):
+        load_embeddings(p)
+    np.save(p, np.ones((4, 3), dtype=np.float32))
+    A, ids = load_embeddings(p)
+    assert A.shape == (4, 3) and ids is None
+    del A

@@ -92,7 +92,17 @@ def test_ci_every_pairwise_metric(name, kw, reference):
     ci = ma.confidence_interval(name, X, Y, k=k, n_subsamples=5, seed=0, **kw)
     assert ci.value == pytest.approx(reference(X, Y), rel=1e-9, abs=1e-12)
     rng = np.random.default_rng([0, 0])
-    idx = np.sort(rng.choice(90, size=45, replace=False))
+    if name == "cka" and not kw:
+        # linear CKA: a subsample is a union of half the groups of one seeded partition
+        half = st.CKA_GROUPS // 2
+        perm = np.random.default_rng([0, 2]).permutation(90)
+        edges = np.linspace(0, 90, st.CKA_GROUPS + 1).round().astype(int)
+        chosen = np.sort(rng.choice(st.CKA_GROUPS, size=half, replace=False))
+        idx = np.concatenate([perm[edges[g]:edges[g + 1]] for g in chosen])
+        sizes = np.diff(edges)
+        assert half * sizes.min() <= idx.size <= half * sizes.max()  # b = 45 on average
+    else:
+        idx = np.sort(rng.choice(90, size=45, replace=False))
     assert ci.subsample_values[0] == pytest.approx(reference(X[idx], Y[idx]), rel=1e-9,
                                                    abs=1e-12)
     assert ci.low < ci.value < ci.high and ci.b == 45
@@ -290,7 +300,7 @@ def test_bootstrap_ci_does_not_overflow():
 
 @pytest.mark.parametrize("name,method", [("cknna", "permutation-normal"),
                                          ("mutual_knn", "permutation-normal"),
-                                         ("cka", "permutation-normal"),
+                                         ("cka", "moments"),
                                          ("distance_correlation", "t-test"),
                                          ("information_imbalance", "asymptotic"),
                                          ("intrinsic_dimension", None)])
@@ -327,3 +337,95 @@ def test_permutation_normal_null():
     assert il.alternative == "less" and il.p_value < 0.01
     with pytest.raises(ValueError, match="needs n_permutations >= 3"):
         ma.null_test("cka", X, Y, method="permutation-normal", n_permutations=2)
+
+
+# ---- the cheap exact forms of the statistics (docs/STATISTICS.md, "Cost") -------------------
+
+@pytest.mark.parametrize("kw", [{}, {"kernel": "rbf", "sigma": 1.5}])
+def test_cka_moments_null_equals_the_enumerated_permutation_distribution(kw):
+    # All 7! relabellings of Y, each scored by the float64 reference CKA: the moments null's
+    # mean and sd are those of the full permutation distribution.
+    import itertools
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(7, 3)) ** 3
+    Y = rng.normal(size=(7, 2))
+    Y[0] *= 4.0
+    vals = np.array([refg.cka(X, Y[list(p)], **kw) for p in itertools.permutations(range(7))])
+    r = ma.null_test("cka", X, Y, method="moments", **kw)
+    assert r.value == pytest.approx(refg.cka(X, Y, **kw), rel=1e-9)
+    assert r.null_mean == pytest.approx(vals.mean(), rel=1e-9)
+    assert r.null_sd == pytest.approx(vals.std(), rel=1e-7)
+    z = (r.value - vals.mean()) / vals.std()
+    assert r.statistic == pytest.approx(z, rel=1e-6) and r.p_value == pytest.approx(stats.norm.sf(z))
+    assert (r.method, r.alternative, r.n_permutations) == ("moments", "greater", None)
+
+
+def test_cka_moments_null_agrees_with_drawn_permutations_and_rejects_other_metrics():
+    X, Y = pair(22, n=150)
+    Z = np.random.default_rng(23).normal(size=(150, 5))
+    for kw in ({}, {"kernel": "rbf"}):
+        a = ma.null_test("cka", X, Z, method="moments", **kw)
+        p = ma.null_test("cka", X, Z, method="permutation", n_permutations=400, seed=1, **kw)
+        assert abs(a.null_mean - np.mean(p.null)) < 4 * a.null_sd / np.sqrt(400)
+        assert a.null_sd == pytest.approx(np.std(p.null, ddof=1), rel=0.15)
+        assert abs(a.p_value - p.p_value) < 0.1
+        assert ma.null_test("cka", X, Y, method="moments", **kw).p_value < 1e-6
+    with pytest.raises(ValueError, match="method='moments' applies to cka with the biased"):
+        ma.null_test("cka", X, Y, method="moments", unbiased=True)
+    with pytest.raises(ValueError, match="method='moments' applies to cka"):
+        ma.null_test("cknna", X, Y, method="moments")
+    # auto: the moments null, and the permutation-normal one for the unbiased estimator
+    assert st.assess("cka", X, Y, n_subsamples=3)[1].method == "moments"
+    assert st.assess("cka", X, Y, n_subsamples=3, n_permutations=5,
+                     unbiased=True)[1].method == "permutation-normal"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_linear_cka_group_sums_give_the_metric_of_each_union(dtype):
+    X, Y = pair(24, n=300)
+    X, Y = (X * 3.0 + 50.0).astype(dtype), Y.astype(dtype)       # a large shift: centring
+    g = st._LinearCkaGroups(X, Y, st.CKA_GROUPS, [5, 2])
+    perm = np.random.default_rng([5, 2]).permutation(300)
+    edges = np.linspace(0, 300, st.CKA_GROUPS + 1).round().astype(int)
+    tol = 1e-9 if dtype == np.float64 else 2e-5
+    for sel in (np.arange(st.CKA_GROUPS), np.array([0, 3, 7, 14]), np.array([11])):
+        rows = np.concatenate([perm[edges[i]:edges[i + 1]] for i in sel])
+        want = refg.cka(X[rows].astype(np.float64), Y[rows].astype(np.float64))
+        assert g.value(sel, 0.0) == pytest.approx(want, rel=tol)
+    Xc = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
+    K = Xc @ Xc.T
+    tx, _ = g.full_terms()
+    assert tx == pytest.approx((np.trace(K), np.sum(K * K), np.sum(np.diag(K) ** 2)), rel=tol)
+
+
+def test_graph_relabelling_equals_permute_rows_with_ties():
+    # integer rows: many equal inner products, so many rows hold ties that must be re-sorted
+    rng = np.random.default_rng(25)
+    Y = rng.integers(-2, 3, size=(80, 3)).astype(np.float64)
+    gy = ma.knn(Y, k=6)
+    tied = np.any(gy.values[:, 1:] == gy.values[:, :-1], axis=1)
+    assert tied.mean() > 0.5
+    from matalign.metrics.significance import permute_rows
+    for s in range(5):
+        perm = np.random.default_rng(s).permutation(80)
+        a, b = st._relabel(gy, perm, tied), permute_rows(gy, perm)
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.values, b.values)
+    X = Y + rng.normal(size=Y.shape)
+    r = ma.null_test("mutual_knn", X, Y, k=6, n_permutations=20, seed=3)
+    p = ma.permutation_test(ma.mutual_knn, ma.knn(X, k=6), gy, n_permutations=20, seed=3, k=6)
+    np.testing.assert_array_equal(r.null, p.null)
+
+
+@pytest.mark.parametrize("name,kw", [("cknna", {}), ("mutual_knn", {}),
+                                     ("mutual_knn", {"metric": "l2"})])
+def test_graph_subsamples_searched_directly_equal_the_generic_path(name, kw):
+    X, Y = pair(26, n=200)
+    m = st._resolve(name, 9, kw)
+    assert st._subsample_fn(m) is st._graph_subsample_values
+    for dt in (np.float64, np.float32):
+        a = st._graph_subsample_values(m, X.astype(dt), Y.astype(dt), 80, 4, [2, 0])
+        b = st._subsample_values(m, X.astype(dt), Y.astype(dt), 80, 4, [2, 0])
+        np.testing.assert_array_equal(a, b)
+    assert st._subsample_fn(st._resolve("mutual_knn", 9, {"metric": "cosine"})) \
+        is st._subsample_values

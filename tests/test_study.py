@@ -89,6 +89,42 @@ def test_a_study_fills_its_run_directory(reference):
     assert m.params["preprocessing"] == {"center": True, "l2": True, "clip_quantile": 0.0}
 
 
+def test_the_ood_stage_measures_the_reference_scores(reference):
+    # ood.json against a float64 recomputation from the stores: the seeded split of the ID set,
+    # the ladder's copies of the held-out half, the k-th reference-neighbour distance, the
+    # percentile, the default (max over models) and AUROC as the fraction of (ood, in) pairs
+    # ordered correctly, ties half.
+    import numpy as np
+
+    _, out = reference
+    data = json.loads((out / "ood.json").read_text())
+    assert (data["k"], data["reference_set"], data["default"]) == (5, "id", "max_percentile")
+    models = ["element-stats", "composition", "element-stats-max", "element-stats-sum"]
+    order = np.random.default_rng([3, 7]).permutation(40)
+    ref_rows, held = np.sort(order[:20]), np.sort(order[20:])
+
+    def emb(name, m):
+        return np.asarray(ma.open_store(out / f"embeddings/{name}/{m}").embeddings, np.float64)
+
+    pcts = []
+    for m in models:
+        R, I, O = emb("id", m)[ref_rows], emb("id", m)[held], emb("rattle-0.3", m)[held]
+        Q = np.concatenate([I, O])
+        dq = np.sort(np.linalg.norm(Q[:, None] - R[None], axis=-1), axis=1)[:, 4]
+        dr = np.linalg.norm(R[:, None] - R[None], axis=-1)
+        np.fill_diagonal(dr, np.inf)
+        loo = np.sort(dr, axis=1)[:, 4]
+        pcts.append((loo[None] < dq[:, None]).mean(axis=1))
+    score = np.max(pcts, axis=0)
+    s_in, s_out = score[:20], score[20:]
+    auc = (np.sum(s_out[:, None] > s_in[None]) + 0.5 * np.sum(s_out[:, None] == s_in[None])) \
+        / (20 * 20)
+    got = data["sets"]["rattle-0.3"]
+    assert (got["n_in"], got["n_ood"]) == (20, 20)
+    assert got["scores"]["max_percentile"]["auroc"] == pytest.approx(auc, abs=1e-12)
+    assert set(got["scores"]) >= {"consensus", "disagreement", "within_set_disagreement"}
+
+
 def test_kill_9_then_resume_gives_identical_results(reference, tmp_path):
     config, ref = reference
     out = tmp_path / "killed"

@@ -711,11 +711,19 @@ def score(
                           help="rows per written block")] = 65536,
     top: Annotated[int, typer.Option("--top", min=0,
                    help="print the N most disagreed structures")] = 10,
+    reference: Annotated[Optional[List[str]], typer.Option(
+        "--reference", help="NAME=PATH or PATH, once per model: the same models' embeddings "
+        "of an in-distribution reference set; adds the OOD columns ood_knn_distance:<model>, "
+        "ood_percentile:<model>, ood_score (the default score), ood_agreement and "
+        "within_set_disagreement (docs/STATISTICS.md)")] = None,
+    ood_k: Annotated[int, typer.Option("--ood-k", min=1,
+                     help="neighbour rank of the reference distance")] = 5,
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
     cluster: Annotated[str, _CLUSTER] = "local",
 ):
-    """Score every structure by how much the models disagree on its neighbourhood.
+    """Score every structure by how much the models disagree on its neighbourhood, and, with
+    --reference, by its distance to an in-distribution reference set (the OOD score).
 
     Per model pair: the local agreement |kNN_A(i) ∩ kNN_B(i)|/k and the structure's CKNNA
     contribution; their means over pairs; rank 1 = most disagreed. Streams in bounded memory
@@ -725,10 +733,16 @@ def score(
     from .score import score as run_score
 
     spaces = _parse_inputs(inputs)
+    ref = None
+    if reference:
+        ref = _parse_inputs(reference)
+        if set(ref) != set(spaces):
+            raise UserError(f"--reference must name the same models as the inputs: got "
+                            f"{sorted(ref)} for {sorted(spaces)} (name them NAME=PATH)")
     with _on_cluster(cluster):
         res = run_score(spaces, out, k=k, metric=metric.value, method=method.value,
                         block_rows=block_rows, overwrite=overwrite, n_threads=threads,
-                        progress=True)
+                        progress=True, reference=ref, ood_k=ood_k)
     from rich.table import Table
 
     console = _console()
@@ -740,6 +754,11 @@ def score(
         table.add_row(f"{a} vs {b}", f"{res.mutual_knn[key]:.4f}",
                       f"{res.cknna[key]:.4f}" if key in res.cknna else "-")
     console.print(table)
+    if ref is not None:
+        from .ood import DEFAULT_PREPROCESS, DEFAULT_SCORE
+        console.print(f"OOD columns against the reference set (k={ood_k}): ood_score = "
+                      f"{DEFAULT_SCORE} of the models' percentiles (preprocessing "
+                      f"{DEFAULT_PREPROCESS}; high = out of distribution)")
     if top:
         cols = ["rank", "row", "mean_local_agreement"] + (["id"] if "id" in res.columns else [])
         t = read_scores(res.path, cols) if res.n <= 200_000 else None

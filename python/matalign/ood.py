@@ -10,9 +10,11 @@ turns the models' scores into separate, named columns (docs/STATISTICS.md):
   model's space (after the same preprocessing as the reference);
 - ``percentile[<model>]``: that distance as a fraction of the reference set's own
   leave-one-out k-th neighbour distances that it exceeds (0..1; comparable across models);
-- ``consensus``: the mean percentile over models (the default score: high = OOD);
+- ``consensus``: the mean percentile over models (high = OOD);
+- ``max_percentile``: the largest of the models' percentiles (far from the reference in any
+  model's space);
 - ``agreement``: 1 − the spread (max − min) of the models' percentiles: 1 when every model
-  ranks the structure alike;
+  ranks the structure alike; ``disagreement`` = 1 − agreement;
 - ``within_set_disagreement``: (two or more models) 1 − the mean over model pairs of the
   per-structure kNN agreement *inside the query set* (``ma.local_agreement``): the older
   within-set score, kept for comparison; it needs the whole query set at once.
@@ -25,7 +27,7 @@ from itertools import combinations
 
 import numpy as np
 
-from ._validate import as_matrix, check_int, describe
+from ._validate import as_matrix, check_choice, check_int, describe
 from .knn import knn
 from .metrics import local_agreement
 
@@ -71,8 +73,30 @@ def _kth_distance(ref: np.ndarray, q: np.ndarray, k: int, block: int) -> np.ndar
     return out
 
 
+PREPROCESS = ("none", "l2", "standardize")
+SCORES = ("consensus", "max_percentile", "disagreement")
+DEFAULT_SCORE = "max_percentile"     # chosen by bench/bench_ood.py (docs/STATISTICS.md)
+DEFAULT_PREPROCESS = "none"
+
+
+def _prep(R, Q, how: str):
+    """(reference, queries) preprocessed alike: "l2" normalises rows; "standardize" centres and
+    scales the columns by the reference set's mean and sd (constant columns keep scale 1)."""
+    if how == "l2":
+        def f(A):
+            A = np.asarray(A, dtype=np.float64)
+            return A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-300)
+        return f(R), f(Q)
+    if how == "standardize":
+        R64 = np.asarray(R, dtype=np.float64)
+        mu, sd = R64.mean(axis=0), R64.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        return (R64 - mu) / sd, (np.asarray(Q, dtype=np.float64) - mu) / sd
+    return R, Q
+
+
 def reference_scores(reference, queries, *, k=5, agreement_k=10, block_rows=8192,
-                     within_set=True) -> OODScores:
+                     within_set=True, preprocess=None, default=None) -> OODScores:
     """OOD scores of every query structure against an in-distribution reference set.
 
     Parameters
@@ -91,6 +115,12 @@ def reference_scores(reference, queries, *, k=5, agreement_k=10, block_rows=8192
         Query rows per kNN search.
     within_set : bool, default True
         Whether to add the ``within_set_disagreement`` column.
+    preprocess : {"none", "l2", "standardize"}, optional
+        Applied to each model's reference and queries alike ("standardize": columns centred
+        and scaled by the reference set's mean and sd; it copies the queries into memory);
+        default :data:`DEFAULT_PREPROCESS`.
+    default : {"consensus", "max_percentile", "disagreement"}, optional
+        The column :attr:`OODScores.score` returns; default :data:`DEFAULT_SCORE`.
 
     Returns
     -------
@@ -131,6 +161,9 @@ def reference_scores(reference, queries, *, k=5, agreement_k=10, block_rows=8192
     nr, nq = nr.pop(), nq.pop()
     k = check_int(k, "k", 1, nr - 1)
     block_rows = check_int(block_rows, "block_rows", 1)
+    preprocess = check_choice(DEFAULT_PREPROCESS if preprocess is None else preprocess,
+                              "preprocess", PREPROCESS)
+    default = check_choice(DEFAULT_SCORE if default is None else default, "default", SCORES)
     cols = {}
     pct = []
     for m in models:
@@ -138,6 +171,7 @@ def reference_scores(reference, queries, *, k=5, agreement_k=10, block_rows=8192
         if r.shape[1] != q.shape[1]:
             raise ValueError(f"model {m!r}: reference has D={r.shape[1]} but queries have "
                              f"D={q.shape[1]}")
+        r, q = _prep(r, q, preprocess)
         if q.dtype != r.dtype:
             q = q.astype(r.dtype)
         d = _kth_distance(r, q, k, block_rows)
@@ -149,14 +183,17 @@ def reference_scores(reference, queries, *, k=5, agreement_k=10, block_rows=8192
         pct.append(p)
     P = np.vstack(pct)
     cols["consensus"] = P.mean(axis=0)
+    cols["max_percentile"] = P.max(axis=0)
     cols["agreement"] = 1.0 - (P.max(axis=0) - P.min(axis=0))
+    cols["disagreement"] = 1.0 - cols["agreement"]
     if within_set and len(models) >= 2:
         agreement_k = check_int(agreement_k, "agreement_k", 1, nq - 1)
         la = [local_agreement(qs[a], qs[b], k=agreement_k, metric="l2")
               for a, b in combinations(models, 2)]
         cols["within_set_disagreement"] = 1.0 - np.mean(la, axis=0)
-    return OODScores(cols, models, k, nr, "consensus",
-                     {"k": k, "metric": "l2", "agreement_k": agreement_k})
+    return OODScores(cols, models, k, nr, default,
+                     {"k": k, "metric": "l2", "agreement_k": agreement_k,
+                      "preprocess": preprocess})
 
 
 def _labels_scores(scores, labels):

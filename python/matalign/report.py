@@ -1086,13 +1086,14 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
                              float(off.min()), float(off.max())])
             page.add(_table(["set", "N", "k", f"mean {metric}", "min", "max"], rows))
 
-    # 8. Per-structure disagreement.
+    # 8. Per-structure disagreement, and the validated reference-set OOD scores.
     scored = [s for s in sets if s.get("scores")]
     page.section("Per-structure disagreement")
     if not scored:
         page.note("No per-structure scores in this run (matalign score): skipped.")
     for s in scored:
         _disagreement(page, plots, root, s, top, run)
+    _ood_scores(page, root)
 
     # 9. Findings.
     if v2:
@@ -1131,6 +1132,36 @@ def render(run_dir, *, reference=None, top=_TOP_ROWS) -> Path:
     out = root / "report.html"
     atomic_write_text(out, text, hidden=True, cleanup=False)
     return out
+
+
+def _ood_scores(page, root: Path) -> None:
+    """The study's ood.json: AUROC and FPR at 95 % TPR of every OOD score column per set."""
+    path = root / "ood.json"
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    page.section("OOD scores against a reference set")
+    if data.get("skipped") or not data.get("sets"):
+        page.note(f"OOD scores not measured: {data.get('skipped', 'no set to score')}.")
+        return
+    sets = data["sets"]
+    names = list(sets)
+    cols = list(next(iter(sets.values()))["scores"])
+    rows = []
+    for c in cols:
+        label = c + (" (default)" if c == data.get("default") else "")
+        rows.append([label] + [f"{sets[n]['scores'][c]['auroc']:.3f} "
+                               f"({sets[n]['scores'][c]['fpr_at_95_tpr']:.2f})"
+                               for n in names])
+    header = ["score"] + [f"{sets[n]['label']} (N {sets[n]['n_in']} in / {sets[n]['n_ood']} "
+                          f"out)" for n in names]
+    page.add(_table(header, rows))
+    page.note(f"AUROC (FPR at 95 % TPR) of each per-structure score for telling the set's "
+              f"structures from held-out structures of {data['reference_set']}, against a "
+              f"reference of {data['n_reference']} of its structures (k = {data['k']}, "
+              f"preprocessing {data.get('preprocessing', 'none')}; 0.5 = chance). The default "
+              f"score ({data.get('default')}) was chosen by bench/bench_ood.py's stated rule; "
+              f"within_set_disagreement is the older within-set score (docs/STATISTICS.md).")
 
 
 def _reordered_names(values, names, order) -> np.ndarray:

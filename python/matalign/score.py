@@ -17,6 +17,11 @@ and over all pairs:
 - ``rank``: 1 for the most disagreed structure (lowest ``mean_local_agreement``; ties broken by
   the lower ``mean_cknna_row``, then by the lower row), N for the most agreed one.
 
+With ``reference=`` (an in-distribution reference set embedded by the same models), the
+validated OOD columns follow (docs/STATISTICS.md, section 6): ``ood_knn_distance:<model>``,
+``ood_percentile:<model>``, ``ood_score`` (the default combination), ``ood_agreement``, and
+``within_set_disagreement`` (1 − ``mean_local_agreement``, the within-set score by name).
+
 The first columns are ``row`` (0-based position in the inputs) and, when the inputs carry
 structure ids (an embedding store), ``id``.
 
@@ -42,7 +47,7 @@ import numpy as np
 
 from . import _engine
 from . import _memory
-from ._io import temp_path
+from ._io import check_npy, temp_path
 from ._progress import progress_callback
 from ._validate import (as_matrix, check_bool, check_choice, check_int, check_k, check_progress,
                         check_threads, describe)
@@ -121,7 +126,9 @@ def load_embeddings(source, name: str = "embeddings"):
     FileNotFoundError
         If a path does not exist.
     ValueError
-        If a path is neither a ``.npy`` file nor a directory.
+        If a path is neither a ``.npy`` file nor a directory, or a ``.npy`` file is empty,
+        truncated, damaged, of an object or non-numeric dtype, or not 2-D
+        (``matalign._io.check_npy``; the message names the file).
     ImportError
         If a store directory is given but ``matalign.store`` is unavailable.
 
@@ -154,6 +161,7 @@ def load_embeddings(source, name: str = "embeddings"):
         store = store_mod.open_store(path)
         return store.embeddings, getattr(store, "ids", None)
     if path.suffix == ".npy":
+        check_npy(path, name)     # a clear ValueError naming the file for a bad .npy
         return np.load(path, mmap_mode="r", allow_pickle=False), None
     raise ValueError(f"{name}: {path} is not a .npy file or an embedding-store directory; "
                      f"save embeddings with np.save(path, X) or `matalign embed`")
@@ -246,7 +254,7 @@ class _Writer:
 
 def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=65536,
           overwrite=False, n_threads=0, progress=False, seed=0, nlist=None, nprobe=None,
-          recall_sample=1000) -> ScoreResult:
+          recall_sample=1000, reference=None, ood_k=5) -> ScoreResult:
     """Score every structure of a set by how much the models disagree on its neighbourhood.
 
     Writes one row per structure (see the module docstring for the columns) to ``out``, a
@@ -278,6 +286,19 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
         True shows a progress bar per kNN search.
     seed, nlist, nprobe, recall_sample
         Passed to :func:`matalign.knn` for approximate methods.
+    reference : dict of str -> array_like, path or store, optional
+        The same models' embeddings of an in-distribution reference set (same keys as
+        ``embeddings``). Adds the reference-set OOD columns (:func:`matalign.ood.reference_scores`,
+        docs/STATISTICS.md): ``ood_knn_distance:<model>`` (Euclidean distance to the
+        ``ood_k``-th nearest reference row in that model's space, the deep-nearest-neighbour
+        score), ``ood_percentile:<model>`` (the fraction of the reference's own leave-one-out
+        distances it exceeds), ``ood_score`` (the default combination,
+        ``matalign.ood.DEFAULT_SCORE`` of the percentiles, chosen by bench/bench_ood.py; high =
+        out of distribution) and ``ood_agreement`` (1 − the spread of the models'
+        percentiles: the models' agreement on it). The within-set score stays as the named
+        column ``within_set_disagreement`` = 1 − ``mean_local_agreement``.
+    ood_k : int, default 5
+        Neighbour rank of the reference distance.
 
     Returns
     -------
@@ -367,6 +388,9 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
         arrays.append(A)
     n = arrays[0].shape[0]
     k = check_k(k, n)
+    ood = None
+    if reference is not None:
+        ood = _reference_columns(reference, names, arrays, ood_k)
     with_cknna = metric in IP_METRICS and n >= 4
     npairs = len(names) * (len(names) - 1) // 2
     nt = _memory.threads(n_threads)
@@ -442,6 +466,10 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
             kinds[columns[-1]] = "float"
     columns += ["mean_local_agreement"] + (["mean_cknna_row"] if with_cknna else []) + ["rank"]
     kinds.update(mean_local_agreement="float", mean_cknna_row="float", rank="int")
+    if ood is not None:
+        ood["within_set_disagreement"] = 1.0 - mean_agree
+        columns += list(ood)
+        kinds.update({c: "float" for c in ood})
 
     writer = _Writer(out, columns, kinds)
     try:
@@ -458,6 +486,9 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
                         block[f"cknna_row:{key}"] = contrib[key][start:stop]
                 if with_cknna:
                     block["mean_cknna_row"] = mean_contrib[start:stop]
+                if ood is not None:
+                    for c, v in ood.items():
+                        block[c] = v[start:stop]
                 writer.write(block)
                 if callback is not None:
                     callback(stop, n)
@@ -470,6 +501,32 @@ def score(embeddings, out, *, k=10, metric="ip", method="exact", block_rows=6553
         pairs=tuple((names[a], names[b]) for a, b in pairs), k=k, metric=metric,
         method=method, mutual_knn=mutual, cknna=cknna_values, recall=recall,
         columns=tuple(columns), seconds=time.perf_counter() - t0)
+
+
+def _reference_columns(reference, names, arrays, ood_k) -> dict:
+    """The reference-set OOD columns of :func:`score` (``reference=``), one array per column."""
+    from .ood import reference_scores
+    if not isinstance(reference, Mapping):
+        raise TypeError(f"reference must be a dict of model name -> embeddings (array, .npy "
+                        f"path or store) of the reference set; got {describe(reference)}")
+    if set(reference) != set(names):
+        raise ValueError(f"reference must hold the same models as embeddings: got "
+                         f"{sorted(map(str, reference))} for {sorted(names)}")
+    ref = {}
+    for name in names:
+        R, _ = load_embeddings(reference[name], name=f"reference[{name!r}]")
+        ref[name] = as_matrix(R, f"reference[{name!r}]")
+    nr = ref[names[0]].shape[0]
+    ood_k = check_int(ood_k, "ood_k", 1, max(1, nr - 1))
+    s = reference_scores(ref, dict(zip(names, arrays)), k=ood_k, within_set=False)
+    cols = {}
+    for name in names:
+        cols[f"ood_knn_distance:{name}"] = s[f"knn_distance[{name}]"]
+    for name in names:
+        cols[f"ood_percentile:{name}"] = s[f"percentile[{name}]"]
+    cols["ood_score"] = s.score
+    cols["ood_agreement"] = s["agreement"]
+    return cols
 
 
 def read_scores(path, columns=None) -> dict:

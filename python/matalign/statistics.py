@@ -40,10 +40,11 @@ from .metrics import (cka, cknna, distance_correlation, information_imbalance,
 from .metrics.significance import permutation_test
 
 __all__ = ["CIResult", "NullResult", "SweepResult", "CoverageResult", "METRIC_NAMES",
-           "confidence_interval", "null_test", "assess", "sweep", "coverage"]
+           "confidence_interval", "null_test", "assess", "sweep", "coverage",
+           "cka_permutation_moments"]
 
 CI_METHODS = ("subsample",)
-NULL_METHODS = ("permutation", "permutation-normal", "t-test", "asymptotic")
+NULL_METHODS = ("permutation", "permutation-normal", "t-test", "asymptotic", "moments")
 DIRECTIONS = ("x->y", "y->x")
 _EXECUTION_KW = ("n_threads", "device", "progress")   # change how, not what, is computed
 
@@ -166,6 +167,182 @@ def _t_quantile(p: float, df: int) -> float:
     return float(stats.t.ppf(p, df))
 
 
+# ---- fast paths: the statistics from the point estimate's own work --------------------------
+#
+# The generic interval recomputes the metric on 2·n_subsamples subsets and the generic
+# permutation null on every permutation. Three metrics allow the same statistics from what the
+# point estimate computes anyway (docs/STATISTICS.md, section "Cost"):
+#
+# - cknna, mutual_knn: a permutation relabels the two kNN graphs (O(N·k)); rows whose values
+#   hold no tie keep their order, so only tied rows are re-sorted (bit for bit the graph of
+#   ``permute_rows``).
+# - cka (linear, biased): the interval's subsets are unions of G = 16 groups of a random
+#   partition of the rows, and the metric on a union comes from per-group sums of XᵀX, YᵀY,
+#   XᵀY and the column sums (one pass over the data, as the point estimate); the null is the
+#   exact permutation distribution's mean and variance (below).
+# - cka (biased): the permutation null of CKA, a normalised tr(K̃ P L̃ Pᵀ) of the doubly
+#   centred kernels, has an exact mean and variance (Kazi-Aoual et al. 1995; Josse, Pagès &
+#   Husson 2008, for the RV coefficient, which is linear CKA), from tr K̃, tr K̃² and Σ K̃ᵢᵢ²
+#   of each kernel: O(N·D²) for the linear kernel, and free from the RBF point estimate's pair
+#   sums (row sums and Σ K∘K).
+
+CKA_GROUPS = 16                      # groups of the linear-CKA interval's partition
+
+
+def _kernel_moment_terms(trace: float, frob2: float, diag2: float, n: int):
+    """(β, τ) of one doubly centred kernel W for the permutation moments of tr(W₁PW₂Pᵀ):
+    β = (tr W)²/tr W², τ = (n−1)/((n−3)(n−1−β))·(n(n+1)·Σ Wᵢᵢ²/tr W² − (n−1)(β+2))."""
+    beta = trace * trace / frob2
+    den = (n - 3) * (n - 1 - beta)
+    tau = (n - 1) / den * (n * (n + 1) * diag2 / frob2 - (n - 1) * (beta + 2)) if den > 0 \
+        else 0.0
+    return beta, tau
+
+
+def cka_permutation_moments(x_terms, y_terms, n: int) -> tuple[float, float]:
+    """Exact mean and standard deviation of biased CKA (the RV coefficient for the linear
+    kernel) over all N! relabellings of one space.
+
+    ``x_terms`` = (tr K̃, Σ K̃∘K̃, Σᵢ K̃ᵢᵢ²) of the doubly centred kernel K̃ = HKH of X, likewise
+    ``y_terms``. With β = (tr K̃)²/tr K̃² and τ as in :func:`_kernel_moment_terms`:
+    E = √(β_X β_Y)/(N − 1), Var = 2(N−1−β_X)(N−1−β_Y)/((N+1)(N−1)²(N−2))·
+    (1 + (N−3)/(2N(N−1))·τ_X τ_Y) (Kazi-Aoual, Hitier, Sabatier & Lebreton 1995; Josse,
+    Pagès & Husson 2008). Needs N >= 4.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matalign.statistics import cka_permutation_moments
+    >>> n = 50
+    >>> W = np.eye(n) - 1.0 / n          # a centred kernel: every direction alike
+    >>> t = (np.trace(W), float(np.sum(W * W)), float(np.sum(np.diag(W) ** 2)))
+    >>> mean, sd = cka_permutation_moments(t, t, n)
+    >>> round(mean, 12), round(sd, 12)   # the identity kernel: CKA 1 whatever the order
+    (1.0, 0.0)
+    """
+    bx, tx = _kernel_moment_terms(*x_terms, n)
+    by, ty = _kernel_moment_terms(*y_terms, n)
+    mean = float(np.sqrt(bx * by) / (n - 1))
+    var = 2.0 * (n - 1 - bx) * (n - 1 - by) / ((n + 1) * (n - 1) ** 2 * (n - 2)) \
+        * (1.0 + (n - 3) / (2.0 * n * (n - 1)) * tx * ty)
+    return mean, float(np.sqrt(max(var, 0.0)))
+
+
+def _moments_result(m: "_Metric", value: float, x_terms, y_terms, n: int) -> "NullResult":
+    """The ``moments`` null: exact permutation mean and sd, normal upper tail."""
+    from scipy import stats
+    mu, sd = cka_permutation_moments(x_terms, y_terms, n)
+    if sd > 0:
+        z = (value - mu) / sd
+    else:
+        z = float(np.sign(value - mu)) * np.inf if value != mu else 0.0
+    return NullResult(value, float(stats.norm.sf(z)), mu, sd, "moments", m.label, n, None,
+                      None, None, "greater", float(z))
+
+
+def _cka_fast_kind(m: "_Metric") -> str | None:
+    """"linear" or "rbf" where CKA's fast paths apply (the biased estimator), else None."""
+    if m.spec.name != "cka" or m.kw.get("unbiased", False):
+        return None
+    allowed = set(_EXECUTION_KW) | {"kernel", "sigma", "eps", "seed", "unbiased"}
+    if set(m.kw) - allowed or m.kw.get("device", "auto") not in ("auto", "cpu"):
+        return None
+    return m.kw.get("kernel", "linear")
+
+
+def _centred(A) -> np.ndarray:
+    A = np.asarray(A, dtype=np.float64)
+    return A - A.mean(axis=0)
+
+
+def _linear_terms(Ac: np.ndarray, gram: np.ndarray):
+    """(tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) of K̃ = AcAcᵀ from the column-centred rows and AcᵀAc."""
+    d = np.einsum("ij,ij->i", Ac, Ac).astype(np.float64)
+    return float(d.sum()), float(np.sum(gram * gram)), float(d @ d)
+
+
+class _LinearCkaGroups:
+    """Per-group sums of a random partition of the rows into G groups: the linear CKA of any
+    union of groups, exactly, in O(|union|·D²) additions (no pass over the rows)."""
+
+    def __init__(self, X, Y, groups: int, seed):
+        n, d1 = X.shape
+        perm = np.random.default_rng(seed).permutation(n)
+        # [X | Y] with rows in partition order, centred (shift-free: subset means stay small);
+        # float32 inputs stay float32 (products as the engine's kNN, blocks of ~N/G rows),
+        # every sum across rows or groups is float64
+        dt = np.float32 if X.dtype == np.float32 and Y.dtype == np.float32 else np.float64
+        Z = np.empty((n, d1 + Y.shape[1]), dtype=dt)
+        Z[:, :d1] = X[perm]
+        Z[:, d1:] = Y[perm]
+        Z -= Z.mean(axis=0, dtype=np.float64).astype(dt)
+        self.d1 = d1
+        edges = np.linspace(0, n, groups + 1).round().astype(np.int64)
+        self.size = np.diff(edges).astype(np.float64)
+        dd = Z.shape[1]
+        self.s = np.empty((groups, dd))                  # (G, D1+D2) column sums
+        self.zz = np.empty((groups, dd * dd))            # (G, D²) Gram blocks
+        for g in range(groups):
+            blk = Z[edges[g]:edges[g + 1]]
+            self.s[g] = blk.sum(axis=0, dtype=np.float64)
+            self.zz[g] = (blk.T @ blk).ravel()
+        self.Z = Z
+        self._full = self.zz.sum(axis=0).reshape(dd, dd)
+
+    def value(self, sel: np.ndarray, eps: float) -> float:
+        nu = float(self.size[sel].sum())
+        sv = self.s[sel].sum(axis=0)
+        dd = sv.size
+        c = self.zz[sel].sum(axis=0).reshape(dd, dd) - np.outer(sv, sv) / nu
+        d = self.d1
+        scale = (nu - 1.0) ** 2
+        hxx = np.sum(c[:d, :d] ** 2) / scale
+        hyy = np.sum(c[d:, d:] ** 2) / scale
+        return float(np.sum(c[:d, d:] ** 2) / scale / (np.sqrt(hxx * hyy) + eps))
+
+    def full_terms(self):
+        """Linear-kernel terms of X and Y on all rows (for the moments null)."""
+        d = self.d1
+        return (_linear_terms(self.Z[:, :d], self._full[:d, :d]),
+                _linear_terms(self.Z[:, d:], self._full[d:, d:]))
+
+    def subsample_values(self, m_groups: int, count: int, seed, label: str, b: int,
+                         eps: float):
+        rng = np.random.default_rng(seed)
+        g = self.size.size
+        out = np.empty(count)
+        for s in range(count):
+            out[s] = self.value(np.sort(rng.choice(g, size=m_groups, replace=False)), eps)
+            if not np.isfinite(out[s]):
+                raise ValueError(f"{label} is {out[s]!r} on subsample {s} (b={b}); the "
+                                 f"interval needs finite values: use a larger subsample_size")
+        return out
+
+
+def _rbf_terms(m: "_Metric", X, Y):
+    """Both RBF kernels' moment terms from ONE pair-sums pass, the pass the point estimate
+    makes (row sums and Σ K∘K over i != j; the diagonal k(x, x) = 1 is added back)."""
+    from .metrics._global import pair_sums
+    from .metrics.kernel_alignment import _parse_sigma, median_distance
+    seed = m.kw.get("seed", 0)
+    sig = []
+    for A, s in zip((X, Y), _parse_sigma(m.kw.get("sigma"))):
+        if s == "median":
+            s = median_distance(A, seed=seed)
+        sig.append(float(s))
+    gamma = [1.0 / (2.0 * s * s) for s in sig]
+    r, c = pair_sums([X, Y], "rbf", gamma, m.kw.get("n_threads", 0), None)
+    n = X.shape[0]
+    rk = r + 1.0
+    tot = rk.sum(axis=1)
+    terms = []
+    for a in range(2):
+        frob = c[a, a] + n - 2.0 / n * float(rk[a] @ rk[a]) + tot[a] ** 2 / (n * n)
+        diag = 1.0 - 2.0 * rk[a] / n + tot[a] / (n * n)
+        terms.append((float(n - tot[a] / n), float(frob), float(diag @ diag)))
+    return terms
+
+
 # ---- confidence intervals -----------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -260,6 +437,44 @@ def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
                              f"needs finite values: use a larger subsample_size")
         out[s] = v
     return out
+
+
+def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
+    """:func:`_subsample_values` for cknna and mutual_knn on validated arrays: the same
+    subsets, each searched by the engine's exact kNN directly (the rows were checked once for
+    the full sample), then the metric on the two graphs; the same values as the generic path."""
+    from . import _engine
+    n = X.shape[0]
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_subsamples, dtype=np.float64)
+    gm = metric.kw.get("metric", metric.spec.graph)
+    nt = metric.kw.get("n_threads", 0)
+    fn = cknna if metric.spec.name == "cknna" else mutual_knn
+    kw = {a: v for a, v in metric.kw.items() if a not in ("metric", "progress")}
+    for s in range(n_subsamples):
+        idx = np.sort(rng.choice(n, size=b, replace=False))
+        graphs = []
+        for A in (X, Y):
+            values, indices = _engine.knn_exact(np.ascontiguousarray(A[idx]), None, metric.k,
+                                                metric=gm, exclude_self=True, n_threads=nt)
+            graphs.append(KnnGraph(indices, values, gm, True))
+        v = float(fn(*graphs, k=metric.k, **kw))
+        if not np.isfinite(v):
+            raise ValueError(f"{metric.label} is {v!r} on subsample {s} (b={b}); the interval "
+                             f"needs finite values: use a larger subsample_size")
+        out[s] = v
+    return out
+
+
+def _subsample_fn(metric: _Metric):
+    """The subsample evaluator: the direct-graph one for cknna / mutual_knn searched on the
+    CPU by inner product or l2, else the generic one."""
+    if (metric.spec.graph is not None
+            and metric.kw.get("metric", metric.spec.graph) in ("ip", "l2")
+            and metric.kw.get("device", "auto") in ("auto", "cpu")
+            and set(metric.kw) <= {"metric", "n_threads", "device", "progress", "eps"}):
+        return _graph_subsample_values
+    return _subsample_values
 
 
 def _estimate_rate(small, large, b1, b2, n) -> float:
@@ -368,7 +583,7 @@ def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsam
 
 
 def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, seed,
-        rate=None) -> CIResult:
+        rate=None, groups=None) -> CIResult:
     level = _check_level(level)
     method = check_choice(method, "method", CI_METHODS)
     n_subsamples = check_int(n_subsamples, "n_subsamples", 2)
@@ -393,14 +608,32 @@ def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, se
         rate = float(rate)
     if value is None:
         value = m(X, Y)
-    sub = _subsample_values(m, X, Y, b, n_subsamples, [seed, 0])
     b1 = max(lo_b, b // 4)
-    if rate is None:
-        if b1 < b:
-            small = _subsample_values(m, X, Y, b1, n_subsamples, [seed, 1])
-            rate = _estimate_rate(small, sub, b1, b, n)
-        else:
-            rate = 0.5
+    if _cka_fast_kind(m) == "linear" and n >= 2 * CKA_GROUPS:
+        # Subsets as unions of groups of one random partition (each is still a uniform random
+        # subset of its size): the metric on each from per-group sums, no pass over the rows.
+        if groups is None:
+            groups = _LinearCkaGroups(X, Y, CKA_GROUPS, [seed, 2])
+        eps = float(m.kw.get("eps", 0.0))
+        mb = int(np.clip(round(b * CKA_GROUPS / n), 1, CKA_GROUPS - 1))
+        mb1 = int(np.clip(round(b1 * CKA_GROUPS / n), 1, mb))
+        b, b1 = int(round(mb * n / CKA_GROUPS)), int(round(mb1 * n / CKA_GROUPS))
+        sub = groups.subsample_values(mb, n_subsamples, [seed, 0], m.label, b, eps)
+        if rate is None:
+            if mb1 < mb:
+                small = groups.subsample_values(mb1, n_subsamples, [seed, 1], m.label, b1, eps)
+                rate = _estimate_rate(small, sub, b1, b, n)
+            else:
+                rate = 0.5
+    else:
+        subsample_values = _subsample_fn(m)
+        sub = subsample_values(m, X, Y, b, n_subsamples, [seed, 0])
+        if rate is None:
+            if b1 < b:
+                small = subsample_values(m, X, Y, b1, n_subsamples, [seed, 1])
+                rate = _estimate_rate(small, sub, b1, b, n)
+            else:
+                rate = 0.5
     low, high, se = _interval(value, sub, n, b, level, rate)
     sub.flags.writeable = False
     return CIResult(value, float(low), float(high), level, method, n, b, n_subsamples, seed,
@@ -425,7 +658,7 @@ class NullResult:
     null_sd : float
         Its standard deviation.
     method : str
-        "permutation", "t-test" or "asymptotic".
+        "permutation", "permutation-normal", "t-test", "asymptotic" or "moments".
     metric : str
         The metric and its options.
     n : int
@@ -515,6 +748,10 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
     - ``method="t-test"`` (distance_correlation): the t-test of Székely & Rizzo (2013) on the
       bias-corrected dCor² R*: T = √(ν − 1)·R*/√(1 − R*²), ν = N(N − 3)/2, Student's t with
       ν − 1 degrees of freedom; ``value`` is R*. No resampling, O(N²·D).
+    - ``method="moments"`` (cka, biased estimator, linear or RBF kernel): the exact mean and
+      variance of CKA over all N! relabellings (:func:`cka_permutation_moments`), from
+      tr K̃, tr K̃² and Σ K̃ᵢᵢ² of each centred kernel, and the normal upper tail; no
+      resampling (O(N·D²) linear, one pair-sums pass RBF). ``statistic`` holds z.
     - ``method="asymptotic"`` (information_imbalance): under the null each neighbour's rank
       in the other space is uniform on 1..N−1, so E[Δ] = 1 exactly; the p-value is the normal
       lower tail with :func:`imbalance_null_sd` (rows treated as independent).
@@ -527,7 +764,7 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
         Embeddings of the same N structures.
     k : int, optional
         The metric's k, where it has one.
-    method : {"permutation", "permutation-normal", "t-test", "asymptotic"}, default "permutation"
+    method : {"permutation", "permutation-normal", "t-test", "asymptotic", "moments"}, default "permutation"
     n_permutations : int, default 100
         Permutations (>= 1) of the permutation null.
     seed : int, default 0
@@ -573,10 +810,31 @@ def _graphs(m: _Metric, X, Y):
                                                                **threads)
 
 
-def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None) -> NullResult:
+def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=None,
+          groups=None) -> NullResult:
     method = check_choice(method, "method", NULL_METHODS)
     n = X.shape[0]
     alt = m.spec.alternative
+    if method == "moments":
+        kind = _cka_fast_kind(m)
+        if kind is None:
+            raise ValueError(f"method='moments' applies to cka with the biased estimator (the "
+                             f"default) only, not {m.label}")
+        if n < 4:
+            raise ValueError(f"the moments null of cka needs N >= 4; got N={n}")
+        value = m(X, Y) if value is None else value
+        if kind == "linear":
+            if groups is None and n >= 2 * CKA_GROUPS:
+                # the same sums as assess() (so the same null to the last bit)
+                groups = _LinearCkaGroups(X, Y, CKA_GROUPS, [check_int(seed, "seed", 0), 2])
+            if groups is not None:
+                tx, ty = groups.full_terms()
+            else:
+                Xc, Yc = _centred(X), _centred(Y)
+                tx, ty = _linear_terms(Xc, Xc.T @ Xc), _linear_terms(Yc, Yc.T @ Yc)
+        else:
+            tx, ty = _rbf_terms(m, X, Y)
+        return _moments_result(m, value, tx, ty, n)
     if method == "t-test":
         if m.spec.name != "distance_correlation":
             raise ValueError(f"method='t-test' applies to distance_correlation only, not "
@@ -599,10 +857,7 @@ def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None) -> NullRe
     seed = check_int(seed, "seed", 0)
     if m.spec.graph is not None:
         gx, gy = graphs if graphs is not None else _graphs(m, X, Y)
-        fn = cknna if m.spec.name == "cknna" else mutual_knn
-        kw = {a: b for a, b in m.kw.items() if a != "metric"}
-        res = permutation_test(fn, gx, gy, n_permutations=n_permutations, alternative=alt,
-                               seed=seed, k=m.k, **kw)
+        res = _relabel_test(m, gx, gy, n_permutations, seed, value)
     else:
         res = permutation_test(lambda a, b: m(a, b), X, Y, n_permutations=n_permutations,
                                alternative=alt, seed=seed)
@@ -628,8 +883,47 @@ def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None) -> NullRe
                       seed, alt, float(z), null)
 
 
+def _relabel(g: KnnGraph, perm: np.ndarray, tied: np.ndarray) -> KnnGraph:
+    """The graph of the rows Y[perm] from Y's graph g, as ``permute_rows`` makes it, bit for
+    bit: relabel (O(N·k)); a row keeps its best-first order unless its values hold a tie,
+    and only such rows (``tied``, in the old labels) are re-sorted by (value, new index)."""
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size, dtype=perm.dtype)
+    indices = inv[g.indices[perm]]
+    values = g.values[perm]
+    rows = np.flatnonzero(tied[perm])
+    if rows.size:
+        ri, rv = indices[rows], values[rows]
+        key = rv if g.metric == "l2" else -rv
+        order = np.lexsort((ri, key), axis=-1)
+        indices[rows] = np.take_along_axis(ri, order, axis=1)
+        values[rows] = np.take_along_axis(rv, order, axis=1)
+    return KnnGraph(indices, values, g.metric, g.self_excluded, g.recall, g.method)
+
+
+def _relabel_test(m: _Metric, gx: KnnGraph, gy: KnnGraph, n_permutations: int, seed: int,
+                  value=None):
+    """The permutation test of ``permutation_test`` on two self graphs (same permutations,
+    same null values), with the cheap relabelling of :func:`_relabel`."""
+    from .metrics.significance import SignificanceResult
+    fn = cknna if m.spec.name == "cknna" else mutual_knn
+    kw = {a: b for a, b in m.kw.items() if a != "metric"}
+    if value is None:
+        value = float(fn(gx, gy, k=m.k, **kw))
+    tied = np.any(gy.values[:, 1:] == gy.values[:, :-1], axis=1) if gy.k > 1 \
+        else np.zeros(gy.n, dtype=bool)
+    rng = np.random.default_rng(seed)
+    null = np.empty(n_permutations, dtype=np.float64)
+    for b in range(n_permutations):
+        perm = rng.permutation(gy.n)
+        null[b] = float(fn(gx, _relabel(gy, perm, tied), k=m.k, **kw))
+    p = (1 + int(np.count_nonzero(null >= value))) / (n_permutations + 1)
+    null.flags.writeable = False
+    return SignificanceResult(float(value), float(p), null, seed, n_permutations, "greater")
+
+
 AUTO_NULL = {"cknna": "permutation-normal", "mutual_knn": "permutation-normal",
-             "cka": "permutation-normal",
+             "cka": "moments",
              "distance_correlation": "t-test", "information_imbalance": "asymptotic"}
 
 
@@ -640,8 +934,11 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     The point estimate is computed once (for cknna and mutual_knn from the kNN graphs, which
     the permutation null then relabels), and shared by :func:`confidence_interval` and
     :func:`null_test`. ``null="auto"`` picks the cheapest valid null: the permutation-normal
-    null (``n_permutations``, default 20) for cknna, mutual_knn and cka, the t-test for distance_correlation, the asymptotic null
-    for information_imbalance; ``null=None`` (and intrinsic_dimension) skips it.
+    null (``n_permutations``, default 20) for cknna and mutual_knn (relabelled graphs), the
+    exact permutation moments for cka (the permutation-normal null with ``unbiased=True``),
+    the t-test for distance_correlation, the asymptotic null for information_imbalance;
+    ``null=None`` (and intrinsic_dimension) skips it. For linear CKA one pass of per-group
+    sums serves both the interval and the null (docs/STATISTICS.md).
 
     Returns
     -------
@@ -666,14 +963,22 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
         null = check_choice(null, "null", NULL_METHODS)
         if not m.spec.pairwise:
             raise ValueError(f"{m.spec.name} describes one space; pass null=None")
+    if null == "moments" and _cka_fast_kind(m) is None:
+        null = "permutation-normal"      # auto for unbiased CKA: no exact moments
     graphs = None
     value = None
+    groups = None
     if m.spec.graph is not None:
         graphs = _graphs(m, X, Y)
         fn = cknna if m.spec.name == "cknna" else mutual_knn
         value = float(fn(*graphs, k=m.k, **{a: b for a, b in m.kw.items() if a != "metric"}))
-    ci = _ci(m, X, Y, value, level, "subsample", n_subsamples, subsample_size, seed)
-    nr = None if null is None else _null(m, X, Y, null, n_permutations, seed, graphs)
+    elif _cka_fast_kind(m) == "linear" and X.shape[0] >= 2 * CKA_GROUPS:
+        # one pass of per-group sums serves the interval and the null's moments
+        groups = _LinearCkaGroups(X, Y, CKA_GROUPS, [check_int(seed, "seed", 0), 2])
+    ci = _ci(m, X, Y, value, level, "subsample", n_subsamples, subsample_size, seed,
+             groups=groups)
+    nr = None if null is None else _null(m, X, Y, null, n_permutations, seed, graphs,
+                                         ci.value, groups)
     return ci, nr
 
 

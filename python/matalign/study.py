@@ -621,6 +621,7 @@ def study(config, *, out=None, echo=print, progress=False, report=True,
                       lambda name=name: _ksweep_table(root, name, cfg))
     _errors_stage(run, cfg, sets)
     _tree_stage(run, cfg, sets, labels, spaces)
+    _ood_stage(run, cfg, sets, labels)
     found = run.stage("findings", ["findings.json"], lambda: _findings(root, cfg, sets))
     seconds = time.perf_counter() - t0
     run_json = _write_run_json(root, cfg, sets, matrices)
@@ -760,6 +761,69 @@ def _tree_stage(run: _Run, cfg: dict, sets: dict, labels: list, spaces) -> None:
         return {"k": k}
 
     run.stage("tree", ["tree.json"], build)
+
+
+OOD_K = 5       # neighbour rank of the reference-set OOD score (bench/bench_ood.py)
+
+
+def _ood_stage(run: _Run, cfg: dict, sets: dict, labels: list) -> None:
+    """ood.json: how well the reference-set OOD scores (matalign.ood, docs/STATISTICS.md
+    section 6) separate each other set from held-out in-distribution structures. The first
+    in-distribution set is split by a seeded shuffle: one half is the reference, the other the
+    in-distribution negatives; a ladder of that set contributes the copies of the held-out
+    half only (a copy of a reference structure would sit next to its original), another
+    domain all its rows. Raw embeddings, as the default score was chosen on them."""
+    ids = [s["name"] for s in cfg["sets"] if s["kind"] == "id"]
+    if not ids or len(cfg["sets"]) < 2 or not labels:
+        return
+    id_name = ids[0]
+    n_id = len(sets[id_name])
+    if n_id < 2 * (OOD_K + 2):
+        return
+
+    def build():
+        import matalign as ma
+
+        from .ood import DEFAULT_PREPROCESS, DEFAULT_SCORE, auroc, fpr_at_tpr, reference_scores
+
+        def raw(name):
+            return {m: np.asarray(ma.open_store(run.root / f"embeddings/{name}/{m}").embeddings)
+                    for m in labels}
+
+        order = np.random.default_rng([cfg["seed"], 7]).permutation(n_id)
+        ref_rows, held = np.sort(order[: n_id // 2]), np.sort(order[n_id // 2:])
+        E = raw(id_name)
+        if any(v.shape[0] != n_id for v in E.values()):
+            why = "the models embedded different numbers of structures"
+            run.write_json("ood.json", {"skipped": why})
+            return {"skipped": why}
+        ref = {m: v[ref_rows] for m, v in E.items()}
+        neg = {m: v[held] for m, v in E.items()}
+        out = {"k": OOD_K, "reference_set": id_name, "n_reference": int(ref_rows.size),
+               "default": DEFAULT_SCORE, "preprocessing": DEFAULT_PREPROCESS, "sets": {}}
+        for s in cfg["sets"]:
+            name = s["name"]
+            if name == id_name or s["kind"] == "id":
+                continue
+            P = raw(name)
+            rows = {v.shape[0] for v in P.values()}
+            if len(rows) != 1:
+                continue
+            if s["from"] == id_name and rows == {n_id}:
+                P = {m: v[held] for m, v in P.items()}
+            q = {m: np.concatenate([neg[m], P[m]]) for m in labels}
+            y = np.r_[np.zeros(held.size), np.ones(next(iter(P.values())).shape[0])]
+            sc = reference_scores(ref, q, k=OOD_K)
+            cols = {c: v for c, v in sc.columns.items() if c != "agreement"}
+            out["sets"][name] = {
+                "label": s.get("label", name), "n_in": int(held.size),
+                "n_ood": int(y.sum()),
+                "scores": {c: {"auroc": auroc(v, y), "fpr_at_95_tpr": fpr_at_tpr(v, y)}
+                           for c, v in cols.items()}}
+        run.write_json("ood.json", out)
+        return {"sets": list(out["sets"])}
+
+    run.stage("ood", ["ood.json"], build)
 
 
 def _leaf_order(newick: str, labels: list) -> list:
