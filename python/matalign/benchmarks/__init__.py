@@ -118,12 +118,12 @@ def run(name: str, argv: list[str] | None = None) -> int:
         json_path = os.path.join(tmp.name, "results.json")
         argv += ["--json", json_path]
     module = importlib.import_module(f"{__name__}.{name}")
-    old_argv0 = sys.argv[0]
-    sys.argv[0] = f"matalign bench {name}"  # what the header's command line shows
+    old_argv = sys.argv
+    sys.argv = ["matalign", "bench", name, *argv]  # what the header's command line shows
     try:
         status = module.main(argv)
     finally:
-        sys.argv[0] = old_argv0
+        sys.argv = old_argv
     try:
         if json_path and os.path.exists(json_path) and not any(a in ("-h", "--help")
                                                                for a in argv):

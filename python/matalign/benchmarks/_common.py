@@ -498,7 +498,9 @@ class Workspace:
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+    """The command that started this run (``matalign bench ...`` or ``python SCRIPT ...``)."""
+    argv = sys.argv if sys.argv[:1] == ["matalign"] else ["python", *sys.argv]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 @dataclass
