@@ -73,12 +73,12 @@ def run(name: str, argv: list[str] | None = None) -> int:
     Besides the benchmark's own options (``--help`` lists them), ``--plot DIR`` writes the
     scaling plot (time and peak added memory against N, one line per side and case) to
     ``DIR/<name>_scaling.png`` and ``.svg``; the JSON results (``--json PATH``) always carry
-    the machine record (:func:`matalign.benchmarks._common.machine_record`).
+    the machine record (``machine_record()`` of ``matalign.benchmarks._common``).
 
     Parameters
     ----------
     name : str
-        One of :data:`BENCHMARKS`.
+        One of the keys of ``BENCHMARKS``.
     argv : list of str, optional
         The benchmark's arguments (default: none, the benchmark's defaults).
 
