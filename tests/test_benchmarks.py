@@ -46,6 +46,7 @@ def test_knn_against_faiss_prints_a_ratio_after_agreement(tmp_path):
     assert header[:8] == ["case", "N", "D", "k", "metric", "matalign s", "faiss s", "ratio"]
     assert len(rows) == 1 and rows[0][7].endswith("×") and rows[0][13].startswith("ok: recall")
     assert "# anchor: faiss" in res.stdout
+    assert "# matalign bench knn --n 1500 --quick" in res.stdout  # the header's command line
     doc = json.loads((tmp_path / "out.json").read_text())
     row = doc["results"][0]
     assert row["agreement"]["ok"] and row["ratio"] == pytest.approx(row["faiss_s"] / row["matalign_s"])

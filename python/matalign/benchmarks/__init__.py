@@ -119,7 +119,8 @@ def run(name: str, argv: list[str] | None = None) -> int:
         argv += ["--json", json_path]
     module = importlib.import_module(f"{__name__}.{name}")
     old_argv = sys.argv
-    sys.argv = ["matalign", "bench", name, *argv]  # what the header's command line shows
+    # argv[0] is the program name of the benchmark's usage line and its header's command line
+    sys.argv = [f"matalign bench {name}", *argv]
     try:
         status = module.main(argv)
     finally:

@@ -499,8 +499,9 @@ class Workspace:
 
 def command_line() -> str:
     """The command that started this run (``matalign bench ...`` or ``python SCRIPT ...``)."""
-    argv = sys.argv if sys.argv[:1] == ["matalign"] else ["python", *sys.argv]
-    return " ".join(shlex.quote(a) for a in argv)
+    if sys.argv and sys.argv[0].startswith("matalign bench "):
+        return " ".join([sys.argv[0], *(shlex.quote(a) for a in sys.argv[1:])])
+    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
 
 
 @dataclass
