@@ -211,7 +211,7 @@ def test_debug_shows_the_exception(capsys, tmp_path):
 
 def test_bench_lists_scripts(capsys):
     status, out, _ = _run(capsys, "bench", "--list")
-    assert status == 0 and "knn" in out and "bench_knn.py" in out
+    assert status == 0 and "knn" in out and "faiss" in out and "information_imbalance" in out
 
 
 def test_models_lists_adapters(capsys):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from enum import Enum
 from pathlib import Path
@@ -805,43 +804,48 @@ def report(
     _console().print(f"[green]wrote[/green] {page} and {page.parent / 'plots'}/")
 
 
-def _bench_dirs() -> list:
-    here = Path(__file__).resolve().parent
-    candidates = [Path.cwd() / "bench", here.parent.parent / "bench"]
-    out = []
-    for c in candidates:
-        if c.is_dir() and c not in out:
-            out.append(c)
-    return out
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             epilog=_examples("matalign bench --list", "matalign bench knn --n 20000 --quick",
+             epilog=_examples("matalign bench --list",
+                              "matalign bench knn --n 20000",
+                              "matalign bench knn --n 5000 10000 20000 --k 10 --plot plots "
+                              "--json knn.json",
+                              "matalign bench knn --device cuda --n 100000",
                               "matalign bench cknna -- --help"))
 def bench(
     ctx: typer.Context,
     name: Annotated[Optional[str], typer.Argument(
-        help="benchmark name: knn runs bench/bench_knn.py")] = None,
+        help="benchmark name (--list shows them); the options after it go to the benchmark "
+             "(after --, to pass --help)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the benchmarks")] = False,
 ):
-    """Run a benchmark script from the repository's bench/ folder (extra arguments go to it)."""
-    dirs = _bench_dirs()
-    if not dirs:
-        raise UserError("no bench/ folder found: the benchmarks live in the matalign source "
-                        "repository; run this from a checkout (git clone, then cd into it)")
-    scripts = {}
-    for d in dirs:
-        for p in sorted(d.glob("bench_*.py")):
-            scripts.setdefault(p.stem[len("bench_"):], p)
+    """Benchmark matalign against the anchors that are installed, side by side.
+
+    Each benchmark generates its data from a seed, runs matalign and its anchor (faiss,
+    dcor, DADApy in its own interpreter via MATALIGN_DADAPY_PYTHON, torch on the GPU) each in
+    a fresh process, checks that they agree, and only then prints the ratio; with no anchor
+    installed it reports matalign's own throughput. The header records the machine (CPU
+    model and vector ISA, cores, GPU, library versions). Common options: --n, --device
+    cuda (knn), --json PATH (every number and the machine record), --plot DIR (time and
+    peak memory against N, PNG and SVG). The suite ships in the package
+    (matalign.benchmarks); bench/README.md describes the method.
+    """
+    from .benchmarks import BENCHMARKS, run
+
     if list_ or name is None:
-        for key, path in scripts.items():
-            print(f"{key:<24} {path}")
+        for key, (what, gpu) in BENCHMARKS.items():
+            print(f"{key:<22} {what}{' [--device cuda]' if gpu else ''}")
         return
-    if name not in scripts:
-        raise UserError(f"no benchmark {name!r} in {', '.join(map(str, dirs))}; available: "
-                        f"{', '.join(scripts) or 'none'}")
-    cmd = [sys.executable, str(scripts[name]), *ctx.args]
-    return subprocess.call(cmd)
+    if name not in BENCHMARKS:
+        raise UserError(f"no benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
+    args = list(ctx.args)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    try:
+        status = run(name, args)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if status:
+        raise typer.Exit(status)
 
 
 # ---------------------------------------------------------------------------------------------

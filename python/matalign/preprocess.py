@@ -47,7 +47,7 @@ def preprocess(X, *, center=False, l2=False, clip_quantile=None) -> np.ndarray:
     l2 : bool, default False
         L2-normalise the rows.
     clip_quantile : float in (0, 1] or None, default None
-        Clip |X| at this global quantile; None clips nothing.
+        Clip ``|X|`` at this global quantile; None clips nothing.
 
     Returns
     -------

@@ -50,7 +50,7 @@ def distance_correlation(X, Y, *, unbiased=False, n_threads=0, progress=False,
     """Distance correlation between two embedding spaces of the same N structures.
 
     With a_ij = ‖x_i − x_j‖ and b_ij = ‖y_i − y_j‖ (Euclidean), S1 = Σ_ij a_ij b_ij,
-    S2 = Σ_i a_i· b_i· and S3 = a_·· b_·· (row sums and totals):
+    ``S2 = Σ_i a_i· b_i·`` and ``S3 = a_·· b_··`` (row sums and totals):
 
     - biased (Székely et al. 2007, the V-statistic): dCov²ₙ = S1/N² − 2·S2/N³ + S3/N⁴ (the mean
       of the product of the double-centred distance matrices), and the function returns

@@ -142,7 +142,7 @@ def _indices(g: KnnGraph) -> np.ndarray:
 def mutual_knn(X, Y, *, k=None, metric="ip", n_threads=0, device="auto") -> float:
     """Mutual k-nearest-neighbour overlap of two embedding spaces of the same N structures.
 
-    mutual_knn = (1/N) Σ_i |knn_X(i) ∩ knn_Y(i)| / k, self excluded (Huh et al. 2024).
+    ``mutual_knn = (1/N) Σ_i |knn_X(i) ∩ knn_Y(i)| / k``, self excluded (Huh et al. 2024).
 
     Parameters
     ----------
@@ -203,7 +203,7 @@ def mutual_knn(X, Y, *, k=None, metric="ip", n_threads=0, device="auto") -> floa
 
 
 def local_agreement(X, Y, *, k=None, metric="ip", n_threads=0, device="auto") -> np.ndarray:
-    """Per-structure neighbourhood agreement |knn_X(i) ∩ knn_Y(i)| / k.
+    """Per-structure neighbourhood agreement ``|knn_X(i) ∩ knn_Y(i)| / k``.
 
     Its mean is :func:`mutual_knn`; low values point at the structures on which two models
     disagree.

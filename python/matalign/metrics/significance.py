@@ -168,7 +168,7 @@ def permutation_test(metric_fn, X, Y, *, n_permutations=100, alternative="greate
 
     Parameters
     ----------
-    metric_fn : callable(X, Y, **kw) -> float
+    metric_fn : callable ``(X, Y, **kw) -> float``
         The metric.
     X : array_like (N, D1) or KnnGraph
         First space, passed unchanged.
