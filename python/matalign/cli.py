@@ -277,14 +277,27 @@ def models(json_: Annotated[bool, typer.Option("--json", help="print machine-rea
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} model adapters", header_style="bold")
+    from rich.console import Console
+
+    table = Table(title=f"{len(rows)} model adapters (--json: full layer descriptions)",
+                  header_style="bold")
     cols = ("name", "family", "modality", "dim", "environment", "weights", "layer", "pooling",
             "near_duplicate_of", "status")
     for col in cols:
-        table.add_column(col.replace("_", " "), no_wrap=col in ("name", "weights"))
+        table.add_column(col.replace("_", " "), no_wrap=col != "layer")
+
+    def cell(r, c):
+        v = r[c]
+        if v in ("", None):
+            return "-"
+        v = _fmt(v)
+        return v if c != "layer" or len(v) <= 48 else v[:47] + "…"
+
     for r in rows:
-        table.add_row(*(_fmt(r[c]) if r[c] not in ("", None) else "-" for c in cols))
-    _console().print(table)
+        table.add_row(*(cell(r, c) for c in cols))
+    # Piped or redirected output gets a wide page instead of rich's 80 columns (ten columns
+    # squeezed into 80 wrap every cell to a letter or two).
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _dataset_rows(entries):
