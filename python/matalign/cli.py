@@ -53,10 +53,14 @@ def _examples(*lines: str) -> str:
     return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"  [cyan]$ {line}[/cyan]" for line in lines)
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False, wide: bool = False):
+    """A rich console; ``wide``: piped or redirected output gets 200 columns instead of rich's
+    80 (a table of many columns squeezed into 80 wraps every cell to a letter or two)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = 200 if wide and not stream.isatty() else None
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def _version_callback(value: bool):
@@ -277,8 +281,6 @@ def models(json_: Annotated[bool, typer.Option("--json", help="print machine-rea
         return
     from rich.table import Table
 
-    from rich.console import Console
-
     table = Table(title=f"{len(rows)} model adapters (--json: full layer descriptions)",
                   header_style="bold")
     cols = ("name", "family", "modality", "dim", "environment", "weights", "layer", "pooling",
@@ -295,9 +297,7 @@ def models(json_: Annotated[bool, typer.Option("--json", help="print machine-rea
 
     for r in rows:
         table.add_row(*(cell(r, c) for c in cols))
-    # Piped or redirected output gets a wide page instead of rich's 80 columns (ten columns
-    # squeezed into 80 wrap every cell to a letter or two).
-    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+    _console(wide=True).print(table)
 
 
 def _dataset_rows(entries):
@@ -337,7 +337,7 @@ def datasets(json_: Annotated[bool, typer.Option("--json", help="print machine-r
         table.add_column(col)
     for row in rows:
         table.add_row(*(_fmt(row.get(c)) for c in columns))
-    _console().print(table)
+    _console(wide=True).print(table)
 
 
 # ---------------------------------------------------------------------------------------------
