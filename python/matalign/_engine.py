@@ -40,7 +40,8 @@ import numpy as np
 from . import _core
 
 __all__ = ["build_info", "cuda_device_count", "version", "first_nonfinite_row", "scan_rows",
-           "knn_exact", "knn_block_pair", "knn_centre", "knn_screen_auto", "pair_sums", "shifted_gram", "rank_count",
+           "knn_exact", "knn_block_pair", "knn_block_pair_screened",
+           "knn_centre", "knn_screen_auto", "pair_sums", "shifted_gram", "rank_count",
            "mutual_knn", "local_agreement", "cknna", "knn_workspace_bytes",
            "pair_sums_workspace_bytes", "rank_count_workspace_bytes", "gram_workspace_bytes",
            "cknna_workspace_bytes"]
@@ -203,6 +204,20 @@ def knn_block_pair(X, block_i, block_j, k: int, *, metric: str = "ip", centre=No
     if (i0, i1) != (j0, j1) and j0 < i1:
         raise ValueError(f"block_j=({j0}, {j1}) must be block_i=({i0}, {i1}) or lie after it")
     return _op("knn_block_pair", X.dtype)(X, i0, i1, j0, j1, k, metric, centre, n_threads)
+
+
+def knn_block_pair_screened(X, ni: int, k: int, *, metric: str = "ip", centre=None,
+                            screen: str = "int8", n_threads: int = 0):
+    """The screened (int8 | int16) form of :func:`knn_block_pair` on a pair's local matrix:
+    X's rows [0, ni) are block I and [ni, N) block J (``ni == N``: one block, self excluded);
+    ``k`` at most both blocks' sizes (N - 1 for one block). Returns (scores_I, indices_I,
+    scores_J, indices_J, screened): float64 raw scores of the float64 graph (the graph the
+    screen computes, knn.h), local indices; ``screened`` is False where the screen did not
+    apply and the float64 GEMM pair gave the same scores. ``centre``: :func:`knn_centre` of
+    the whole database (both metrics: the screen centres its quantisation on it).
+    """
+    return _op("knn_block_pair_screened", X.dtype)(X, int(ni), int(k), metric, centre, screen,
+                                                   n_threads)
 
 
 def knn_screen_auto(k: int, self_mode: bool, n: int, d: int) -> str:

@@ -87,6 +87,18 @@ void knn_block_pair(const MatrixView<T>& x, int64_t i0, int64_t i1, int64_t j0, 
                     int64_t k, Metric metric, const double* centre, T* score_i,
                     int64_t* index_i, T* score_j, int64_t* index_j, const KnnOptions& options);
 
+/// The screened form of knn_block_pair on the pair's local matrix x (rows [0, ni) = block I,
+/// [ni, x.rows) = block J, or all of x = the same block), k <= both blocks' sizes (and
+/// <= ni - 1 for the same block): float64 scores (the float64 graph's, raw), local indices.
+/// Returns false, writing nothing useful, where the screen does not apply or a row overflows
+/// its candidate budget (run knn_block_pair<double> on the rows converted to double then: the
+/// screened graph is that float64 graph).
+template <class T>
+bool knn_block_pair_screened(const MatrixView<T>& x, int64_t ni, int64_t k, Metric metric,
+                             const double* centre, Screen screen, double* score_i,
+                             int64_t* index_i, double* score_j, int64_t* index_j,
+                             const KnnOptions& options);
+
 /// The l2 centre knn_exact computes for database x (d doubles).
 template <class T>
 void knn_centre(const MatrixView<T>& x, int n_threads, double* mu);
