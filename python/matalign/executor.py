@@ -4,8 +4,9 @@ matalign keeps only the partitioner and the exact merge; Ray (the optional extra
 ``matalign[ray]``) does the scheduling, the transport, the retries and the restarts. The
 executor is the layer between the metrics and the engine door (docs/ARCHITECTURE.md): the
 metric kernels ask :func:`current` for the active executor, and a distributed one cuts the
-engine operation into row blocks, runs each block through :mod:`matalign._engine` on a
-worker, and merges the block results in ascending block order (never in completion order).
+engine operation into row blocks (the self kNN: block pairs (I, J >= I), each pair computed
+once), runs each through :mod:`matalign._engine` on a worker, and merges the results in
+ascending block order (never in completion order).
 
 Executors (``executor=`` / ``matalign ... --cluster``):
 
@@ -23,7 +24,8 @@ Units of work and results (docs/CLUSTER.md gives the exactness definition in ful
 ========================  ===================================  ==========================
 engine operation          a task returns                       merged result
 ========================  ===================================  ==========================
-exact self kNN            the block's rows (O(block·k))        bitwise the local graph
+exact self kNN            a block pair's partial top-k lists   bitwise the local graph
+                          of both blocks (O(block·k))
 RankCount (inf. imb.)     the block's int64 counts             bitwise the local counts
 PairSums (dCor, RBF CKA)  float64 row sums + M×M cross sums    = the local blocked reference
 feature-space Gram (CKA)  float64 D×D Gram, column sums        = the local blocked reference
