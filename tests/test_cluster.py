@@ -223,11 +223,12 @@ def test_engine_block_pair_errors():
 
 
 def test_block_pair_knn_local_is_bitwise_plain_knn():
-    """The block-pair self kNN (local blocked reference, 6-10 blocks) is bitwise ma.knn, with
+    """The block-pair self kNN (local blocked reference, 11 blocks) is bitwise ma.knn, with
     the screen the local call picks (int16 here) and without it (k = 90: the float GEMM)."""
+    assert executor.KNN_PAIR_FACTOR == 8  # the block counts below
     for X, k, metric in _knn_cases():
         ref = ma.knn(X, k=k, metric=metric)
-        with executor.use("local", block_rows=25):  # pair blocks of 100 rows: 11 blocks
+        with executor.use("local", block_rows=12):  # pair blocks of 8 × 12: 11 blocks
             got = ma.knn(X, k=k, metric=metric)
         assert _same(got, ref), (X.dtype, k, metric)
 
@@ -338,13 +339,13 @@ def test_block_pair_knn_on_ray_is_bitwise_plain_knn(ray_cluster, fault):
     float64, k = 1 / 7 / 90, duplicate rows), also when the worker of pair task 3 dies."""
     cases = _knn_cases()
     refs = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
-    with executor.use("ray", block_rows=40):  # pair blocks of 160 rows: 7 blocks, 28 tasks
+    with executor.use("ray", block_rows=20):  # pair blocks of 8 × 20: 7 blocks, 28 tasks
         got = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
     for (X, k, metric), g, r in zip(cases, got, refs):
         assert _same(g, r), (X.dtype, k, metric)
     X, k, metric = cases[4]
     marker = fault(3)
-    with executor.use("ray", block_rows=40):
+    with executor.use("ray", block_rows=20):
         g = ma.knn(X, k=k, metric=metric)
     assert marker.exists()  # pair task 3's worker died once and Ray re-ran it
     assert _same(g, refs[4])

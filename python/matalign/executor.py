@@ -86,7 +86,7 @@ RAY_EXTRA = "matalign[ray]"
 DEFAULT_BLOCK_ROWS = 8192
 #: Block-pair self kNN: its blocks are this many times ``block_rows`` (see
 #: :meth:`Executor.pair_blocks`).
-KNN_PAIR_FACTOR = 4
+KNN_PAIR_FACTOR = 8
 #: The test-only fault hook (see the module docstring).
 FAULT_ENV = "MATALIGN_FAULT_KILL_BLOCK"
 #: Test-only: the marker file of the fault hook (default: in the job directory), so a test
