@@ -336,6 +336,37 @@ class Executor:
         refs = [remote.remote(*item) for item in items]
         return wait_all(ray, refs, progress)
 
+    def imap(self, fn, items, *, progress=None):
+        """Like :meth:`map`, but yields the results one by one in the order of ``items``
+        (on Ray each is fetched, and released from the object store, as soon as it and all
+        before it are done), so that the caller can fold them without holding them all."""
+        items = list(items)
+        total = len(items)
+        if not self.is_ray:
+            for i, item in enumerate(items):
+                yield fn(*item)
+                if progress is not None:
+                    progress(i + 1, total)
+            return
+        ray = self.connect()
+        remote = ray.remote(fn).options(max_retries=MAX_RETRIES, retry_exceptions=False,
+                                        num_cpus=self.cpus_per_task)
+        refs = [remote.remote(*item) for item in items]
+        try:
+            for i in range(total):
+                while not ray.wait([refs[i]], timeout=0.2)[0]:
+                    pass
+                out = ray.get(refs[i])
+                refs[i] = None
+                if progress is not None:
+                    progress(i + 1, total)
+                yield out
+        finally:  # Ctrl-C, an error, or a caller that stopped early: cancel the rest
+            for r in refs:
+                if r is not None:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(r, force=True)
+
 
 def wait_all(ray, refs: list, progress=None) -> list:
     """``ray.get(refs)`` in their order, polling so that Ctrl-C reaches this process; on
@@ -551,17 +582,16 @@ def knn_self(ex: Executor, X: np.ndarray, k: int, *, metric: str, screen: str = 
     pairs = [(a, b) for a in range(len(blocks)) for b in range(a, len(blocks))]
     items = [(spec, blocks[a], blocks[b], k, metric, centre, screen, ex.threads, fault, t)
              for t, (a, b) in enumerate(pairs)]
-    parts = ex.map(_knn_pair_block, items, progress=progress)
-    where = {pair: t for t, pair in enumerate(pairs)}
+    # Fold each result as it arrives in submission order ((I, J) lexicographic): row block a
+    # receives its partners' lists in ascending block order, (0, a), ..., (a, a), (a, a + 1),
+    # ...; the driver holds one running best-k list per row (O(N·k)), not every pair's.
+    best = [(None, None) for _ in blocks]
+    for (a, b), part in zip(pairs, ex.imap(_knn_pair_block, items, progress=progress)):
+        best[a] = _fold(*best[a], part[0], part[1], k)
+        if b != a:
+            best[b] = _fold(*best[b], part[2], part[3], k)
     values, indices = [], []
-    for a, (r0, r1) in enumerate(blocks):
-        best_s = best_i = None
-        for b in range(len(blocks)):  # partner blocks in ascending order
-            if b >= a:
-                s_, i_ = parts[where[(a, b)]][0:2]
-            else:
-                s_, i_ = parts[where[(b, a)]][2:4]
-            best_s, best_i = _fold(best_s, best_i, s_, i_, k)
+    for best_s, best_i in best:
         v = best_s
         if metric == "l2":  # the engine's max(0, -score)
             v = np.where(-v > 0, -v, np.zeros((), dtype=v.dtype))
