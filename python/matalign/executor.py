@@ -238,7 +238,14 @@ class Executor:
         """The blocks of the block-pair self kNN: ceil(N / (KNN_PAIR_FACTOR · block_rows))
         blocks of equal size (the first ones one row longer). The screen's rate grows with
         the columns a row meets (2.2e8 pairs/s per core at 16384 columns, 3e8 at 32768), and
-        the merged graph does not depend on the blocks."""
+        the merged graph does not depend on the blocks.
+
+        Examples
+        --------
+        >>> from matalign.executor import Executor
+        >>> Executor("local", block_rows=4).pair_blocks(70)
+        [(0, 24), (24, 47), (47, 70)]
+        """
         b = KNN_PAIR_FACTOR * (self.block_rows or DEFAULT_BLOCK_ROWS)
         nb = max(1, -(-n // b))
         size, extra = divmod(n, nb)
@@ -339,7 +346,14 @@ class Executor:
     def imap(self, fn, items, *, progress=None):
         """Like :meth:`map`, but yields the results one by one in the order of ``items``
         (on Ray each is fetched, and released from the object store, as soon as it and all
-        before it are done), so that the caller can fold them without holding them all."""
+        before it are done), so that the caller can fold them without holding them all.
+
+        Examples
+        --------
+        >>> from matalign.executor import Executor
+        >>> list(Executor("local", block_rows=8).imap(pow, [(2, 3), (3, 2)]))
+        [8, 9]
+        """
         items = list(items)
         total = len(items)
         if not self.is_ray:
