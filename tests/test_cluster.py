@@ -151,6 +151,88 @@ def test_local_blocked_reference(dtype):
     assert ck == pytest.approx(cka_ref, rel=1e-10)
 
 
+def _knn_cases():
+    """(X, k, metric) covering float32/float64, ip/l2, N not a multiple of the blocks, k = 1
+    and k larger than a block, and duplicate rows (ties broken by the lower index)."""
+    out = []
+    for dtype in (np.float32, np.float64):
+        for metric in ("ip", "l2"):
+            X = np.random.default_rng(11).normal(size=(1003, 12)).astype(dtype)
+            X[[5, 400, 999]] = X[17]  # a row with three twins: ties at distance 0
+            X[600:640] = X[600]       # a block of 40 duplicates
+            for k in (1, 7, 90):
+                out.append((X, k, metric))
+    return out
+
+
+def _top_k_reference(X, rows, cols, k, metric, exclude):
+    """Best-k (score, index) per row of ``rows`` among ``cols`` from float64 scores written
+    from the definitions: ip = x·y, l2 = -|x - y|²; ties to the lower index."""
+    A = X[rows].astype(np.float64)
+    B = X[cols].astype(np.float64)
+    s = A @ B.T if metric == "ip" else -((A[:, None, :] - B[None, :, :]) ** 2).sum(-1)
+    idx = np.broadcast_to(np.asarray(cols, dtype=np.int64), s.shape)
+    if exclude:
+        s = np.where(np.asarray(rows)[:, None] == idx, -np.inf, s)
+    order = np.lexsort((idx, -s), axis=-1)[:, :k]
+    return np.take_along_axis(s, order, 1), np.take_along_axis(idx, order, 1)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_engine_block_pair_against_float64_reference(dtype, metric):
+    """knn_block_pair (float GEMM) and knn_block_pair_screened against float64 NumPy top-k
+    lists of both blocks; the same block excludes self by index."""
+    X = np.random.default_rng(12).normal(size=(230, 10)).astype(dtype)
+    mu = _engine.knn_centre(X)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for bi, bj, k in (((0, 100), (100, 230), 9), ((100, 230), (100, 230), 12),
+                      ((0, 100), (150, 230), 100)):
+        same = bi == bj
+        si, ii, sj, ij = _engine.knn_block_pair(X, bi, bj, k, metric=metric,
+                                                centre=mu if metric == "l2" else None)
+        ri = _top_k_reference(X, np.arange(*bi), np.arange(*bj), k, metric, same)
+        assert np.array_equal(ii, ri[1]) and np.allclose(si, ri[0], rtol=tol, atol=tol)
+        if same:
+            assert sj.shape[0] == 0
+        else:
+            rj = _top_k_reference(X, np.arange(*bj), np.arange(*bi), k, metric, False)
+            assert np.array_equal(ij, rj[1]) and np.allclose(sj, rj[0], rtol=tol, atol=tol)
+        kk = min(k, bi[1] - bi[0] - 1) if same else min(k, bi[1] - bi[0], bj[1] - bj[0])
+        local = np.ascontiguousarray(X[bi[0]:bi[1]] if same
+                                     else np.concatenate([X[bi[0]:bi[1]], X[bj[0]:bj[1]]]))
+        qi, qii, qj, qij, _ = _engine.knn_block_pair_screened(
+            local, bi[1] - bi[0], kk, metric=metric, centre=mu, screen="int16")
+        to_rows = np.where(qii < bi[1] - bi[0], qii + bi[0], qii - (bi[1] - bi[0]) + bj[0])
+        assert np.array_equal(to_rows, ri[1][:, :kk])
+        assert np.allclose(qi, ri[0][:, :kk], rtol=1e-10, atol=1e-10)  # the float64 graph's
+
+
+def test_engine_block_pair_errors():
+    X = np.zeros((10, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"block_j=\(2, 6\) must be block_i=\(0, 5\) or lie"):
+        _engine.knn_block_pair(X, (0, 5), (2, 6), 3)
+    with pytest.raises(ValueError, match=r"rows=\(5, 11\) must satisfy 0 <= r0 < r1 <= N=10"):
+        _engine.knn_block_pair(X, (0, 5), (5, 11), 3)
+    with pytest.raises(ValueError, match="metric 'l2' needs centre"):
+        _engine.knn_block_pair(X, (0, 5), (5, 10), 3, metric="l2")
+    with pytest.raises(ValueError, match="k must be in 1..min"):
+        _engine.knn_block_pair_screened(X, 5, 6, metric="ip", screen="int8")
+    with pytest.raises(ValueError, match="screen must be 'int8' or 'int16'; got 'off'"):
+        _engine.knn_block_pair_screened(X, 5, 2, metric="ip", screen="off")
+
+
+def test_block_pair_knn_local_is_bitwise_plain_knn():
+    """The block-pair self kNN (local blocked reference, 11 blocks) is bitwise ma.knn, with
+    the screen the local call picks (int16 here) and without it (k = 90: the float GEMM)."""
+    assert executor.KNN_PAIR_FACTOR == 8  # the block counts below
+    for X, k, metric in _knn_cases():
+        ref = ma.knn(X, k=k, metric=metric)
+        with executor.use("local", block_rows=12):  # pair blocks of 8 × 12: 11 blocks
+            got = ma.knn(X, k=k, metric=metric)
+        assert _same(got, ref), (X.dtype, k, metric)
+
+
 # ----------------------------------------------------------------------------- Ray cluster
 
 
@@ -250,6 +332,23 @@ def test_killed_worker_is_retried(ray_cluster, fault):
                ma.information_imbalance(X, Y))
     assert marker.exists()  # block 2's worker died once (os._exit) and Ray re-ran it
     assert _same(got[0], ref[0]) and got[1] == ref[1] and got[2] == ref[2]
+
+
+def test_block_pair_knn_on_ray_is_bitwise_plain_knn(ray_cluster, fault):
+    """Ray's block-pair self kNN equals plain local ma.knn bitwise (ip, l2, float32,
+    float64, k = 1 / 7 / 90, duplicate rows), also when the worker of pair task 3 dies."""
+    cases = _knn_cases()
+    refs = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
+    with executor.use("ray", block_rows=20):  # pair blocks of 8 × 20: 7 blocks, 28 tasks
+        got = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
+    for (X, k, metric), g, r in zip(cases, got, refs):
+        assert _same(g, r), (X.dtype, k, metric)
+    X, k, metric = cases[4]
+    marker = fault(3)
+    with executor.use("ray", block_rows=20):
+        g = ma.knn(X, k=k, metric=metric)
+    assert marker.exists()  # pair task 3's worker died once and Ray re-ran it
+    assert _same(g, refs[4])
 
 
 # ----------------------------------------------------------------------------- embedding

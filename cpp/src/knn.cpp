@@ -365,6 +365,152 @@ int64_t knn_workspace_bytes(int64_t n, int64_t m, int64_t d, int64_t k, int64_t 
                                                      tile_cols, screen, self));
 }
 
+template <class T>
+void knn_centre(const MatrixView<T>& x, int n_threads, double* mu) {
+  MATALIGN_CHECK(x.rows > 0 && x.cols > 0, "knn_centre: x must be non-empty");
+  detail::column_centre(x, resolve_threads(n_threads), mu);
+}
+
+template <class T>
+void knn_block_pair(const MatrixView<T>& x, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                    int64_t k, Metric metric, const double* centre, T* score_i,
+                    int64_t* index_i, T* score_j, int64_t* index_j, const KnnOptions& opt) {
+  const int64_t n = x.rows, d = x.cols;
+  MATALIGN_CHECK(n > 0 && d > 0, "knn_block_pair: x must be non-empty");
+  MATALIGN_CHECK(0 <= i0 && i0 < i1 && i1 <= n && 0 <= j0 && j0 < j1 && j1 <= n,
+                 "knn_block_pair: blocks [", i0, ", ", i1, ") and [", j0, ", ", j1,
+                 ") must be non-empty row ranges of N=", n);
+  const bool same = i0 == j0 && i1 == j1;
+  MATALIGN_CHECK(same || j0 >= i1, "knn_block_pair: block J must be block I or lie after it");
+  MATALIGN_CHECK(k >= 1, "knn_block_pair: k must be >= 1, got ", k);
+  MATALIGN_CHECK(x.row_stride >= 0 && x.col_stride >= 0,
+                 "knn_block_pair: negative strides are not supported");
+  const bool l2 = metric == Metric::l2;
+  MATALIGN_CHECK(!l2 || centre != nullptr, "knn_block_pair: l2 needs the centre");
+  const int64_t ni = i1 - i0, nj = same ? 0 : j1 - j0, nl = ni + nj;
+  const int64_t ki = same ? std::min(k, ni - 1) : std::min(k, nj);
+  const int64_t kj = same ? 0 : std::min(k, ni);
+  if (ki < 1) return;  // a one-row self block has no pair
+  const Simd simd = simd_resolve(opt.simd);
+  MATALIGN_CHECK(simd_supported(simd), "knn_block_pair: SIMD level ", simd_name(simd),
+                 " is not available");
+  const detail::Kernels<T> K = kernels_for<T>(simd);
+  const int nt = resolve_threads(opt.n_threads);
+  const double* mu = l2 ? centre : nullptr;
+
+  // Local coordinates: [0, ni) = block I, [ni, nl) = block J.
+  MatrixView<T> vi = x, vj = x;
+  vi.data = x.data + i0 * x.row_stride;
+  vi.rows = ni;
+  vj.data = x.data + j0 * x.row_stride;
+  vj.rows = same ? ni : nj;
+  const DirectPlan plan = direct_plan(nl, nl, d, std::max(ki, std::max<int64_t>(kj, 1)),
+                                      sizeof(T), K.mr, K.nr, true, false, nl, nt, opt.tile_rows,
+                                      opt.tile_rows);
+  const int64_t pad = 64;
+  auto make_state = [&](int64_t kk, std::vector<detail::Cand<T>>& cand,
+                        std::vector<int32_t>& count, std::vector<T>& thr,
+                        std::vector<int64_t>& thr_index) {
+    const int64_t cap = kk + std::max<int64_t>(16, kk / 2);
+    cand.resize(static_cast<size_t>(mul_checked(nl, cap, "candidate buffer")));
+    count.assign(static_cast<size_t>(nl), 0);
+    thr.assign(static_cast<size_t>(nl + pad), -std::numeric_limits<T>::infinity());
+    thr_index.assign(static_cast<size_t>(nl + pad), std::numeric_limits<int64_t>::max());
+    return detail::TopKState<T>{cand.data(), count.data(), thr.data(), thr_index.data(), kk, cap};
+  };
+  std::vector<detail::Cand<T>> cand_r, cand_c;
+  std::vector<int32_t> count_r, count_c;
+  std::vector<T> thr_r, thr_c;
+  std::vector<int64_t> thi_r, thi_c;
+  const detail::TopKState<T> st_r = make_state(ki, cand_r, count_r, thr_r, thi_r);
+  const detail::TopKState<T> st_c =
+      same ? st_r : make_state(std::max<int64_t>(kj, 1), cand_c, count_c, thr_c, thi_c);
+
+  std::vector<T> norms;
+  if (l2) {
+    norms.assign(static_cast<size_t>(nl + pad), T(0));
+    detail::parallel_norms(K, vi, norms.data(), nt, mu);
+    if (!same) detail::parallel_norms(K, vj, norms.data() + ni, nt, mu);
+  }
+  const int64_t tr = plan.tr;
+  const int64_t pa_size = mul_checked(round_up(tr, K.mr), d, "row tile");
+  const int64_t pb_size = mul_checked(round_up(tr, K.nr), d, "column tile");
+  std::vector<T> scratch(static_cast<size_t>(mul_checked(nt, pa_size + pb_size, "scratch")));
+  TileLoopOptions lo;
+  lo.n_threads = nt;
+  lo.progress = opt.progress;
+  for_each_tile(
+      nl, nl, tr, tr, true,
+      [&](const Tile& t, int tid) {
+        int64_t r0 = t.r0, r1 = t.r1, c0 = t.c0, c1 = t.c1;
+        bool diagonal = t.diagonal;
+        if (!same) {  // only pairs (I, J): rows in [0, ni), columns in [ni, nl)
+          r1 = std::min(r1, ni);
+          c0 = std::max(c0, ni);
+          if (r0 >= r1 || c0 >= c1) return;
+          diagonal = false;
+        }
+        T* pa = scratch.data() + static_cast<size_t>(tid) * (pa_size + pb_size);
+        T* pb = pa + pa_size;
+        K.pack(vi.data, vi.row_stride, vi.col_stride, d, r0, r1, K.mr, pa, mu);
+        const int64_t off = same ? 0 : ni;
+        K.pack(vj.data, vj.row_stride, vj.col_stride, d, c0 - off, c1 - off, K.nr, pb, mu);
+        detail::KnnTileArgs<T> a;
+        a.pa = pa;
+        a.pb = pb;
+        a.d = d;
+        a.r0 = r0;
+        a.r1 = r1;
+        a.c0 = c0;
+        a.c1 = c1;
+        a.norm_r = l2 ? norms.data() : nullptr;
+        a.norm_c = l2 ? norms.data() : nullptr;
+        a.l2 = l2;
+        a.feed_cols = true;
+        a.diagonal = diagonal;
+        a.exclude_self = true;
+        a.rows = st_r;
+        a.cols = st_c;
+        K.knn_tile(a);
+      },
+      lo);
+
+  // Finalise each row: best kk, best first; local indices back to rows of x.
+  auto finish = [&](const detail::TopKState<T>& st, int64_t lr0, int64_t lr1, int64_t kk,
+                    T* so, int64_t* io) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 256)
+    for (int64_t l = lr0; l < lr1; ++l) {
+      detail::Cand<T>* c = st.cand + l * st.cap;
+      const int64_t cnt = st.count[l];
+      auto better = [](const detail::Cand<T>& a, const detail::Cand<T>& b) {
+        return detail::cand_better(a, b);
+      };
+      if (cnt > kk) std::nth_element(c, c + (kk - 1), c + cnt, better);
+      std::sort(c, c + std::min(cnt, kk), better);
+      for (int64_t t = 0; t < kk; ++t) {
+        const int64_t li = c[t].index;
+        so[(l - lr0) * kk + t] = c[t].score;
+        io[(l - lr0) * kk + t] = li < ni ? i0 + li : j0 + (li - ni);
+      }
+    }
+  };
+  for (int64_t l = 0; l < nl; ++l) {
+    const detail::TopKState<T>& st = l < ni ? st_r : st_c;
+    MATALIGN_INTERNAL(st.count[l] >= (l < ni ? ki : kj));
+  }
+  finish(st_r, 0, ni, ki, score_i, index_i);
+  if (!same) finish(st_c, ni, nl, kj, score_j, index_j);
+}
+
+template void knn_centre<float>(const MatrixView<float>&, int, double*);
+template void knn_centre<double>(const MatrixView<double>&, int, double*);
+template void knn_block_pair<float>(const MatrixView<float>&, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, Metric, const double*, float*, int64_t*, float*,
+                                    int64_t*, const KnnOptions&);
+template void knn_block_pair<double>(const MatrixView<double>&, int64_t, int64_t, int64_t,
+                                     int64_t, int64_t, Metric, const double*, double*, int64_t*,
+                                     double*, int64_t*, const KnnOptions&);
+
 template void knn_exact<float>(const MatrixView<float>&, const MatrixView<float>*, int64_t, Metric,
                                bool, float*, int64_t*, const KnnOptions&);
 template void knn_exact<double>(const MatrixView<double>&, const MatrixView<double>*, int64_t,

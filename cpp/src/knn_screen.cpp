@@ -474,6 +474,169 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
   return true;
 }
 
+/// Declared in knn.h: one block pair of the screened self graph (see knn_block_pair). x is
+/// the pair's local matrix: rows [0, ni) = block I, [ni, x.rows) = block J (none when same).
+/// Returns false (nothing written) where the screen does not apply or a row overflowed its
+/// candidate budget: the caller then runs the float64 GEMM pair, which gives the same scores.
+template <class T>
+bool knn_block_pair_screened(const MatrixView<T>& x, int64_t ni, int64_t k, Metric metric,
+                             const double* centre, Screen screen, double* score_i,
+                             int64_t* index_i, double* score_j, int64_t* index_j,
+                             const KnnOptions& opt) {
+  using namespace detail;
+  MATALIGN_CHECK(screen == Screen::int8 || screen == Screen::int16,
+                 "knn_block_pair_screened: screen must be int8 or int16");
+  const int bits = screen == Screen::int8 ? 8 : 16;
+  const int64_t nl = x.rows, d = x.cols;
+  MATALIGN_CHECK(nl > 0 && d > 0 && ni >= 1 && ni <= nl, "knn_block_pair_screened: bad blocks");
+  const bool same = ni == nl;
+  const int64_t nj = nl - ni;
+  MATALIGN_CHECK(k >= 1 && (same ? k <= ni - 1 : (k <= ni && k <= nj)),
+                 "knn_block_pair_screened: k must fit both blocks");
+  const bool l2 = metric == Metric::l2;
+  MATALIGN_CHECK(!l2 || centre != nullptr, "knn_block_pair_screened: l2 needs the centre");
+  if (nl >= int64_t(0xFFFFFFFF) || round_up(d, 4) > 60000) return false;
+  const Simd simd = simd_resolve(opt.simd);
+  const Kernels<T> K = kernels_for<T>(simd);
+  const bool use_vnni = simd == Simd::avx512 && screen_vnni_supported() &&
+                        screen_vnni_kernel() != nullptr;
+  const int nt = resolve_threads(opt.n_threads);
+  // The whole database's centre: quantisation, bounds and the float64 re-scoring as there.
+  // (For ip the screen also centres its quantisation on it; the re-scoring does not.)
+  std::vector<double> mu(centre, centre + d);
+  SideData xs;
+  quantise(x, K, l2, nt, mu, bits, xs);
+  if (!xs.in_range) return false;
+  ScreenPlan plan = screen_plan(nl, nl, d, k, true, screen, use_vnni, nt, opt.tile_rows,
+                                opt.tile_cols);
+  plan.batches = false;  // every row's thresholds start from the heap (no seed pass)
+  plan.batch_per = 0;
+  const int64_t cap = plan.cap;
+  const int64_t pad = 64;
+  std::unique_ptr<ScreenCand[]> cand(new ScreenCand[static_cast<size_t>(mul_checked(nl, cap, "candidate buffer"))]);
+  std::vector<int32_t> count(static_cast<size_t>(nl), 0);
+  std::vector<float> thr(static_cast<size_t>(nl + pad), -std::numeric_limits<float>::infinity());
+  std::vector<uint8_t> overflow(static_cast<size_t>(nl), 0);
+  const ScreenSortedOps* sorted = plan.sorted ? screen_sorted_ops() : nullptr;
+  MATALIGN_INTERNAL(sorted || !plan.sorted);
+  const int64_t hs = plan.hs;
+  const int64_t heap_size = mul_checked(nl, hs, "threshold heaps");
+  std::unique_ptr<float[]> heap(new float[static_cast<size_t>(heap_size)]);
+  std::fill(heap.get(), heap.get() + heap_size, std::numeric_limits<float>::infinity());
+  std::vector<int32_t> heap_n(static_cast<size_t>(nl), 0);
+  ScreenSpill spill;
+  spill.rows.resize(static_cast<size_t>(nl));
+  spill.row_limit = std::max<int64_t>(64 * cap, 4096);
+  spill.budget = std::max<int64_t>(int64_t(256) << 20, nl * cap * int64_t(sizeof(ScreenCand)));
+  ScreenState st{cand.get(), count.data(), thr.data(), overflow.data(), &spill, heap.get(),
+                 heap_n.data(), k, cap, hs, sorted, nullptr};
+  const ScreenTileFn tile_fn = !use_vnni ? nullptr : bits == 8 ? screen_vnni_kernel() : screen_vnni16_kernel();
+  const int64_t tr = plan.tr;
+  std::vector<int8_t> scratch;
+  const int64_t scratch_per = tile_fn ? plan.scratch_per : 0;
+  if (tile_fn) scratch.assign(static_cast<size_t>(mul_checked(nt, scratch_per, "scratch")) + 64, 0);
+  int8_t* scratch_base = scratch.empty() ? nullptr
+      : scratch.data() + ((64 - reinterpret_cast<uintptr_t>(scratch.data()) % 64) % 64);
+  std::vector<float> batch_bufs(1);
+  TileLoopOptions lo;
+  lo.n_threads = nt;
+  lo.progress = opt.progress;
+  lo.any_order = true;  // exact whatever order the tiles come in
+  for_each_tile(
+      nl, nl, tr, tr, true,
+      [&](const Tile& t, int tid) {
+        ScreenTileArgs a;
+        a.rows = xs.view();
+        a.cols = xs.view();
+        a.r0 = t.r0;
+        a.r1 = t.r1;
+        a.c0 = t.c0;
+        a.c1 = t.c1;
+        a.diagonal = t.diagonal;
+        if (!same) {  // only pairs (I, J): rows in [0, ni), columns in [ni, nl)
+          a.r1 = std::min(t.r1, ni);
+          a.c0 = std::max(t.c0, ni);
+          if (a.r0 >= a.r1 || a.c0 >= a.c1) return;
+          a.diagonal = false;
+        }
+        a.l2 = l2;
+        a.feed_cols = true;
+        a.exclude_self = true;
+        a.rs = &st;
+        a.cs = &st;
+        a.scratch = scratch_base ? scratch_base + tid * scratch_per : nullptr;
+        a.batch = false;
+        a.batch_buf = batch_bufs.data();
+        if (tile_fn) tile_fn(a);
+        else tile_generic(a);
+      },
+      lo);
+  for (int64_t i = 0; i < nl; ++i)
+    if (overflow[i] == 1) return false;
+
+  auto score = [&](int64_t i, double ip, int64_t j) {
+    return l2 ? (2.0 * ip) - (xs.norm2[i] + xs.norm2[j]) : ip;
+  };
+  std::exception_ptr error;
+  std::mutex error_mutex;
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<double> row(static_cast<size_t>(d));
+    std::vector<std::pair<double, int64_t>> ex;
+#pragma omp for schedule(dynamic, 64)
+    for (int64_t i = 0; i < nl; ++i) {
+      try {
+        ScreenCand* c = cand.get() + i * cap;
+        int64_t cnt = count[i];
+        if (overflow[i] == 2) {
+          c = spill.rows[i].data();
+          cnt = static_cast<int64_t>(spill.rows[i].size());
+        }
+        MATALIGN_INTERNAL(cnt >= k && heap_n[i] >= k);
+        const float th = thr[i];
+        cnt = std::partition(c, c + cnt, [th](const ScreenCand& z) { return z.ub >= th; }) - c;
+        for (int64_t col = 0; col < d; ++col) row[col] = static_cast<double>(x(i, col)) - (l2 ? mu[col] : 0.0);
+        ex.resize(static_cast<size_t>(cnt));
+        for (int64_t t0 = 0; t0 < cnt; t0 += 16) {
+          const int ny = static_cast<int>(std::min<int64_t>(16, cnt - t0));
+          const T* ys[16];
+          double out[16];
+          for (int u = 0; u < ny; ++u) ys[u] = &x(c[t0 + u].index, 0);
+          K.dots_f64(row.data(), ys, x.col_stride, d, ny, out, l2 ? mu.data() : nullptr);
+          for (int u = 0; u < ny; ++u) {
+            const int64_t j = c[t0 + u].index;
+            ex[t0 + u] = {score(i, out[u], j), j};
+          }
+        }
+        MATALIGN_INTERNAL(static_cast<int64_t>(ex.size()) >= k);
+        auto better = [](const std::pair<double, int64_t>& p1, const std::pair<double, int64_t>& p2) {
+          return p1.first > p2.first || (p1.first == p2.first && p1.second < p2.second);
+        };
+        if (static_cast<int64_t>(ex.size()) > k) std::nth_element(ex.begin(), ex.begin() + (k - 1), ex.end(), better);
+        std::sort(ex.begin(), ex.begin() + k, better);
+        double* so = i < ni ? score_i + i * k : score_j + (i - ni) * k;
+        int64_t* io = i < ni ? index_i + i * k : index_j + (i - ni) * k;
+        for (int64_t t = 0; t < k; ++t) {
+          so[t] = ex[static_cast<size_t>(t)].first;
+          io[t] = ex[static_cast<size_t>(t)].second;  // local: the caller maps to rows of X
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  return true;
+}
+
+template bool knn_block_pair_screened<float>(const MatrixView<float>&, int64_t, int64_t, Metric,
+                                             const double*, Screen, double*, int64_t*, double*,
+                                             int64_t*, const KnnOptions&);
+template bool knn_block_pair_screened<double>(const MatrixView<double>&, int64_t, int64_t,
+                                              Metric, const double*, Screen, double*, int64_t*,
+                                              double*, int64_t*, const KnnOptions&);
+
 template bool knn_screened<float>(const MatrixView<float>&, const MatrixView<float>*, int64_t,
                                   Metric, bool, float*, int64_t*, const KnnOptions&, bool, Screen);
 template bool knn_screened<double>(const MatrixView<double>&, const MatrixView<double>*, int64_t,

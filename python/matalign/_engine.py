@@ -41,7 +41,8 @@ from . import _core
 
 __all__ = ["build_info", "cuda_device_count", "version", "first_nonfinite_row", "scan_rows",
            "call_streams",
-           "knn_exact", "knn_screen_auto", "pair_sums", "shifted_gram", "rank_count",
+           "knn_exact", "knn_block_pair", "knn_block_pair_screened",
+           "knn_centre", "knn_screen_auto", "pair_sums", "shifted_gram", "rank_count",
            "mutual_knn", "local_agreement", "cknna", "knn_workspace_bytes",
            "pair_sums_workspace_bytes", "rank_count_workspace_bytes", "gram_workspace_bytes",
            "cknna_workspace_bytes"]
@@ -205,6 +206,44 @@ def _drop_self(values, indices, r0: int, k: int):
     out_i = indices[keep].reshape(m, -1)[:, :k]
     out_v = values[keep].reshape(m, -1)[:, :k]
     return np.ascontiguousarray(out_v), np.ascontiguousarray(out_i)
+
+
+def knn_centre(X, *, n_threads: int = 0) -> np.ndarray:
+    """The l2 centre (D float64) :func:`knn_exact` centres both sides on, for database X."""
+    return _op("knn_centre", X.dtype)(X, n_threads)
+
+
+def knn_block_pair(X, block_i, block_j, k: int, *, metric: str = "ip", centre=None,
+                   n_threads: int = 0):
+    """One block pair (I, J >= I) of the symmetric self graph, each pair computed once.
+
+    Returns (scores_I, indices_I, scores_J, indices_J): the partial top lists of the rows of
+    block I over the columns of block J (k_I = min(k, |J|), or min(k, |I| - 1) for I == J with
+    the own index excluded) and of the rows of J over the columns of I (k_J = min(k, |I|);
+    empty for I == J). Scores are raw (inner products, or squared L2 negated and not clipped),
+    best first, ties by the lower index; the per-pair arithmetic is that of
+    :func:`knn_exact` with ``screen="off"`` (l2: pass ``centre=knn_centre(X)``), so merging a
+    row's lists by (score desc, index asc) gives its row of the self graph bit for bit.
+    """
+    i0, i1 = _check_rows(block_i, X.shape[0])
+    j0, j1 = _check_rows(block_j, X.shape[0])
+    if (i0, i1) != (j0, j1) and j0 < i1:
+        raise ValueError(f"block_j=({j0}, {j1}) must be block_i=({i0}, {i1}) or lie after it")
+    return _op("knn_block_pair", X.dtype)(X, i0, i1, j0, j1, k, metric, centre, n_threads)
+
+
+def knn_block_pair_screened(X, ni: int, k: int, *, metric: str = "ip", centre=None,
+                            screen: str = "int8", n_threads: int = 0):
+    """The screened (int8 | int16) form of :func:`knn_block_pair` on a pair's local matrix:
+    X's rows [0, ni) are block I and [ni, N) block J (``ni == N``: one block, self excluded);
+    ``k`` at most both blocks' sizes (N - 1 for one block). Returns (scores_I, indices_I,
+    scores_J, indices_J, screened): float64 raw scores of the float64 graph (the graph the
+    screen computes, knn.h), local indices; ``screened`` is False where the screen did not
+    apply and the float64 GEMM pair gave the same scores. ``centre``: :func:`knn_centre` of
+    the whole database (both metrics: the screen centres its quantisation on it).
+    """
+    return _op("knn_block_pair_screened", X.dtype)(X, int(ni), int(k), metric, centre, screen,
+                                                   n_threads)
 
 
 def knn_screen_auto(k: int, self_mode: bool, n: int, d: int) -> str:

@@ -4,8 +4,9 @@ matalign keeps only the partitioner and the exact merge; Ray (the optional extra
 ``matalign[ray]``) does the scheduling, the transport, the retries and the restarts. The
 executor is the layer between the metrics and the engine door (docs/ARCHITECTURE.md): the
 metric kernels ask :func:`current` for the active executor, and a distributed one cuts the
-engine operation into row blocks, runs each block through :mod:`matalign._engine` on a
-worker, and merges the block results in ascending block order (never in completion order).
+engine operation into row blocks (the self kNN: block pairs (I, J >= I), each pair computed
+once), runs each through :mod:`matalign._engine` on a worker, and merges the results in
+ascending block order (never in completion order).
 
 Executors (``executor=`` / ``matalign ... --cluster``):
 
@@ -23,7 +24,8 @@ Units of work and results (docs/CLUSTER.md gives the exactness definition in ful
 ========================  ===================================  ==========================
 engine operation          a task returns                       merged result
 ========================  ===================================  ==========================
-exact self kNN            the block's rows (O(block·k))        bitwise the local graph
+exact self kNN            a block pair's partial top-k lists   bitwise the local graph
+                          of both blocks (O(block·k))
 RankCount (inf. imb.)     the block's int64 counts             bitwise the local counts
 PairSums (dCor, RBF CKA)  float64 row sums + M×M cross sums    = the local blocked reference
 feature-space Gram (CKA)  float64 D×D Gram, column sums        = the local blocked reference
@@ -75,13 +77,16 @@ from . import _engine
 from ._validate import check_int, describe
 
 __all__ = ["Executor", "resolve", "use", "current", "RAY_EXTRA", "DEFAULT_BLOCK_ROWS",
-           "FAULT_ENV", "FAULT_MARKER_ENV", "MAX_RETRIES"]
+           "FAULT_ENV", "FAULT_MARKER_ENV", "MAX_RETRIES", "KNN_PAIR_FACTOR"]
 
 #: The optional extra that installs Ray.
 RAY_EXTRA = "matalign[ray]"
 #: Rows per block when ``block_rows`` is not given. The blocks depend on N only (never on the
 #: number of workers), so a float64 merge is the same whatever the cluster's size.
 DEFAULT_BLOCK_ROWS = 8192
+#: Block-pair self kNN: its blocks are this many times ``block_rows`` (see
+#: :meth:`Executor.pair_blocks`).
+KNN_PAIR_FACTOR = 8
 #: The test-only fault hook (see the module docstring).
 FAULT_ENV = "MATALIGN_FAULT_KILL_BLOCK"
 #: Test-only: the marker file of the fault hook (default: in the job directory), so a test
@@ -229,6 +234,28 @@ class Executor:
         b = self.block_rows or DEFAULT_BLOCK_ROWS
         return [(r0, min(n, r0 + b)) for r0 in range(0, n, b)]
 
+    def pair_blocks(self, n: int) -> list[tuple[int, int]]:
+        """The blocks of the block-pair self kNN: ceil(N / (KNN_PAIR_FACTOR · block_rows))
+        blocks of equal size (the first ones one row longer). The screen's rate grows with
+        the columns a row meets (2.2e8 pairs/s per core at 16384 columns, 3e8 at 32768), and
+        the merged graph does not depend on the blocks.
+
+        Examples
+        --------
+        >>> from matalign.executor import Executor
+        >>> Executor("local", block_rows=4).pair_blocks(70)
+        [(0, 24), (24, 47), (47, 70)]
+        """
+        b = KNN_PAIR_FACTOR * (self.block_rows or DEFAULT_BLOCK_ROWS)
+        nb = max(1, -(-n // b))
+        size, extra = divmod(n, nb)
+        out, r0 = [], 0
+        for i in range(nb):
+            r1 = r0 + size + (1 if i < extra else 0)
+            out.append((r0, r1))
+            r0 = r1
+        return out
+
     @property
     def threads(self) -> int:
         """Engine threads of one block: all cores locally, ``cpus_per_task`` on Ray."""
@@ -315,6 +342,44 @@ class Executor:
                                         num_cpus=self.cpus_per_task)
         refs = [remote.remote(*item) for item in items]
         return wait_all(ray, refs, progress)
+
+    def imap(self, fn, items, *, progress=None):
+        """Like :meth:`map`, but yields the results one by one in the order of ``items``
+        (on Ray each is fetched, and released from the object store, as soon as it and all
+        before it are done), so that the caller can fold them without holding them all.
+
+        Examples
+        --------
+        >>> from matalign.executor import Executor
+        >>> list(Executor("local", block_rows=8).imap(pow, [(2, 3), (3, 2)]))
+        [8, 9]
+        """
+        items = list(items)
+        total = len(items)
+        if not self.is_ray:
+            for i, item in enumerate(items):
+                yield fn(*item)
+                if progress is not None:
+                    progress(i + 1, total)
+            return
+        ray = self.connect()
+        remote = ray.remote(fn).options(max_retries=MAX_RETRIES, retry_exceptions=False,
+                                        num_cpus=self.cpus_per_task)
+        refs = [remote.remote(*item) for item in items]
+        try:
+            for i in range(total):
+                while not ray.wait([refs[i]], timeout=0.2)[0]:
+                    pass
+                out = ray.get(refs[i])
+                refs[i] = None
+                if progress is not None:
+                    progress(i + 1, total)
+                yield out
+        finally:  # Ctrl-C, an error, or a caller that stopped early: cancel the rest
+            for r in refs:
+                if r is not None:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(r, force=True)
 
 
 def wait_all(ray, refs: list, progress=None) -> list:
@@ -418,6 +483,38 @@ def _knn_block(spec: ArrayFile, r0: int, r1: int, k: int, metric: str, screen: s
     return values, indices
 
 
+def _knn_pair_block(spec: ArrayFile, block_i, block_j, k: int, metric: str, centre,
+                    screen: str, n_threads: int, fault, task: int):
+    """Block pair (I, J >= I) of the self graph: (scores_I, indices_I, scores_J, indices_J)
+    in rows of X, on a local copy of the two blocks: the float GEMM in X's dtype
+    (``screen="off"``), or the screened pair whose scores are the float64 graph's."""
+    X = spec.open()
+    (i0, i1), (j0, j1) = block_i, block_j
+    same = (i0, i1) == (j0, j1)
+    ni = i1 - i0
+    parts = [X[i0:i1]] if same else [X[i0:i1], X[j0:j1]]
+    local = np.ascontiguousarray(np.concatenate(parts, axis=0))
+    bj = (0, ni) if same else (ni, local.shape[0])
+    fits = k <= ni - 1 if same else k <= min(ni, j1 - j0)
+    if screen == "off":
+        si, ii, sj, ij = _engine.knn_block_pair(local, (0, ni), bj, k, metric=metric,
+                                                centre=centre, n_threads=n_threads)
+    elif fits:
+        si, ii, sj, ij, _ = _engine.knn_block_pair_screened(
+            local, ni, k, metric=metric, centre=centre, screen=screen, n_threads=n_threads)
+    else:  # a short block: the float64 GEMM pair (the screened graph's scores)
+        si, ii, sj, ij = _engine.knn_block_pair(local.astype(np.float64), (0, ni), bj, k,
+                                                metric=metric,
+                                                centre=centre if metric == "l2" else None,
+                                                n_threads=n_threads)
+    fault_point(fault, task)
+
+    def to_rows(idx):
+        return np.where(idx < ni, idx + i0, idx - ni + j0)
+
+    return si, to_rows(ii), sj, to_rows(ij)
+
+
 def _self_rows(X, r0, r1, k, metric, screen, n_threads):
     try:
         return _engine.knn_exact(X, None, k, metric=metric, n_threads=n_threads, screen=screen,
@@ -473,10 +570,78 @@ def self_screen(k: int, n: int, d: int) -> str:
 
 def knn_self(ex: Executor, X: np.ndarray, k: int, *, metric: str, screen: str = "auto",
              progress=None):
-    """The exact self graph of X (values, indices), block by block: bitwise the engine's."""
+    """The exact self graph of X (values, indices), one task per block pair (I, J >= I):
+    bitwise the engine's graph.
+
+    Each pair is computed once (the symmetric loop's half of the work) by
+    :func:`matalign._engine.knn_block_pair`, which returns the partial top lists of both
+    blocks; a row's lists are merged in ascending block order by (score desc, index asc), the
+    engine's order, so the merged row is the local row. The local graph's screen (int8/int16)
+    is exact: its graph is the float64 graph of the rows converted to float64 (knn.h), so
+    each pair runs the same screen (:func:`matalign._engine.knn_block_pair_screened`, or the
+    float64 GEMM pair where it cannot) and the float64 values are cast back; where the
+    screen might not apply to the rows (a nonzero row norm near the limits it accepts), the
+    row-block form (:func:`_knn_block`, rows × all columns) keeps the local behaviour.
+    """
     n, d = X.shape
     if screen == "auto":
         screen = self_screen(k, n, d)
+    if screen != "off" and not _screen_applies(X):
+        return _knn_rows(ex, X, k, metric, screen, progress)
+    spec = ex.share(X)
+    centre = (_engine.knn_centre(X, n_threads=ex.threads)
+              if metric == "l2" or screen != "off" else None)
+    fault = ex.fault()
+    blocks = ex.pair_blocks(n)
+    pairs = [(a, b) for a in range(len(blocks)) for b in range(a, len(blocks))]
+    items = [(spec, blocks[a], blocks[b], k, metric, centre, screen, ex.threads, fault, t)
+             for t, (a, b) in enumerate(pairs)]
+    # Fold each result as it arrives in submission order ((I, J) lexicographic): row block a
+    # receives its partners' lists in ascending block order, (0, a), ..., (a, a), (a, a + 1),
+    # ...; the driver holds one running best-k list per row (O(N·k)), not every pair's.
+    best = [(None, None) for _ in blocks]
+    for (a, b), part in zip(pairs, ex.imap(_knn_pair_block, items, progress=progress)):
+        best[a] = _fold(*best[a], part[0], part[1], k)
+        if b != a:
+            best[b] = _fold(*best[b], part[2], part[3], k)
+    values, indices = [], []
+    for best_s, best_i in best:
+        v = best_s
+        if metric == "l2":  # the engine's max(0, -score)
+            v = np.where(-v > 0, -v, np.zeros((), dtype=v.dtype))
+        values.append(np.ascontiguousarray(v.astype(X.dtype, copy=False)))
+        indices.append(np.ascontiguousarray(best_i))
+    return np.concatenate(values, axis=0), np.concatenate(indices, axis=0)
+
+
+def _fold(best_s, best_i, s, i, k: int):
+    """The best k of two partial lists per row, by (score desc, index asc)."""
+    if best_s is not None:
+        s = np.concatenate([best_s, s], axis=1)
+        i = np.concatenate([best_i, i], axis=1)
+    order = np.lexsort((i, -s), axis=-1)[:, :k]
+    return np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+
+
+def _screen_applies(X, chunk: int = 65536) -> bool:
+    """True when the integer screen surely applies to X's rows: every nonzero row norm well
+    inside the [1e-12, 1e12] the engine accepts (a factor 100 of margin), D <= 60000 and
+    N < 2^32. False sends the job to the row-block form, which decides as the engine does."""
+    n, d = X.shape
+    if d > 60000 or n >= 2 ** 32:
+        return False
+    for r0 in range(0, n, chunk):
+        rows = np.asarray(X[r0:r0 + chunk], dtype=np.float64)
+        norm = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        nz = norm[norm != 0]
+        if not np.all(np.isfinite(norm)) or np.any((nz < 1e-10) | (nz > 1e10)):
+            return False
+    return True
+
+
+def _knn_rows(ex: Executor, X, k, metric, screen, progress):
+    """The self graph by row blocks × all columns (each pair from both sides)."""
+    n = X.shape[0]
     spec = ex.share(X)
     fault = ex.fault()
     items = [(spec, r0, r1, k, metric, screen, ex.threads, fault, b)

@@ -72,6 +72,37 @@ int64_t knn_workspace_bytes(int64_t n, int64_t m, int64_t d, int64_t k, int64_t 
                             bool l2, bool rescore, int n_threads, int64_t tile_rows,
                             int64_t tile_cols, Screen screen, bool self);
 
+/// One task of the block-pair self graph: rows [i0, i1) (block I) and [j0, j1) (block J,
+/// j0 >= i1, or the same block I == J) of x. Every pair (i in I, j in J) is computed once, by
+/// the same tile kernel as the float path of knn_exact's symmetric loop (the same FMA chain,
+/// the same l2 centre `centre` and row norms), and offered to both rows. Returns the partial
+/// top lists, best first (higher score, ties to the lower index), of rows I over columns J
+/// (k_i = min(k, |J|), or min(k, |I| - 1) when I == J, self excluded by index) and of rows J
+/// over columns I (k_j = min(k, |I|); unused when I == J). Scores are raw: inner products
+/// (ip) or negated squared distances (l2, not clipped at 0), so that a merge of the partial
+/// lists of a row by (score desc, index asc) is knn_exact's row with Screen::off.
+/// @param centre  Metric::l2: the d doubles knn_exact uses (detail::column_centre of all of x)
+template <class T>
+void knn_block_pair(const MatrixView<T>& x, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                    int64_t k, Metric metric, const double* centre, T* score_i,
+                    int64_t* index_i, T* score_j, int64_t* index_j, const KnnOptions& options);
+
+/// The screened form of knn_block_pair on the pair's local matrix x (rows [0, ni) = block I,
+/// [ni, x.rows) = block J, or all of x = the same block), k <= both blocks' sizes (and
+/// <= ni - 1 for the same block): float64 scores (the float64 graph's, raw), local indices.
+/// Returns false, writing nothing useful, where the screen does not apply or a row overflows
+/// its candidate budget (run knn_block_pair<double> on the rows converted to double then: the
+/// screened graph is that float64 graph).
+template <class T>
+bool knn_block_pair_screened(const MatrixView<T>& x, int64_t ni, int64_t k, Metric metric,
+                             const double* centre, Screen screen, double* score_i,
+                             int64_t* index_i, double* score_j, int64_t* index_j,
+                             const KnnOptions& options);
+
+/// The l2 centre knn_exact computes for database x (d doubles).
+template <class T>
+void knn_centre(const MatrixView<T>& x, int n_threads, double* mu);
+
 /// Index of the first row of x holding a NaN or ±Inf, or -1 (OpenMP, any strides).
 template <class T>
 int64_t first_nonfinite_row(const MatrixView<T>& x, int n_threads = 0);
