@@ -5,7 +5,7 @@ matalign keeps only the partitioner and the exact merge; Ray (the optional extra
 executor is the layer between the metrics and the engine door (docs/ARCHITECTURE.md): the
 metric kernels ask :func:`current` for the active executor, and a distributed one cuts the
 engine operation into row blocks (the self kNN: block pairs (I, J >= I), each pair computed
-once), runs each through :mod:`matalign._engine` on a worker, and merges the results in
+once), runs each through ``matalign._engine`` on a worker, and merges the results in
 ascending block order (never in completion order).
 
 Executors (``executor=`` / ``matalign ... --cluster``):
@@ -179,7 +179,7 @@ class Executor:
         Ray only: None starts a cluster on this machine (or uses this process's connection),
         ``"auto"`` joins a running one, ``"ray://host:port"`` a remote one.
     block_rows : int, optional
-        Rows per block (default :data:`DEFAULT_BLOCK_ROWS`). A local executor without
+        Rows per block (default ``DEFAULT_BLOCK_ROWS``). A local executor without
         ``block_rows`` is today's unblocked path.
     shared_dir : str, optional
         Where in-memory inputs are written for the workers (a job subdirectory, removed at

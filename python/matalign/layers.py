@@ -268,7 +268,7 @@ def layer_sweep(model, structures: Sequence, *, reference=None, k: int = 10,
     poolings : sequence of {'mean', 'sum', 'max'}, default ('mean', 'sum')
     reference_layers : {'default', 'all'}
         'all' also sweeps a reference adapter's layers (same poolings: its first pooling) and
-        fills the model × reference layer matrix; :meth:`LayerSweep.best` is the best pair.
+        fills the model × reference layer matrix; ``LayerSweep.best()`` is the best pair.
     center, l2 : bool
         Preprocessing of every space.
     ci : bool

@@ -118,9 +118,9 @@ def reference_scores(reference, queries, *, k=5, agreement_k=10, block_rows=8192
     preprocess : {"none", "l2", "standardize"}, optional
         Applied to each model's reference and queries alike ("standardize": columns centred
         and scaled by the reference set's mean and sd; it copies the queries into memory);
-        default :data:`DEFAULT_PREPROCESS`.
+        default ``matalign.ood.DEFAULT_PREPROCESS``.
     default : {"consensus", "max_percentile", "disagreement"}, optional
-        The column :attr:`OODScores.score` returns; default :data:`DEFAULT_SCORE`.
+        The column ``OODScores.score`` returns; default ``matalign.ood.DEFAULT_SCORE``.
 
     Returns
     -------

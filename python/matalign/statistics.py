@@ -204,7 +204,7 @@ def cka_permutation_moments(x_terms, y_terms, n: int) -> tuple[float, float]:
     kernel) over all N! relabellings of one space.
 
     ``x_terms`` = (tr K̃, Σ K̃∘K̃, Σᵢ K̃ᵢᵢ²) of the doubly centred kernel K̃ = HKH of X, likewise
-    ``y_terms``. With β = (tr K̃)²/tr K̃² and τ as in :func:`_kernel_moment_terms`:
+    ``y_terms``. With β = (tr K̃)²/tr K̃² and τ as in ``_kernel_moment_terms``:
     E = √(β_X β_Y)/(N − 1), Var = 2(N−1−β_X)(N−1−β_Y)/((N+1)(N−1)²(N−2))·
     (1 + (N−3)/(2N(N−1))·τ_X τ_Y) (Kazi-Aoual, Hitier, Sabatier & Lebreton 1995; Josse,
     Pagès & Husson 2008). Needs N >= 4.
@@ -749,7 +749,7 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
       bias-corrected dCor² R*: T = √(ν − 1)·R*/√(1 − R*²), ν = N(N − 3)/2, Student's t with
       ν − 1 degrees of freedom; ``value`` is R*. No resampling, O(N²·D).
     - ``method="moments"`` (cka, biased estimator, linear or RBF kernel): the exact mean and
-      variance of CKA over all N! relabellings (:func:`cka_permutation_moments`), from
+      variance of CKA over all N! relabellings (:func:`matalign.statistics.cka_permutation_moments`), from
       tr K̃, tr K̃² and Σ K̃ᵢᵢ² of each centred kernel, and the normal upper tail; no
       resampling (O(N·D²) linear, one pair-sums pass RBF). ``statistic`` holds z.
     - ``method="asymptotic"`` (information_imbalance): under the null each neighbour's rank

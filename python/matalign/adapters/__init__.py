@@ -137,7 +137,7 @@ def get(name: str, *, _in_process: bool = False, **options: Any) -> Adapter:
     An adapter whose ``environment`` is a model family (``info(name).environment``) runs in
     a worker process inside that family's environment (``matalign env create FAMILY``),
     unless the family's package is importable in this interpreter; the returned adapter
-    behaves the same either way (:mod:`matalign.adapters._worker`).
+    behaves the same either way (``matalign.adapters._worker``).
 
     Raises
     ------

@@ -19,7 +19,7 @@ builds each environment on demand (``matalign env create mace``):
   the spec's imports and checks pass, so a half-built environment is never used.
 
 Adapters of such a family run in a worker process inside its environment
-(:mod:`matalign.adapters._worker`); the embedding store is written by the calling process.
+(``matalign.adapters._worker``); the embedding store is written by the calling process.
 
 Examples
 --------
