@@ -13,7 +13,7 @@ import matalign.adapters as adapters
 from matalign.adapters import Adapter, AdapterInfo
 from matalign.structures import MODALITIES
 
-FAMILIES = {"mlip", "descriptor", "language", "random"}
+FAMILIES = {"mlip", "descriptor", "language", "protein", "random"}
 BASELINES = ["soap", "acsf", "composition", "morgan", "rdkit-descriptors", "minilm-smiles",
              "hf-encoder", "esm2-random", "esm2"]
 _PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
