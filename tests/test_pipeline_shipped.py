@@ -36,7 +36,13 @@ def _options(name: str, structures) -> dict:
     return {}
 
 
-OFFLINE = [a.name for a in ma.adapters.list(offline=True)]
+# Protein structure models (ProteinMPNN) need residues with atom names: they are run on the
+# offline peptides in tests/test_adapters_protein_structure.py, not on crystals.
+OFFLINE = [a.name for a in ma.adapters.list(offline=True) if a.family != "protein"]
+# The eSEN backbone's float32 reductions depend on which structures share a batch (its
+# atom-count batches differ between the store's chunks and one direct call): its rows agree
+# to float32 rounding, not bitwise. Every other adapter's rows are batch-independent.
+_BATCH_DEPENDENT = {"random-esen": 1e-5}
 
 
 @pytest.mark.parametrize("name", OFFLINE)
@@ -51,7 +57,11 @@ def test_offline_adapter_on_shipped_structures_into_a_store(name, tmp_path):
     assert emb.shape == (N, adapter.dim) and emb.dtype == np.float32
     assert np.isfinite(emb).all()
     # The store holds exactly what a direct call returns (batching fixed by the store).
-    np.testing.assert_array_equal(emb, adapter.embed(structures, batch_size=2))
+    direct = adapter.embed(structures, batch_size=2)
+    if name in _BATCH_DEPENDENT:
+        np.testing.assert_allclose(emb, direct, rtol=_BATCH_DEPENDENT[name], atol=1e-6)
+    else:
+        np.testing.assert_array_equal(emb, direct)
     meta = ma.open_store(tmp_path / name).metadata
     assert meta["adapter"]["adapter"] == adapter.name
     assert meta["adapter"]["pooling"] == "mean"
