@@ -9,6 +9,7 @@ this file checks that the pieces fit: datasets -> adapters -> store -> metrics.
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -38,7 +39,8 @@ def _options(name: str, structures) -> dict:
 
 # Protein structure models (ProteinMPNN) need residues with atom names: they are run on the
 # offline peptides in tests/test_adapters_protein_structure.py, not on crystals.
-OFFLINE = [a.name for a in ma.adapters.list(offline=True) if a.family != "protein"]
+OFFLINE = [a.name for a in ma.adapters.list(offline=True)
+           if not a.target.startswith("proteinmpnn:")]
 # The eSEN backbone's float32 reductions depend on which structures share a batch (its
 # atom-count batches differ between the store's chunks and one direct call): its rows agree
 # to float32 rounding, not bitwise. Every other adapter's rows are batch-independent.
@@ -47,6 +49,9 @@ _BATCH_DEPENDENT = {"random-esen": 1e-5}
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_adapter_on_shipped_structures_into_a_store(name, tmp_path):
+    if name == "ani-1ccx" and not os.environ.get("MATALIGN_TORCHANI_WHEEL"):
+        pytest.skip("ani-1ccx reads a torchani 0.3-2.0 wheel file: MATALIGN_TORCHANI_WHEEL is "
+                    "not set (.ci/run downloads one; tests/test_ani1ccx.py says how)")
     info = ma.adapters.info(name)
     structures = _shipped(info.modality, name)
     assert len(structures) == N
