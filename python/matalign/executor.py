@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 import mmap
 import os
 import shutil

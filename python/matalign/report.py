@@ -1209,7 +1209,7 @@ def _disagreement(page, plots, root, s, top, run) -> None:
     page.figure(fig, f"disagreement_{_slug(s['name'])}.png",
                 f"Distribution of the per-structure local agreement on {s['label']} ({prov}): "
                 f"the mean over all {len(pair_cols)} model pairs (filled) and "
-                + (f"each pair (outlines)" if shown == len(pair_cols) else
+                + ("each pair (outlines)" if shown == len(pair_cols) else
                    f"the first {shown} of {len(pair_cols)} pairs (outlines; every pair is in "
                    f"the tables below)")
                 + ". Structures at the left are those the models embed most differently.")

@@ -114,7 +114,7 @@ class CHGNetAdapter(Adapter):
             raise ValueError(f"layer must be an integer index into the {n_conv} CHGNet "
                              f"atom_conv_layers (-{n_conv}..{n_conv - 1}), got {layer!r}")
         self.layer_index = int(layer) % n_conv
-        self.name = name or (f"random-chgnet" if self.random_init else f"chgnet-{model}")
+        self.name = name or ("random-chgnet" if self.random_init else f"chgnet-{model}")
         self.layer = (f"atom_conv_layers[{self.layer_index}] output"
                       + (" (final atom features, before readout_norm)"
                          if self.layer_index == n_conv - 1 else ""))

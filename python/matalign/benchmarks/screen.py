@@ -17,7 +17,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     X = rng.standard_normal((args.n, args.d)).astype(np.float32)
     Q = np.random.default_rng(args.seed + 1).standard_normal((args.queries, args.d)).astype(np.float32)
-    print(f"| k | case | int8 s | int16 s | off s | int8 / off | int16 / off | auto picks | agreement |")
+    print("| k | case | int8 s | int16 s | off s | int8 / off | int16 / off | auto picks | agreement |")
     print("|---|---|---|---|---|---|---|---|---|")
     failed = False
     for k in args.k:
