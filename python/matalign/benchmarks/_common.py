@@ -148,7 +148,9 @@ class PeakSampler:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        assert self._thread is not None
+        if self._thread is None:
+            raise RuntimeError("PeakSampler.__exit__ without __enter__: use it as a "
+                               "context manager (with PeakSampler() as p: ...)")
         self._thread.join()
         self.peak = max(self.peak, rss_bytes())
         hwm = _vm_hwm_bytes() if self._hwm_reset else None
