@@ -57,6 +57,30 @@ std::vector<double> centre_of(const MatrixView<T>& x, int nt) {
   return mu;
 }
 
+// What both PairSums drivers (all rows, a row range) need per space before the tile loop: the
+// centre and centred norms of all n rows, and each space's offset in a thread's packed panels.
+template <class T>
+struct PairSpaces {
+  std::vector<std::vector<T>> norms;
+  std::vector<std::vector<double>> mus;
+  std::vector<int64_t> pack_off;
+};
+
+template <class T>
+PairSpaces<T> pair_spaces(const std::vector<MatrixView<T>>& spaces, const detail::Kernels<T>& K,
+                          int64_t P, int nt) {
+  const size_t M = spaces.size();
+  PairSpaces<T> ps{std::vector<std::vector<T>>(M), std::vector<std::vector<double>>(M),
+                   std::vector<int64_t>(M + 1, 0)};
+  for (size_t m = 0; m < M; ++m) {
+    ps.mus[m] = centre_of(spaces[m], nt);
+    ps.norms[m].resize(static_cast<size_t>(spaces[m].rows));
+    detail::parallel_norms(K, spaces[m], ps.norms[m].data(), nt, ps.mus[m].data());
+    ps.pack_off[m + 1] = ps.pack_off[m] + pair_pack(P, spaces[m].cols, K.mr, K.nr);
+  }
+  return ps;
+}
+
 }  // namespace
 
 template <class T>
@@ -82,20 +106,14 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "pair_sums: tile_rows too large");
   const int64_t P = pair_tile(opt.tile_rows, M, max_d, sizeof(T), n);
 
-  std::vector<std::vector<T>> norms(static_cast<size_t>(M));
-  std::vector<std::vector<double>> mus(static_cast<size_t>(M));
-  for (int64_t m = 0; m < M; ++m) {
-    mus[m] = centre_of(spaces[m], nt);
-    norms[m].resize(static_cast<size_t>(n));
-    detail::parallel_norms(K, spaces[m], norms[m].data(), nt, mus[m].data());
-  }
+  PairSpaces<T> ps = pair_spaces(spaces, K, P, nt);
+  const auto& norms = ps.norms;
+  const auto& mus = ps.mus;
+  const auto& pack_off = ps.pack_off;
 
   // Per-thread scratch: for each space, packed row and column tiles and the ip tile; plus the
   // f values of one tile row for every space, and column partial sums.
   const int64_t nb = (n + P - 1) / P;
-  std::vector<int64_t> pack_off(static_cast<size_t>(M + 1), 0);
-  for (int64_t m = 0; m < M; ++m)
-    pack_off[m + 1] = pack_off[m] + pair_pack(P, spaces[m].cols, K.mr, K.nr);
   const int64_t tile_elems = mul_checked(M, mul_checked(P, P, "tile"), "tile buffer");
   const int64_t per_thread_T = pack_off[M] + tile_elems;
   const int64_t per_thread_D = M * P /*f row*/ + M * P /*col sums*/ + M * M /*tile cross*/;
@@ -518,17 +536,11 @@ void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
   const int64_t R = r1 - r0;
 
   // the centre and norms of all n rows, as pair_sums computes them
-  std::vector<std::vector<T>> norms(static_cast<size_t>(M));
-  std::vector<std::vector<double>> mus(static_cast<size_t>(M));
-  for (int64_t m = 0; m < M; ++m) {
-    mus[m] = centre_of(spaces[m], nt);
-    norms[m].resize(static_cast<size_t>(n));
-    detail::parallel_norms(K, spaces[m], norms[m].data(), nt, mus[m].data());
-  }
+  PairSpaces<T> ps = pair_spaces(spaces, K, P, nt);
+  const auto& norms = ps.norms;
+  const auto& mus = ps.mus;
+  const auto& pack_off = ps.pack_off;
   const int64_t nb = (R + P - 1) / P;
-  std::vector<int64_t> pack_off(static_cast<size_t>(M + 1), 0);
-  for (int64_t m = 0; m < M; ++m)
-    pack_off[m + 1] = pack_off[m] + pair_pack(P, spaces[m].cols, K.mr, K.nr);
   const int64_t tile_elems = mul_checked(M, mul_checked(P, P, "tile"), "tile buffer");
   const int64_t per_thread_T = pack_off[M] + tile_elems;
   const int64_t per_thread_D = M * P /*f row*/;
