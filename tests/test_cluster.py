@@ -12,6 +12,7 @@ only loopback and Unix-socket connections are let through while Ray runs.
 from __future__ import annotations
 
 import _socket
+import math
 import os
 import signal
 import socket
@@ -233,6 +234,77 @@ def test_block_pair_knn_local_is_bitwise_plain_knn():
         assert _same(got, ref), (X.dtype, k, metric)
 
 
+def _pair_block_count(n, block_rows, workers):
+    """The documented rule of Executor.pair_blocks, written out: at most
+    ceil(N / (8 · block_rows)) blocks; with W workers, the smallest B with B² >= 2W (1 for
+    W = 1), at least ceil(N / (32 · block_rows))."""
+    most = math.ceil(n / (8 * block_rows))
+    if workers is None:
+        return most
+    want = 1
+    while workers > 1 and want * want < 2 * workers:
+        want += 1
+    return min(most, max(want, math.ceil(n / (32 * block_rows))))
+
+
+def test_pair_blocks_rule():
+    """Equal contiguous blocks covering [0, N), as many as the rule says, for local (no
+    workers) and cluster (workers) executors; fewer, larger blocks on few workers."""
+    for n, brs in [(n, (1, 4, 12, 8192)) for n in (1, 7, 95, 96, 97, 1003, 100_000)] + \
+            [(400_000, (12, 8192)), (10_000_003, (8192,))]:
+        for block_rows in brs:
+            ex = Executor("local", block_rows=block_rows)
+            for workers in (None, 1, 2, 3, 4, 16, 256):
+                blocks = ex.pair_blocks(n, workers)
+                assert len(blocks) == _pair_block_count(n, block_rows, workers)
+                assert blocks[0][0] == 0 and blocks[-1][1] == n
+                assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+                sizes = [r1 - r0 for r0, r1 in blocks]
+                assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+    ex = Executor("local")  # the default block_rows: N = 100k on 2 workers: 2 blocks
+    assert ex.pair_blocks(100_000, 2) == [(0, 50_000), (50_000, 100_000)]
+    assert len(ex.pair_blocks(400_000, 2)) == 2 and len(ex.pair_blocks(400_000)) == 7
+    assert ex.pair_blocks(200_000, 1) == [(0, 200_000)]  # at most 32 × 8192 rows a block
+    with pytest.raises(ValueError, match=r"workers must be >= 1"):
+        ex.pair_blocks(10, 0)
+    with pytest.raises(TypeError, match=r"workers must be an integer"):
+        ex.pair_blocks(10, 1.5)
+
+
+def test_fold_equals_one_sort_of_all_candidates():
+    """Folding partner blocks' lists in ascending order (knn_self's merge) gives the best k
+    by (score desc, index asc) of all candidates at once, with many tied scores."""
+    rng = np.random.default_rng(7)
+    rows, k = 300, 6
+    parts, lo = [], 0
+    for width in (3, 9, 6, 1, 12):  # partner blocks [lo, lo + 40) in ascending order
+        s = rng.integers(-4, 4, size=(rows, width)).astype(np.float32)  # many ties
+        i = np.stack([rng.choice(np.arange(lo, lo + 40), size=width, replace=False)
+                      for _ in range(rows)])
+        order = np.lexsort((i, -s), axis=-1)  # as the engine returns a pair's lists
+        parts.append((np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)))
+        lo += 40
+    best = (None, None)
+    for s, i in parts:
+        best = executor._fold(*best, s, i, k)
+    all_s = np.concatenate([p[0] for p in parts], axis=1)
+    all_i = np.concatenate([p[1] for p in parts], axis=1)
+    order = np.lexsort((all_i, -all_s), axis=-1)[:, :k]
+    assert np.array_equal(best[0], np.take_along_axis(all_s, order, 1))
+    assert np.array_equal(best[1], np.take_along_axis(all_i, order, 1))
+
+
+def test_resolve_cpus_per_task():
+    assert executor.resolve("ray", cpus_per_task=2).cpus_per_task == 2
+    assert executor.resolve("auto").cpus_per_task == 1
+    assert executor.resolve(Executor("ray", cpus_per_task=2), block_rows=5).cpus_per_task == 2
+    assert executor.resolve(Executor("ray"), cpus_per_task=3).threads == 3
+    with pytest.raises(ValueError, match=r"cpus_per_task must be >= 1"):
+        executor.resolve("ray", cpus_per_task=0)
+    with pytest.raises(TypeError, match=r"cpus_per_task must be an integer"):
+        executor.use("ray", cpus_per_task="2").__enter__()
+
+
 # ----------------------------------------------------------------------------- Ray cluster
 
 
@@ -339,16 +411,33 @@ def test_block_pair_knn_on_ray_is_bitwise_plain_knn(ray_cluster, fault):
     float64, k = 1 / 7 / 90, duplicate rows), also when the worker of pair task 3 dies."""
     cases = _knn_cases()
     refs = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
-    with executor.use("ray", block_rows=20):  # pair blocks of 8 × 20: 7 blocks, 28 tasks
+    with executor.use("ray", block_rows=4) as ex:
+        # 2 workers want 2 blocks, but blocks are at most 32 × 4 rows: 8 blocks, 36 tasks
+        assert ex.workers() == 2 and len(ex.pair_blocks(1003, ex.workers())) == 8
         got = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
     for (X, k, metric), g, r in zip(cases, got, refs):
         assert _same(g, r), (X.dtype, k, metric)
     X, k, metric = cases[4]
     marker = fault(3)
-    with executor.use("ray", block_rows=20):
+    with executor.use("ray", block_rows=4):
         g = ma.knn(X, k=k, metric=metric)
     assert marker.exists()  # pair task 3's worker died once and Ray re-ran it
     assert _same(g, refs[4])
+
+
+def test_block_pair_knn_two_cpus_per_task(ray_cluster):
+    """cpus_per_task=2 on the 2-CPU cluster: one task at a time with 2 engine threads; one
+    block (the whole graph in one task) at the default block_rows, 8 blocks at
+    block_rows=4; bitwise plain ma.knn either way."""
+    cases = [c for c in _knn_cases() if c[1] != 90]
+    refs = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
+    for block_rows, blocks in ((None, 1), (4, 8)):
+        with executor.use("ray", block_rows=block_rows, cpus_per_task=2) as ex:
+            assert ex.workers() == 1 and ex.threads == 2
+            assert len(ex.pair_blocks(1003, ex.workers())) == blocks
+            got = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
+        for (X, k, metric), g, r in zip(cases, got, refs):
+            assert _same(g, r), (block_rows, X.dtype, k, metric)
 
 
 # ----------------------------------------------------------------------------- embedding
