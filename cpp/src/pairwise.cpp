@@ -506,34 +506,42 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
       lo);
 }
 
+namespace {
+
+// Rows [r0, r1) × columns [c0, c1) of the PairSums (pair_sums_rows: all columns; pair_sums_block:
+// a column block too, with column sums). `name` prefixes the error messages.
 template <class T>
-void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
-                    const std::vector<double>& gamma, int64_t r0, int64_t r1, double* rowsums,
-                    double* cross, const PairwiseOptions& opt) {
+void pair_sums_range(const char* name, const std::vector<MatrixView<T>>& spaces, PairFn fn,
+                     const std::vector<double>& gamma, int64_t r0, int64_t r1, int64_t c0,
+                     int64_t c1, double* rowsums, double* colsums, double* cross,
+                     const PairwiseOptions& opt) {
   const int64_t M = static_cast<int64_t>(spaces.size());
-  MATALIGN_CHECK(M >= 1, "pair_sums_rows: need at least one space");
+  MATALIGN_CHECK(M >= 1, name, ": need at least one space");
   const int64_t n = spaces[0].rows;
   int64_t max_d = 0;
   for (int64_t m = 0; m < M; ++m) {
-    MATALIGN_CHECK(spaces[m].rows == n, "pair_sums_rows: space ", m, " has ", spaces[m].rows,
+    MATALIGN_CHECK(spaces[m].rows == n, name, ": space ", m, " has ", spaces[m].rows,
                    " rows, space 0 has ", n);
-    MATALIGN_CHECK(spaces[m].cols > 0, "pair_sums_rows: space ", m, " has no columns");
+    MATALIGN_CHECK(spaces[m].cols > 0, name, ": space ", m, " has no columns");
     max_d = std::max(max_d, spaces[m].cols);
   }
-  MATALIGN_CHECK(n >= 2, "pair_sums_rows: need at least 2 rows, got ", n);
-  MATALIGN_CHECK(0 <= r0 && r0 < r1 && r1 <= n, "pair_sums_rows: rows (", r0, ", ", r1,
+  MATALIGN_CHECK(n >= 2, name, ": need at least 2 rows, got ", n);
+  MATALIGN_CHECK(0 <= r0 && r0 < r1 && r1 <= n, name, ": rows (", r0, ", ", r1,
                  ") must satisfy 0 <= r0 < r1 <= n = ", n);
   if (fn == PairFn::rbf)
     MATALIGN_CHECK(static_cast<int64_t>(gamma.size()) == M,
-                   "pair_sums_rows: need one gamma per space");
+                   name, ": need one gamma per space");
   const Simd simd = simd_resolve(opt.simd);
-  MATALIGN_CHECK(simd_supported(simd), "pair_sums_rows: SIMD level ", simd_name(simd),
+  MATALIGN_CHECK(simd_supported(simd), name, ": SIMD level ", simd_name(simd),
                  " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
   const int nt = resolve_threads(opt.n_threads);
-  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "pair_sums_rows: tile_rows too large");
+  MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), name, ": tile_rows too large");
+  MATALIGN_CHECK(0 <= c0 && c0 < c1 && c1 <= n, name, ": columns (", c0, ", ", c1,
+                 ") must satisfy 0 <= c0 < c1 <= n = ", n);
   const int64_t P = pair_tile(opt.tile_rows, M, max_d, sizeof(T), n);
   const int64_t R = r1 - r0;
+  const int64_t CN = c1 - c0;
 
   // the centre and norms of all n rows, as pair_sums computes them
   PairSpaces<T> ps = pair_spaces(spaces, K, P, nt);
@@ -549,12 +557,17 @@ void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
   // Per-row-block cross sums: a row block's tiles run on one thread in column order.
   std::vector<double> block_cross(static_cast<size_t>(mul_checked(nb, M * M, "block sums")), 0.0);
   std::fill(rowsums, rowsums + M * R, 0.0);
+  // Column sums: per row block (its rows in order, on one thread), combined in block order.
+  std::vector<double> block_cols;
+  if (colsums != nullptr)
+    block_cols.assign(static_cast<size_t>(mul_checked(nb, mul_checked(M, CN, "columns"),
+                                                      "column sums")), 0.0);
 
   TileLoopOptions lo;
   lo.n_threads = nt;
   lo.progress = opt.progress;
   for_each_tile(
-      R, n, P, P, false,
+      R, CN, P, P, false,
       [&](const Tile& t, int tid) {
         T* base = scratch_T.data() + static_cast<size_t>(tid) * per_thread_T;
         double* frow = scratch_D.data() + static_cast<size_t>(tid) * per_thread_D;  // M × P
@@ -567,10 +580,13 @@ void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
           T* pa = base + pack_off[m];
           T* pb = pa + round_up(P, K.mr) * d;
           K.pack(x.data, x.row_stride, x.col_stride, d, a0, a1, K.mr, pa, mus[m].data());
-          K.pack(x.data, x.row_stride, x.col_stride, d, t.c0, t.c1, K.nr, pb, mus[m].data());
+          K.pack(x.data, x.row_stride, x.col_stride, d, c0 + t.c0, c0 + t.c1, K.nr, pb,
+                 mus[m].data());
           K.gemm_tile(pa, pb, d, TR, C, tiles + m * P * P, P);
         }
         double* slot = block_cross.data() + t.row_block * M * M;
+        double* cols = colsums == nullptr ? nullptr
+                                          : block_cols.data() + t.row_block * M * CN + t.c0;
         for (int64_t ii = 0; ii < TR; ++ii) {
           const int64_t i = a0 + ii;
           for (int64_t m = 0; m < M; ++m) {
@@ -581,7 +597,7 @@ void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
             double rs = 0.0;
             const double gm = fn == PairFn::rbf ? gamma[m] : 0.0;
             for (int64_t jj = 0; jj < C; ++jj) {
-              const int64_t j = t.c0 + jj;
+              const int64_t j = c0 + t.c0 + jj;
               const T s = g[jj] * T(2) - (ni + nm[j]);  // −d², as pair_sums
               const double d2 = -static_cast<double>(s);
               double v;
@@ -592,6 +608,10 @@ void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
               rs += v;
             }
             rowsums[m * R + (i - r0)] += rs;
+            if (cols != nullptr) {
+              double* cm = cols + m * CN;
+              for (int64_t jj = 0; jj < C; ++jj) cm[jj] += f[jj];
+            }
           }
           for (int64_t a = 0; a < M; ++a) {
             const double* fa = frow + a * P;
@@ -612,6 +632,33 @@ void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
       for (int64_t b = a; b < M; ++b) cross[a * M + b] += block_cross[blk * M * M + a * M + b];
   for (int64_t a = 0; a < M; ++a)
     for (int64_t b = 0; b < a; ++b) cross[a * M + b] = cross[b * M + a];
+  if (colsums != nullptr) {
+    std::fill(colsums, colsums + M * CN, 0.0);
+    for (int64_t blk = 0; blk < nb; ++blk) {
+      const double* src = block_cols.data() + blk * M * CN;
+      for (int64_t e = 0; e < M * CN; ++e) colsums[e] += src[e];
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
+                    const std::vector<double>& gamma, int64_t r0, int64_t r1, double* rowsums,
+                    double* cross, const PairwiseOptions& opt) {
+  const int64_t n = spaces.empty() ? 0 : spaces[0].rows;
+  pair_sums_range("pair_sums_rows", spaces, fn, gamma, r0, r1, 0, std::max<int64_t>(n, 1),
+                  rowsums, nullptr, cross, opt);
+}
+
+template <class T>
+void pair_sums_block(const std::vector<MatrixView<T>>& spaces, PairFn fn,
+                     const std::vector<double>& gamma, int64_t r0, int64_t r1, int64_t c0,
+                     int64_t c1, double* rowsums, double* colsums, double* cross,
+                     const PairwiseOptions& opt) {
+  pair_sums_range("pair_sums_block", spaces, fn, gamma, r0, r1, c0, c1, rowsums, colsums, cross,
+                  opt);
 }
 
 template <class T>
@@ -772,6 +819,12 @@ template void pair_sums_rows<float>(const std::vector<MatrixView<float>>&, PairF
 template void pair_sums_rows<double>(const std::vector<MatrixView<double>>&, PairFn,
                                      const std::vector<double>&, int64_t, int64_t, double*, double*,
                                      const PairwiseOptions&);
+template void pair_sums_block<float>(const std::vector<MatrixView<float>>&, PairFn,
+                                     const std::vector<double>&, int64_t, int64_t, int64_t,
+                                     int64_t, double*, double*, double*, const PairwiseOptions&);
+template void pair_sums_block<double>(const std::vector<MatrixView<double>>&, PairFn,
+                                      const std::vector<double>&, int64_t, int64_t, int64_t,
+                                      int64_t, double*, double*, double*, const PairwiseOptions&);
 template void rank_count_rows<float>(const MatrixView<float>&, const int64_t*, int64_t, int64_t,
                                      int64_t, int64_t*, const PairwiseOptions&);
 template void rank_count_rows<double>(const MatrixView<double>&, const int64_t*, int64_t, int64_t,

@@ -95,6 +95,43 @@ py::tuple pair_sums_rows(const py::list& spaces, const std::string& fn,
 }
 
 template <class T>
+py::tuple pair_sums_block(const py::list& spaces, const std::string& fn,
+                          const std::vector<double>& gamma, int64_t r0, int64_t r1, int64_t c0,
+                          int64_t c1, int64_t tile_rows, int n_threads, const std::string& simd,
+                          py::object progress) {
+  std::vector<py::array> keep;
+  std::vector<matalign::MatrixView<T>> views;
+  for (size_t m = 0; m < spaces.size(); ++m) {
+    const std::string label = "spaces[" + std::to_string(m) + "]";
+    views.push_back(view2d<T>(spaces[m], label.c_str()));
+    keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
+  }
+  if (views.empty()) throw std::invalid_argument("pair_sums_block: spaces is empty");
+  matalign::PairFn f;
+  if (fn == "distance") f = matalign::PairFn::distance;
+  else if (fn == "rbf") f = matalign::PairFn::rbf;
+  else throw std::invalid_argument("fn must be 'distance' or 'rbf'; got '" + fn + "'");
+  const int64_t n = views[0].rows;
+  if (!(0 <= r0 && r0 < r1 && r1 <= n))
+    throw std::invalid_argument("rows (" + std::to_string(r0) + ", " + std::to_string(r1) +
+                                ") must satisfy 0 <= r0 < r1 <= n = " + std::to_string(n));
+  if (!(0 <= c0 && c0 < c1 && c1 <= n))
+    throw std::invalid_argument("cols (" + std::to_string(c0) + ", " + std::to_string(c1) +
+                                ") must satisfy 0 <= c0 < c1 <= n = " + std::to_string(n));
+  const auto M = static_cast<py::ssize_t>(views.size());
+  py::array_t<double> rowsums({M, static_cast<py::ssize_t>(r1 - r0)});
+  py::array_t<double> colsums({M, static_cast<py::ssize_t>(c1 - c0)});
+  py::array_t<double> cross({M, M});
+  double* rp = rowsums.mutable_data();
+  double* sp = colsums.mutable_data();
+  double* cp = cross.mutable_data();
+  auto opt = make_options(tile_rows, n_threads, simd, std::move(progress));
+  run_released(
+      [&] { matalign::pair_sums_block<T>(views, f, gamma, r0, r1, c0, c1, rp, sp, cp, opt); });
+  return py::make_tuple(rowsums, colsums, cross);
+}
+
+template <class T>
 py::array_t<int64_t> rank_count_rows(const py::array& y,
                                      const py::array_t<int64_t, py::array::c_style>& targets,
                                      int64_t r0, int64_t r1, int64_t tile_rows, int n_threads,
@@ -118,6 +155,11 @@ const char* kPairRowsDoc =
     "pair_sums_rows_{f32,f64}(spaces, fn, gamma, r0, r1, tile_rows=0, n_threads=0, simd='auto',\n"
     "progress=None) -> (rowsums (M, r1-r0), cross (M, M)) in float64: pair_sums restricted to the\n"
     "rows i in [r0, r1) (every j != i), the unit of work of a distributed executor.";
+const char* kPairBlockDoc =
+    "pair_sums_block_{f32,f64}(spaces, fn, gamma, r0, r1, c0, c1, tile_rows=0, n_threads=0,\n"
+    "simd='auto', progress=None) -> (rowsums (M, r1-r0), colsums (M, c1-c0), cross (M, M)) in\n"
+    "float64: the pairs i in [r0, r1), j in [c0, c1), j != i, with pair_sums_rows' values; the\n"
+    "unit of a block-pair distributed executor.";
 const char* kRankRowsDoc =
     "rank_count_rows_{f32,f64}(y, targets, r0, r1, tile_rows=0, n_threads=0, simd='auto',\n"
     "progress=None) -> counts (r1-r0, k) int64: rows [r0, r1) of rank_count (targets of those\n"
@@ -189,6 +231,14 @@ void bind_pairwise(py::module_& m) {
   m.def("pair_sums_rows_f64", &pair_sums_rows<double>, kPairRowsDoc, py::arg("spaces"),
         py::arg("fn"), py::arg("gamma"), py::arg("r0"), py::arg("r1"), py::arg("tile_rows") = 0,
         py::arg("n_threads") = 0, py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("pair_sums_block_f32", &pair_sums_block<float>, kPairBlockDoc, py::arg("spaces"),
+        py::arg("fn"), py::arg("gamma"), py::arg("r0"), py::arg("r1"), py::arg("c0"),
+        py::arg("c1"), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
+  m.def("pair_sums_block_f64", &pair_sums_block<double>, kPairBlockDoc, py::arg("spaces"),
+        py::arg("fn"), py::arg("gamma"), py::arg("r0"), py::arg("r1"), py::arg("c0"),
+        py::arg("c1"), py::arg("tile_rows") = 0, py::arg("n_threads") = 0,
+        py::arg("simd") = "auto", py::arg("progress") = py::none());
   m.def("rank_count_rows_f32", &rank_count_rows<float>, kRankRowsDoc, py::arg("y").noconvert(),
         py::arg("targets").noconvert(), py::arg("r0"), py::arg("r1"), py::arg("tile_rows") = 0,
         py::arg("n_threads") = 0, py::arg("simd") = "auto", py::arg("progress") = py::none());

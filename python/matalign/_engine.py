@@ -42,7 +42,7 @@ from . import _core
 __all__ = ["build_info", "cuda_device_count", "version", "first_nonfinite_row", "scan_rows",
            "call_streams",
            "knn_exact", "knn_block_pair", "knn_block_pair_screened",
-           "knn_centre", "knn_screen_auto", "pair_sums", "shifted_gram", "rank_count",
+           "knn_centre", "knn_screen_auto", "pair_sums", "pair_sums_block", "shifted_gram", "rank_count",
            "mutual_knn", "local_agreement", "cknna", "knn_workspace_bytes",
            "pair_sums_workspace_bytes", "rank_count_workspace_bytes", "gram_workspace_bytes",
            "cknna_workspace_bytes"]
@@ -285,6 +285,41 @@ def pair_sums(spaces, fn: str, gamma=(), *, tile_rows: int = 0, n_threads: int =
             list(spaces), fn, gamma, tile_rows=tile_rows, n_threads=n_threads,
             progress=progress)
     return np.asarray(rowsums, dtype=np.float64), np.asarray(cross, dtype=np.float64)
+
+
+def pair_sums_block(spaces, fn: str, gamma, rows, cols, *, tile_rows: int = 0,
+                    n_threads: int = 0):
+    """PairSums over the pairs i in ``rows`` = (r0, r1), j in ``cols`` = (c0, c1), j != i (CPU).
+
+    Returns (rowsums (M, r1 − r0), colsums (M, c1 − c0), cross (M, M)), float64:
+    rowsums[m, i − r0] = Σ_j f_m(i, j), colsums[m, j − c0] = Σ_i f_m(i, j),
+    cross[a, b] = Σ_{i, j} f_a(i, j)·f_b(i, j); every f_m(i, j) is the value of
+    ``pair_sums(..., rows=...)`` bit for bit (the whole input's centre and norms), and the sums
+    are added in a fixed order that does not depend on ``n_threads``. The unit of work of the
+    block-pair PairSums of a distributed executor (each pair of blocks I < J computed once).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from matalign import _engine
+    >>> X = np.random.default_rng(0).normal(size=(30, 3))
+    >>> r, c, x = _engine.pair_sums_block([X], "distance", (), (0, 10), (10, 30))
+    >>> r.shape, c.shape, bool(np.isclose(r.sum(), c.sum()))
+    ((1, 10), (1, 20), True)
+    """
+    n = spaces[0].shape[0]
+    r0, r1 = _check_rows(rows, n)
+    try:
+        c0, c1 = (int(c) for c in cols)
+    except (TypeError, ValueError):
+        raise TypeError(f"cols must be a pair (c0, c1) of ints; got {cols!r}") from None
+    if not 0 <= c0 < c1 <= n:
+        raise ValueError(f"cols=({c0}, {c1}) must satisfy 0 <= c0 < c1 <= N={n}")
+    rowsums, colsums, cross = _op("pair_sums_block", spaces[0].dtype)(
+        list(spaces), fn, [float(g) for g in gamma], r0, r1, c0, c1, tile_rows=tile_rows,
+        n_threads=n_threads)
+    return (np.asarray(rowsums, dtype=np.float64), np.asarray(colsums, dtype=np.float64),
+            np.asarray(cross, dtype=np.float64))
 
 
 def shifted_gram(spaces, shift: np.ndarray, *, block_rows: int = 0, n_threads: int = 0,

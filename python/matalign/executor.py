@@ -27,7 +27,8 @@ engine operation          a task returns                       merged result
 exact self kNN            a block pair's partial top-k lists   bitwise the local graph
                           of both blocks (O(block·k))
 RankCount (inf. imb.)     the block's int64 counts             bitwise the local counts
-PairSums (dCor, RBF CKA)  float64 row sums + M×M cross sums    = the local blocked reference
+PairSums (dCor, RBF CKA)  a block pair's float64 row and       = the local blocked reference
+                          column sums + M×M cross sums
 feature-space Gram (CKA)  float64 D×D Gram, column sums        = the local blocked reference
 ========================  ===================================  ==========================
 
@@ -566,13 +567,15 @@ def _self_rows(X, r0, r1, k, metric, screen, n_threads):
                                  rows=(r0, r1))
 
 
-def _pair_sums_block(specs, fn: str, gamma, r0: int, r1: int, tile_rows: int, n_threads: int,
-                     fault, block: int):
+def _pair_sums_pair_block(specs, fn: str, gamma, block_i, block_j, tile_rows: int,
+                          n_threads: int, fault, task: int):
+    """Block pair (I, J >= I) of PairSums: (rowsums of I over J, column sums of J over I,
+    cross sums over I × J)."""
     spaces = [s.open() for s in specs]
-    rowsums, cross = _engine.pair_sums(spaces, fn, gamma, tile_rows=tile_rows,
-                                       n_threads=n_threads, rows=(r0, r1))
-    fault_point(fault, block)
-    return rowsums, cross
+    out = _engine.pair_sums_block(spaces, fn, gamma, block_i, block_j, tile_rows=tile_rows,
+                                  n_threads=n_threads)
+    fault_point(fault, task)
+    return out
 
 
 def _rank_block(spec: ArrayFile, targets: np.ndarray, r0: int, r1: int, n_threads: int, fault,
@@ -698,20 +701,39 @@ def _knn_rows(ex: Executor, X, k, metric, screen, progress):
 
 
 def pair_sums(ex: Executor, spaces, fn: str, gamma, *, tile_rows: int = 0, progress=None):
-    """(rowsums (M, N), cross (M, M)) of PairSums, block by block, the block sums added in
-    ascending block order."""
+    """(rowsums (M, N), cross (M, M)) of PairSums, one task per block pair (I, J >= I) of the
+    row blocks (:meth:`Executor.blocks`: they depend on N and ``block_rows`` only), each pair
+    of rows computed once (:func:`matalign._engine.pair_sums_block`).
+
+    The fixed-order merge (tasks in (I, J) lexicographic order, never completion order): a
+    row block's partial row sums are added in ascending partner-block order (its column sums
+    from pairs (J' < I, I), then its row sums from (I, I), (I, J > I)); the cross sums are
+    added task by task, an off-diagonal pair's doubled (both orders of its pairs: f is
+    symmetric). The local blocked reference runs the same tasks and merge, so a cluster's
+    result is bitwise it, and equal to the unblocked call to rounding.
+    """
     n = spaces[0].shape[0]
     specs = [ex.share(A) for A in spaces]
     gamma = [float(g) for g in (gamma or [])]
     fault = ex.fault()
-    items = [(specs, fn, gamma, r0, r1, tile_rows, ex.threads, fault, b)
-             for b, (r0, r1) in enumerate(ex.blocks(n))]
-    parts = ex.map(_pair_sums_block, items, progress=progress)
-    rowsums = np.concatenate([p[0] for p in parts], axis=1)
-    cross = np.zeros_like(parts[0][1])
-    for p in parts:  # ascending block order
-        cross += p[1]
-    return rowsums, cross
+    blocks = ex.blocks(n)
+    pairs = [(a, b) for a in range(len(blocks)) for b in range(a, len(blocks))]
+    items = [(specs, fn, gamma, blocks[a], blocks[b], tile_rows, ex.threads, fault, t)
+             for t, (a, b) in enumerate(pairs)]
+    acc = [None] * len(blocks)
+    cross = None
+
+    def add(a, part):
+        acc[a] = part if acc[a] is None else acc[a] + part
+
+    for (a, b), (rows, cols, c) in zip(pairs, ex.imap(_pair_sums_pair_block, items,
+                                                       progress=progress)):
+        add(a, rows)
+        if b != a:
+            add(b, cols)
+            c = c * 2.0
+        cross = c if cross is None else cross + c
+    return np.concatenate(acc, axis=1), cross
 
 
 def rank_count(ex: Executor, Y: np.ndarray, targets: np.ndarray, *, progress=None):

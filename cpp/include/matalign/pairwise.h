@@ -65,6 +65,19 @@ void pair_sums_rows(const std::vector<MatrixView<T>>& spaces, PairFn fn,
                     const std::vector<double>& gamma, int64_t r0, int64_t r1, double* rowsums,
                     double* cross, const PairwiseOptions& options);
 
+/// Rows [r0, r1) × columns [c0, c1) of pair_sums, the unit of a block-pair distributed executor
+/// (each pair of a block pair (I, J > I) computed once): rowsums[m*(r1-r0) + (i-r0)] =
+/// Σ_{j∈[c0,c1), j≠i} f_m(i, j), colsums[m*(c1-c0) + (j-c0)] = Σ_{i∈[r0,r1), i≠j} f_m(i, j) and
+/// cross[a*M + b] = Σ_{i∈[r0,r1)} Σ_{j∈[c0,c1), j≠i} f_a(i, j)·f_b(i, j), with the centre, norms
+/// and per-pair values of pair_sums_rows (f_m(i, j) is bitwise the value it computes). Fixed
+/// order (rows in column-tile order; cross and column sums per row tile block, combined in
+/// block order): the result does not depend on the thread count.
+template <class T>
+void pair_sums_block(const std::vector<MatrixView<T>>& spaces, PairFn fn,
+                     const std::vector<double>& gamma, int64_t r0, int64_t r1, int64_t c0,
+                     int64_t c1, double* rowsums, double* colsums, double* cross,
+                     const PairwiseOptions& options);
+
 /// Rows [r0, r1) of rank_count: targets and counts are (r1-r0) × k (row i - r0). Counts are
 /// integers decided by the same scores and thresholds as rank_count, so they equal rows
 /// [r0, r1) of rank_count's output exactly (no float32 prefilter: it decides the same counts).
