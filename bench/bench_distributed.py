@@ -10,8 +10,9 @@ Two jobs on the same bytes (``.npy`` files, read as memory maps):
    Agreement: the graphs are bitwise equal (indices and values).
 2. **A model matrix** (``--models``, N = ``--matrix-n``, D from 64 to 128; metrics cknna,
    mutual_knn, linear CKA, dCor, information imbalance): ``ma.alignment_matrix`` locally and
-   on Ray. Agreement: the graph metrics and information imbalance bitwise, CKA and dCor to
-   1e-10 relative (the Ray result is bitwise the local blocked reference,
+   on Ray (PairSums, i.e. dCor, by block pairs of ``--block-rows`` blocks, each pair once;
+   RankCount by row blocks). Agreement: the graph metrics and information imbalance bitwise,
+   CKA and dCor to 1e-10 relative (the Ray result is bitwise the local blocked reference,
    tests/test_cluster.py).
 
 Each job runs in these configurations, **paired**: every repeat runs all of them one after
@@ -36,7 +37,8 @@ Examples::
 
     python bench/bench_distributed.py --knn-only --repeat 3             # N = 100k, ~2 min
     python bench/bench_distributed.py --knn-only --n 400000 --repeat 3  # > 1 min per job
-    python bench/bench_distributed.py --matrix-only --matrix-n 8000 --repeat 3
+    python bench/bench_distributed.py --matrix-only --matrix-n 6000 --block-rows 1536 \\
+        --repeat 3 --configs local,ray,ray2                             # > 1 min per job
     python bench/bench_distributed.py --n 20000 --matrix-n 3000 --models 4   # ~1 min
 """
 
@@ -80,6 +82,9 @@ def _pool_executor(executor_mod, workers, block_rows, shared_dir):
         @property
         def threads(self):
             return 1
+
+        def workers(self):  # the block-pair kNN's blocks as on a cluster of `workers` CPUs
+            return workers
 
         def map(self, fn, items, *, progress=None):
             return list(self.imap(fn, items, progress=progress))
@@ -302,8 +307,13 @@ def _rates(ma, executor, args, X, spaces, rng):
         n = args.matrix_n
         bm = min(args.block_rows, n)
         t = _time(lambda: ma._engine.pair_sums([A, B], "distance", n_threads=1, rows=(0, bm)))
-        print(f"  PairSums (dCor, 2 spaces D={A.shape[1]}+{B.shape[1]}) block {bm} × N={n}: "
-              f"{t:6.2f} s = {bm * n / t:.3g} pairs/s")
+        print(f"  PairSums (dCor, 2 spaces D={A.shape[1]}+{B.shape[1]}) row block {bm} × N={n}: "
+              f"{t:6.2f} s = {bm * n / t:.3g} pairs/s (each pair seen from both sides)")
+        if n >= 2 * bm:
+            t = _time(lambda: ma._engine.pair_sums_block([A, B], "distance", (), (0, bm),
+                                                         (bm, 2 * bm), n_threads=1))
+            print(f"  PairSums block pair {bm} × {bm} (the Ray unit): {t:6.2f} s = "
+                  f"{bm * bm / t:.3g} pairs/s (each pair once)")
         tg = (np.arange(bm)[:, None] + 1 + rng.integers(0, n - 1, size=(bm, 1))) % n
         t = _time(lambda: ma._engine.rank_count(B, tg, n_threads=1, rows=(0, bm)))
         print(f"  RankCount (inf. imbalance, D={B.shape[1]}, 1 target) block {bm} × N={n}: "
