@@ -291,15 +291,15 @@ def test_block_pair_knn_local_is_bitwise_plain_knn():
 
 def _pair_block_count(n, block_rows, workers):
     """The documented rule of Executor.pair_blocks, written out: at most
-    ceil(N / (8 · block_rows)) blocks; with W workers, the smallest B with B² >= 2W (1 for
-    W = 1), at least ceil(N / (32 · block_rows))."""
-    most = math.ceil(n / (8 * block_rows))
+    ceil(N / (KNN_PAIR_FACTOR · block_rows)) blocks; with W workers, the smallest B with
+    B² >= 2W (1 for W = 1), at least ceil(N / (KNN_PAIR_MAX_FACTOR · block_rows))."""
+    most = math.ceil(n / (executor.KNN_PAIR_FACTOR * block_rows))
     if workers is None:
         return most
     want = 1
     while workers > 1 and want * want < 2 * workers:
         want += 1
-    return min(most, max(want, math.ceil(n / (32 * block_rows))))
+    return min(most, max(want, math.ceil(n / (executor.KNN_PAIR_MAX_FACTOR * block_rows))))
 
 
 def test_pair_blocks_rule():
@@ -319,7 +319,8 @@ def test_pair_blocks_rule():
     ex = Executor("local")  # the default block_rows: N = 100k on 2 workers: 2 blocks
     assert ex.pair_blocks(100_000, 2) == [(0, 50_000), (50_000, 100_000)]
     assert len(ex.pair_blocks(400_000, 2)) == 2 and len(ex.pair_blocks(400_000)) == 7
-    assert ex.pair_blocks(200_000, 1) == [(0, 200_000)]  # at most 32 × 8192 rows a block
+    assert ex.pair_blocks(400_000, 1) == [(0, 400_000)]  # at most 64 × 8192 rows a block
+    assert len(ex.pair_blocks(600_000, 1)) == 2
     with pytest.raises(ValueError, match=r"workers must be >= 1"):
         ex.pair_blocks(10, 0)
     with pytest.raises(TypeError, match=r"workers must be an integer"):
@@ -466,15 +467,15 @@ def test_block_pair_knn_on_ray_is_bitwise_plain_knn(ray_cluster, fault):
     float64, k = 1 / 7 / 90, duplicate rows), also when the worker of pair task 3 dies."""
     cases = _knn_cases()
     refs = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
-    with executor.use("ray", block_rows=4) as ex:
-        # 2 workers want 2 blocks, but blocks are at most 32 × 4 rows: 8 blocks, 36 tasks
+    with executor.use("ray", block_rows=2) as ex:
+        # 2 workers want 2 blocks, but blocks are at most 64 × 2 rows: 8 blocks, 36 tasks
         assert ex.workers() == 2 and len(ex.pair_blocks(1003, ex.workers())) == 8
         got = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
     for (X, k, metric), g, r in zip(cases, got, refs):
         assert _same(g, r), (X.dtype, k, metric)
     X, k, metric = cases[4]
     marker = fault(3)
-    with executor.use("ray", block_rows=4):
+    with executor.use("ray", block_rows=2):
         g = ma.knn(X, k=k, metric=metric)
     assert marker.exists()  # pair task 3's worker died once and Ray re-ran it
     assert _same(g, refs[4])
@@ -483,10 +484,10 @@ def test_block_pair_knn_on_ray_is_bitwise_plain_knn(ray_cluster, fault):
 def test_block_pair_knn_two_cpus_per_task(ray_cluster):
     """cpus_per_task=2 on the 2-CPU cluster: one task at a time with 2 engine threads; one
     block (the whole graph in one task) at the default block_rows, 8 blocks at
-    block_rows=4; bitwise plain ma.knn either way."""
+    block_rows=2; bitwise plain ma.knn either way."""
     cases = [c for c in _knn_cases() if c[1] != 90]
     refs = [ma.knn(X, k=k, metric=metric) for X, k, metric in cases]
-    for block_rows, blocks in ((None, 1), (4, 8)):
+    for block_rows, blocks in ((None, 1), (2, 8)):
         with executor.use("ray", block_rows=block_rows, cpus_per_task=2) as ex:
             assert ex.workers() == 1 and ex.threads == 2
             assert len(ex.pair_blocks(1003, ex.workers())) == blocks

@@ -89,8 +89,8 @@ DEFAULT_BLOCK_ROWS = 8192
 #: :meth:`Executor.pair_blocks`).
 KNN_PAIR_FACTOR = 8
 #: Block-pair self kNN on a cluster: its blocks are at most this many times ``block_rows``
-#: (bounds a task's memory: two blocks of 32 × 8192 rows, 134 MB at D = 64 in float32).
-KNN_PAIR_MAX_FACTOR = 32
+#: (bounds a task's memory: two blocks of 64 × 8192 rows, 268 MB at D = 64 in float32).
+KNN_PAIR_MAX_FACTOR = 64
 #: The test-only fault hook (see the module docstring).
 FAULT_ENV = "MATALIGN_FAULT_KILL_BLOCK"
 #: Test-only: the marker file of the fault hook (default: in the job directory), so a test
@@ -260,7 +260,7 @@ class Executor:
         >>> Executor("local", block_rows=4).pair_blocks(70, workers=1)
         [(0, 70)]
         >>> len(Executor("local", block_rows=1).pair_blocks(1000, workers=2))
-        32
+        16
         """
         b = self.block_rows or DEFAULT_BLOCK_ROWS
         most = max(1, -(-n // (KNN_PAIR_FACTOR * b)))
