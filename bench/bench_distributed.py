@@ -5,8 +5,8 @@ Two jobs on the same bytes (``.npy`` files, read as memory maps):
 
 1. **Exact kNN**, N = 100k (``--n``), D = 64, k = 10, l2, float32: ``ma.knn`` locally (all
    cores, one process) and inside ``matalign.executor.use(...)`` on a Ray cluster of
-   ``--workers`` CPUs (one task per block pair (I, J >= I) of blocks of
-   ``KNN_PAIR_FACTOR`` × ``--block-rows`` rows, each pair computed once).
+   ``--workers`` CPUs (one task per block pair (I, J >= I), each pair computed once, of as
+   few blocks as keep the workers busy: ``Executor.pair_blocks``).
    Agreement: the graphs are bitwise equal (indices and values).
 2. **A model matrix** (``--models``, N = ``--matrix-n``, D from 64 to 128; metrics cknna,
    mutual_knn, linear CKA, dCor, information imbalance): ``ma.alignment_matrix`` locally and
