@@ -39,7 +39,7 @@ from .metrics import (cka, cknna, distance_correlation, information_imbalance,
                       intrinsic_dimension, mutual_knn)
 from .metrics.significance import permutation_test
 
-__all__ = ["CIResult", "NullResult", "SweepResult", "CoverageResult", "METRIC_NAMES",
+__all__ = ["CIResult", "WorkCache", "NullResult", "SweepResult", "CoverageResult", "METRIC_NAMES",
            "confidence_interval", "null_test", "assess", "sweep", "coverage",
            "cka_permutation_moments"]
 
@@ -250,6 +250,60 @@ def _cka_fast_kind(m: "_Metric") -> str | None:
     return m.kw.get("kernel", "linear")
 
 
+class WorkCache:
+    """Work shared by the statistics of many pairs over the same spaces (pass one instance as
+    ``cache=`` to every :func:`assess` call of a matrix).
+
+    It keeps, per space (an array object, held by reference, so it must not be modified while
+    the cache lives): the full-sample kNN graphs, the kNN graph of every subsample (the subsets
+    depend only on N, the subsample size and the seed, so every pair draws the same ones),
+    and the row-space coordinates of a space wider than N (linear CKA). Results are the same
+    with or without it; only the time changes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matalign as ma
+    >>> rng = np.random.default_rng(0)
+    >>> spaces = [rng.normal(size=(300, 8)) for _ in range(3)]
+    >>> cache = ma.statistics.WorkCache()
+    >>> cis = [ma.statistics.assess("cknna", spaces[a], spaces[b], k=10, cache=cache)[0]
+    ...        for a, b in [(0, 1), (0, 2), (1, 2)]]
+    >>> len(cache) > 0
+    True
+    """
+
+    def __init__(self):
+        self._items: dict = {}
+
+    def get(self, array, key: tuple, compute):
+        """The entry ``key`` of ``array``, computed by ``compute()`` the first time."""
+        full = (id(array),) + key
+        hit = self._items.get(full)
+        if hit is not None and hit[0] is array:
+            return hit[1]
+        out = compute()
+        self._items[full] = (array, out)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _row_space(A, cache=None) -> np.ndarray:
+    """A (N, D) with D > N as its exact row-space coordinates Rᵀ (N, N), from Aᵀ = QR: the
+    rows keep every inner product (A Aᵀ = Rᵀ R), so every centred Gram of every subset, and
+    linear CKA with it, is unchanged (to float64 rounding); narrower spaces as given."""
+    n, d = A.shape
+    if d <= n:
+        return A
+
+    def reduce():
+        return np.ascontiguousarray(np.linalg.qr(np.asarray(A, dtype=np.float64).T,
+                                                 mode="r").T)
+    return reduce() if cache is None else cache.get(A, ("row-space",), reduce)
+
+
 def _centred(A) -> np.ndarray:
     A = np.asarray(A, dtype=np.float64)
     return A - A.mean(axis=0)
@@ -265,8 +319,12 @@ class _LinearCkaGroups:
     """Per-group sums of a random partition of the rows into G groups: the linear CKA of any
     union of groups, exactly, in O(|union|·D²) additions (no pass over the rows)."""
 
-    def __init__(self, X, Y, groups: int, seed):
-        n, d1 = X.shape
+    def __init__(self, X, Y, groups: int, seed, cache=None):
+        n = X.shape[0]
+        # a space wider than N enters by its exact row-space coordinates (N columns), which
+        # leave every Gram, so every subset's centred linear CKA, unchanged
+        X, Y = (_row_space(A, cache) for A in (X, Y))
+        d1 = X.shape[1]
         perm = np.random.default_rng(seed).permutation(n)
         # [X | Y] with rows in partition order, centred (shift-free: subset means stay small);
         # float32 inputs stay float32 (products as the engine's kNN, blocks of ~N/G rows),
@@ -425,7 +483,12 @@ def default_subsample_size(n: int) -> int:
     return max(1000, n // 4)
 
 
-def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
+def _seed_key(seed) -> tuple:
+    """A hashable form of a seed (an int or a list of ints, as numpy's SeedSequence takes)."""
+    return tuple(np.atleast_1d(np.asarray(seed, dtype=object)).tolist())
+
+
+def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed, cache=None):
     n = X.shape[0]
     rng = np.random.default_rng(seed)
     out = np.empty(n_subsamples, dtype=np.float64)
@@ -439,10 +502,13 @@ def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
     return out
 
 
-def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
+def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed,
+                            cache=None):
     """:func:`_subsample_values` for cknna and mutual_knn on validated arrays: the same
     subsets, each searched by the engine's exact kNN directly (the rows were checked once for
-    the full sample), then the metric on the two graphs; the same values as the generic path."""
+    the full sample), then the metric on the two graphs; the same values as the generic path.
+    With a :class:`WorkCache`, each space's subsample graphs are searched once and reused by
+    every later call on that space (the subsets depend only on N, b and the seed)."""
     from . import _engine
     n = X.shape[0]
     rng = np.random.default_rng(seed)
@@ -455,9 +521,13 @@ def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, se
         idx = np.sort(rng.choice(n, size=b, replace=False))
         graphs = []
         for A in (X, Y):
-            values, indices = _engine.knn_exact(np.ascontiguousarray(A[idx]), None, metric.k,
-                                                metric=gm, exclude_self=True, n_threads=nt)
-            graphs.append(KnnGraph(indices, values, gm, True))
+            def search(A=A, idx=idx):
+                values, indices = _engine.knn_exact(np.ascontiguousarray(A[idx]), None,
+                                                    metric.k, metric=gm, exclude_self=True,
+                                                    n_threads=nt)
+                return KnnGraph(indices, values, gm, True)
+            graphs.append(search() if cache is None else cache.get(
+                A, ("subsample-graph", gm, metric.k, b, _seed_key(seed), s), search))
         v = float(fn(*graphs, k=metric.k, **kw))
         if not np.isfinite(v):
             raise ValueError(f"{metric.label} is {v!r} on subsample {s} (b={b}); the interval "
@@ -583,7 +653,7 @@ def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsam
 
 
 def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, seed,
-        rate=None, groups=None) -> CIResult:
+        rate=None, groups=None, cache=None) -> CIResult:
     level = _check_level(level)
     method = check_choice(method, "method", CI_METHODS)
     n_subsamples = check_int(n_subsamples, "n_subsamples", 2)
@@ -627,10 +697,10 @@ def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, se
                 rate = 0.5
     else:
         subsample_values = _subsample_fn(m)
-        sub = subsample_values(m, X, Y, b, n_subsamples, [seed, 0])
+        sub = subsample_values(m, X, Y, b, n_subsamples, [seed, 0], cache=cache)
         if rate is None:
             if b1 < b:
-                small = subsample_values(m, X, Y, b1, n_subsamples, [seed, 1])
+                small = subsample_values(m, X, Y, b1, n_subsamples, [seed, 1], cache=cache)
                 rate = _estimate_rate(small, sub, b1, b, n)
             else:
                 rate = 0.5
@@ -803,11 +873,15 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
     return _null(m, X, Y, method, n_permutations, seed)
 
 
-def _graphs(m: _Metric, X, Y):
+def _graphs(m: _Metric, X, Y, cache=None):
     graph_metric = m.kw.get("metric", m.spec.graph)
     threads = {a: b for a, b in m.kw.items() if a == "n_threads"}
-    return knn(X, k=m.k, metric=graph_metric, **threads), knn(Y, k=m.k, metric=graph_metric,
-                                                               **threads)
+    if cache is None:
+        return (knn(X, k=m.k, metric=graph_metric, **threads),
+                knn(Y, k=m.k, metric=graph_metric, **threads))
+    return tuple(cache.get(A, ("graph", graph_metric, m.k),
+                           lambda A=A: knn(A, k=m.k, metric=graph_metric, **threads))
+                 for A in (X, Y))
 
 
 def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=None,
@@ -928,7 +1002,7 @@ AUTO_NULL = {"cknna": "permutation-normal", "mutual_knn": "permutation-normal",
 
 
 def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_size=None,
-           null="auto", n_permutations=20, seed=0, **metric_kw):
+           null="auto", n_permutations=20, seed=0, value=None, cache=None, **metric_kw):
     """Value, confidence interval and null of one metric in one call, without recomputing.
 
     The point estimate is computed once (for cknna and mutual_knn from the kNN graphs, which
@@ -939,6 +1013,15 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     the t-test for distance_correlation, the asymptotic null for information_imbalance;
     ``null=None`` (and intrinsic_dimension) skips it. For linear CKA one pass of per-group
     sums serves both the interval and the null (docs/STATISTICS.md).
+
+    Two arguments share work across the calls of a matrix (every pair of M spaces):
+    ``value``, the point estimate when the caller already has it (e.g. the entry of
+    :func:`matalign.alignment_matrix`, which equals the pairwise call bit for bit; it is used
+    as given, not recomputed; not for cknna and mutual_knn, whose value comes from the
+    graphs), and ``cache``, a :class:`WorkCache` passed to every call, which keeps each
+    space's kNN graphs (full sample and every subsample) and its exact row-space coordinates
+    for wide linear CKA, so they are computed once per space instead of once per pair. Neither
+    changes a result.
 
     Returns
     -------
@@ -957,6 +1040,18 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     """
     m = _resolve(metric, k, metric_kw)
     X, Y = _arrays(m, X, Y)
+    if cache is not None and not isinstance(cache, WorkCache):
+        raise TypeError(f"cache must be a matalign.statistics.WorkCache or None; got "
+                        f"{describe(cache)}")
+    if value is not None:
+        if m.spec.graph is not None:
+            raise ValueError(f"value= does not apply to {m.spec.name} (its value comes from "
+                             f"the kNN graphs the null relabels); pass value=None")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+                or not np.isfinite(value):
+            raise ValueError(f"value must be a finite number (the point estimate) or None; "
+                             f"got {value!r}")
+        value = float(value)
     if null == "auto":
         null = AUTO_NULL.get(m.spec.name)
     elif null is not None:
@@ -966,17 +1061,17 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     if null == "moments" and _cka_fast_kind(m) is None:
         null = "permutation-normal"      # auto for unbiased CKA: no exact moments
     graphs = None
-    value = None
     groups = None
     if m.spec.graph is not None:
-        graphs = _graphs(m, X, Y)
+        graphs = _graphs(m, X, Y, cache)
         fn = cknna if m.spec.name == "cknna" else mutual_knn
         value = float(fn(*graphs, k=m.k, **{a: b for a, b in m.kw.items() if a != "metric"}))
     elif _cka_fast_kind(m) == "linear" and X.shape[0] >= 2 * CKA_GROUPS:
         # one pass of per-group sums serves the interval and the null's moments
-        groups = _LinearCkaGroups(X, Y, CKA_GROUPS, [check_int(seed, "seed", 0), 2])
+        groups = _LinearCkaGroups(X, Y, CKA_GROUPS, [check_int(seed, "seed", 0), 2],
+                                  cache=cache)
     ci = _ci(m, X, Y, value, level, "subsample", n_subsamples, subsample_size, seed,
-             groups=groups)
+             groups=groups, cache=cache)
     nr = None if null is None else _null(m, X, Y, null, n_permutations, seed, graphs,
                                          ci.value, groups)
     return ci, nr
