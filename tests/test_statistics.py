@@ -499,3 +499,34 @@ def test_wide_linear_cka_uses_row_space_coordinates(monkeypatch):
     assert ci.low == pytest.approx(ci_f.low, rel=1e-9)
     assert null.null_mean == pytest.approx(null_f.null_mean, rel=1e-9)
     assert null.p_value == pytest.approx(null_f.p_value, rel=1e-6, abs=1e-300)
+
+
+@pytest.mark.parametrize("name,kw", [("cka", {}), ("cka", {"kernel": "rbf"}),
+                                     ("cka", {"unbiased": True}),
+                                     ("distance_correlation", {}),
+                                     ("information_imbalance", {"direction": "x->y"}),
+                                     ("information_imbalance", {"direction": "y->x"})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_work_cache_with_spaces_fuses_and_changes_no_result(name, kw, dtype):
+    """A WorkCache holding every space evaluates each subsample (and dCor's t-test) for all
+    pairs in one fused pass: every pair's interval and null equal the plain per-pair call
+    bit for bit."""
+    spaces = [A.astype(dtype) for A in _three_spaces(seed=5, n=120)]
+    cache = st.WorkCache(spaces)
+    for a, b in [(0, 1), (2, 0), (1, 2)]:
+        ci0, nu0 = st.assess(name, spaces[a], spaces[b], n_subsamples=5, **kw)
+        ci1, nu1 = st.assess(name, spaces[a], spaces[b], n_subsamples=5, cache=cache, **kw)
+        assert (ci0.value, ci0.low, ci0.high, ci0.rate) == (ci1.value, ci1.low, ci1.high,
+                                                              ci1.rate)
+        np.testing.assert_array_equal(ci0.subsample_values, ci1.subsample_values)
+        assert (nu0.value, nu0.p_value, nu0.null_mean) == (nu1.value, nu1.p_value,
+                                                            nu1.null_mean)
+    assert len(cache) > 0
+
+
+def test_work_cache_fuses_only_one_dtype():
+    X, Y, Z = _three_spaces(seed=6, n=60)
+    assert st.WorkCache([X, Y.astype(np.float32), Z]).fused_pair(X, Z) is None
+    cache = st.WorkCache([X, Y, Z])
+    assert cache.fused_pair(X, Z) == (0, 2)
+    assert cache.fused_pair(X, X.copy()) is None and cache.fused_pair(X, X) is None

@@ -273,8 +273,39 @@ class WorkCache:
     True
     """
 
-    def __init__(self):
+    def __init__(self, spaces=None):
         self._items: dict = {}
+        self._spaces = [] if spaces is None else list(spaces)
+        # one dtype across the spaces: the fused matrix entries then equal the pairwise calls
+        # bit for bit (mixed dtypes would widen float32 spaces in the fused pass)
+        self._fusable = len(self._spaces) >= 2 and len({getattr(A, "dtype", None)
+                                                         for A in self._spaces}) == 1
+
+    def _index(self, A):
+        for i, B in enumerate(self._spaces):
+            if B is A:
+                return i
+        return None
+
+    def fused_pair(self, X, Y):
+        """(i, j): the positions of X and Y among the registered spaces, where the metric can
+        run on all spaces in one fused pass; else None."""
+        if not self._fusable:
+            return None
+        i, j = self._index(X), self._index(Y)
+        return None if i is None or j is None or i == j else (i, j)
+
+    def matrix(self, key: tuple, rows, metric: str, params: dict) -> np.ndarray:
+        """The (M, M) values of ``metric`` (an alignment_matrix name) on the registered spaces'
+        rows ``rows`` (None: all), computed once per key."""
+        full = ("matrix",) + key
+        if full not in self._items:
+            from .matrix import alignment_matrix
+            spaces = {str(i): (A if rows is None else np.ascontiguousarray(A[rows]))
+                      for i, A in enumerate(self._spaces)}
+            m = alignment_matrix(spaces, metrics=[metric], progress=False, **params)
+            self._items[full] = (None, np.asarray(m.metrics[metric]))
+        return self._items[full][1]
 
     def get(self, array, key: tuple, compute):
         """The entry ``key`` of ``array``, computed by ``compute()`` the first time."""
@@ -288,6 +319,22 @@ class WorkCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _fused_params(m: "_Metric"):
+    """(alignment_matrix metric name, its keyword arguments, transpose?) for a metric whose
+    values the fused matrix gives bit for bit; None for any other option set."""
+    kw = dict(m.kw)
+    name = m.spec.name
+    if name == "cka" and set(kw) <= {"kernel", "sigma", "unbiased", "seed"}:
+        return "cka", {"cka_kernel": kw.get("kernel", "linear"), "sigma": kw.get("sigma"),
+                       "unbiased": bool(kw.get("unbiased", False)),
+                       "seed": kw.get("seed", 0)}, False
+    if name == "distance_correlation" and set(kw) <= {"unbiased"}:
+        return "dcor", {"unbiased": bool(kw.get("unbiased", False))}, False
+    if name == "information_imbalance" and set(kw) <= {"method"}:
+        return "information_imbalance", {"imbalance_k": m.k}, m.direction == "y->x"
+    return None
 
 
 def _row_space(A, cache=None) -> np.ndarray:
@@ -315,54 +362,84 @@ def _linear_terms(Ac: np.ndarray, gram: np.ndarray):
     return float(d.sum()), float(np.sum(gram * gram)), float(d @ d)
 
 
+class _GroupBlocks:
+    """One space's side of :class:`_LinearCkaGroups`: its rows in partition order, centred
+    (shift-free: subset means stay small; float32 stays float32, as the engine's kNN), and per
+    group the column sums and the Gram block AᵀA (every sum across rows or groups float64)."""
+
+    def __init__(self, A, perm: np.ndarray, edges: np.ndarray):
+        dt = np.float32 if A.dtype == np.float32 else np.float64
+        Z = np.asarray(A, dtype=dt)[perm]
+        Z -= Z.mean(axis=0, dtype=np.float64).astype(dt)
+        g, d = edges.size - 1, Z.shape[1]
+        self.Z = Z
+        self.s = np.empty((g, d))                       # (G, D) column sums
+        self.zz = np.empty((g, d * d))                  # (G, D²) Gram blocks
+        for i in range(g):
+            blk = Z[edges[i]:edges[i + 1]]
+            self.s[i] = blk.sum(axis=0, dtype=np.float64)
+            self.zz[i] = (blk.T @ blk).ravel()
+        self.full = self.zz.sum(axis=0).reshape(d, d)
+        self._h: dict = {}
+
+    def hsic(self, sel: np.ndarray, nu: float) -> float:
+        """Σ C∘C of the centred Gram C of the union of the groups ``sel`` (kept: every pair
+        with this space draws the same unions)."""
+        key = sel.tobytes()
+        if key not in self._h:
+            sv = self.s[sel].sum(axis=0)
+            d = sv.size
+            c = self.zz[sel].sum(axis=0).reshape(d, d) - np.outer(sv, sv) / nu
+            self._h[key] = float(np.sum(c * c))
+        return self._h[key]
+
+    def terms(self):
+        """Linear-kernel terms (tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) on all rows (the moments null)."""
+        return _linear_terms(self.Z, self.full)
+
+
 class _LinearCkaGroups:
     """Per-group sums of a random partition of the rows into G groups: the linear CKA of any
-    union of groups, exactly, in O(|union|·D²) additions (no pass over the rows)."""
+    union of groups, exactly, in O(|union|·D²) additions (no pass over the rows).
+
+    Each space's own blocks (and the sums of its unions) depend only on the space, the
+    partition and the unions, so with a :class:`WorkCache` they are computed once per space
+    and every pair adds only its cross blocks XᵀY: the statistics of all pairs of M spaces
+    cost about one fused Gram of [X_1 | … | X_M]."""
 
     def __init__(self, X, Y, groups: int, seed, cache=None):
         n = X.shape[0]
-        # a space wider than N enters by its exact row-space coordinates (N columns), which
-        # leave every Gram, so every subset's centred linear CKA, unchanged
-        X, Y = (_row_space(A, cache) for A in (X, Y))
-        d1 = X.shape[1]
         perm = np.random.default_rng(seed).permutation(n)
-        # [X | Y] with rows in partition order, centred (shift-free: subset means stay small);
-        # float32 inputs stay float32 (products as the engine's kNN, blocks of ~N/G rows),
-        # every sum across rows or groups is float64
-        dt = np.float32 if X.dtype == np.float32 and Y.dtype == np.float32 else np.float64
-        Z = np.empty((n, d1 + Y.shape[1]), dtype=dt)
-        Z[:, :d1] = X[perm]
-        Z[:, d1:] = Y[perm]
-        Z -= Z.mean(axis=0, dtype=np.float64).astype(dt)
-        self.d1 = d1
         edges = np.linspace(0, n, groups + 1).round().astype(np.int64)
         self.size = np.diff(edges).astype(np.float64)
-        dd = Z.shape[1]
-        self.s = np.empty((groups, dd))                  # (G, D1+D2) column sums
-        self.zz = np.empty((groups, dd * dd))            # (G, D²) Gram blocks
-        for g in range(groups):
-            blk = Z[edges[g]:edges[g + 1]]
-            self.s[g] = blk.sum(axis=0, dtype=np.float64)
-            self.zz[g] = (blk.T @ blk).ravel()
-        self.Z = Z
-        self._full = self.zz.sum(axis=0).reshape(dd, dd)
+
+        def side(A):
+            # a space wider than N enters by its exact row-space coordinates (N columns), which
+            # leave every Gram, so every subset's centred linear CKA, unchanged
+            def build():
+                return _GroupBlocks(_row_space(A, cache), perm, edges)
+            key = ("cka-groups", groups, _seed_key(seed))
+            return build() if cache is None else cache.get(A, key, build)
+
+        self.x, self.y = side(X), side(Y)
+        zx, zy = self.x.Z, self.y.Z
+        dx, dy = zx.shape[1], zy.shape[1]
+        self.xy = np.empty((groups, dx * dy))           # (G, Dx·Dy) cross blocks
+        for i in range(groups):
+            self.xy[i] = (zx[edges[i]:edges[i + 1]].T @ zy[edges[i]:edges[i + 1]]).ravel()
 
     def value(self, sel: np.ndarray, eps: float) -> float:
         nu = float(self.size[sel].sum())
-        sv = self.s[sel].sum(axis=0)
-        dd = sv.size
-        c = self.zz[sel].sum(axis=0).reshape(dd, dd) - np.outer(sv, sv) / nu
-        d = self.d1
+        sx, sy = self.x.s[sel].sum(axis=0), self.y.s[sel].sum(axis=0)
+        cxy = self.xy[sel].sum(axis=0).reshape(sx.size, sy.size) - np.outer(sx, sy) / nu
         scale = (nu - 1.0) ** 2
-        hxx = np.sum(c[:d, :d] ** 2) / scale
-        hyy = np.sum(c[d:, d:] ** 2) / scale
-        return float(np.sum(c[:d, d:] ** 2) / scale / (np.sqrt(hxx * hyy) + eps))
+        hxx = self.x.hsic(sel, nu) / scale
+        hyy = self.y.hsic(sel, nu) / scale
+        return float(np.sum(cxy * cxy) / scale / (np.sqrt(hxx * hyy) + eps))
 
     def full_terms(self):
         """Linear-kernel terms of X and Y on all rows (for the moments null)."""
-        d = self.d1
-        return (_linear_terms(self.Z[:, :d], self._full[:d, :d]),
-                _linear_terms(self.Z[:, d:], self._full[d:, d:]))
+        return self.x.terms(), self.y.terms()
 
     def subsample_values(self, m_groups: int, count: int, seed, label: str, b: int,
                          eps: float):
@@ -489,12 +566,23 @@ def _seed_key(seed) -> tuple:
 
 
 def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed, cache=None):
+    """The metric on n_subsamples random subsets of b rows. With a :class:`WorkCache` holding
+    every space of a matrix, each subset is evaluated for all pairs in one fused pass (its
+    entries equal the pairwise calls bit for bit, and every pair draws the same subsets)."""
     n = X.shape[0]
     rng = np.random.default_rng(seed)
     out = np.empty(n_subsamples, dtype=np.float64)
+    pair = None if cache is None or Y is None else cache.fused_pair(X, Y)
+    fused = None if pair is None else _fused_params(metric)
     for s in range(n_subsamples):
         idx = np.sort(rng.choice(n, size=b, replace=False))
-        v = metric(X[idx], None if Y is None else Y[idx])
+        if fused is not None:
+            name, params, transpose = fused
+            i, j = (pair[1], pair[0]) if transpose else pair
+            key = (name, tuple(sorted(params.items())), b, _seed_key(seed), s)
+            v = float(cache.matrix(key, idx, name, params)[i, j])
+        else:
+            v = metric(X[idx], None if Y is None else Y[idx])
         if not np.isfinite(v):
             raise ValueError(f"{metric.label} is {v!r} on subsample {s} (b={b}); the interval "
                              f"needs finite values: use a larger subsample_size")
@@ -775,14 +863,20 @@ class NullResult:
                 "statistic": self.statistic}
 
 
-def _dcor_t_test(X, Y, m: _Metric):
+def _dcor_t_test(X, Y, m: _Metric, cache=None):
     """Székely & Rizzo (2013): T = √(ν − 1)·R*/√(1 − R*²), ν = N(N − 3)/2, R* the
     bias-corrected dCor², Student's t with ν − 1 degrees of freedom under independence
     (exact in the limit of high dimension, conservative otherwise)."""
     from scipy import stats
     n = X.shape[0]
-    r = float(distance_correlation(X, Y, unbiased=True,
-                                   **{a: b for a, b in m.kw.items() if a != "unbiased"}))
+    pair = None if cache is None else cache.fused_pair(X, Y)
+    if pair is not None and set(m.kw) <= {"unbiased"}:
+        # every pair's bias-corrected dCor² from one fused pass (bit for bit the pairwise call)
+        r = float(cache.matrix(("dcor", (("unbiased", True),), "all"), None, "dcor",
+                               {"unbiased": True})[pair])
+    else:
+        r = float(distance_correlation(X, Y, unbiased=True,
+                                       **{a: b for a, b in m.kw.items() if a != "unbiased"}))
     nu = n * (n - 3) / 2.0
     r_c = min(max(r, -1.0 + 1e-15), 1.0 - 1e-15)
     t = np.sqrt(nu - 1.0) * r_c / np.sqrt(1.0 - r_c * r_c)
@@ -885,7 +979,7 @@ def _graphs(m: _Metric, X, Y, cache=None):
 
 
 def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=None,
-          groups=None) -> NullResult:
+          groups=None, cache=None) -> NullResult:
     method = check_choice(method, "method", NULL_METHODS)
     n = X.shape[0]
     alt = m.spec.alternative
@@ -915,7 +1009,7 @@ def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=Non
                              f"{m.spec.name}")
         if n < 5:
             raise ValueError(f"the dCor t-test needs N >= 5; got N={n}")
-        r, p, mu, sd, t = _dcor_t_test(X, Y, m)
+        r, p, mu, sd, t = _dcor_t_test(X, Y, m, cache)
         return NullResult(r, p, mu, sd, method, m.label, n, None, None, None, "greater", t)
     if method == "asymptotic":
         if m.spec.name != "information_imbalance":
@@ -1073,7 +1167,7 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     ci = _ci(m, X, Y, value, level, "subsample", n_subsamples, subsample_size, seed,
              groups=groups, cache=cache)
     nr = None if null is None else _null(m, X, Y, null, n_permutations, seed, graphs,
-                                         ci.value, groups)
+                                         ci.value, groups, cache)
     return ci, nr
 
 

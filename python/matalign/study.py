@@ -670,7 +670,7 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int, X: dict) -> d
     # shared across the pairs: each model's kNN graphs (full sample and subsamples) and the
     # point estimates the matrix stage already computed (its entries equal the pairwise calls
     # bit for bit), so no pair recomputes what another pair or the matrix did
-    cache = statistics.WorkCache()
+    cache = statistics.WorkCache([X[a] for a in labels])
     known = _matrix_values(root / f"sets/{name}/matrix.json", labels)
     for metric in cfg["metrics"]:
         if metric not in _STAT_METRICS or len(labels) < 2:
