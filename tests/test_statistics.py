@@ -480,7 +480,7 @@ def test_value_is_used_as_given_and_checked():
 
 
 def test_wide_linear_cka_uses_row_space_coordinates(monkeypatch):
-    """D > N: the interval and the moments null from the exact row-space coordinates equal
+    """D > 2N: the interval and the moments null from the exact row-space coordinates equal
     the feature-space ones to float64 rounding (and the coordinates keep the Gram)."""
     rng = np.random.default_rng(8)
     n = 96

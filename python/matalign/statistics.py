@@ -257,7 +257,7 @@ class WorkCache:
     It keeps, per space (an array object, held by reference, so it must not be modified while
     the cache lives): the full-sample kNN graphs, the kNN graph of every subsample (the subsets
     depend only on N, the subsample size and the seed, so every pair draws the same ones),
-    and the row-space coordinates of a space wider than N (linear CKA). Results are the same
+    and the row-space coordinates of a space wider than 2N (linear CKA). Results are the same
     with or without it; only the time changes.
 
     Examples
@@ -338,11 +338,12 @@ def _fused_params(m: "_Metric"):
 
 
 def _row_space(A, cache=None) -> np.ndarray:
-    """A (N, D) with D > N as its exact row-space coordinates Rᵀ (N, N), from Aᵀ = QR: the
+    """A (N, D) with D > 2N as its exact row-space coordinates Rᵀ (N, N), from Aᵀ = QR: the
     rows keep every inner product (A Aᵀ = Rᵀ R), so every centred Gram of every subset, and
-    linear CKA with it, is unchanged (to float64 rounding); narrower spaces as given."""
+    linear CKA with it, is unchanged (to float64 rounding); narrower spaces as given (the QR,
+    2·D·N² operations, costs more than it saves below D ≈ 2N)."""
     n, d = A.shape
-    if d <= n:
+    if d <= 2 * n:
         return A
 
     def reduce():
@@ -414,7 +415,7 @@ class _LinearCkaGroups:
         self.size = np.diff(edges).astype(np.float64)
 
         def side(A):
-            # a space wider than N enters by its exact row-space coordinates (N columns), which
+            # a space wider than 2N enters by its exact row-space coordinates (N columns), which
             # leave every Gram, so every subset's centred linear CKA, unchanged
             def build():
                 return _GroupBlocks(_row_space(A, cache), perm, edges)
