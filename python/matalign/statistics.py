@@ -1017,7 +1017,7 @@ def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=Non
             raise ValueError(f"method='asymptotic' applies to information_imbalance only, not "
                              f"{m.spec.name}")
         from scipy import stats
-        v = m(X, Y)
+        v = m(X, Y) if value is None else float(value)   # (assess passes the CI's value)
         sd = imbalance_null_sd(n, m.k)
         z = (v - 1.0) / sd
         return NullResult(v, float(stats.norm.cdf(z)), 1.0, sd, method, m.label, n, m.k,
