@@ -124,7 +124,9 @@ def test_core_rank_count_tiles(tile_rows, dtype):
     np.testing.assert_array_equal(got, ref.rank_count(Y, targets))
     assert got.dtype == np.int64 and got.shape == targets.shape
     one = fn(np.asfortranarray(Y), targets, tile_rows=tile_rows, n_threads=1)
+    two = fn(Y, targets, tile_rows=tile_rows, n_threads=2)
     np.testing.assert_array_equal(one, got)
+    np.testing.assert_array_equal(two, got)
 
 
 # ---- method="subset" ----------------------------------------------------------------------

@@ -429,3 +429,104 @@ def test_graph_subsamples_searched_directly_equal_the_generic_path(name, kw):
         np.testing.assert_array_equal(a, b)
     assert st._subsample_fn(st._resolve("mutual_knn", 9, {"metric": "cosine"})) \
         is st._subsample_values
+
+
+# ---- work shared across the pairs of a matrix (WorkCache, value=) -------------------------
+
+def _three_spaces(seed=3, n=160):
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(n, 4))
+    return [Z @ rng.normal(size=(4, d)) + s * rng.normal(size=(n, d))
+            for d, s in ((6, 0.3), (9, 0.8), (12, 1.5))]
+
+
+@pytest.mark.parametrize("name", ["cknna", "mutual_knn"])
+def test_work_cache_reuses_graphs_and_changes_no_result(name, monkeypatch):
+    from matalign import _engine
+    spaces = _three_spaces()
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    plain = [st.assess(name, spaces[a], spaces[b], k=5, n_subsamples=6, n_permutations=7)
+             for a, b in pairs]
+    calls = []
+    real = _engine.knn_exact
+    monkeypatch.setattr(_engine, "knn_exact", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cache = st.WorkCache()
+    cached = [st.assess(name, spaces[a], spaces[b], k=5, n_subsamples=6, n_permutations=7,
+                        cache=cache) for a, b in pairs]
+    for (ci0, nu0), (ci1, nu1) in zip(plain, cached):
+        assert (ci0.value, ci0.low, ci0.high, ci0.rate) == (ci1.value, ci1.low, ci1.high, ci1.rate)
+        np.testing.assert_array_equal(ci0.subsample_values, ci1.subsample_values)
+        assert (nu0.p_value, nu0.null_mean) == (nu1.p_value, nu1.null_mean)
+    # each of the 3 spaces searched once per subsample (2 sizes × 6) and once in full (ma.knn
+    # calls the same engine function); without the cache every pair searches both its spaces
+    assert len(calls) == 3 * (2 * 6 + 1)
+    assert len(cache) == 3 * (2 * 6 + 1)
+
+
+def test_value_is_used_as_given_and_checked():
+    X, Y, _ = _three_spaces()
+    ci, null = st.assess("cka", X, Y, n_subsamples=5)
+    ci2, null2 = st.assess("cka", X, Y, n_subsamples=5, value=ci.value)
+    assert (ci2.value, ci2.low, ci2.high, null2.p_value) == (ci.value, ci.low, ci.high,
+                                                              null.p_value)
+    ci3, _ = st.assess("cka", X, Y, n_subsamples=5, value=0.25)   # used as given
+    assert ci3.value == 0.25 and ci3.high - ci3.low == pytest.approx(ci.high - ci.low)
+    with pytest.raises(ValueError, match="value= does not apply to cknna"):
+        st.assess("cknna", X, Y, k=5, value=0.5)
+    with pytest.raises(ValueError, match="value must be a finite number"):
+        st.assess("cka", X, Y, value=float("nan"))
+    with pytest.raises(TypeError, match="cache must be a matalign.statistics.WorkCache"):
+        st.assess("cka", X, Y, cache={})
+
+
+def test_wide_linear_cka_uses_row_space_coordinates(monkeypatch):
+    """D > 2N: the interval and the moments null from the exact row-space coordinates equal
+    the feature-space ones to float64 rounding (and the coordinates keep the Gram)."""
+    rng = np.random.default_rng(8)
+    n = 96
+    Z = rng.normal(size=(n, 5))
+    X = Z @ rng.normal(size=(5, 400)) + rng.normal(size=(n, 400))
+    Y = Z @ rng.normal(size=(5, 30)) + 2.0 * rng.normal(size=(n, 30))
+    R = st._row_space(X)
+    assert R.shape == (n, n)
+    np.testing.assert_allclose(R @ R.T, X @ X.T, rtol=1e-10, atol=1e-9 * np.abs(X @ X.T).max())
+    assert st._row_space(Y) is Y
+    ci, null = st.assess("cka", X, Y, n_subsamples=8)
+    monkeypatch.setattr(st, "_row_space", lambda A, cache=None: A)
+    ci_f, null_f = st.assess("cka", X, Y, n_subsamples=8)
+    assert ci.value == ci_f.value
+    np.testing.assert_allclose(ci.subsample_values, ci_f.subsample_values, rtol=1e-10)
+    assert ci.low == pytest.approx(ci_f.low, rel=1e-9)
+    assert null.null_mean == pytest.approx(null_f.null_mean, rel=1e-9)
+    assert null.p_value == pytest.approx(null_f.p_value, rel=1e-6, abs=1e-300)
+
+
+@pytest.mark.parametrize("name,kw", [("cka", {}), ("cka", {"kernel": "rbf"}),
+                                     ("cka", {"unbiased": True}),
+                                     ("distance_correlation", {}),
+                                     ("information_imbalance", {"direction": "x->y"}),
+                                     ("information_imbalance", {"direction": "y->x"})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_work_cache_with_spaces_fuses_and_changes_no_result(name, kw, dtype):
+    """A WorkCache holding every space evaluates each subsample (and dCor's t-test) for all
+    pairs in one fused pass: every pair's interval and null equal the plain per-pair call
+    bit for bit."""
+    spaces = [A.astype(dtype) for A in _three_spaces(seed=5, n=120)]
+    cache = st.WorkCache(spaces)
+    for a, b in [(0, 1), (2, 0), (1, 2)]:
+        ci0, nu0 = st.assess(name, spaces[a], spaces[b], n_subsamples=5, **kw)
+        ci1, nu1 = st.assess(name, spaces[a], spaces[b], n_subsamples=5, cache=cache, **kw)
+        assert (ci0.value, ci0.low, ci0.high, ci0.rate) == (ci1.value, ci1.low, ci1.high,
+                                                              ci1.rate)
+        np.testing.assert_array_equal(ci0.subsample_values, ci1.subsample_values)
+        assert (nu0.value, nu0.p_value, nu0.null_mean) == (nu1.value, nu1.p_value,
+                                                            nu1.null_mean)
+    assert len(cache) > 0
+
+
+def test_work_cache_fuses_only_one_dtype():
+    X, Y, Z = _three_spaces(seed=6, n=60)
+    assert st.WorkCache([X, Y.astype(np.float32), Z]).fused_pair(X, Z) is None
+    cache = st.WorkCache([X, Y, Z])
+    assert cache.fused_pair(X, Z) == (0, 2)
+    assert cache.fused_pair(X, X.copy()) is None and cache.fused_pair(X, X) is None

@@ -9,9 +9,9 @@ namespace matalign {
 
 template <class T>
 int64_t first_nonfinite_row(const MatrixView<T>& x, int n_threads) {
-  const int nt = resolve_threads(n_threads);
   std::atomic<int64_t> first{-1};
   const int64_t n = x.rows, d = x.cols;
+  const int nt = resolve_threads(n_threads, double(n) * double(d));
   // Rows are scanned in chunks; the smallest bad row index wins, whatever the thread count.
   const int64_t chunk = 4096;
   const int64_t nchunks = (n + chunk - 1) / chunk;

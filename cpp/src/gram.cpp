@@ -80,7 +80,7 @@ void shifted_gram(const std::vector<MatrixView<T>>& spaces, const double* shift,
   const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "shifted_gram: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<double> K = detail::kernels_for<double>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(n) * double(D) * double(D));
   const int64_t B = std::min(opt.block_rows > 0 ? opt.block_rows : auto_block_rows(D), n);
   const int64_t nblocks = (n + B - 1) / B;
   // Row chunk of the output per gemm call: a multiple of both micro-panel sizes.

@@ -113,7 +113,7 @@ double mutual_knn(const int64_t* idx_x, const int64_t* idx_y, int64_t n, int64_t
   static const char* fn = "mutual_knn";
   check_sizes(fn, n, k, 2);
   MATALIGN_CHECK(idx_x != nullptr && idx_y != nullptr, fn, ": null index array");
-  const int threads = resolve_threads(n_threads);
+  const int threads = resolve_threads(n_threads, 32.0 * double(n) * double(k));
   const int64_t n_chunks = n_chunks_for(n);
   std::vector<int64_t> chunk_count(static_cast<size_t>(n_chunks), 0);
   BadRow bad;
@@ -160,7 +160,7 @@ CknnaResult cknna(const int64_t* idx_x, const T* val_x, const int64_t* idx_y, co
   MATALIGN_CHECK(std::isfinite(eps) && eps >= 0, fn, ": eps must be finite and >= 0, got ",
                  eps);
   MATALIGN_CHECK(k <= std::numeric_limits<int32_t>::max(), fn, ": k = ", k, " is too large");
-  const int threads = resolve_threads(n_threads);
+  const int threads = resolve_threads(n_threads, 32.0 * double(n) * double(k));
   const int64_t nk = mul_checked(n, k, "n * k");
   const int64_t n_chunks = n_chunks_for(n);
   const size_t un = static_cast<size_t>(n), unk = static_cast<size_t>(nk);

@@ -190,7 +190,7 @@ void knn_exact(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t k, 
   const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "knn: SIMD level ", simd_name(simd), " is not available");
   const detail::Kernels<T> K = kernels_for<T>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(m) * double(n) * double(d));
   const bool l2 = metric == Metric::l2;
 
   // The int8/int16 screens: exact (the float64 graph), and faster wherever VNNI runs them.
@@ -368,7 +368,7 @@ int64_t knn_workspace_bytes(int64_t n, int64_t m, int64_t d, int64_t k, int64_t 
 template <class T>
 void knn_centre(const MatrixView<T>& x, int n_threads, double* mu) {
   MATALIGN_CHECK(x.rows > 0 && x.cols > 0, "knn_centre: x must be non-empty");
-  detail::column_centre(x, resolve_threads(n_threads), mu);
+  detail::column_centre(x, resolve_threads(n_threads, double(x.rows) * double(x.cols)), mu);
 }
 
 template <class T>
@@ -395,7 +395,7 @@ void knn_block_pair(const MatrixView<T>& x, int64_t i0, int64_t i1, int64_t j0, 
   MATALIGN_CHECK(simd_supported(simd), "knn_block_pair: SIMD level ", simd_name(simd),
                  " is not available");
   const detail::Kernels<T> K = kernels_for<T>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(ni) * double(nl) * double(x.cols));
   const double* mu = l2 ? centre : nullptr;
 
   // Local coordinates: [0, ni) = block I, [ni, nl) = block J.

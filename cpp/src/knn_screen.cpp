@@ -213,7 +213,7 @@ bool knn_screened(const MatrixView<T>& x, const MatrixView<T>* queries, int64_t 
 
   const Simd simd = simd_resolve(opt.simd);
   const Kernels<T> K = kernels_for<T>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(m) * double(n) * double(d));
 
   // The database centre (double, within sd/2 of the mean: detail::column_centre; any shift
   // keeps the bounds valid, near the mean makes them tight). For l2 the re-scoring is centred
@@ -500,7 +500,7 @@ bool knn_block_pair_screened(const MatrixView<T>& x, int64_t ni, int64_t k, Metr
   const Kernels<T> K = kernels_for<T>(simd);
   const bool use_vnni = simd == Simd::avx512 && screen_vnni_supported() &&
                         screen_vnni_kernel() != nullptr;
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(ni) * double(nl) * double(d));
   // The whole database's centre: quantisation, bounds and the float64 re-scoring as there.
   // (For ip the screen also centres its quantisation on it; the re-scoring does not.)
   std::vector<double> mu(centre, centre + d);

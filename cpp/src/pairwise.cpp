@@ -102,7 +102,7 @@ void pair_sums(const std::vector<MatrixView<T>>& spaces, PairFn fn, const std::v
   const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "pair_sums: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(n) * double(n) * double(max_d * M));
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "pair_sums: tile_rows too large");
   const int64_t P = pair_tile(opt.tile_rows, M, max_d, sizeof(T), n);
 
@@ -227,7 +227,7 @@ bool rank_count_prefiltered(const MatrixView<double>& y, const int64_t* targets,
   const Simd simd = simd_resolve(opt.simd);
   const detail::Kernels<float> K = kernels_for<float>(simd);
   const detail::Kernels<double> K64 = kernels_for<double>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(n) * double(n) * double(d));
   // Centred rows throughout (y' = y − μ, as rank_count's float64 kernel packs them): the
   // float32 copy, the norms and the exact scores; the bound below is in terms of y'.
   const std::vector<double> mu = centre_of(y, nt);
@@ -436,7 +436,7 @@ void rank_count(const MatrixView<T>& y, const int64_t* targets, int64_t k, int64
   const Simd simd = simd_resolve(opt.simd);
   MATALIGN_CHECK(simd_supported(simd), "rank_count: SIMD level ", simd_name(simd), " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(n) * double(n) * double(d));
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "rank_count: tile_rows too large");
   if constexpr (std::is_same<T, double>::value) {
     if (opt.prefilter && rank_count_prefiltered(y, targets, k, counts, opt)) return;
@@ -535,10 +535,11 @@ void pair_sums_range(const char* name, const std::vector<MatrixView<T>>& spaces,
   MATALIGN_CHECK(simd_supported(simd), name, ": SIMD level ", simd_name(simd),
                  " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
-  const int nt = resolve_threads(opt.n_threads);
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), name, ": tile_rows too large");
   MATALIGN_CHECK(0 <= c0 && c0 < c1 && c1 <= n, name, ": columns (", c0, ", ", c1,
                  ") must satisfy 0 <= c0 < c1 <= n = ", n);
+  const int nt = resolve_threads(opt.n_threads,
+                                 double(r1 - r0) * double(c1 - c0) * double(max_d * M));
   const int64_t P = pair_tile(opt.tile_rows, M, max_d, sizeof(T), n);
   const int64_t R = r1 - r0;
   const int64_t CN = c1 - c0;
@@ -681,7 +682,7 @@ void rank_count_rows(const MatrixView<T>& y, const int64_t* targets, int64_t k, 
   MATALIGN_CHECK(simd_supported(simd), "rank_count_rows: SIMD level ", simd_name(simd),
                  " unavailable");
   const detail::Kernels<T> K = kernels_for<T>(simd);
-  const int nt = resolve_threads(opt.n_threads);
+  const int nt = resolve_threads(opt.n_threads, double(R) * double(n) * double(d));
   MATALIGN_CHECK(opt.tile_rows <= (int64_t(1) << 20), "rank_count_rows: tile_rows too large");
   const int64_t P = pair_tile(opt.tile_rows, 1, d, sizeof(T), n);
   // rank_count's centre, norms and thresholds (one FMA chain per pair, in element order)

@@ -92,4 +92,9 @@ int resolve_threads(int n_threads) {
 #endif
 }
 
+int resolve_threads(int n_threads, double work) {
+  const int nt = resolve_threads(n_threads);
+  return (n_threads == 0 && work < kSerialWork) ? 1 : nt;
+}
+
 }  // namespace matalign

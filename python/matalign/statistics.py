@@ -39,7 +39,7 @@ from .metrics import (cka, cknna, distance_correlation, information_imbalance,
                       intrinsic_dimension, mutual_knn)
 from .metrics.significance import permutation_test
 
-__all__ = ["CIResult", "NullResult", "SweepResult", "CoverageResult", "METRIC_NAMES",
+__all__ = ["CIResult", "WorkCache", "NullResult", "SweepResult", "CoverageResult", "METRIC_NAMES",
            "confidence_interval", "null_test", "assess", "sweep", "coverage",
            "cka_permutation_moments"]
 
@@ -250,6 +250,108 @@ def _cka_fast_kind(m: "_Metric") -> str | None:
     return m.kw.get("kernel", "linear")
 
 
+class WorkCache:
+    """Work shared by the statistics of many pairs over the same spaces (pass one instance as
+    ``cache=`` to every :func:`assess` call of a matrix).
+
+    It keeps, per space (an array object, held by reference, so it must not be modified while
+    the cache lives): the full-sample kNN graphs, the kNN graph of every subsample (the subsets
+    depend only on N, the subsample size and the seed, so every pair draws the same ones),
+    and the row-space coordinates of a space wider than 2N (linear CKA). Results are the same
+    with or without it; only the time changes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matalign as ma
+    >>> rng = np.random.default_rng(0)
+    >>> spaces = [rng.normal(size=(300, 8)) for _ in range(3)]
+    >>> cache = ma.statistics.WorkCache()
+    >>> cis = [ma.statistics.assess("cknna", spaces[a], spaces[b], k=10, cache=cache)[0]
+    ...        for a, b in [(0, 1), (0, 2), (1, 2)]]
+    >>> len(cache) > 0
+    True
+    """
+
+    def __init__(self, spaces=None):
+        self._items: dict = {}
+        self._spaces = [] if spaces is None else list(spaces)
+        # one dtype across the spaces: the fused matrix entries then equal the pairwise calls
+        # bit for bit (mixed dtypes would widen float32 spaces in the fused pass)
+        self._fusable = len(self._spaces) >= 2 and len({getattr(A, "dtype", None)
+                                                         for A in self._spaces}) == 1
+
+    def _index(self, A):
+        for i, B in enumerate(self._spaces):
+            if B is A:
+                return i
+        return None
+
+    def fused_pair(self, X, Y):
+        """(i, j): the positions of X and Y among the registered spaces, where the metric can
+        run on all spaces in one fused pass; else None."""
+        if not self._fusable:
+            return None
+        i, j = self._index(X), self._index(Y)
+        return None if i is None or j is None or i == j else (i, j)
+
+    def matrix(self, key: tuple, rows, metric: str, params: dict) -> np.ndarray:
+        """The (M, M) values of ``metric`` (an alignment_matrix name) on the registered spaces'
+        rows ``rows`` (None: all), computed once per key."""
+        full = ("matrix",) + key
+        if full not in self._items:
+            from .matrix import alignment_matrix
+            spaces = {str(i): (A if rows is None else np.ascontiguousarray(A[rows]))
+                      for i, A in enumerate(self._spaces)}
+            m = alignment_matrix(spaces, metrics=[metric], progress=False, **params)
+            self._items[full] = (None, np.asarray(m.metrics[metric]))
+        return self._items[full][1]
+
+    def get(self, array, key: tuple, compute):
+        """The entry ``key`` of ``array``, computed by ``compute()`` the first time."""
+        full = (id(array),) + key
+        hit = self._items.get(full)
+        if hit is not None and hit[0] is array:
+            return hit[1]
+        out = compute()
+        self._items[full] = (array, out)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _fused_params(m: "_Metric"):
+    """(alignment_matrix metric name, its keyword arguments, transpose?) for a metric whose
+    values the fused matrix gives bit for bit; None for any other option set."""
+    kw = dict(m.kw)
+    name = m.spec.name
+    if name == "cka" and set(kw) <= {"kernel", "sigma", "unbiased", "seed"}:
+        return "cka", {"cka_kernel": kw.get("kernel", "linear"), "sigma": kw.get("sigma"),
+                       "unbiased": bool(kw.get("unbiased", False)),
+                       "seed": kw.get("seed", 0)}, False
+    if name == "distance_correlation" and set(kw) <= {"unbiased"}:
+        return "dcor", {"unbiased": bool(kw.get("unbiased", False))}, False
+    if name == "information_imbalance" and set(kw) <= {"method"}:
+        return "information_imbalance", {"imbalance_k": m.k}, m.direction == "y->x"
+    return None
+
+
+def _row_space(A, cache=None) -> np.ndarray:
+    """A (N, D) with D > 2N as its exact row-space coordinates Rᵀ (N, N), from Aᵀ = QR: the
+    rows keep every inner product (A Aᵀ = Rᵀ R), so every centred Gram of every subset, and
+    linear CKA with it, is unchanged (to float64 rounding); narrower spaces as given (the QR,
+    2·D·N² operations, costs more than it saves below D ≈ 2N)."""
+    n, d = A.shape
+    if d <= 2 * n:
+        return A
+
+    def reduce():
+        return np.ascontiguousarray(np.linalg.qr(np.asarray(A, dtype=np.float64).T,
+                                                 mode="r").T)
+    return reduce() if cache is None else cache.get(A, ("row-space",), reduce)
+
+
 def _centred(A) -> np.ndarray:
     A = np.asarray(A, dtype=np.float64)
     return A - A.mean(axis=0)
@@ -261,50 +363,84 @@ def _linear_terms(Ac: np.ndarray, gram: np.ndarray):
     return float(d.sum()), float(np.sum(gram * gram)), float(d @ d)
 
 
+class _GroupBlocks:
+    """One space's side of :class:`_LinearCkaGroups`: its rows in partition order, centred
+    (shift-free: subset means stay small; float32 stays float32, as the engine's kNN), and per
+    group the column sums and the Gram block AᵀA (every sum across rows or groups float64)."""
+
+    def __init__(self, A, perm: np.ndarray, edges: np.ndarray):
+        dt = np.float32 if A.dtype == np.float32 else np.float64
+        Z = np.asarray(A, dtype=dt)[perm]
+        Z -= Z.mean(axis=0, dtype=np.float64).astype(dt)
+        g, d = edges.size - 1, Z.shape[1]
+        self.Z = Z
+        self.s = np.empty((g, d))                       # (G, D) column sums
+        self.zz = np.empty((g, d * d))                  # (G, D²) Gram blocks
+        for i in range(g):
+            blk = Z[edges[i]:edges[i + 1]]
+            self.s[i] = blk.sum(axis=0, dtype=np.float64)
+            self.zz[i] = (blk.T @ blk).ravel()
+        self.full = self.zz.sum(axis=0).reshape(d, d)
+        self._h: dict = {}
+
+    def hsic(self, sel: np.ndarray, nu: float) -> float:
+        """Σ C∘C of the centred Gram C of the union of the groups ``sel`` (kept: every pair
+        with this space draws the same unions)."""
+        key = sel.tobytes()
+        if key not in self._h:
+            sv = self.s[sel].sum(axis=0)
+            d = sv.size
+            c = self.zz[sel].sum(axis=0).reshape(d, d) - np.outer(sv, sv) / nu
+            self._h[key] = float(np.sum(c * c))
+        return self._h[key]
+
+    def terms(self):
+        """Linear-kernel terms (tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) on all rows (the moments null)."""
+        return _linear_terms(self.Z, self.full)
+
+
 class _LinearCkaGroups:
     """Per-group sums of a random partition of the rows into G groups: the linear CKA of any
-    union of groups, exactly, in O(|union|·D²) additions (no pass over the rows)."""
+    union of groups, exactly, in O(|union|·D²) additions (no pass over the rows).
 
-    def __init__(self, X, Y, groups: int, seed):
-        n, d1 = X.shape
+    Each space's own blocks (and the sums of its unions) depend only on the space, the
+    partition and the unions, so with a :class:`WorkCache` they are computed once per space
+    and every pair adds only its cross blocks XᵀY: the statistics of all pairs of M spaces
+    cost about one fused Gram of [X_1 | … | X_M]."""
+
+    def __init__(self, X, Y, groups: int, seed, cache=None):
+        n = X.shape[0]
         perm = np.random.default_rng(seed).permutation(n)
-        # [X | Y] with rows in partition order, centred (shift-free: subset means stay small);
-        # float32 inputs stay float32 (products as the engine's kNN, blocks of ~N/G rows),
-        # every sum across rows or groups is float64
-        dt = np.float32 if X.dtype == np.float32 and Y.dtype == np.float32 else np.float64
-        Z = np.empty((n, d1 + Y.shape[1]), dtype=dt)
-        Z[:, :d1] = X[perm]
-        Z[:, d1:] = Y[perm]
-        Z -= Z.mean(axis=0, dtype=np.float64).astype(dt)
-        self.d1 = d1
         edges = np.linspace(0, n, groups + 1).round().astype(np.int64)
         self.size = np.diff(edges).astype(np.float64)
-        dd = Z.shape[1]
-        self.s = np.empty((groups, dd))                  # (G, D1+D2) column sums
-        self.zz = np.empty((groups, dd * dd))            # (G, D²) Gram blocks
-        for g in range(groups):
-            blk = Z[edges[g]:edges[g + 1]]
-            self.s[g] = blk.sum(axis=0, dtype=np.float64)
-            self.zz[g] = (blk.T @ blk).ravel()
-        self.Z = Z
-        self._full = self.zz.sum(axis=0).reshape(dd, dd)
+
+        def side(A):
+            # a space wider than 2N enters by its exact row-space coordinates (N columns), which
+            # leave every Gram, so every subset's centred linear CKA, unchanged
+            def build():
+                return _GroupBlocks(_row_space(A, cache), perm, edges)
+            key = ("cka-groups", groups, _seed_key(seed))
+            return build() if cache is None else cache.get(A, key, build)
+
+        self.x, self.y = side(X), side(Y)
+        zx, zy = self.x.Z, self.y.Z
+        dx, dy = zx.shape[1], zy.shape[1]
+        self.xy = np.empty((groups, dx * dy))           # (G, Dx·Dy) cross blocks
+        for i in range(groups):
+            self.xy[i] = (zx[edges[i]:edges[i + 1]].T @ zy[edges[i]:edges[i + 1]]).ravel()
 
     def value(self, sel: np.ndarray, eps: float) -> float:
         nu = float(self.size[sel].sum())
-        sv = self.s[sel].sum(axis=0)
-        dd = sv.size
-        c = self.zz[sel].sum(axis=0).reshape(dd, dd) - np.outer(sv, sv) / nu
-        d = self.d1
+        sx, sy = self.x.s[sel].sum(axis=0), self.y.s[sel].sum(axis=0)
+        cxy = self.xy[sel].sum(axis=0).reshape(sx.size, sy.size) - np.outer(sx, sy) / nu
         scale = (nu - 1.0) ** 2
-        hxx = np.sum(c[:d, :d] ** 2) / scale
-        hyy = np.sum(c[d:, d:] ** 2) / scale
-        return float(np.sum(c[:d, d:] ** 2) / scale / (np.sqrt(hxx * hyy) + eps))
+        hxx = self.x.hsic(sel, nu) / scale
+        hyy = self.y.hsic(sel, nu) / scale
+        return float(np.sum(cxy * cxy) / scale / (np.sqrt(hxx * hyy) + eps))
 
     def full_terms(self):
         """Linear-kernel terms of X and Y on all rows (for the moments null)."""
-        d = self.d1
-        return (_linear_terms(self.Z[:, :d], self._full[:d, :d]),
-                _linear_terms(self.Z[:, d:], self._full[d:, d:]))
+        return self.x.terms(), self.y.terms()
 
     def subsample_values(self, m_groups: int, count: int, seed, label: str, b: int,
                          eps: float):
@@ -425,13 +561,29 @@ def default_subsample_size(n: int) -> int:
     return max(1000, n // 4)
 
 
-def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
+def _seed_key(seed) -> tuple:
+    """A hashable form of a seed (an int or a list of ints, as numpy's SeedSequence takes)."""
+    return tuple(np.atleast_1d(np.asarray(seed, dtype=object)).tolist())
+
+
+def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed, cache=None):
+    """The metric on n_subsamples random subsets of b rows. With a :class:`WorkCache` holding
+    every space of a matrix, each subset is evaluated for all pairs in one fused pass (its
+    entries equal the pairwise calls bit for bit, and every pair draws the same subsets)."""
     n = X.shape[0]
     rng = np.random.default_rng(seed)
     out = np.empty(n_subsamples, dtype=np.float64)
+    pair = None if cache is None or Y is None else cache.fused_pair(X, Y)
+    fused = None if pair is None else _fused_params(metric)
     for s in range(n_subsamples):
         idx = np.sort(rng.choice(n, size=b, replace=False))
-        v = metric(X[idx], None if Y is None else Y[idx])
+        if fused is not None:
+            name, params, transpose = fused
+            i, j = (pair[1], pair[0]) if transpose else pair
+            key = (name, tuple(sorted(params.items())), b, _seed_key(seed), s)
+            v = float(cache.matrix(key, idx, name, params)[i, j])
+        else:
+            v = metric(X[idx], None if Y is None else Y[idx])
         if not np.isfinite(v):
             raise ValueError(f"{metric.label} is {v!r} on subsample {s} (b={b}); the interval "
                              f"needs finite values: use a larger subsample_size")
@@ -439,10 +591,13 @@ def _subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
     return out
 
 
-def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed):
+def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, seed,
+                            cache=None):
     """:func:`_subsample_values` for cknna and mutual_knn on validated arrays: the same
     subsets, each searched by the engine's exact kNN directly (the rows were checked once for
-    the full sample), then the metric on the two graphs; the same values as the generic path."""
+    the full sample), then the metric on the two graphs; the same values as the generic path.
+    With a :class:`WorkCache`, each space's subsample graphs are searched once and reused by
+    every later call on that space (the subsets depend only on N, b and the seed)."""
     from . import _engine
     n = X.shape[0]
     rng = np.random.default_rng(seed)
@@ -455,9 +610,13 @@ def _graph_subsample_values(metric: _Metric, X, Y, b: int, n_subsamples: int, se
         idx = np.sort(rng.choice(n, size=b, replace=False))
         graphs = []
         for A in (X, Y):
-            values, indices = _engine.knn_exact(np.ascontiguousarray(A[idx]), None, metric.k,
-                                                metric=gm, exclude_self=True, n_threads=nt)
-            graphs.append(KnnGraph(indices, values, gm, True))
+            def search(A=A, idx=idx):
+                values, indices = _engine.knn_exact(np.ascontiguousarray(A[idx]), None,
+                                                    metric.k, metric=gm, exclude_self=True,
+                                                    n_threads=nt)
+                return KnnGraph(indices, values, gm, True)
+            graphs.append(search() if cache is None else cache.get(
+                A, ("subsample-graph", gm, metric.k, b, _seed_key(seed), s), search))
         v = float(fn(*graphs, k=metric.k, **kw))
         if not np.isfinite(v):
             raise ValueError(f"{metric.label} is {v!r} on subsample {s} (b={b}); the interval "
@@ -583,7 +742,7 @@ def confidence_interval(metric, X, Y=None, *, k=None, level=0.95, method="subsam
 
 
 def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, seed,
-        rate=None, groups=None) -> CIResult:
+        rate=None, groups=None, cache=None) -> CIResult:
     level = _check_level(level)
     method = check_choice(method, "method", CI_METHODS)
     n_subsamples = check_int(n_subsamples, "n_subsamples", 2)
@@ -627,10 +786,10 @@ def _ci(m: _Metric, X, Y, value, level, method, n_subsamples, subsample_size, se
                 rate = 0.5
     else:
         subsample_values = _subsample_fn(m)
-        sub = subsample_values(m, X, Y, b, n_subsamples, [seed, 0])
+        sub = subsample_values(m, X, Y, b, n_subsamples, [seed, 0], cache=cache)
         if rate is None:
             if b1 < b:
-                small = subsample_values(m, X, Y, b1, n_subsamples, [seed, 1])
+                small = subsample_values(m, X, Y, b1, n_subsamples, [seed, 1], cache=cache)
                 rate = _estimate_rate(small, sub, b1, b, n)
             else:
                 rate = 0.5
@@ -705,14 +864,20 @@ class NullResult:
                 "statistic": self.statistic}
 
 
-def _dcor_t_test(X, Y, m: _Metric):
+def _dcor_t_test(X, Y, m: _Metric, cache=None):
     """Székely & Rizzo (2013): T = √(ν − 1)·R*/√(1 − R*²), ν = N(N − 3)/2, R* the
     bias-corrected dCor², Student's t with ν − 1 degrees of freedom under independence
     (exact in the limit of high dimension, conservative otherwise)."""
     from scipy import stats
     n = X.shape[0]
-    r = float(distance_correlation(X, Y, unbiased=True,
-                                   **{a: b for a, b in m.kw.items() if a != "unbiased"}))
+    pair = None if cache is None else cache.fused_pair(X, Y)
+    if pair is not None and set(m.kw) <= {"unbiased"}:
+        # every pair's bias-corrected dCor² from one fused pass (bit for bit the pairwise call)
+        r = float(cache.matrix(("dcor", (("unbiased", True),), "all"), None, "dcor",
+                               {"unbiased": True})[pair])
+    else:
+        r = float(distance_correlation(X, Y, unbiased=True,
+                                       **{a: b for a, b in m.kw.items() if a != "unbiased"}))
     nu = n * (n - 3) / 2.0
     r_c = min(max(r, -1.0 + 1e-15), 1.0 - 1e-15)
     t = np.sqrt(nu - 1.0) * r_c / np.sqrt(1.0 - r_c * r_c)
@@ -803,15 +968,19 @@ def null_test(metric, X, Y, *, k=None, method="permutation", n_permutations=100,
     return _null(m, X, Y, method, n_permutations, seed)
 
 
-def _graphs(m: _Metric, X, Y):
+def _graphs(m: _Metric, X, Y, cache=None):
     graph_metric = m.kw.get("metric", m.spec.graph)
     threads = {a: b for a, b in m.kw.items() if a == "n_threads"}
-    return knn(X, k=m.k, metric=graph_metric, **threads), knn(Y, k=m.k, metric=graph_metric,
-                                                               **threads)
+    if cache is None:
+        return (knn(X, k=m.k, metric=graph_metric, **threads),
+                knn(Y, k=m.k, metric=graph_metric, **threads))
+    return tuple(cache.get(A, ("graph", graph_metric, m.k),
+                           lambda A=A: knn(A, k=m.k, metric=graph_metric, **threads))
+                 for A in (X, Y))
 
 
 def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=None,
-          groups=None) -> NullResult:
+          groups=None, cache=None) -> NullResult:
     method = check_choice(method, "method", NULL_METHODS)
     n = X.shape[0]
     alt = m.spec.alternative
@@ -841,14 +1010,14 @@ def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=Non
                              f"{m.spec.name}")
         if n < 5:
             raise ValueError(f"the dCor t-test needs N >= 5; got N={n}")
-        r, p, mu, sd, t = _dcor_t_test(X, Y, m)
+        r, p, mu, sd, t = _dcor_t_test(X, Y, m, cache)
         return NullResult(r, p, mu, sd, method, m.label, n, None, None, None, "greater", t)
     if method == "asymptotic":
         if m.spec.name != "information_imbalance":
             raise ValueError(f"method='asymptotic' applies to information_imbalance only, not "
                              f"{m.spec.name}")
         from scipy import stats
-        v = m(X, Y)
+        v = m(X, Y) if value is None else float(value)   # (assess passes the CI's value)
         sd = imbalance_null_sd(n, m.k)
         z = (v - 1.0) / sd
         return NullResult(v, float(stats.norm.cdf(z)), 1.0, sd, method, m.label, n, m.k,
@@ -928,7 +1097,7 @@ AUTO_NULL = {"cknna": "permutation-normal", "mutual_knn": "permutation-normal",
 
 
 def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_size=None,
-           null="auto", n_permutations=20, seed=0, **metric_kw):
+           null="auto", n_permutations=20, seed=0, value=None, cache=None, **metric_kw):
     """Value, confidence interval and null of one metric in one call, without recomputing.
 
     The point estimate is computed once (for cknna and mutual_knn from the kNN graphs, which
@@ -939,6 +1108,15 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     the t-test for distance_correlation, the asymptotic null for information_imbalance;
     ``null=None`` (and intrinsic_dimension) skips it. For linear CKA one pass of per-group
     sums serves both the interval and the null (docs/STATISTICS.md).
+
+    Two arguments share work across the calls of a matrix (every pair of M spaces):
+    ``value``, the point estimate when the caller already has it (e.g. the entry of
+    :func:`matalign.alignment_matrix`, which equals the pairwise call bit for bit; it is used
+    as given, not recomputed; not for cknna and mutual_knn, whose value comes from the
+    graphs), and ``cache``, a :class:`WorkCache` passed to every call, which keeps each
+    space's kNN graphs (full sample and every subsample) and its exact row-space coordinates
+    for wide linear CKA, so they are computed once per space instead of once per pair. Neither
+    changes a result.
 
     Returns
     -------
@@ -957,6 +1135,18 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     """
     m = _resolve(metric, k, metric_kw)
     X, Y = _arrays(m, X, Y)
+    if cache is not None and not isinstance(cache, WorkCache):
+        raise TypeError(f"cache must be a matalign.statistics.WorkCache or None; got "
+                        f"{describe(cache)}")
+    if value is not None:
+        if m.spec.graph is not None:
+            raise ValueError(f"value= does not apply to {m.spec.name} (its value comes from "
+                             f"the kNN graphs the null relabels); pass value=None")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+                or not np.isfinite(value):
+            raise ValueError(f"value must be a finite number (the point estimate) or None; "
+                             f"got {value!r}")
+        value = float(value)
     if null == "auto":
         null = AUTO_NULL.get(m.spec.name)
     elif null is not None:
@@ -966,19 +1156,19 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     if null == "moments" and _cka_fast_kind(m) is None:
         null = "permutation-normal"      # auto for unbiased CKA: no exact moments
     graphs = None
-    value = None
     groups = None
     if m.spec.graph is not None:
-        graphs = _graphs(m, X, Y)
+        graphs = _graphs(m, X, Y, cache)
         fn = cknna if m.spec.name == "cknna" else mutual_knn
         value = float(fn(*graphs, k=m.k, **{a: b for a, b in m.kw.items() if a != "metric"}))
     elif _cka_fast_kind(m) == "linear" and X.shape[0] >= 2 * CKA_GROUPS:
         # one pass of per-group sums serves the interval and the null's moments
-        groups = _LinearCkaGroups(X, Y, CKA_GROUPS, [check_int(seed, "seed", 0), 2])
+        groups = _LinearCkaGroups(X, Y, CKA_GROUPS, [check_int(seed, "seed", 0), 2],
+                                  cache=cache)
     ci = _ci(m, X, Y, value, level, "subsample", n_subsamples, subsample_size, seed,
-             groups=groups)
+             groups=groups, cache=cache)
     nr = None if null is None else _null(m, X, Y, null, n_permutations, seed, graphs,
-                                         ci.value, groups)
+                                         ci.value, groups, cache)
     return ci, nr
 
 

@@ -667,6 +667,11 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int, X: dict) -> d
     skipped = []
     kw = dict(level=spec["level"], n_subsamples=spec["n_subsamples"],
               n_permutations=spec["n_permutations"], seed=cfg["seed"])
+    # shared across the pairs: each model's kNN graphs (full sample and subsamples) and the
+    # point estimates the matrix stage already computed (its entries equal the pairwise calls
+    # bit for bit), so no pair recomputes what another pair or the matrix did
+    cache = statistics.WorkCache([X[a] for a in labels])
+    known = _matrix_values(root / f"sets/{name}/matrix.json", labels)
     for metric in cfg["metrics"]:
         if metric not in _STAT_METRICS or len(labels) < 2:
             continue
@@ -677,7 +682,8 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int, X: dict) -> d
                 mk = {"k": k} if metric in ("cknna", "mutual_knn") else (
                     {"k": 1} if metric == "information_imbalance" else {})
                 try:
-                    ci, null = statistics.assess(stat_name, X[a], X[b], **mk, **kw, **extra)
+                    ci, null = statistics.assess(stat_name, X[a], X[b], **mk, **kw, **extra,
+                                                 value=known.get((metric, a, b)), cache=cache)
                 except ValueError as exc:  # e.g. a set too small for subsampling
                     skipped.append(f"{metric} {a}|{b}: {exc}")
                     continue
@@ -708,6 +714,32 @@ def _stats(root: Path, name: str, cfg: dict, labels: list, k: int, X: dict) -> d
     # pairs without an interval (e.g. a set too small to subsample) are left out of
     # stats.json and listed here, in the stage's marker
     return {"n": n, "k": k, "level": spec["level"], "skipped": skipped}
+
+
+def _matrix_values(path: Path, labels: list) -> dict:
+    """{(metric, a, b): value} of the matrix stage's entries that equal what
+    statistics.assess computes for that pair (linear biased CKA, biased dCor, the imbalance
+    Δ(a → b) at k = 1); nothing when the matrix was made with other settings."""
+    from .result import AlignmentMatrix
+
+    if not path.exists():
+        return {}
+    m = AlignmentMatrix.load(path)
+    p = m.params
+    wanted = {"cka": p.get("cka_kernel") == "linear" and not p.get("unbiased"),
+              "dcor": not p.get("unbiased"),
+              "information_imbalance": p.get("imbalance_k") == 1}
+    out = {}
+    for metric, ok in wanted.items():
+        if not ok or metric not in m.metrics:
+            continue
+        for a in labels:
+            for b in labels:
+                if a != b and a in m.names and b in m.names:
+                    v = m.value(metric, a, b)
+                    if np.isfinite(v):
+                        out[(metric, a, b)] = v
+    return out
 
 
 def _ksweep_table(root: Path, name: str, cfg: dict) -> dict:

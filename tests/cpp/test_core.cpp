@@ -743,7 +743,20 @@ void run(const char* name, void (*test)()) {
   }
 }
 
+// resolve_threads(n_threads, work): "all cores" (0) gives one thread for a call below
+// kSerialWork, all cores above it; an explicit count is honoured whatever the work.
+void test_resolve_threads_work() {
+  const int all = matalign::resolve_threads(0);
+  CHECK(matalign::resolve_threads(0, 1.0) == 1);
+  CHECK(matalign::resolve_threads(0, matalign::kSerialWork * 0.5) == 1);
+  CHECK(matalign::resolve_threads(0, matalign::kSerialWork) == all);
+  CHECK(matalign::resolve_threads(0, 1e15) == all);
+  CHECK(matalign::resolve_threads(1, 1e15) == 1);
+  CHECK(matalign::resolve_threads(2, 1.0) == matalign::resolve_threads(2));
+}
+
 int main() {
+  run("resolve_threads_work", test_resolve_threads_work);
   run("mutual_knn_hand", test_mutual_knn_hand);
   run("mutual_knn_random", test_mutual_knn_random);
   run("cknna", test_cknna);

@@ -92,4 +92,15 @@ constexpr int kMaxThreads = 1024;
 /// @throws std::invalid_argument outside 0..kMaxThreads
 int resolve_threads(int n_threads);
 
+/// Work (multiply-adds or comparable element operations) below which n_threads = 0 runs on
+/// one thread: a parallel region's fork and join cost more than such a call, and far more
+/// when the cores are shared (a descheduled team member holds the join for a time slice).
+/// About a millisecond of one core's work.
+constexpr double kSerialWork = double(1 << 22);
+
+/// resolve_threads for a call of about `work` operations: n_threads = 0 ("all cores") gives
+/// one thread below kSerialWork; an explicit n_threads is always honoured. Results never depend
+/// on the thread count (every engine reduction has a fixed order), only the time does.
+int resolve_threads(int n_threads, double work);
+
 }  // namespace matalign
