@@ -5,12 +5,15 @@
 //     int8 tensor cores accumulate).
 //  2. The widened bounds contain the score the GPU's exact path computes (emulated here as an
 //     FMA chain in the dtype, sequential and in reverse order) for every pair.
-//  3. A host emulation of the planned kernel's algorithm (self tiles J >= I feeding rows and
-//     columns, thresholds from the widened lower bounds, survivors per row and tile with the
-//     overflow -> exact-rerun fallback, re-scoring, ranking by (score desc, index asc))
-//     returns the brute-force graph of the same scores bit for bit, on data with exact
-//     duplicates and near-ties, ip and l2, float32 and float64, with tiny survivor slots
-//     (forcing the fallback) and the planned ones.
+//  3. A host emulation of the kernel's algorithm (cuda/src/knn_screen.cu), built from the
+//     same screen_plan.h host/device functions the kernels call: seed lists of the dense path
+//     over columns [0, S), self tiles J >= I of [S, n) feeding rows and columns, the
+//     epilogue's test against each list's k-th exact score as it stood before the tile,
+//     survivor lines in random order with the overflow -> all-columns fallback, and the merge
+//     kernel's re-score / filter / rank sort / merged positions) returns the brute-force
+//     graph of the same scores bit for bit, on data with exact duplicates and near-ties, ip
+//     and l2, float32 and float64, with tiny survivor slots (forcing the fallback) and the
+//     planned ones.
 // Seeded random inputs; no test framework: CHECK counts failures, main returns 1 if any.
 #include <algorithm>
 #include <cmath>
@@ -87,7 +90,7 @@ T gpu_score(const T* a, const T* b, const T* na, const T* nb, int64_t d, bool l2
 
 template <class T>
 void run_case(int64_t n, int64_t d, int64_t k, bool l2, int64_t tile, int64_t slots_override,
-              uint32_t seed) {
+              uint32_t seed, int64_t seed_floor = 40) {
   const int64_t itemsize = sizeof(T);
   std::vector<T> x = make_data<T>(n, d, seed);
   const MatrixView<T> xv{x.data(), n, d, d, 1};
@@ -168,67 +171,117 @@ void run_case(int64_t n, int64_t d, int64_t k, bool l2, int64_t tile, int64_t sl
   CHECK(contain_bad == 0);
   CHECK(slack_bad == 0);
 
-  // (3) the planned kernel's algorithm, emulated; exclude_self as the graph functions do
+  // (3) the kernel's algorithm (cuda/src/knn_screen.cu), emulated with the same
+  // screen_plan.h functions the kernels call: seed lists from the dense path, J >= I tiles of
+  // [S, n) with the epilogue's survives() test against the lists' k-th entries as they stood
+  // before the tile, survivor lines in a random order (the kernel's atomics give any order),
+  // and the merge kernel's steps (re-score and filter, rank sort, merged positions, overflow
+  // chunks). exclude_self as the graph functions do.
   const int64_t slots = slots_override > 0 ? slots_override : sp::survivor_slots(k, tile);
-  std::vector<std::vector<float>> best(static_cast<size_t>(n));  // k largest lbs, descending
-  std::vector<std::vector<uint32_t>> cand(static_cast<size_t>(n));
-  auto thr = [&](int64_t i) {
-    return static_cast<int64_t>(best[i].size()) < k ? -INFINITY : best[i][k - 1];
+  const int64_t S = sp::seed_columns(n, k, seed_floor);
+  CHECK(S < n);  // the screen runs on these sizes
+  std::vector<T> key(static_cast<size_t>(n * k));
+  std::vector<int64_t> idx(static_cast<size_t>(n * k));
+  auto better = [&](int64_t i, int64_t p, int64_t q) {
+    return sp::ranks_before(f[i * n + p], p, f[i * n + q], q);
   };
-  int64_t reruns = 0;
-  for (const sp::Tile& t : sp::self_tiles(n, tile)) {
-    // the epilogue reads each row's threshold as it stood before the tile
-    std::vector<float> thr0(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) thr0[i] = thr(i);
-    std::vector<std::vector<uint32_t>> surv(static_cast<size_t>(n));
-    std::vector<std::vector<float>> lbs(static_cast<size_t>(n));
-    auto offer = [&](int64_t i, int64_t j) {
-      lbs[i].push_back(lb[i * n + j]);
-      if (ub[i * n + j] >= thr0[i]) surv[i].push_back(static_cast<uint32_t>(j));
+  for (int64_t i = 0; i < n; ++i) {  // 1. seed: the dense path's exact top-k
+    std::vector<int64_t> c;
+    for (int64_t j = 0; j < (i < S ? n : S); ++j)
+      if (j != i) c.push_back(j);
+    std::sort(c.begin(), c.end(), [&](int64_t p, int64_t q) { return better(i, p, q); });
+    for (int64_t t = 0; t < k; ++t) {
+      key[i * k + t] = f[i * n + c[t]];
+      idx[i * k + t] = c[t];
+    }
+  }
+  std::vector<sp::Tile> tiles = sp::self_tiles(n - S, tile);
+  for (sp::Tile& t : tiles) t.r0 += S, t.r1 += S, t.c0 += S, t.c1 += S;
+  std::mt19937 shuffle_gen(seed + 1000);
+  int64_t reruns = 0, survivors = 0;
+  for (const sp::Tile& t : tiles) {
+    // 2. the screen kernel: thresholds read before the tile's merges
+    const int64_t nl = sp::tile_lines(t);
+    std::vector<std::vector<uint32_t>> surv(static_cast<size_t>(nl));
+    std::vector<int64_t> cnt(static_cast<size_t>(nl), 0);
+    const std::vector<T> key0(key);
+    auto push = [&](int64_t line, int64_t index) {
+      if (cnt[line]++ < slots) surv[line].push_back(static_cast<uint32_t>(index));
     };
     for (int64_t i = t.r0; i < t.r1; ++i)
-      for (int64_t j = t.diagonal ? i + 1 : t.c0; j < t.c1; ++j) {
-        offer(i, j);
-        if (t.mirror) offer(j, i);
+      for (int64_t j = t.c0; j < t.c1; ++j) {
+        const bool to_row = sp::offers_row(t, i, j, true), to_col = sp::offers_mirror(t, i, j);
+        if (to_row && sp::survives(ub[i * n + j], key0[i * k + k - 1])) push(sp::row_line(t, i), j);
+        if (to_col && sp::survives(ub[i * n + j], key0[j * k + k - 1])) push(sp::mirror_line(t, j), i);
       }
-    for (int64_t i = 0; i < n; ++i) {
-      if (lbs[i].empty()) continue;
-      if (sp::row_outcome(static_cast<int64_t>(surv[i].size()), slots) == sp::RowOutcome::rerun_exact) {
-        // fallback: the exact path over this tile's columns of row i (all its pairs here)
-        ++reruns;
-        const bool is_row = i >= t.r0 && i < t.r1;
-        const int64_t c0 = is_row ? t.c0 : t.r0, c1 = is_row ? t.c1 : t.r1;
-        for (int64_t j = c0; j < c1; ++j)
-          if (j != i) cand[i].push_back(static_cast<uint32_t>(j));
-      } else {
-        cand[i].insert(cand[i].end(), surv[i].begin(), surv[i].end());
+    // 3. the merge kernel, line by line
+    for (int64_t line = 0; line < nl; ++line) {
+      if (cnt[line] == 0) continue;
+      survivors += cnt[line];
+      std::shuffle(surv[line].begin(), surv[line].end(), shuffle_gen);
+      const int64_t g = sp::line_row(t, line);
+      T* lk = &key[g * k];
+      int64_t* li = &idx[g * k];
+      const bool overflow = cnt[line] > slots;
+      reruns += overflow ? 1 : 0;
+      int64_t cb = 0, ce = 0;
+      sp::line_columns(t, line, cb, ce);
+      const int64_t chunks = overflow ? (ce - cb + slots - 1) / slots : 1;
+      for (int64_t ch = 0; ch < chunks; ++ch) {
+        const int64_t nc = overflow ? std::min(slots, ce - cb - ch * slots) : cnt[line];
+        const T kth = lk[k - 1];
+        const int64_t kth_i = li[k - 1];
+        std::vector<T> ck;
+        std::vector<uint32_t> ci;
+        for (int64_t u = 0; u < nc; ++u) {
+          const int64_t j = overflow ? cb + ch * slots + u : static_cast<int64_t>(surv[line][u]);
+          if (overflow && j == g) continue;  // exclude_self
+          if (sp::ranks_before(f[g * n + j], j, kth, kth_i)) {
+            ck.push_back(f[g * n + j]);
+            ci.push_back(static_cast<uint32_t>(j));
+          }
+        }
+        const int64_t cn = static_cast<int64_t>(ck.size());
+        if (cn == 0) continue;
+        std::vector<T> sk(static_cast<size_t>(cn)), ok(static_cast<size_t>(k));
+        std::vector<uint32_t> si(static_cast<size_t>(cn));
+        std::vector<int64_t> oi(static_cast<size_t>(k), -1);
+        for (int64_t u = 0; u < cn; ++u) {
+          const int64_t r = sp::rank_among(ck.data(), ci.data(), cn, u);
+          sk[r] = ck[u];
+          si[r] = ci[u];
+        }
+        for (int64_t q = 0; q < k; ++q) {
+          const int64_t p = sp::merged_pos_list(lk, li, q, sk.data(), si.data(), cn);
+          if (p < k) ok[p] = lk[q], oi[p] = li[q];
+        }
+        for (int64_t u = 0; u < cn; ++u) {
+          const int64_t p = sp::merged_pos_cand(sk.data(), si.data(), u, lk, li, k);
+          if (p < k) ok[p] = sk[u], oi[p] = si[u];
+        }
+        CHECK(std::find(oi.begin(), oi.end(), int64_t(-1)) == oi.end());  // positions 0..k-1 filled
+        std::copy(ok.begin(), ok.end(), lk);
+        std::copy(oi.begin(), oi.end(), li);
       }
-      best[i].insert(best[i].end(), lbs[i].begin(), lbs[i].end());
-      std::sort(best[i].begin(), best[i].end(), [](float p, float q) { return p > q; });
-      if (static_cast<int64_t>(best[i].size()) > k) best[i].resize(static_cast<size_t>(k));
     }
   }
   if (slots_override > 0) CHECK(reruns > 0);  // the fallback ran
   int64_t graph_bad = 0;
   for (int64_t i = 0; i < n; ++i) {
-    auto better = [&](uint32_t p, uint32_t q) {
-      const T a1 = f[i * n + p], b1 = f[i * n + q];
-      return a1 > b1 || (a1 == b1 && p < q);
-    };
-    std::vector<uint32_t> c = cand[i];
-    std::sort(c.begin(), c.end());
-    CHECK(std::adjacent_find(c.begin(), c.end()) == c.end());  // each pair offered once
-    std::sort(c.begin(), c.end(), better);
-    std::vector<uint32_t> all;
+    std::vector<int64_t> all;
     for (int64_t j = 0; j < n; ++j)
-      if (j != i) all.push_back(static_cast<uint32_t>(j));
-    std::sort(all.begin(), all.end(), better);
-    if (static_cast<int64_t>(c.size()) < k || !std::equal(all.begin(), all.begin() + k, c.begin())) ++graph_bad;
+      if (j != i) all.push_back(j);
+    std::sort(all.begin(), all.end(), [&](int64_t p, int64_t q) { return better(i, p, q); });
+    for (int64_t t = 0; t < k; ++t)
+      if (idx[i * k + t] != all[t] || std::memcmp(&key[i * k + t], &f[i * n + all[t]], sizeof(T)) != 0) {
+        ++graph_bad;
+        break;
+      }
   }
   CHECK(graph_bad == 0);
-  std::printf("  %s %s n=%lld d=%lld k=%lld tile=%lld slots=%lld: reruns %lld, bound/graph mismatches %lld/%lld/%lld, slack misses %lld (max error/slack %.2g)\n",
+  std::printf("  %s %s n=%lld d=%lld k=%lld tile=%lld slots=%lld S=%lld: survivors %lld, reruns %lld, bound/graph mismatches %lld/%lld/%lld, slack misses %lld (max error/slack %.2g)\n",
               itemsize == 4 ? "float32" : "float64", l2 ? "l2" : "ip", (long long)n, (long long)d,
-              (long long)k, (long long)tile, (long long)slots, (long long)reruns,
+              (long long)k, (long long)tile, (long long)slots, (long long)S, (long long)survivors, (long long)reruns,
               (long long)bitwise_bad, (long long)contain_bad, (long long)graph_bad, (long long)slack_bad, max_ratio);
 }
 

@@ -78,8 +78,10 @@ inline RowOutcome row_outcome(int64_t survivors, int64_t slots) {
 /// screen covers the rest. S = min(n, max(k + 1, 1024)); the self graph's rows [0, S) are
 /// searched exactly against all columns (they are the rows whose pairs with [S, n) the
 /// screen's self tiles over [S, n) do not contain).
-inline int64_t seed_columns(int64_t n, int64_t k) {
-  return std::min<int64_t>(n, std::max<int64_t>(k + 1, 1024));
+/// (`floor` is 1024 in the kernel; the host emulation passes smaller ones so that its small
+/// inputs are screened.)
+inline int64_t seed_columns(int64_t n, int64_t k, int64_t floor = 1024) {
+  return std::min<int64_t>(n, std::max<int64_t>(k + 1, floor));
 }
 
 /// (f, j) ranks before (g, l): larger score first, then lower index (the engine's tie rule).
