@@ -727,13 +727,14 @@ def test_screen_on_equals_off_production_size(dtype, metric):
 @pytest.mark.cuda
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_screen_overflow_and_small_tiles(metric):
-    # 700 exact copies of one row: their pairs tie, a tile's survivors overflow the line's
-    # slots and the line is re-scored against all of the tile's columns; small and ragged
-    # tiles (250 rows, 300 columns); exclude_self=False keeps each row's own pair.
+    # 700 exact copies of one row, 1.5x longer than the rest (so for ip too they are each
+    # other's and every row's best neighbours): their pairs tie, a tile's survivors overflow
+    # the line's slots and the line is re-scored against all of the tile's columns; small and
+    # ragged tiles (250 rows, 300 columns); exclude_self=False keeps each row's own pair.
     if CUDA_REASON is not None:
         pytest.skip(CUDA_REASON)
     X = _near_tie_rows(97, 5000, 24, np.float32)
-    X[1000:1700] = X[5]
+    X[1000:1700] = X[5] * np.float32(1.5)
     Q = X[::3].copy()
     for k in (1, 5, 40):
         v, i, info = _screen(X, None, k, metric, tile_rows=250)
@@ -750,6 +751,28 @@ def test_screen_overflow_and_small_tiles(metric):
         np.testing.assert_array_equal(v, rv)
         np.testing.assert_array_equal(i, ri)
         assert info["tiles"] == 7 * 14  # ceil(1667 / 250) x ceil((5000 - 1024) / 300)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_screen_small_cases(metric):
+    # Small enough for compute-sanitizer (scripts/gpu_check.py runs it under memcheck and
+    # racecheck): N = 1500 > the 1024 seed columns, ragged 200-row tiles, 300 copies of one row
+    # (overflowing lines), self and Q != X, float32 and float64.
+    if CUDA_REASON is not None:
+        pytest.skip(CUDA_REASON)
+    for dtype in (np.float32, np.float64):
+        X = _near_tie_rows(101, 1500, 20, dtype)
+        X[1100:1400] = X[3] * dtype(1.5)
+        Q = X[::4].copy()
+        for Qm in (None, Q):
+            v, i, info = _screen(X, Qm, 3, metric, tile_rows=200, tile_cols=150)
+            rv, ri = _exact(X, Qm, 3, metric)
+            np.testing.assert_array_equal(v, rv)
+            np.testing.assert_array_equal(i, ri)
+            assert info["screened"] and info["tiles"] > 0
+            if Qm is None:
+                assert info["overflow_lines"] > 0
 
 
 @pytest.mark.cuda
