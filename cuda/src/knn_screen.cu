@@ -327,6 +327,7 @@ void knn_screen(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip
                 const Launch& l, ScreenStats* stats) {
   static const char* fn = "knn screen (cuda)";
   detail::check_launch(l, fn);
+  plan::check_tiles(l.tile_rows, l.tile_cols, fn);
   detail::CallScope scope(l);
   MATALIGN_CHECK(values != nullptr && indices != nullptr, fn, ": null output buffer");
   MATALIGN_CHECK(queries == nullptr || qs != nullptr, fn, ": queries need their screen side");
