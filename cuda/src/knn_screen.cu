@@ -190,7 +190,7 @@ struct MergeScratch {
 // tile's row count) are rows of `ra` (queries, or X for self graphs) scored against rows of
 // `cx` (X); mirror lines are rows of X scored against rows of X.
 template <class T>
-__global__ void __launch_bounds__(kMergeThreads)
+__global__ void __launch_bounds__(kMergeThreads, 1)
 merge_kernel(sp::Tile t, DevMat<T> ra, DevMat<T> cx, const T* norm_r, const T* norm_c, bool l2,
              bool excl, T* lkey, int64_t* lidx, int64_t k, const uint32_t* surv, const int32_t* cnt,
              int64_t slots, MergeScratch ms) {
