@@ -4,10 +4,12 @@
 // the head of a per-row segment of capacity k + C (C = column tile width). For each column
 // tile (in increasing column order) a block per row appends, in increasing column order, the
 // tile's candidates that beat the row's current k-th best; one stable segmented sort
-// (descending by score) then orders each row's segment, and its first k entries become the
-// new list. The tie rule "lower index first" holds because the list's indices are all below
-// the tile's, the appended candidates are in increasing index order, and the sort is stable.
-// Rows without candidates get an empty segment (no work). The GPU visits all N×N pairs: no
+// (descending by score) orders only the appended candidates (the list is already sorted: no
+// re-sort of k entries per tile, which matters for large k), and keep_kernel merges list and
+// sorted candidates by binary-search positions (screen_plan::count_before, the merge the
+// int8 screen uses), keeping the first k. The tie rule "lower index first" holds because the
+// stable sort keeps equal scores in increasing column order and the merge orders by
+// (score desc, index asc). Rows without candidates get an empty segment (no work). The GPU visits all N×N pairs: no
 // symmetric half (simpler; the CPU engine's conflict-free rounds have no cheap GPU analogue).
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_segmented_sort.cuh>
@@ -18,6 +20,7 @@
 #include "common.cuh"
 #include "knn_dense.cuh"
 #include "matalign/cuda/plan.h"
+#include "matalign/cuda/screen_plan.h"
 
 namespace matalign {
 namespace cuda {
@@ -80,27 +83,49 @@ select_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const 
   if (threadIdx.x == 0) {
     const int added = base - filled;
     st.added[r] = added;
-    st.begin[r] = r * st.cap;
-    st.end[r] = added > 0 ? r * st.cap + base : r * st.cap;
+    st.begin[r] = r * st.cap + filled;  // only the appended candidates are sorted
+    st.end[r] = r * st.cap + base;
   }
 }
 
-// After the sort: the first min(k, filled + added) of each sorted segment become the list.
+// After the sort: the list (keys[0, filled), sorted) and the sorted candidates
+// (sorted_keys[filled, filled + added)) merged, the first min(k, filled + added) entries
+// becoming the list. The list is first copied next to the candidates (the head of the sort's
+// output segment is unused), so the merge reads one buffer and writes the other.
 template <class T>
 __global__ void __launch_bounds__(kRowThreads)
-keep_kernel(const T* sorted_keys, const int64_t* sorted_vals, TopKView<T> st) {
+keep_kernel(T* sorted_keys, int64_t* sorted_vals, TopKView<T> st) {
   const int64_t r = blockIdx.x;
   const int added = st.added[r];
   if (added == 0) return;  // uniform across the block
-  const int64_t n = st.filled[r] + added;
+  const int64_t filled = st.filled[r];
+  const int64_t n = filled + added;
   const int64_t keep = n < st.k ? n : st.k;
   const int64_t off = r * st.cap;
-  for (int64_t t = threadIdx.x; t < keep; t += kRowThreads) {
-    st.keys[off + t] = sorted_keys[off + t];
-    st.vals[off + t] = sorted_vals[off + t];
+  T* lk = sorted_keys + off;        // [0, filled): the list, then the sorted candidates
+  int64_t* li = sorted_vals + off;
+  for (int64_t t = threadIdx.x; t < filled; t += kRowThreads) {
+    lk[t] = st.keys[off + t];
+    li[t] = st.vals[off + t];
   }
-  // Every thread has read filled[r] above before thread 0 overwrites it.
+  // Every thread has read filled[r] and the list above before any is overwritten.
   __syncthreads();
+  const T* ck = lk + filled;
+  const int64_t* ci = li + filled;
+  for (int64_t q = threadIdx.x; q < filled; q += kRowThreads) {
+    const int64_t p = screen_plan::merged_pos_list(lk, li, q, ck, ci, added);
+    if (p < keep) {
+      st.keys[off + p] = lk[q];
+      st.vals[off + p] = li[q];
+    }
+  }
+  for (int64_t u = threadIdx.x; u < added; u += kRowThreads) {
+    const int64_t p = screen_plan::merged_pos_cand(ck, ci, u, lk, li, filled);
+    if (p < keep) {
+      st.keys[off + p] = ck[u];
+      st.vals[off + p] = ci[u];
+    }
+  }
   if (threadIdx.x == 0) st.filled[r] = static_cast<int32_t>(keep);
 }
 

@@ -390,6 +390,65 @@ void run_query_case(int64_t m, int64_t n, int64_t d, int64_t k, bool l2, int64_t
               (long long)graph_bad);
 }
 
+/// The exact path's TopK reducer (cuda/src/knn.cu), emulated for one row: per column tile,
+/// select_kernel appends (in column order) the candidates that beat the list's k-th entry,
+/// the stable segmented sort orders only them (score desc), and keep_kernel merges list and
+/// candidates with the same screen_plan.h position functions. Scores with many ties (a few
+/// distinct values), k from 1 to beyond a tile; must equal the brute-force top-k.
+void test_dense_topk_merge() {
+  std::mt19937 gen(21);
+  int64_t bad = 0, cases = 0;
+  for (int64_t n : {1, 7, 64, 333}) {
+    for (int64_t k : {1, 3, 10, 100, 400}) {
+      if (k > n) continue;
+      for (int64_t C : {1, 5, 64, 1000}) {
+        std::uniform_int_distribution<int> v(0, 6);
+        std::vector<float> f(static_cast<size_t>(n));
+        for (auto& x : f) x = 0.5f * static_cast<float>(v(gen));
+        std::vector<float> lk;
+        std::vector<int64_t> li;
+        for (int64_t c0 = 0; c0 < n; c0 += C) {
+          const bool full = static_cast<int64_t>(lk.size()) >= k;
+          std::vector<float> ck;
+          std::vector<int64_t> ci;
+          for (int64_t j = c0; j < std::min(n, c0 + C); ++j)
+            if (!full || sp::ranks_before(f[j], j, lk[k - 1], li[k - 1])) {
+              ck.push_back(f[j]);
+              ci.push_back(j);
+            }
+          std::vector<size_t> order(ck.size());
+          for (size_t u = 0; u < order.size(); ++u) order[u] = u;
+          std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ck[a] > ck[b]; });
+          std::vector<float> sk;
+          std::vector<int64_t> si;
+          for (size_t u : order) sk.push_back(ck[u]), si.push_back(ci[u]);
+          const int64_t filled = static_cast<int64_t>(lk.size()), added = static_cast<int64_t>(sk.size());
+          const int64_t keep = std::min(k, filled + added);
+          std::vector<float> ok(static_cast<size_t>(keep));
+          std::vector<int64_t> oi(static_cast<size_t>(keep), -1);
+          for (int64_t q = 0; q < filled; ++q) {
+            const int64_t p = sp::merged_pos_list(lk.data(), li.data(), q, sk.data(), si.data(), added);
+            if (p < keep) ok[p] = lk[q], oi[p] = li[q];
+          }
+          for (int64_t u = 0; u < added; ++u) {
+            const int64_t p = sp::merged_pos_cand(sk.data(), si.data(), u, lk.data(), li.data(), filled);
+            if (p < keep) ok[p] = sk[u], oi[p] = si[u];
+          }
+          lk = ok;
+          li = oi;
+        }
+        std::vector<int64_t> all(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) all[j] = j;
+        std::sort(all.begin(), all.end(), [&](int64_t p, int64_t q) { return sp::ranks_before(f[p], p, f[q], q); });
+        ++cases;
+        if (static_cast<int64_t>(li.size()) != k || !std::equal(li.begin(), li.end(), all.begin())) ++bad;
+      }
+    }
+  }
+  CHECK(bad == 0);
+  std::printf("  dense TopK merge: %lld cases, %lld mismatches\n", (long long)cases, (long long)bad);
+}
+
 void test_plan() {
   // every unordered pair in exactly one self tile; tile count b(b+1)/2
   for (int64_t n : {1, 5, 64, 100, 257}) {
@@ -430,6 +489,7 @@ void test_plan() {
 
 int main() {
   test_plan();
+  test_dense_topk_merge();
   for (bool l2 : {false, true}) {
     run_case<float>(300, 37, 10, l2, 64, 0, 11);
     run_case<double>(300, 37, 10, l2, 64, 0, 12);
