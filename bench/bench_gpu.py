@@ -5,10 +5,14 @@ topk, cdist), faiss-gpu where installed; agreement checked before a figure is re
     python bench/bench_gpu.py --n 200000 --metric-n 20000 --json out.json
 
 Rows (all float32, D = 256, seeded torch data on the device, matalign reads it zero-copy):
-  exact self-kNN (ip)  N = --n, k = 10: matalign knn(device="cuda")  vs  torch blocked
+  exact self-kNN (ip)  N = --n, k = 10: matalign knn(device="cuda") (screen="auto": the exact
+                       GPU path until the int8 screen is verified)  vs  torch blocked
                        X_b @ Xᵀ + topk (self masked) in the same run, and faiss-gpu
                        GpuIndexFlatIP where importable; agreement: rows whose neighbour sets
                        (or, at ties, sorted values) agree, max |Δvalue|.
+  int8 screen          N = --screen-n, k = 10: knn(screen="int8")  vs  knn(screen="off") (the
+                       exact GPU path) on the same data: identical graphs required; the
+                       screen's seed columns, tiles, survivors per row and overflowing lines.
   CKNNA                N = --metric-n, k = 10, from arrays (both graphs + the metric) on the GPU;
                        vs the CPU engine's CKNNA of the GPU graphs: equality.
   dCor                 N = --metric-n: matalign distance_correlation(device="cuda")  vs  torch
@@ -106,6 +110,17 @@ def knn_agreement(g, vals, idx) -> tuple[float, float]:
     return float(np.mean(same | close)), dv
 
 
+def screen_info(X, k: int) -> dict:
+    """What the int8 screen did on X (self graph, ip): seed columns, tiles, survivors, ..."""
+    from matalign import _device, _engine
+
+    dev = _device.resolve("cuda", X)
+    m = _device.matrix(X, "X", dev)
+    _, _, info = _engine.knn_screen_cuda(m, None, _device.to_host(m), None, k, metric="ip",
+                                         exclude_self=True, device=dev)
+    return info
+
+
 def faiss_knn(X, k: int):
     """faiss-gpu exact inner-product search (GpuIndexFlatIP) of X against itself, k + 1
     neighbours with the own row dropped; None when faiss-gpu is not importable."""
@@ -137,6 +152,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=1_000_000, help="rows of the kNN benchmark")
     p.add_argument("--metric-n", type=int, default=100_000,
                    help="rows of the CKNNA, dCor and information imbalance benchmark")
+    p.add_argument("--screen-n", type=int, default=200_000,
+                   help="rows of the int8 screen vs exact path comparison")
     p.add_argument("--d", type=int, default=256)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeat", type=int, default=1)
@@ -196,6 +213,22 @@ def main(argv=None) -> int:
             f"rows agreeing {agree:.6f}, max|Δv| {dv:.2e}")
     del tv, ti
     torch.cuda.empty_cache()  # the anchor's cached blocks are not free to matalign
+
+    # the int8 screen against the exact GPU path at N = --screen-n: the same graph, faster
+    ns = min(args.screen_n, args.n)
+    Xs = X[:ns]
+    data = f"N={ns}, D={args.d}, k={args.k}, float32, ip"
+    t_off, g_off = timed(lambda: ma.knn(Xs, k=args.k, device="cuda", screen="off"), args.repeat)
+    t_int8, g_int8 = timed(lambda: ma.knn(Xs, k=args.k, device="cuda", screen="int8"),
+                           args.repeat)
+    same = (np.array_equal(g_int8.indices, g_off.indices)
+            and np.array_equal(g_int8.values, g_off.values))
+    si = screen_info(Xs, args.k)
+    row("exact self-kNN, int8 screen", data, t_int8, "matalign exact path (screen='off')", t_off,
+        f"{'identical to' if same else 'DIFFERS from'} the exact path; seed columns "
+        f"{si['seed_columns']}, {si['tiles']} tiles, {si['survivors'] / ns:.1f} survivors/row, "
+        f"{si['overflow_lines']} overflowing lines")
+    del g_off, g_int8
 
     # metrics at N = --metric-n
     data = f"N={m}, D={args.d}, k={args.k}, float32"

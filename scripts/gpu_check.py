@@ -52,10 +52,11 @@ PYTEST_DEPS = ("pluggy", "iniconfig", "packaging", "pygments")
 WHEELS_LIMIT_BYTES = 64 << 20
 
 # The tests run again under compute-sanitizer: small cases of every kernel family (kNN with
-# ragged tiles, queries, PairSums, RankCount, CKNNA / mutual kNN; 13 cases), host input only
-# (torch's and CuPy's start-up under the sanitizer would cost minutes).
+# ragged tiles, queries, the int8 screen with overflowing lines, PairSums, RankCount, CKNNA /
+# mutual kNN; 15 cases), host input only (torch's and CuPy's start-up under the sanitizer
+# would cost minutes).
 SANITIZER_SUBSET = ("(test_knn_matches_cpu and 97) or test_knn_queries_and_layouts or "
-                    "test_pair_sums_deterministic_and_tiled or "
+                    "test_screen_small_cases or test_pair_sums_deterministic_and_tiled or "
                     "(test_information_imbalance_matches_cpu and float64) or "
                     "test_cknna_and_mutual_knn_match_cpu")
 SANITIZER_TOOLS = ("memcheck", "racecheck")
@@ -200,6 +201,7 @@ def plan(args: argparse.Namespace, python: str = sys.executable) -> list[Step]:
     # The figures before the sanitizers: they take what time is left.
     steps.append(Step("bench", [python, "bench/bench_gpu.py", "--n", str(args.knn_n),
                                 "--metric-n", str(args.metric_n),
+                                "--screen-n", str(min(args.knn_n, 200_000)),
                                 "--json", str(out / "bench.json")], 240, env, required=False))
     sanitizer = find_sanitizer() or "compute-sanitizer"
     for tool in SANITIZER_TOOLS:

@@ -10,6 +10,7 @@ visible GPU, a session in which every cuda case skipped fails (conftest.py).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -672,12 +673,9 @@ def test_host_cosine_norms_use_the_device_order(dtype):
 
 # --- the int8 tensor-core screen (docs/ARCHITECTURE.md, "GPU int8 screen") ------------------
 # Its host side (quantisation shared with the CPU, pair bounds bitwise the CPU's, the re-scoring
-# slack, the tile/survivor plan and an emulation of the kernel's algorithm) is tested without a
-# GPU in tests/cpp/test_cuda_screen.cpp. The kernel itself is not built yet: these cases skip
-# until the binding `knn_screen_cuda_f32` exists, then check it on a GPU.
-_SCREEN_KERNEL_REASON = (None if hasattr(_core, "knn_screen_cuda_f32") else
-                         "the CUDA int8 screen kernel is not built yet (docs/ARCHITECTURE.md, "
-                         "'GPU int8 screen')")
+# slack, and an emulation of the kernel's algorithm built from the same screen_plan.h functions
+# the kernels call) is tested without a GPU in tests/cpp/test_cuda_screen.cpp; the routing of
+# ma.knn(device="cuda", screen=...) below runs without a GPU too; the kernel runs on a GPU only.
 
 
 def _near_tie_rows(seed, n, d, dtype):
@@ -690,26 +688,174 @@ def _near_tie_rows(seed, n, d, dtype):
     return X.astype(dtype)
 
 
+def _screen(X, Q, k, metric, **kw):
+    """The screen binding directly: (values, indices, info), on device 0."""
+    dev = _device.Device("cuda", 0)
+    return _engine.knn_screen_cuda(X, Q, X, Q, k, metric=metric, exclude_self=kw.pop(
+        "exclude_self", Q is None), device=dev, **kw)
+
+
+def _exact(X, Q, k, metric, **kw):
+    dev = _device.Device("cuda", 0)
+    return _engine.knn_exact(X, Q, k, metric=metric, exclude_self=kw.pop(
+        "exclude_self", Q is None), device=dev, **kw)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_screen_on_equals_off_production_size(dtype, metric):
-    # N = 20,000: screen="int8" on the GPU returns screen="off"'s graph bit for bit (and the
-    # CPU's exact graph of the same dtype), k = 10 and 100, with duplicates and near-ties.
-    for reason in (CUDA_REASON, _SCREEN_KERNEL_REASON):
-        if reason is not None:
-            pytest.skip(reason)
+    # N = 20,000 (default 4096-wide screen tiles, 8192-wide seed tiles): screen="int8" on the
+    # GPU returns screen="off"'s graph bit for bit (and the CPU's exact graph of the same
+    # dtype), k = 1, 10 and 100, self and Q != X, with duplicates and near-ties.
+    if CUDA_REASON is not None:
+        pytest.skip(CUDA_REASON)
     X = _near_tie_rows(95, 20000, 64, dtype)
-    for k in (10, 100):
+    Q = np.concatenate([X[:1500], _near_tie_rows(96, 1500, 64, dtype)])  # copies of X rows too
+    for k in (1, 10, 100):
         off = ma.knn(X, k=k, metric=metric, device="cuda", screen="off")
         _same_graph(ma.knn(X, k=k, metric=metric, device="cuda", screen="int8"), off)
         _same_graph(ma.knn(X, k=k, metric=metric, device="cuda", screen="auto"), off)
         _same_graph(off, ma.knn(X, k=k, metric=metric, device="cpu", screen="off"))
+        qoff = ma.knn(X, k=k, metric=metric, queries=Q, device="cpu", screen="off")
+        _same_graph(ma.knn(X, k=k, metric=metric, queries=Q, device="cuda", screen="int8"), qoff)
+        _, _, info = _screen(X, None, k, metric)
+        assert info["screened"] and info["seed_columns"] == 1024 and info["tiles"] == 15
+        assert info["merged"] > 0
 
 
-def test_screen_kernel_reason_names_the_doc():
-    # while the kernel is not built, the skip says why and where the plan is documented
-    if _SCREEN_KERNEL_REASON is not None:
-        assert "docs/ARCHITECTURE.md" in _SCREEN_KERNEL_REASON
-        doc = Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md"
-        assert "### GPU int8 screen" in doc.read_text(encoding="utf-8")
+@pytest.mark.cuda
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_screen_overflow_and_small_tiles(metric):
+    # 700 exact copies of one row, 1.5x longer than the rest (so for ip too they are each
+    # other's and every row's best neighbours): their pairs tie, a tile's survivors overflow
+    # the line's slots and the line is re-scored against all of the tile's columns; small and
+    # ragged tiles (250 rows, 300 columns); exclude_self=False keeps each row's own pair.
+    if CUDA_REASON is not None:
+        pytest.skip(CUDA_REASON)
+    X = _near_tie_rows(97, 5000, 24, np.float32)
+    X[1000:1700] = X[5] * np.float32(1.5)
+    Q = X[::3].copy()
+    for k in (1, 5, 40):
+        v, i, info = _screen(X, None, k, metric, tile_rows=250)
+        rv, ri = _exact(X, None, k, metric)
+        np.testing.assert_array_equal(v, rv)
+        np.testing.assert_array_equal(i, ri)
+        assert info["screened"] and info["overflow_lines"] > 0
+        v, i, _ = _screen(X, None, k, metric, exclude_self=False, tile_rows=250)
+        rv, ri = _exact(X, None, k, metric, exclude_self=False)
+        np.testing.assert_array_equal(v, rv)
+        np.testing.assert_array_equal(i, ri)
+        v, i, info = _screen(X, Q, k, metric, tile_rows=250, tile_cols=300)
+        rv, ri = _exact(X, Q, k, metric)
+        np.testing.assert_array_equal(v, rv)
+        np.testing.assert_array_equal(i, ri)
+        assert info["tiles"] == 7 * 14  # ceil(1667 / 250) x ceil((5000 - 1024) / 300)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_screen_small_cases(metric):
+    # Small enough for compute-sanitizer (scripts/gpu_check.py runs it under memcheck and
+    # racecheck): N = 1500 > the 1024 seed columns, ragged 200-row tiles, 300 copies of one row
+    # (overflowing lines), self and Q != X, float32 and float64.
+    if CUDA_REASON is not None:
+        pytest.skip(CUDA_REASON)
+    for dtype in (np.float32, np.float64):
+        X = _near_tie_rows(101, 1500, 20, dtype)
+        X[1100:1400] = X[3] * dtype(1.5)
+        Q = X[::4].copy()
+        for Qm in (None, Q):
+            v, i, info = _screen(X, Qm, 3, metric, tile_rows=200, tile_cols=150)
+            rv, ri = _exact(X, Qm, 3, metric)
+            np.testing.assert_array_equal(v, rv)
+            np.testing.assert_array_equal(i, ri)
+            assert info["screened"] and info["tiles"] > 0
+            if Qm is None:
+                assert info["overflow_lines"] > 0
+
+
+@pytest.mark.cuda
+def test_screen_on_torch_input_is_the_cpu_graph():
+    _need_gpu_lib("torch")
+    import torch
+
+    X = _near_tie_rows(98, 6000, 40, np.float32)
+    Xt = torch.as_tensor(X, device="cuda")
+    for metric in ("ip", "l2", "cosine"):
+        _same_graph(ma.knn(Xt, k=10, metric=metric, screen="int8"),
+                    ma.knn(X, k=10, metric=metric, device="cpu", screen="off"))
+
+
+class _RecordingEngine:
+    """Stands for the two kNN doors of _engine on a CUDA device: records which one ran."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+
+        def screen(X, Q, X_host, Q_host, k, **kw):
+            self.calls.append(("screen", X_host, Q_host, kw))
+            m = X.shape[0] if Q is None else Q.shape[0]
+            return np.zeros((m, k)), np.zeros((m, k), dtype=np.int64), {"screened": True}
+
+        def exact(X, Q, k, **kw):
+            self.calls.append(("exact", X, Q, kw))
+            m = X.shape[0] if Q is None else Q.shape[0]
+            return np.zeros((m, k)), np.zeros((m, k), dtype=np.int64)
+
+        monkeypatch.setattr(_engine, "knn_screen_cuda", screen)
+        monkeypatch.setattr(_engine, "knn_exact", exact)
+
+
+@pytest.mark.parametrize("screen,metric,route", [
+    ("int8", "ip", "screen"), ("int8", "l2", "screen"), ("int8", "cosine", "screen"),
+    ("auto", "ip", "exact"), ("off", "ip", "exact"), ("int16", "l2", "exact")])
+def test_device_knn_routes_the_screen(monkeypatch, screen, metric, route):
+    # Runs without a GPU: which door ma.knn's CUDA path takes for each screen= value. Host
+    # rows go to the screen as they are (cosine: normalised on the host first, as the CPU).
+    knn_mod = importlib.import_module("matalign.knn")  # (matalign.knn is also the function)
+
+    rec = _RecordingEngine(monkeypatch)
+    X = _data(99, 50, 6, np.float32)
+    Q = _data(100, 7, 6, np.float32)
+    knn_mod._knn_cuda(X, None, k=3, metric=metric, method="exact", rescore=False, tile_rows=0,
+                      tile_cols=0, progress=False, dev=_device.Device("cuda", 0), screen=screen)
+    knn_mod._knn_cuda(X, Q, k=3, metric=metric, method="exact", rescore=False, tile_rows=5,
+                      tile_cols=6, progress=False, dev=_device.Device("cuda", 0), screen=screen)
+    assert [c[0] for c in rec.calls] == [route, route]
+    if route == "screen":
+        (_, xh, qh, kw), (_, xh2, qh2, kw2) = rec.calls
+        want = X / np.linalg.norm(X.astype(np.float64), axis=1)[:, None] if metric == "cosine" else X
+        np.testing.assert_allclose(xh, want, rtol=1e-6)
+        assert qh is None and qh2 is not None and qh2.shape == (7, 6)
+        assert kw["metric"] == ("l2" if metric == "l2" else "ip") and kw["exclude_self"]
+        assert (kw2["tile_rows"], kw2["tile_cols"], kw2["exclude_self"]) == (5, 6, False)
+    else:
+        assert not rec.calls[0][3]["normalize"]
+
+
+def test_device_cosine_on_device_rows_takes_the_exact_path(monkeypatch):
+    # Device rows are normalised on the device (normalize=True), which only the exact path does.
+    knn_mod = importlib.import_module("matalign.knn")  # (matalign.knn is also the function)
+
+    rec = _RecordingEngine(monkeypatch)
+    monkeypatch.setattr(_device, "matrix", lambda X, name, dev: _FakeDeviceMatrix(0, shape=(10, 3)))
+    knn_mod._knn_cuda(object(), None, k=2, metric="cosine", method="exact", rescore=False,
+                      tile_rows=0, tile_cols=0, progress=False, dev=_device.Device("cuda", 0),
+                      screen="int8")
+    assert [c[0] for c in rec.calls] == ["exact"] and rec.calls[0][3]["normalize"]
+
+
+def test_device_knn_bad_screen_is_a_value_error():
+    knn_mod = importlib.import_module("matalign.knn")  # (matalign.knn is also the function)
+
+    with pytest.raises(ValueError, match="screen must be one of 'auto', 'int8', 'int16', 'off'; got 'int4'"):
+        knn_mod._knn_cuda(_data(1, 10, 2, np.float32), None, k=2, metric="ip", method="exact",
+                          rescore=False, tile_rows=0, tile_cols=0, progress=False,
+                          dev=_device.Device("cuda", 0), screen="int4")
+
+
+@pytest.mark.skipif(_NO_CUDA_BUILD, reason="matalign was built without CUDA")
+def test_screen_binding_is_built_with_cuda():
+    for name in ("knn_screen_cuda_f32", "knn_screen_cuda_f64"):
+        assert "int8 tensor-core screen" in getattr(_core, name).__doc__

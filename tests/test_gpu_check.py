@@ -57,7 +57,7 @@ def test_dry_run_prints_every_step_and_runs_nothing(tmp_path):
     assert ("-DMATALIGN_BUILD_PYTHON=ON -DMATALIGN_ENABLE_CUDA=ON "
             "-DCMAKE_CUDA_ARCHITECTURES=90") in text
     assert "--tool memcheck --error-exitcode 99" in text and "--tool racecheck" in text
-    assert "bench/bench_gpu.py --n 1000000 --metric-n 100000 --json" in text
+    assert "bench/bench_gpu.py --n 1000000 --metric-n 100000 --screen-n 200000 --json" in text
     assert not out.exists()  # nothing ran, nothing written
 
 
@@ -100,7 +100,7 @@ def test_steps_fit_the_budget_and_the_sanitizers_run_a_cuda_subset():
     # every name in the subset is a test of tests/test_cuda.py
     source = (ROOT / "tests" / "test_cuda.py").read_text()
     names = re.findall(r"test_\w+", gc.SANITIZER_SUBSET)
-    assert len(names) == 5
+    assert len(names) == 6
     for name in names:
         assert f"def {name}(" in source
 

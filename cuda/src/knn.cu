@@ -4,10 +4,12 @@
 // the head of a per-row segment of capacity k + C (C = column tile width). For each column
 // tile (in increasing column order) a block per row appends, in increasing column order, the
 // tile's candidates that beat the row's current k-th best; one stable segmented sort
-// (descending by score) then orders each row's segment, and its first k entries become the
-// new list. The tie rule "lower index first" holds because the list's indices are all below
-// the tile's, the appended candidates are in increasing index order, and the sort is stable.
-// Rows without candidates get an empty segment (no work). The GPU visits all N×N pairs: no
+// (descending by score) orders only the appended candidates (the list is already sorted: no
+// re-sort of k entries per tile, which matters for large k), and keep_kernel merges list and
+// sorted candidates by binary-search positions (screen_plan::count_before, the merge the
+// int8 screen uses), keeping the first k. The tie rule "lower index first" holds because the
+// stable sort keeps equal scores in increasing column order and the merge orders by
+// (score desc, index asc). Rows without candidates get an empty segment (no work). The GPU visits all N×N pairs: no
 // symmetric half (simpler; the CPU engine's conflict-free rounds have no cheap GPU analogue).
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_segmented_sort.cuh>
@@ -16,7 +18,9 @@
 #include <limits>
 
 #include "common.cuh"
+#include "knn_dense.cuh"
 #include "matalign/cuda/plan.h"
+#include "matalign/cuda/screen_plan.h"
 
 namespace matalign {
 namespace cuda {
@@ -79,27 +83,49 @@ select_kernel(const T* g, int64_t ldg, int64_t C, int64_t r0, int64_t c0, const 
   if (threadIdx.x == 0) {
     const int added = base - filled;
     st.added[r] = added;
-    st.begin[r] = r * st.cap;
-    st.end[r] = added > 0 ? r * st.cap + base : r * st.cap;
+    st.begin[r] = r * st.cap + filled;  // only the appended candidates are sorted
+    st.end[r] = r * st.cap + base;
   }
 }
 
-// After the sort: the first min(k, filled + added) of each sorted segment become the list.
+// After the sort: the list (keys[0, filled), sorted) and the sorted candidates
+// (sorted_keys[filled, filled + added)) merged, the first min(k, filled + added) entries
+// becoming the list. The list is first copied next to the candidates (the head of the sort's
+// output segment is unused), so the merge reads one buffer and writes the other.
 template <class T>
 __global__ void __launch_bounds__(kRowThreads)
-keep_kernel(const T* sorted_keys, const int64_t* sorted_vals, TopKView<T> st) {
+keep_kernel(T* sorted_keys, int64_t* sorted_vals, TopKView<T> st) {
   const int64_t r = blockIdx.x;
   const int added = st.added[r];
   if (added == 0) return;  // uniform across the block
-  const int64_t n = st.filled[r] + added;
+  const int64_t filled = st.filled[r];
+  const int64_t n = filled + added;
   const int64_t keep = n < st.k ? n : st.k;
   const int64_t off = r * st.cap;
-  for (int64_t t = threadIdx.x; t < keep; t += kRowThreads) {
-    st.keys[off + t] = sorted_keys[off + t];
-    st.vals[off + t] = sorted_vals[off + t];
+  T* lk = sorted_keys + off;        // [0, filled): the list, then the sorted candidates
+  int64_t* li = sorted_vals + off;
+  for (int64_t t = threadIdx.x; t < filled; t += kRowThreads) {
+    lk[t] = st.keys[off + t];
+    li[t] = st.vals[off + t];
   }
-  // Every thread has read filled[r] above before thread 0 overwrites it.
+  // Every thread has read filled[r] and the list above before any is overwritten.
   __syncthreads();
+  const T* ck = lk + filled;
+  const int64_t* ci = li + filled;
+  for (int64_t q = threadIdx.x; q < filled; q += kRowThreads) {
+    const int64_t p = screen_plan::merged_pos_list(lk, li, q, ck, ci, added);
+    if (p < keep) {
+      st.keys[off + p] = lk[q];
+      st.vals[off + p] = li[q];
+    }
+  }
+  for (int64_t u = threadIdx.x; u < added; u += kRowThreads) {
+    const int64_t p = screen_plan::merged_pos_cand(ck, ci, u, lk, li, filled);
+    if (p < keep) {
+      st.keys[off + p] = ck[u];
+      st.vals[off + p] = ci[u];
+    }
+  }
   if (threadIdx.x == 0) st.filled[r] = static_cast<int32_t>(keep);
 }
 
@@ -179,11 +205,9 @@ size_t sort_temp_bytes(int64_t R, int64_t cap, cudaStream_t s) {
 }  // namespace
 
 template <class T>
-void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip, bool exclude_self,
-               bool normalize, T* values, int64_t* indices, const Launch& l) {
-  static const char* fn = "knn (cuda)";
+void prepare_knn(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip, bool exclude_self,
+                 bool normalize, const Launch& l, const char* fn, KnnInputs<T>& p) {
   detail::check_launch(l, fn);
-  detail::CallScope scope(l);
   const bool self = queries == nullptr;
   detail::check_matrix(x, l, fn, "X");
   if (!self) detail::check_matrix(*queries, l, fn, "queries");
@@ -194,102 +218,166 @@ void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip,
   const int64_t max_k = excl ? n - 1 : n;
   MATALIGN_CHECK(k >= 1 && k <= max_k, fn, ": k must be in 1..", max_k, ", got ", k);
   MATALIGN_CHECK(k < (int64_t(1) << 30), fn, ": k too large");
-  MATALIGN_CHECK(values != nullptr && indices != nullptr, fn, ": null output buffer");
   mul_checked(m, k, "knn output size");
   const cudaStream_t s = detail::stream_of(l);
-  const bool l2 = !ip;
+  p.self = self;
+  p.l2 = !ip;
+  p.excl = excl;
+  p.n = n;
+  p.m = m;
+  p.k = k;
+  const bool l2 = p.l2;
 
-  Buffer<T> x_store, q_store, x_norm_store, q_norm_store;
-  DevMat<T> dx = detail::stage(x, x_store, l, "knn database");
-  DevMat<T> dq = self ? dx : detail::stage(q, q_store, l, "knn queries");
+  p.dx = detail::stage(x, p.x_store, l, "knn database");
+  p.dq = self ? p.dx : detail::stage(q, p.q_store, l, "knn queries");
   if (normalize) {
-    dx = normalized(dx, x_norm_store, s, "X");
-    dq = self ? dx : normalized(dq, q_norm_store, s, "queries");
+    p.dx = normalized(p.dx, p.x_norm_store, s, "X");
+    p.dq = self ? p.dx : normalized(p.dq, p.q_norm_store, s, "queries");
   }
   // l2 on rows centred on the database mean, as the CPU engine (no cancellation on data far
   // from the origin; bitwise the CPU's centred values, norms and scores).
-  Buffer<T> x_centred, q_centred;
-  Buffer<double> mu;
   if (l2) {
-    dx = detail::centred(dx, dx.data == x_store.get(), x_store, x_centred, mu, s);
-    dq = self ? dx : detail::centred_on(dq, dq.data == q_store.get(), q_store, q_centred, mu.get(), s);
-  }
-  Buffer<T> norm_x, norm_q;
-  if (l2) {
-    norm_x.allocate(n, "squared norms");
-    detail::squared_norms(dx, norm_x.get(), s);
+    p.dx = detail::centred(p.dx, p.dx.data == p.x_store.get(), p.x_store, p.x_centred, p.mu, s);
+    p.dq = self ? p.dx
+                : detail::centred_on(p.dq, p.dq.data == p.q_store.get(), p.q_store, p.q_centred,
+                                     p.mu.get(), s);
+    p.norm_x.allocate(n, "squared norms");
+    detail::squared_norms(p.dx, p.norm_x.get(), s);
     if (!self) {
-      norm_q.allocate(m, "squared norms");
-      detail::squared_norms(dq, norm_q.get(), s);
+      p.norm_q.allocate(m, "squared norms");
+      detail::squared_norms(p.dq, p.norm_q.get(), s);
     }
   }
-  const T* norm_r = l2 ? (self ? norm_x.get() : norm_q.get()) : nullptr;
-  const T* norm_c = l2 ? norm_x.get() : nullptr;
+  p.norm_r = l2 ? (self ? p.norm_x.get() : p.norm_q.get()) : nullptr;
+  p.norm_c = l2 ? p.norm_x.get() : nullptr;
+}
 
+template <class T>
+plan::KnnTiles dense_tiles(int64_t m, int64_t n, int64_t k, const Launch& l, const char* fn) {
   // Tiles (plan::knn_tiles): as given, else the largest power of two (<= 8192) whose buffers
   // fit in half of the free memory (the segment capacity k + C makes large k cost memory, not
   // correctness); R·(k + C) stays within one segmented sort's count. The graph does not
   // depend on the tiles (exact top-k, stable tie rule).
+  const cudaStream_t s = detail::stream_of(l);
   const int64_t budget = (l.tile_rows > 0 && l.tile_cols > 0) ? 0 : detail::free_bytes() / 2;
-  const plan::KnnTiles tiles = plan::knn_tiles(
+  return plan::knn_tiles(
       m, n, k, l.tile_rows, l.tile_cols, budget,
       [&](int64_t r, int64_t c) {
         r = std::max<int64_t>(1, std::min(r, plan::kMaxSortItems / (k + c)));  // as the plan caps it
         return tile_bytes<T>(r, c, k, static_cast<int64_t>(sort_temp_bytes<T>(r, k + c, s)));
       },
       fn);
-  const int64_t R = tiles.rows, C = tiles.cols, cap = tiles.cap;
+}
 
-  Buffer<T> g(mul_checked(R, C, "tile"), "kNN tile");
-  Buffer<T> keys(mul_checked(R, cap, "topk"), "top-k keys"), keys_out(R * cap, "top-k keys");
-  Buffer<int64_t> vals(R * cap, "top-k indices"), vals_out(R * cap, "top-k indices");
-  Buffer<int64_t> begin(R, "segments"), end(R, "segments");
-  Buffer<int32_t> filled(R, "top-k counts"), added(R, "top-k counts");
-  Buffer<T> out_v(R * k, "kNN values");
-  Buffer<int64_t> out_i(R * k, "kNN indices");
-  Buffer<int> short_rows(1, "check");
-  size_t tmp_bytes = sort_temp_bytes<T>(R, cap, s);
-  Buffer<unsigned char> tmp(static_cast<int64_t>(tmp_bytes), "segmented sort scratch");
-  const TopKView<T> st{keys.get(), vals.get(), begin.get(), end.get(), filled.get(), added.get(), cap, k};
+template <class T>
+DenseTopK<T>::DenseTopK(const plan::KnnTiles& tiles, int64_t k, cudaStream_t s)
+    : R(tiles.rows), C(tiles.cols), cap(tiles.cap), k_(k), s_(s) {
+  g.allocate(mul_checked(R, C, "tile"), "kNN tile");
+  keys.allocate(mul_checked(R, cap, "topk"), "top-k keys");
+  keys_out.allocate(R * cap, "top-k keys");
+  vals.allocate(R * cap, "top-k indices");
+  vals_out.allocate(R * cap, "top-k indices");
+  begin.allocate(R, "segments");
+  end.allocate(R, "segments");
+  filled.allocate(R, "top-k counts");
+  added.allocate(R, "top-k counts");
+  out_v.allocate(R * k, "kNN values");
+  out_i.allocate(R * k, "kNN indices");
+  short_rows.allocate(1, "check");
+  tmp_bytes = sort_temp_bytes<T>(R, cap, s);
+  tmp.allocate(static_cast<int64_t>(tmp_bytes), "segmented sort scratch");
+}
 
-  const int64_t n_row_tiles = detail::ceil_div(m, R), n_col_tiles = detail::ceil_div(n, C);
-  const int64_t total = n_row_tiles * n_col_tiles;
-  detail::poll(l, 0, total);
-  for (int64_t rt = 0; rt < n_row_tiles; ++rt) {
-    const int64_t r0 = rt * R, rows = std::min(R, m - r0);
-    init_kernel<T><<<detail::grid_for(rows, 256), 256, 0, s>>>(st, rows);
-    MATALIGN_CUDA_LAUNCHED("init_kernel");
-    for (int64_t ct = 0; ct < n_col_tiles; ++ct) {
-      const int64_t c0 = ct * C, cols = std::min(C, n - c0);
-      detail::gemm_tile(dq, r0, rows, dx, c0, cols, g.get(), C, s);
-      select_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
-          g.get(), C, cols, r0, c0, norm_r, norm_c, l2, excl, st);
-      MATALIGN_CUDA_LAUNCHED("select_kernel");
-      size_t bytes = tmp_bytes;
-      MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairsDescending(
-          tmp.get(), bytes, keys.get(), keys_out.get(), vals.get(), vals_out.get(), rows * cap,
-          rows, static_cast<const int64_t*>(begin.get()), static_cast<const int64_t*>(end.get()), s));
-      keep_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(keys_out.get(), vals_out.get(), st);
-      MATALIGN_CUDA_LAUNCHED("keep_kernel");
-      if ((ct & 7) == 7 || ct + 1 == n_col_tiles) {
-        MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));  // keeps Ctrl-C and progress live
-        detail::poll(l, rt * n_col_tiles + ct + 1, total);
-      }
+template <class T>
+void DenseTopK<T>::run(const KnnInputs<T>& p, int64_t r0, int64_t rows, int64_t col_end,
+                       const Launch& l, int64_t& done, int64_t total) {
+  const TopKView<T> st{keys.get(), vals.get(), begin.get(), end.get(), filled.get(), added.get(), cap, k_};
+  const int64_t n_col_tiles = detail::ceil_div(col_end, C);
+  init_kernel<T><<<detail::grid_for(rows, 256), 256, 0, s_>>>(st, rows);
+  MATALIGN_CUDA_LAUNCHED("init_kernel");
+  for (int64_t ct = 0; ct < n_col_tiles; ++ct) {
+    const int64_t c0 = ct * C, cols = std::min(C, col_end - c0);
+    detail::gemm_tile(p.dq, r0, rows, p.dx, c0, cols, g.get(), C, s_);
+    select_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s_>>>(
+        g.get(), C, cols, r0, c0, p.norm_r, p.norm_c, p.l2, p.excl, st);
+    MATALIGN_CUDA_LAUNCHED("select_kernel");
+    size_t bytes = tmp_bytes;
+    MATALIGN_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairsDescending(
+        tmp.get(), bytes, keys.get(), keys_out.get(), vals.get(), vals_out.get(), rows * cap,
+        rows, static_cast<const int64_t*>(begin.get()), static_cast<const int64_t*>(end.get()), s_));
+    keep_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s_>>>(keys_out.get(), vals_out.get(), st);
+    MATALIGN_CUDA_LAUNCHED("keep_kernel");
+    ++done;
+    if ((ct & 7) == 7 || ct + 1 == n_col_tiles) {
+      MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s_));  // keeps Ctrl-C and progress live
+      detail::poll(l, done, total);
     }
-    MATALIGN_CUDA_CHECK(cudaMemsetAsync(short_rows.get(), 0, sizeof(int), s));
-    finish_kernel<T><<<detail::grid_for(rows * k, 256), 256, 0, s>>>(st, rows, l2, out_v.get(),
-                                                                     out_i.get(), short_rows.get());
-    MATALIGN_CUDA_LAUNCHED("finish_kernel");
-    int shorts = 0;
-    MATALIGN_CUDA_CHECK(cudaMemcpyAsync(values + r0 * k, out_v.get(), rows * k * sizeof(T),
-                                        cudaMemcpyDeviceToHost, s));
-    MATALIGN_CUDA_CHECK(cudaMemcpyAsync(indices + r0 * k, out_i.get(), rows * k * sizeof(int64_t),
-                                        cudaMemcpyDeviceToHost, s));
-    MATALIGN_CUDA_CHECK(cudaMemcpyAsync(&shorts, short_rows.get(), sizeof(int), cudaMemcpyDeviceToHost, s));
-    MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));
-    MATALIGN_INTERNAL(shorts == 0);
   }
 }
+
+template <class T>
+void DenseTopK<T>::to_host(int64_t rows, bool l2, T* values, int64_t* indices) {
+  const TopKView<T> st{keys.get(), vals.get(), begin.get(), end.get(), filled.get(), added.get(), cap, k_};
+  MATALIGN_CUDA_CHECK(cudaMemsetAsync(short_rows.get(), 0, sizeof(int), s_));
+  finish_kernel<T><<<detail::grid_for(rows * k_, 256), 256, 0, s_>>>(st, rows, l2, out_v.get(),
+                                                                      out_i.get(), short_rows.get());
+  MATALIGN_CUDA_LAUNCHED("finish_kernel");
+  int shorts = 0;
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(values, out_v.get(), rows * k_ * sizeof(T),
+                                      cudaMemcpyDeviceToHost, s_));
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(indices, out_i.get(), rows * k_ * sizeof(int64_t),
+                                      cudaMemcpyDeviceToHost, s_));
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(&shorts, short_rows.get(), sizeof(int), cudaMemcpyDeviceToHost, s_));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s_));
+  MATALIGN_INTERNAL(shorts == 0);
+}
+
+template <class T>
+void DenseTopK<T>::to_device(int64_t rows, T* lk, int64_t* li) {
+  const TopKView<T> st{keys.get(), vals.get(), begin.get(), end.get(), filled.get(), added.get(), cap, k_};
+  MATALIGN_CUDA_CHECK(cudaMemsetAsync(short_rows.get(), 0, sizeof(int), s_));
+  // raw scores (l2 = false: no conversion to distances), the lists' sorted heads
+  finish_kernel<T><<<detail::grid_for(rows * k_, 256), 256, 0, s_>>>(st, rows, false, lk, li,
+                                                                      short_rows.get());
+  MATALIGN_CUDA_LAUNCHED("finish_kernel");
+  int shorts = 0;
+  MATALIGN_CUDA_CHECK(cudaMemcpyAsync(&shorts, short_rows.get(), sizeof(int), cudaMemcpyDeviceToHost, s_));
+  MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s_));
+  MATALIGN_INTERNAL(shorts == 0);
+}
+
+template <class T>
+void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip, bool exclude_self,
+               bool normalize, T* values, int64_t* indices, const Launch& l) {
+  static const char* fn = "knn (cuda)";
+  detail::check_launch(l, fn);
+  detail::CallScope scope(l);
+  MATALIGN_CHECK(values != nullptr && indices != nullptr, fn, ": null output buffer");
+  KnnInputs<T> p;
+  prepare_knn(x, queries, k, ip, exclude_self, normalize, l, fn, p);
+  const cudaStream_t s = detail::stream_of(l);
+  const plan::KnnTiles tiles = dense_tiles<T>(p.m, p.n, k, l, fn);
+  DenseTopK<T> dense(tiles, k, s);
+  const int64_t R = tiles.rows;
+  const int64_t n_row_tiles = detail::ceil_div(p.m, R), n_col_tiles = detail::ceil_div(p.n, tiles.cols);
+  const int64_t total = n_row_tiles * n_col_tiles;
+  int64_t done = 0;
+  detail::poll(l, 0, total);
+  for (int64_t rt = 0; rt < n_row_tiles; ++rt) {
+    const int64_t r0 = rt * R, rows = std::min(R, p.m - r0);
+    dense.run(p, r0, rows, p.n, l, done, total);
+    dense.to_host(rows, p.l2, values + r0 * k, indices + r0 * k);
+  }
+}
+
+#define MATALIGN_INSTANTIATE_DENSE(T)                                                              \
+  template class DenseTopK<T>;                                                                     \
+  template void prepare_knn<T>(const Matrix<T>&, const Matrix<T>*, int64_t, bool, bool, bool,      \
+                               const Launch&, const char*, KnnInputs<T>&);                         \
+  template plan::KnnTiles dense_tiles<T>(int64_t, int64_t, int64_t, const Launch&, const char*);
+MATALIGN_INSTANTIATE_DENSE(float)
+MATALIGN_INSTANTIATE_DENSE(double)
+#undef MATALIGN_INSTANTIATE_DENSE
 
 template void knn_exact<float>(const Matrix<float>&, const Matrix<float>*, int64_t, bool, bool, bool,
                                float*, int64_t*, const Launch&);

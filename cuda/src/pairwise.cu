@@ -26,7 +26,6 @@ using detail::Buffer;
 using detail::DevMat;
 
 constexpr int kMaxSpaces = 8;
-constexpr int kMaxPairs = kMaxSpaces * (kMaxSpaces + 1) / 2;
 constexpr int kRowThreads = 256;
 
 template <class T>
@@ -36,40 +35,72 @@ struct SpaceTiles {
   double gamma[kMaxSpaces];
 };
 
-template <class T>
+// M (the number of spaces) is a template parameter: the per-thread sums are fixed-size arrays
+// with fully unrolled loops, held in registers (with a runtime M they sat in local memory).
+template <class T, int M>
 __global__ void __launch_bounds__(kRowThreads)
-pair_kernel(SpaceTiles<T> t, int M, bool rbf, int64_t ldg, int64_t C, int64_t r0, int64_t c0,
+pair_kernel(SpaceTiles<T> t, bool rbf, int64_t ldg, int64_t C, int64_t r0, int64_t c0,
             int64_t n, double* rowsum_acc, double* cross_acc) {
   using Reduce = cub::BlockReduce<double, kRowThreads>;
   __shared__ typename Reduce::TempStorage tmp;
+  constexpr int P = M * (M + 1) / 2;
   const int64_t r = blockIdx.x, i = r0 + r;
-  double rs[kMaxSpaces], cr[kMaxPairs];
-  for (int m = 0; m < kMaxSpaces; ++m) rs[m] = 0.0;
-  for (int p = 0; p < kMaxPairs; ++p) cr[p] = 0.0;
+  double rs[M], cr[P];
+#pragma unroll
+  for (int m = 0; m < M; ++m) rs[m] = 0.0;
+#pragma unroll
+  for (int p = 0; p < P; ++p) cr[p] = 0.0;
   for (int64_t jj = threadIdx.x; jj < C; jj += kRowThreads) {
     const int64_t j = c0 + jj;
     if (j == i) continue;  // the diagonal is the caller's (0 for distance, 1 for rbf)
-    double f[kMaxSpaces];
+    double f[M];
+#pragma unroll
     for (int m = 0; m < M; ++m) {
       const T s = t.g[m][r * ldg + jj] * T(2) - (t.norms[m][i] + t.norms[m][j]);  // −d², as CPU
       const double d2 = -static_cast<double>(s);
       f[m] = rbf ? exp(-t.gamma[m] * (d2 > 0.0 ? d2 : 0.0)) : (d2 > 0.0 ? sqrt(d2) : 0.0);
       rs[m] += f[m];
     }
-    int p = 0;
-    for (int a = 0; a < M; ++a)
+#pragma unroll
+    for (int a = 0, p = 0; a < M; ++a)
+#pragma unroll
       for (int b = a; b < M; ++b) cr[p++] += f[a] * f[b];
   }
+#pragma unroll
   for (int m = 0; m < M; ++m) {
     const double v = Reduce(tmp).Sum(rs[m]);
     if (threadIdx.x == 0) rowsum_acc[m * n + i] += v;
     __syncthreads();
   }
-  const int P = M * (M + 1) / 2;
+#pragma unroll
   for (int p = 0; p < P; ++p) {
     const double v = Reduce(tmp).Sum(cr[p]);
     if (threadIdx.x == 0) cross_acc[i * P + p] += v;
     __syncthreads();
+  }
+}
+
+template <class T, int M>
+void launch_pair(unsigned rows, cudaStream_t s, const SpaceTiles<T>& tiles, bool rbf, int64_t ldg,
+                 int64_t C, int64_t r0, int64_t c0, int64_t n, double* racc, double* cacc) {
+  pair_kernel<T, M><<<rows, kRowThreads, 0, s>>>(tiles, rbf, ldg, C, r0, c0, n, racc, cacc);
+}
+
+/// pair_kernel<T, M> for a runtime M in 1..kMaxSpaces.
+template <class T>
+void launch_pair(int M, unsigned rows, cudaStream_t s, const SpaceTiles<T>& tiles, bool rbf,
+                 int64_t ldg, int64_t C, int64_t r0, int64_t c0, int64_t n, double* racc,
+                 double* cacc) {
+  static_assert(kMaxSpaces == 8, "one case per M below");
+  switch (M) {
+    case 1: launch_pair<T, 1>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
+    case 2: launch_pair<T, 2>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
+    case 3: launch_pair<T, 3>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
+    case 4: launch_pair<T, 4>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
+    case 5: launch_pair<T, 5>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
+    case 6: launch_pair<T, 6>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
+    case 7: launch_pair<T, 7>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
+    default: launch_pair<T, 8>(rows, s, tiles, rbf, ldg, C, r0, c0, n, racc, cacc); break;
   }
 }
 
@@ -196,8 +227,8 @@ void pair_sums(const std::vector<Matrix<T>>& spaces, PairFn fn, const std::vecto
     for (int64_t ct = 0; ct < nc; ++ct) {
       const int64_t c0 = ct * C, cols = std::min(C, n - c0);
       for (int64_t m = 0; m < M; ++m) detail::gemm_tile(dev[m], r0, rows, dev[m], c0, cols, g[m].get(), C, s);
-      pair_kernel<T><<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(
-          tiles, static_cast<int>(M), rbf, C, cols, r0, c0, n, racc.get(), cacc.get());
+      launch_pair<T>(static_cast<int>(M), static_cast<unsigned>(rows), s, tiles, rbf, C, cols,
+                     r0, c0, n, racc.get(), cacc.get());
       MATALIGN_CUDA_LAUNCHED("pair_kernel");
       if ((ct & 7) == 7 || ct + 1 == nc) {
         MATALIGN_CUDA_CHECK(cudaStreamSynchronize(s));

@@ -7,12 +7,16 @@
 // dtype, device id and finiteness. `device` is the CUDA device id, `stream` the cudaStream_t
 // the call runs on as an integer (0 = legacy default stream), `wait_streams` the producer
 // streams of the inputs, each waited for (an event) before the call reads anything.
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "bindings.h"
+#include "kernels.h"          // cpp/src: the CPU engine's column centre and float kernels
 #include "matalign/cuda/engine.h"
 #include "matalign/cuda/errors.h"
+#include "matalign/detail/screen_bound.h"
+#include "screen_quantise.h"  // cpp/src: the CPU screen's quantisation (one function for both)
 
 namespace matalign_py {
 
@@ -84,6 +88,111 @@ py::tuple knn_exact(const py::object& x, const py::object& queries, int64_t k, c
     mc::knn_exact<T>(xm, self ? nullptr : &qm, k, metric == "ip", exclude_self, normalize, vp, ip, l);
   });
   return py::make_tuple(values, indices);
+}
+
+/// One side of the GPU screen, quantised on the host by the CPU screen's own function: int8
+/// codes (rows × dp) and kScreenTerms floats per row (the bound terms and the re-scoring
+/// term w of the GPU's exact chain in T).
+struct HostSide {
+  matalign::detail::SideData sd;
+  std::vector<float> terms;
+  mc::ScreenSide view() const {
+    mc::ScreenSide v;
+    v.q = sd.q.data();
+    v.rows = static_cast<int64_t>(sd.s.size());
+    v.dp = sd.dp;
+    v.terms = terms.data();
+    return v;
+  }
+};
+
+/// Quantise x (centre mu, the database's) and fill its terms; false where the screen does not
+/// apply (quantise's range check).
+template <class T>
+bool host_side(const matalign::MatrixView<T>& x, bool l2, const std::vector<double>& mu, int nt,
+               HostSide& out) {
+  namespace md = matalign::detail;
+  const md::Kernels<T> K = md::kernels_for<T>(matalign::simd_best());
+  md::quantise(x, K, l2, nt, mu, 8, out.sd);
+  if (!out.sd.in_range) return false;
+  const int64_t n = x.rows, d = x.cols;
+  out.terms.assign(static_cast<size_t>(n * mc::kScreenTerms), 0.0f);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    // |x|² of the row the GPU scores: raw (ip) or centred on mu (l2), in double
+    double n2 = 0.0;
+    for (int64_t c = 0; c < d; ++c) {
+      const double v = static_cast<double>(x(r, c)) - (l2 ? mu[static_cast<size_t>(c)] : 0.0);
+      n2 += v * v;
+    }
+    float* t = out.terms.data() + r * mc::kScreenTerms;
+    const md::SideData& s = out.sd;
+    const size_t i = static_cast<size_t>(r);
+    t[0] = s.s[i], t[1] = s.n[i], t[2] = s.t[i], t[3] = s.e[i], t[4] = s.g[i];
+    t[5] = s.nhi[i], t[6] = s.nlo[i], t[7] = s.c[i], t[8] = s.dc[i];
+    t[9] = md::screen_rescore_term(n2, d, static_cast<int64_t>(sizeof(T)), l2);
+  }
+  return true;
+}
+
+template <class T>
+py::tuple knn_screen(const py::object& x, const py::object& queries, const py::object& x_host,
+                     const py::object& queries_host, int64_t k, const std::string& metric,
+                     bool exclude_self, int device, std::uintptr_t stream,
+                     const Streams& wait_streams, int64_t tile_rows, int64_t tile_cols,
+                     py::object progress) {
+  if (metric != "ip" && metric != "l2")
+    throw std::invalid_argument("metric must be 'ip' or 'l2' at the engine level; got '" + metric + "'");
+  const mc::Matrix<T> xm = matrix_arg<T>(x, "X");
+  const bool self = queries.is_none();
+  mc::Matrix<T> qm;
+  if (!self) qm = matrix_arg<T>(queries, "queries");
+  if (self != queries_host.is_none())
+    throw std::invalid_argument("queries_host must be given exactly when queries is");
+  const matalign::MatrixView<T> xv = view2d<T>(x_host, "x_host");
+  matalign::MatrixView<T> qv{};
+  if (!self) qv = view2d<T>(queries_host, "queries_host");
+  if (xv.rows != xm.rows || xv.cols != xm.cols || (!self && (qv.rows != qm.rows || qv.cols != qm.cols)))
+    throw std::invalid_argument("x_host / queries_host must be host copies of X / queries (same shapes)");
+  const int64_t rows = self ? xm.rows : qm.rows;
+  if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));
+  matalign::mul_checked(rows, k, "output size");
+  py::array_t<T> values({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
+  py::array_t<int64_t> indices({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(k)});
+  T* vp = values.mutable_data();
+  int64_t* ip = indices.mutable_data();
+  const mc::Launch l =
+      make_launch(device, stream, wait_streams, tile_rows, tile_cols, std::move(progress));
+  const bool l2 = metric == "l2";
+  bool screened = false;
+  mc::ScreenStats st;
+  run_released([&] {
+    const int nt = matalign::resolve_threads(0);
+    const int64_t d = xv.cols;
+    std::vector<double> mu(static_cast<size_t>(d), 0.0);
+    HostSide xs, qs;
+    bool ok = xv.rows < int64_t(0xFFFFFFFF) && matalign::detail::round_up(d, 4) <= 60000;
+    if (ok) {
+      matalign::detail::column_centre(xv, nt, mu.data());
+      ok = host_side(xv, l2, mu, nt, xs) && (self || host_side(qv, l2, mu, nt, qs));
+    }
+    if (ok) {
+      const mc::ScreenSide xsv = xs.view(), qsv = self ? mc::ScreenSide{} : qs.view();
+      mc::knn_screen<T>(xm, self ? nullptr : &qm, k, metric == "ip", exclude_self, xsv,
+                        self ? nullptr : &qsv, vp, ip, l, &st);
+      screened = true;
+    } else {
+      mc::knn_exact<T>(xm, self ? nullptr : &qm, k, metric == "ip", exclude_self, false, vp, ip, l);
+    }
+  });
+  py::dict info;
+  info["screened"] = screened;
+  info["seed_columns"] = st.seed_columns;
+  info["tiles"] = st.tiles;
+  info["survivors"] = st.survivors;
+  info["overflow_lines"] = st.overflow_lines;
+  info["merged"] = st.merged;
+  return py::make_tuple(values, indices, info);
 }
 
 template <class T>
@@ -183,6 +292,14 @@ const char* kKnnDoc =
     "                         tile_rows, tile_cols, progress) -> (values, indices)\n\n"
     "Exact kNN on the GPU (host NumPy arrays or device descriptors). As knn_exact_*; normalize\n"
     "divides rows by their norms on the device (cosine for device input).";
+const char* kScreenDoc =
+    "knn_screen_cuda_{f32,f64}(x, queries, x_host, queries_host, k, metric, exclude_self, device,\n"
+    "                          stream, wait_streams, tile_rows, tile_cols, progress)\n"
+    "-> (values, indices, info)\n\n"
+    "Exact kNN on the GPU through the int8 tensor-core screen: knn_exact_cuda's graph bit for\n"
+    "bit (no normalize). x_host / queries_host are host copies of x / queries (the CPU\n"
+    "screen's quantisation runs on them). info: screened (False: the screen did not apply and\n"
+    "the exact path ran), seed_columns, tiles, survivors, overflow_lines, merged.";
 const char* kPairDoc =
     "pair_sums_cuda_{f32,f64}(spaces, fn, gamma, device, stream, tile_rows, progress)\n"
     "-> (rowsums (M, n), cross (M, M)), as pair_sums_*.";
@@ -224,6 +341,16 @@ void bind_cuda(py::module_& m) {
         py::arg("k"), py::arg("metric") = "ip", py::arg("exclude_self") = true,
         py::arg("normalize") = false, py::arg("device") = 0, py::arg("stream") = 0,
         py::arg("wait_streams") = Streams{},
+        py::arg("tile_rows") = 0, py::arg("tile_cols") = 0, py::arg("progress") = py::none());
+  m.def("knn_screen_cuda_f32", &knn_screen<float>, kScreenDoc, py::arg("x"),
+        py::arg("queries").none(true), py::arg("x_host"), py::arg("queries_host").none(true),
+        py::arg("k"), py::arg("metric") = "ip", py::arg("exclude_self") = true,
+        py::arg("device") = 0, py::arg("stream") = 0, py::arg("wait_streams") = Streams{},
+        py::arg("tile_rows") = 0, py::arg("tile_cols") = 0, py::arg("progress") = py::none());
+  m.def("knn_screen_cuda_f64", &knn_screen<double>, kScreenDoc, py::arg("x"),
+        py::arg("queries").none(true), py::arg("x_host"), py::arg("queries_host").none(true),
+        py::arg("k"), py::arg("metric") = "ip", py::arg("exclude_self") = true,
+        py::arg("device") = 0, py::arg("stream") = 0, py::arg("wait_streams") = Streams{},
         py::arg("tile_rows") = 0, py::arg("tile_cols") = 0, py::arg("progress") = py::none());
   m.def("pair_sums_cuda_f32", &pair_sums<float>, kPairDoc, py::arg("spaces"), py::arg("fn"),
         py::arg("gamma") = std::vector<double>{}, py::arg("device") = 0, py::arg("stream") = 0,

@@ -41,8 +41,9 @@ from . import _core
 
 __all__ = ["build_info", "cuda_device_count", "version", "first_nonfinite_row", "scan_rows",
            "call_streams",
-           "knn_exact", "knn_block_pair", "knn_block_pair_screened",
-           "knn_centre", "knn_screen_auto", "pair_sums", "pair_sums_block", "shifted_gram", "rank_count",
+           "knn_exact", "knn_screen_cuda", "knn_block_pair", "knn_block_pair_screened",
+           "knn_centre", "knn_screen_auto", "pair_sums", "pair_sums_block", "shifted_gram",
+           "rank_count",
            "mutual_knn", "local_agreement", "cknna", "knn_workspace_bytes",
            "pair_sums_workspace_bytes", "rank_count_workspace_bytes", "gram_workspace_bytes",
            "cknna_workspace_bytes"]
@@ -183,6 +184,22 @@ def knn_exact(X, queries, k: int, *, metric: str = "ip", exclude_self: bool = Tr
             **_cuda_kw(device, X, queries))
     return _op("knn_exact", X.dtype)(X, queries, k, metric, exclude_self, tile_rows, tile_cols,
                                      n_threads, rescore, simd, progress, screen)
+
+
+def knn_screen_cuda(X, queries, X_host, queries_host, k: int, *, metric: str = "ip",
+                    exclude_self: bool = True, tile_rows: int = 0, tile_cols: int = 0,
+                    progress=None, device=None):
+    """Exact kNN on a CUDA device through the int8 tensor-core screen: (values, indices,
+    info), the graph of :func:`knn_exact` on the same device bit for bit (no cosine
+    normalisation: pass normalised rows). ``X_host`` / ``queries_host`` are host (NumPy)
+    copies of ``X`` / ``queries``, quantised by the CPU screen's own function. ``info``:
+    ``screened`` (False where the screen did not apply and the exact path ran),
+    ``seed_columns``, ``tiles``, ``survivors``, ``overflow_lines``, ``merged``.
+    """
+    return _op("knn_screen", X.dtype, device)(
+        _arg(X), None if queries is None else _arg(queries), X_host, queries_host, k, metric,
+        exclude_self, tile_rows=tile_rows, tile_cols=tile_cols, progress=progress,
+        **_cuda_kw(device, X, queries))
 
 
 def _check_rows(rows, n: int) -> tuple[int, int]:

@@ -409,8 +409,15 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
         ValueError for rows they cannot bound: a nonzero centred norm outside [1e-12, 1e12]);
         ``"off"`` computes in X's dtype with the float GEMM. Rows whose candidates the bound
         cannot separate (many duplicates) grow their candidate lists, then fall back to the
-        float64 kernel. CPU exact search only: the GPU engine and FAISS compute in X's dtype
-        (``screen="off"`` gives the CPU graph that the GPU engine reproduces bit for bit).
+        float64 kernel. On the CPU the screen's graph is the float64 one; the GPU engine
+        and FAISS compute in X's dtype (``screen="off"`` gives the CPU graph that the GPU
+        engine reproduces bit for bit). With ``device="cuda"``, ``"int8"`` runs the int8
+        tensor-core screen (sm_75+; rows copied to the host once and quantised there),
+        designed to give the GPU's exact graph in X's dtype bit for bit (the bounds are
+        widened by the dtype's rounding); it has been compiled and its plan emulated on the
+        host, but **not yet run on a GPU**, so ``"auto"`` keeps the GPU's exact path until
+        ``scripts/gpu_check.sh`` has verified it on one; ``"int16"``/``"off"``/``"auto"`` and
+        cosine on GPU rows run the GPU's exact path.
     nlist : int, optional
         ivf, ivfpq: number of inverted lists (k-means cells), 1..N.
     nprobe : int, optional
@@ -498,7 +505,8 @@ def knn(X, *, k, metric="ip", queries=None, method="exact", n_threads=0, progres
     dev = _device.resolve(device, X, queries)
     if dev.is_cuda:
         return _knn_cuda(X, queries, k=k, metric=metric, method=method, rescore=rescore,
-                         tile_rows=tile_rows, tile_cols=tile_cols, progress=progress, dev=dev)
+                         tile_rows=tile_rows, tile_cols=tile_cols, progress=progress, dev=dev,
+                         screen=screen)
     # Shapes and dtypes first: the memory check below reads no data, so a call too large for
     # memory is refused before a (possibly huge, cold) memmap is scanned for NaN/Inf.
     X = as_matrix(X, "X", scan=False)
@@ -606,8 +614,16 @@ def self_graph(obj, label: str, k: int, metric: str, n_threads: int, *, progress
 
 
 def _knn_cuda(X, queries, *, k, metric, method, rescore, tile_rows, tile_cols, progress,
-              dev) -> KnnGraph:
-    """Exact kNN on the CUDA engine (``knn(..., device="cuda")``); same graph as the CPU."""
+              dev, screen="auto") -> KnnGraph:
+    """Exact kNN on the CUDA engine (``knn(..., device="cuda")``); same graph as the CPU.
+
+    ``screen`` "int8": through the int8 tensor-core screen (the same graph bit for bit; rows
+    are copied to the host once and quantised there by the CPU screen's function), except for
+    cosine on device rows (normalised on the device: the exact path). "auto" (until a GPU run
+    has verified the screen), "int16" and "off": the exact path (there is no int16 GPU
+    screen).
+    """
+    screen = check_choice(screen, "screen", ("auto", "int8", "int16", "off"))
     if method != "exact":
         raise ValueError(
             f"method={method!r} runs on FAISS, not on matalign's CUDA engine: pass "
@@ -646,9 +662,27 @@ def _knn_cuda(X, queries, *, k, metric, method, rescore, tile_rows, tile_cols, p
         else:
             normalize = True  # applies to X and queries alike, on the device
     core_metric = "l2" if metric == "l2" else "ip"
+    # "auto" stays on the exact path: the screen kernel has not run on a GPU yet
+    use_screen = screen == "int8" and not normalize
+    if use_screen:
+        # the host copies and int8 codes the quantisation needs
+        on_device = [M for M in (X, Q) if M is not None and not isinstance(M, np.ndarray)]
+        _memory.check_memory(
+            sum(M.shape[0] * M.shape[1] * (M.dtype.itemsize + 1) + 48 * M.shape[0]
+                for M in (X, Q) if M is not None)
+            + sum(M.shape[0] * M.shape[1] * M.dtype.itemsize for M in on_device),
+            f"knn(N={n}, k={k}, device={str(dev)!r}, screen={screen!r}) host quantisation",
+            advice="pass screen='off' (the exact GPU path, the same graph)")
     label = f"kNN {metric} k={k} N={n} {dev}" + ("" if Q is None else f" M={Q.shape[0]}")
     with progress_callback(progress, label) as callback:
-        values, indices = _engine.knn_exact(X, Q, k, metric=core_metric, exclude_self=Q is None,
-                                            normalize=normalize, tile_rows=tile_rows,
-                                            tile_cols=tile_cols, progress=callback, device=dev)
+        if use_screen:
+            values, indices, _ = _engine.knn_screen_cuda(
+                X, Q, _device.to_host(X), None if Q is None else _device.to_host(Q), k,
+                metric=core_metric, exclude_self=Q is None, tile_rows=tile_rows,
+                tile_cols=tile_cols, progress=callback, device=dev)
+        else:
+            values, indices = _engine.knn_exact(X, Q, k, metric=core_metric,
+                                                exclude_self=Q is None, normalize=normalize,
+                                                tile_rows=tile_rows, tile_cols=tile_cols,
+                                                progress=callback, device=dev)
     return KnnGraph(indices, values, metric, Q is None)

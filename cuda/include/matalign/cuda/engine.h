@@ -71,6 +71,38 @@ template <class T>
 void knn_exact(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip, bool exclude_self,
                bool normalize, T* values, int64_t* indices, const Launch& launch);
 
+/// Per-row floats of a ScreenSide's `terms`: the bound terms s, n, t, e, g, nhi, nlo, c, dc of
+/// matalign/detail/screen_bound.h's ScreenTerms, then the re-scoring term w
+/// (screen_rescore_term).
+constexpr int kScreenTerms = 10;
+
+/// One side (database rows or queries) of the int8 screen, quantised on the host by the CPU
+/// engine's own function (centred on the database mean, per-row scale, int8 codes): host
+/// arrays, read during the call only.
+struct ScreenSide {
+  const int8_t* q = nullptr;      ///< rows × dp int8 codes, zero past the depth d
+  int64_t rows = 0;
+  int64_t dp = 0;                 ///< code row length (d rounded up to a multiple of 4)
+  const float* terms = nullptr;   ///< rows × kScreenTerms
+};
+
+/// What a screened call did (for benchmarks and tests).
+struct ScreenStats {
+  int64_t seed_columns = 0;    ///< columns [0, S) searched by the dense path for every row
+  int64_t tiles = 0;           ///< screened tiles
+  int64_t survivors = 0;       ///< pairs that passed the bound test (counted per line)
+  int64_t overflow_lines = 0;  ///< lines re-scored against all of their tile's columns
+  int64_t merged = 0;          ///< re-scored candidates that entered a merge
+};
+
+/// Exact kNN through the int8 tensor-core screen (sm_75+; docs/ARCHITECTURE.md, "GPU int8
+/// screen"): the same graph as knn_exact (normalize = false) bit for bit. xs (and qs for a
+/// query graph) are the quantised sides of x (and queries). stats may be null.
+template <class T>
+void knn_screen(const Matrix<T>& x, const Matrix<T>* queries, int64_t k, bool ip, bool exclude_self,
+                const ScreenSide& xs, const ScreenSide* qs, T* values, int64_t* indices,
+                const Launch& launch, ScreenStats* stats);
+
 /// PairSums over M spaces (1 <= M <= 8), as matalign::pair_sums.
 /// @param[out] rowsums  M × n host buffer; cross  M × M host buffer
 template <class T>

@@ -1,10 +1,13 @@
 /// @file screen_plan.h
-/// Host-side planning of the CUDA int8 screen (docs/ARCHITECTURE.md, "GPU int8 screen"): the
-/// tile list (self graphs: only tiles J >= I, each pair feeding both its row and its column),
-/// the survivor buffer of one tile (per row at most `slots` indices; the epilogue writes
-/// survivors' column indices only, never a tile of scores), and the fallback when a row's
-/// survivors overflow: that row block × column block is rerun by the exact path. Plain C++ (no
-/// <cuda_runtime.h>), tested without a GPU (tests/cpp/test_cuda_screen.cpp).
+/// Planning and per-pair logic of the CUDA int8 screen (docs/ARCHITECTURE.md, "GPU int8
+/// screen"): the tile list (self graphs: only tiles J >= I, each pair feeding both its row and
+/// its column), the survivor lines of one tile (per line at most `slots` indices; the epilogue
+/// writes survivors' column indices only, never a tile of scores), the fallback when a line's
+/// survivors overflow (that line is re-scored against all of the tile's columns), and the
+/// rank merge of re-scored candidates into a row's sorted top-k list. Plain C++ (no
+/// <cuda_runtime.h>); the MATALIGN_SCREEN_HD functions are compiled as host and device code,
+/// so the kernels in cuda/src/knn_screen.cu and the host emulation in
+/// tests/cpp/test_cuda_screen.cpp run the same code.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "matalign/common.h"
+#include "matalign/detail/screen_bound.h"
 
 namespace matalign {
 namespace cuda {
@@ -67,6 +71,103 @@ inline int64_t survivor_bytes(int64_t tile_rows, int64_t tile_cols, int64_t k, b
 enum class RowOutcome { merge, rerun_exact };
 inline RowOutcome row_outcome(int64_t survivors, int64_t slots) {
   return survivors <= slots ? RowOutcome::merge : RowOutcome::rerun_exact;
+}
+
+/// Columns [0, S) of the database are searched exactly (the dense path) for every row before
+/// the screen runs, which fills every row's top-k list and gives it a finite threshold; the
+/// screen covers the rest. S = min(n, max(k + 1, 1024)); the self graph's rows [0, S) are
+/// searched exactly against all columns (they are the rows whose pairs with [S, n) the
+/// screen's self tiles over [S, n) do not contain).
+/// (`floor` is 1024 in the kernel; the host emulation passes smaller ones so that its small
+/// inputs are screened.)
+inline int64_t seed_columns(int64_t n, int64_t k, int64_t floor = 1024) {
+  return std::min<int64_t>(n, std::max<int64_t>(k + 1, floor));
+}
+
+/// (f, j) ranks before (g, l): larger score first, then lower index (the engine's tie rule).
+template <class T, class I, class J>
+MATALIGN_SCREEN_HD inline bool ranks_before(T f, I j, T g, J l) {
+  return f > g || (f == g && static_cast<int64_t>(j) < static_cast<int64_t>(l));
+}
+
+/// Whether pair (i, j) of tile t (i a row of the tile, j a column) is offered to row i, and to
+/// row j (the mirror). Diagonal tiles hold the pairs j > i once, and (i, i) for row i only
+/// when the row's own index is not excluded.
+MATALIGN_SCREEN_HD inline bool offers_row(const Tile& t, int64_t i, int64_t j, bool exclude_self) {
+  return !t.diagonal || j > i || (j == i && !exclude_self);
+}
+MATALIGN_SCREEN_HD inline bool offers_mirror(const Tile& t, int64_t i, int64_t j) {
+  return t.mirror && (!t.diagonal || j > i);
+}
+
+/// Survivor lines of a tile: one per row, plus one per column of an off-diagonal mirrored
+/// tile (a diagonal tile's columns are its rows: both directions share the row's line, so no
+/// two lines of one launch touch the same row's list).
+MATALIGN_SCREEN_HD inline int64_t tile_lines(const Tile& t) {
+  return (t.r1 - t.r0) + (t.mirror && !t.diagonal ? t.c1 - t.c0 : 0);
+}
+MATALIGN_SCREEN_HD inline int64_t row_line(const Tile& t, int64_t i) { return i - t.r0; }
+MATALIGN_SCREEN_HD inline int64_t mirror_line(const Tile& t, int64_t j) {
+  return t.diagonal ? j - t.r0 : (t.r1 - t.r0) + (j - t.c0);
+}
+/// The global row of a line, and the columns [b, e) its pairs in this tile come from (the
+/// overflow fallback re-scores all of them; a diagonal line skips its own index when
+/// excluded, see offers_row).
+MATALIGN_SCREEN_HD inline int64_t line_row(const Tile& t, int64_t line) {
+  return line < t.r1 - t.r0 ? t.r0 + line : t.c0 + (line - (t.r1 - t.r0));
+}
+MATALIGN_SCREEN_HD inline void line_columns(const Tile& t, int64_t line, int64_t& b, int64_t& e) {
+  if (line < t.r1 - t.r0) {
+    b = t.c0;
+    e = t.c1;
+  } else {
+    b = t.r0;
+    e = t.r1;
+  }
+}
+
+/// The epilogue's test: column j can still enter row i's top-k only if its widened upper
+/// bound reaches the row's current k-th best exact score `kth` (compared in double: both
+/// convert exactly). A list is always full while the screen runs (seed_columns).
+template <class T>
+MATALIGN_SCREEN_HD inline bool survives(float ub, T kth) {
+  return static_cast<double>(ub) >= static_cast<double>(kth);
+}
+
+/// Entries of the sorted list (keys, idx)[0, n) that rank before (f, j): a binary search.
+template <class T, class I, class J>
+MATALIGN_SCREEN_HD inline int64_t count_before(const T* keys, const I* idx, int64_t n, T f, J j) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (ranks_before(keys[mid], idx[mid], f, j)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/// The merge of one line, step 1: the rank of candidate t among the c candidates (all of
+/// distinct indices), i.e. its position once they are sorted.
+template <class T, class I>
+MATALIGN_SCREEN_HD inline int64_t rank_among(const T* keys, const I* idx, int64_t c, int64_t t) {
+  int64_t r = 0;
+  for (int64_t u = 0; u < c; ++u) r += ranks_before(keys[u], idx[u], keys[t], idx[t]) ? 1 : 0;
+  return r;
+}
+
+/// Step 2: positions in the merged list of the k list entries (lk, li) and of the c sorted
+/// candidates (ck, ci): list entry q goes to q + (candidates before it), candidate p to
+/// p + (list entries before it); positions >= k fall out. Indices are distinct between the
+/// list and the candidates (every pair is offered to a line once), so the order is total.
+template <class T, class I, class J>
+MATALIGN_SCREEN_HD inline int64_t merged_pos_list(const T* lk, const I* li, int64_t q, const T* ck,
+                                                  const J* ci, int64_t c) {
+  return q + count_before(ck, ci, c, lk[q], li[q]);
+}
+template <class T, class I, class J>
+MATALIGN_SCREEN_HD inline int64_t merged_pos_cand(const T* ck, const J* ci, int64_t p, const T* lk,
+                                                  const I* li, int64_t k) {
+  return p + count_before(lk, li, k, ck[p], ci[p]);
 }
 
 }  // namespace screen_plan
