@@ -37,10 +37,10 @@ def _options(name: str, structures) -> dict:
     return {}
 
 
-# Protein structure models (ProteinMPNN) need residues with atom names: they are run on the
-# offline peptides in tests/test_adapters_protein_structure.py, not on crystals.
+# Protein structure models (ProteinMPNN, LigandMPNN) need residues with atom names: they are
+# run on the offline peptides in tests/test_adapters_protein_structure.py, not on crystals.
 OFFLINE = [a.name for a in ma.adapters.list(offline=True)
-           if not a.target.startswith("proteinmpnn:")]
+           if not a.target.startswith(("proteinmpnn:", "ligandmpnn:"))]
 
 
 @pytest.mark.parametrize("name", OFFLINE)
