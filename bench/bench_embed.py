@@ -29,21 +29,31 @@ there), the descriptors a few seconds.
     python bench/bench_embed.py --skip-store --adapters composition,morgan,soap
     python bench/bench_embed.py --skip-store --adapters all   # ~5 min on 2 cores
 
-Part 3 (``--vs-package``): each model family's adapter against its package's own batched
-energy-only prediction on the same structures (the first ``--adapter-n`` of ``mptrj``),
-both batched by atom count (groups of at most ``--max-atoms`` atoms, the same groups for
-both), both under ``torch.inference_mode``/``no_grad``, on ``--device``, graph building
-included on both sides. Families that live in their own environment (``matalign env create``)
-are timed inside it (this script re-runs itself with that environment's Python) with
-random-init weights of the real architecture (timing does not depend on the weights' values):
+Part 3 (``--vs-package``): each model family's adapter against its package's own inference
+on the same structures (the first ``--adapter-n`` of a shipped set: ``mptrj`` crystals,
+HCNO ``g2`` molecules for ANI, seeded ``peptides`` for the protein models, their sequences
+for ESM-2, ``nci`` SMILES for ChemBERTa), both batched the same way (groups of at most
+``--max-atoms`` atoms, or ``--adapter-batch`` strings), both without gradients, on
+``--device``, graph building and tokenising included on both sides. Runs alternate in ABBA
+order (embed, package, package, embed, ...), best of ``--repeat`` each after a warm-up pass;
+a pass shorter than a second is repeated until it is not, so that scheduling noise on a
+shared machine averages out. The 1-minute load average before and after is printed.
+Families that live in their own environment (``matalign env create``) are timed inside it
+(this script re-runs itself with that environment's Python) with random-init weights of the
+real architecture (timing does not depend on the weights' values):
 
-    chgnet     chgnet-0.3.0 embed   vs  CHGNet.predict_structure(task="e", batch_size=B)
-    mace       random-mace embed    vs  model(batch, compute_force=False)["energy"]
-    orb        random-orb embed     vs  the energy head on the GNS backbone (model.model)
-    mattersim  random-mattersim     vs  M3Gnet forward (energies)
-    fairchem   random-esen embed    vs  eSEN backbone + MLP energy head
+    chgnet       chgnet-0.3.0 embed      vs  CHGNet.predict_structure(task="e", batch_size=B)
+    sevennet     sevennet-0 embed        vs  the model's forward without force_output
+    ani1ccx      ani-1ccx embed          vs  torchani model((species, coordinates)).energies
+    proteinmpnn  proteinmpnn embed       vs  ProteinMPNN.forward (encoder + decoder), padded
+    esm2         esm2-random embed       vs  ESM2(tokens) from the alphabet's batch converter
+    chemberta    random-chemberta embed  vs  tokenizer + RobertaModel(**enc)
+    mace         random-mace embed       vs  model(batch, compute_force=False)["energy"]
+    orb          random-orb embed        vs  the energy head on the GNS backbone (model.model)
+    mattersim    random-mattersim        vs  M3Gnet forward (energies)
+    fairchem     random-esen embed       vs  eSEN backbone + MLP energy head (batched)
 
-    python bench/bench_embed.py --skip-store --vs-package all
+    python bench/bench_embed.py --skip-store --vs-package all --adapter-n 12 --threads 1
     python bench/bench_embed.py --skip-store --vs-package chgnet,mace --device cuda
 """
 
@@ -471,6 +481,11 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
+def _spread(times):
+    """Slowest over fastest run, as a percentage above 1 (the noise of that side)."""
+    return f"+{100 * (max(times) / min(times) - 1):.0f}%"
+
+
 def bench_vs_package(args):
     import importlib.util
     import json
@@ -487,10 +502,11 @@ def bench_vs_package(args):
           f"{args.adapter_batch} strings, device {args.device}, torch threads "
           f"{args.threads or 'default'}, alternating embed/package runs (ABBA order), best of "
           f"{args.repeat} (after a warm-up pass); random-init weights outside "
-          f"the main environment; load = 1-min load average before/after")
+          f"the main environment; spread = slowest over fastest run of each side; loadavg = "
+          f"1-minute load average before/after")
     table = C.Table(["family", "adapter", "data", "D", "N", "atoms", "groups", "load (s)",
                      "embed (structures/s)", "package (structures/s)", "embed / package",
-                     "loadavg"])
+                     "spread embed / package", "loadavg"])
     table.print_header()
     for fam in fams:
         env = _VS[fam][1]
@@ -515,6 +531,7 @@ def bench_vs_package(args):
         table.add([fam, res["adapter"], res["data"], str(res["dim"]), str(res["n"]),
                    str(res["atoms"]), str(res["groups"]), C.fmt_s(res["load_s"]),
                    f"{e_rate:,.1f}", f"{p_rate:,.1f}", f"{e_rate / p_rate:.2f}x",
+                   f"{_spread(res['embed_all'])} / {_spread(res['package_all'])}",
                    "/".join(f"{x:.1f}" for x in res["loadavg"])])
     for fam in fams:
         print(f"  {fam}: package = {_VS[fam][3]}")
