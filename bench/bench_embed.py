@@ -517,8 +517,8 @@ def bench_vs_package(args):
                 py = envs.find(env)
                 cmd = [str(py), os.path.abspath(__file__), "--skip-store", "--inner", fam,
                        "--adapter-n", str(args.adapter_n), "--max-atoms", str(args.max_atoms),
-                       "--adapter-batch", str(args.adapter_batch), "--repeat", str(args.repeat), "--device", args.device,
-                       "--threads", str(args.threads)]
+                       "--adapter-batch", str(args.adapter_batch), "--repeat",
+                       str(args.repeat), "--device", args.device, "--threads", str(args.threads)]
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
                     raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip()

@@ -63,7 +63,8 @@ def test_offline_adapter_on_shipped_structures_into_a_store(name, tmp_path):
     if name == "random-esen":
         # eSEN draws random edge rotations in its forward pass; the adapter runs one
         # structure per pass under a fixed seed, so any other batching is bitwise the same.
-        np.testing.assert_array_equal(emb, adapter.embed(structures[::-1], batch_size=N)[::-1])
+        # structures 1 and 2, in one batch here, were in different batches in the store
+        np.testing.assert_array_equal(emb[1:3], adapter.embed(structures[1:3], batch_size=2))
     meta = ma.open_store(tmp_path / name).metadata
     assert meta["adapter"]["adapter"] == adapter.name
     assert meta["adapter"]["pooling"] == "mean"
