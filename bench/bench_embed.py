@@ -29,21 +29,31 @@ there), the descriptors a few seconds.
     python bench/bench_embed.py --skip-store --adapters composition,morgan,soap
     python bench/bench_embed.py --skip-store --adapters all   # ~5 min on 2 cores
 
-Part 3 (``--vs-package``): each model family's adapter against its package's own batched
-energy-only prediction on the same structures (the first ``--adapter-n`` of ``mptrj``),
-both batched by atom count (groups of at most ``--max-atoms`` atoms, the same groups for
-both), both under ``torch.inference_mode``/``no_grad``, on ``--device``, graph building
-included on both sides. Families that live in their own environment (``matalign env create``)
-are timed inside it (this script re-runs itself with that environment's Python) with
-random-init weights of the real architecture (timing does not depend on the weights' values):
+Part 3 (``--vs-package``): each model family's adapter against its package's own inference
+on the same structures (the first ``--adapter-n`` of a shipped set: ``mptrj`` crystals,
+HCNO ``g2`` molecules for ANI, seeded ``peptides`` for the protein models, their sequences
+for ESM-2, ``nci`` SMILES for ChemBERTa), both batched the same way (groups of at most
+``--max-atoms`` atoms, or ``--adapter-batch`` strings), both without gradients, on
+``--device``, graph building and tokenising included on both sides. Runs alternate in ABBA
+order (embed, package, package, embed, ...), best of ``--repeat`` each after a warm-up pass;
+a pass shorter than a second is repeated until it is not, so that scheduling noise on a
+shared machine averages out. The 1-minute load average before and after is printed.
+Families that live in their own environment (``matalign env create``) are timed inside it
+(this script re-runs itself with that environment's Python) with random-init weights of the
+real architecture (timing does not depend on the weights' values):
 
-    chgnet     chgnet-0.3.0 embed   vs  CHGNet.predict_structure(task="e", batch_size=B)
-    mace       random-mace embed    vs  model(batch, compute_force=False)["energy"]
-    orb        random-orb embed     vs  the energy head on the GNS backbone (model.model)
-    mattersim  random-mattersim     vs  M3Gnet forward (energies)
-    fairchem   random-esen embed    vs  eSEN backbone + MLP energy head
+    chgnet       chgnet-0.3.0 embed      vs  CHGNet.predict_structure(task="e", batch_size=B)
+    sevennet     sevennet-0 embed        vs  the model's forward without force_output
+    ani1ccx      ani-1ccx embed          vs  torchani model((species, coordinates)).energies
+    proteinmpnn  proteinmpnn embed       vs  ProteinMPNN.forward (encoder + decoder), padded
+    esm2         esm2-random embed       vs  ESM2(tokens) from the alphabet's batch converter
+    chemberta    random-chemberta embed  vs  tokenizer + RobertaModel(**enc)
+    mace         random-mace embed       vs  model(batch, compute_force=False)["energy"]
+    orb          random-orb embed        vs  the energy head on the GNS backbone (model.model)
+    mattersim    random-mattersim        vs  M3Gnet forward (energies)
+    fairchem     random-esen embed       vs  eSEN backbone + MLP energy head (batched)
 
-    python bench/bench_embed.py --skip-store --vs-package all
+    python bench/bench_embed.py --skip-store --vs-package all --adapter-n 12 --threads 1
     python bench/bench_embed.py --skip-store --vs-package chgnet,mace --device cuda
 """
 
@@ -274,18 +284,33 @@ def bench_adapters(args, work):
         shutil.rmtree(out, ignore_errors=True)
 
 
-# -- part 3: adapters against their package's own energy-only prediction ---------------------
+# -- part 3: adapters against their package's own inference ----------------------------------
 
-_VS = {"chgnet": ("chgnet-0.3.0", "main"), "mace": ("random-mace", "mace"),
-       "orb": ("random-orb", "orb"), "mattersim": ("random-mattersim", "mattersim"),
-       "fairchem": ("random-esen", "fairchem")}
+#: family -> (adapter, environment, structures, what the package's own inference is)
+_VS = {
+    "chgnet": ("chgnet-0.3.0", "main", "mptrj",
+               'CHGNet.predict_structure(task="e", batch_size=B)'),
+    "sevennet": ("sevennet-0", "main", "mptrj",
+                 "the SevenNet model's forward without its force_output module (energy only)"),
+    "ani1ccx": ("ani-1ccx", "main", "g2", "torchani model((species, coordinates)).energies"),
+    "proteinmpnn": ("proteinmpnn", "main", "peptides",
+                    "ProteinMPNN.forward (encoder + decoder -> log-probabilities), padded batch"),
+    "esm2": ("esm2-random", "main", "sequences",
+             "ESM2(tokens) from alphabet.get_batch_converter() (logits)"),
+    "chemberta": ("random-chemberta", "main", "nci",
+                  "tokenizer(SMILES) + RobertaModel(**enc) (last hidden state)"),
+    "mace": ("random-mace", "mace", "mptrj", 'model(batch, compute_force=False)["energy"]'),
+    "orb": ("random-orb", "orb", "mptrj", "the energy head on the GNS backbone (model.model)"),
+    "mattersim": ("random-mattersim", "mattersim", "mptrj", "M3Gnet forward (energies)"),
+    "fairchem": ("random-esen", "fairchem", "mptrj", "eSEN backbone + MLP energy head"),
+}
 
 
 def _groups(structures, max_atoms):
     """Consecutive groups of at most max_atoms atoms (a larger structure goes alone)."""
     out, cur, n = [], [], 0
     for s in structures:
-        k = len(s.atoms)
+        k = len(s.atoms) if s.atoms is not None else len(s.sequence or s.smiles)
         if cur and n + k > max_atoms:
             out.append(cur)
             cur, n = [], 0
@@ -296,52 +321,149 @@ def _groups(structures, max_atoms):
     return out
 
 
-def _package_predict(family, adapter, group):
-    """The package's own batched energy-only prediction of one group of structures."""
-    if family == "chgnet":
-        from pymatgen.io.ase import AseAtomsAdaptor
+def _vs_structures(kind, n):
+    if kind == "mptrj":
+        return list(itertools.islice(iter(ma.datasets.get("mptrj")), n))
+    if kind == "g2":   # the molecules of H, C, N, O only (what ANI-1ccx knows)
+        return list(itertools.islice((s for s in ma.datasets.get("g2")
+                                      if set(s.atoms.numbers) <= {1, 6, 7, 8}), n))
+    if kind == "nci":
+        return list(itertools.islice(iter(ma.datasets.get("nci")), n))
+    if kind in ("peptides", "sequences"):   # 20-60 residues, seeded
+        peps = list(ma.datasets.get("peptides", n=n, seed=0))
+        if kind == "sequences":
+            return [Structure(s.id, sequence=s.sequence) for s in peps]
+        return peps
+    raise ValueError(kind)
 
-        from matalign.adapters._mlip_common import boxed
 
-        structs = [AseAtomsAdaptor.get_structure(boxed(s.atoms, adapter.vacuum)) for s in group]
-        return adapter._model.predict_structure(structs, task="e", batch_size=len(structs))
-    atoms = [adapter._prepare(s) for s in group]
-    return adapter.energies(atoms)
+class _Package:
+    """The package's own inference of one group, with everything it needs set up once."""
+
+    def __init__(self, family, adapter):
+        import torch
+
+        self.family, self.adapter, self.torch = family, adapter, torch
+        if family == "sevennet":
+            import copy
+
+            self.model = copy.deepcopy(adapter._model)
+            self.model.delete_module_by_key("force_output")
+        elif family == "esm2":
+            self.convert = adapter._alphabet.get_batch_converter()
+
+    def __call__(self, group):
+        torch, adapter, fam = self.torch, self.adapter, self.family
+        if fam == "chgnet":
+            from pymatgen.io.ase import AseAtomsAdaptor
+
+            from matalign.adapters._mlip_common import boxed
+
+            structs = [AseAtomsAdaptor.get_structure(boxed(s.atoms, adapter.vacuum))
+                       for s in group]
+            return adapter._model.predict_structure(structs, task="e", batch_size=len(structs))
+        if fam == "sevennet":
+            import sevenn._keys as KEY
+            from sevenn.atom_graph_data import AtomGraphData
+            from sevenn.train.dataload import unlabeled_atoms_to_graph
+            from torch_geometric.data import Batch
+
+            graphs = [AtomGraphData.from_numpy_dict(
+                unlabeled_atoms_to_graph(s.atoms, adapter._cutoff, with_shift=False))
+                for s in group]
+            with torch.no_grad():
+                out = self.model(Batch.from_data_list(graphs).to(adapter.device))
+            return out[KEY.PRED_TOTAL_ENERGY].cpu().numpy()
+        if fam == "ani1ccx":
+            n_max = max(len(s.atoms) for s in group)
+            species = torch.full((len(group), n_max), -1, dtype=torch.long)
+            coords = torch.zeros((len(group), n_max, 3), dtype=torch.float32)
+            for i, s in enumerate(group):
+                species[i, :len(s.atoms)] = torch.as_tensor(s.atoms.numbers)   # Z (the
+                # built-in model maps atomic numbers itself: periodic_table_index=True)
+                coords[i, :len(s.atoms)] = torch.as_tensor(s.atoms.positions)
+            with torch.no_grad():
+                return adapter._model((species, coords)).energies.numpy()
+        if fam == "proteinmpnn":
+            from matalign.adapters.proteinmpnn import backbone
+
+            bb = [backbone(s) for s in group]
+            L = max(len(r) for _, r in bb)
+            X = torch.zeros((len(bb), L, 4, 3))
+            mask = torch.zeros((len(bb), L))
+            res = torch.zeros((len(bb), L), dtype=torch.long)
+            for i, (x, r) in enumerate(bb):
+                X[i, :len(r)] = torch.from_numpy(x.astype(np.float32))
+                mask[i, :len(r)] = 1
+                res[i, :len(r)] = torch.from_numpy(r - r[0])
+            S = torch.zeros((len(bb), L), dtype=torch.long)
+            with torch.inference_mode():
+                return adapter._model(X, S, mask, mask, res, mask.long(),
+                                      torch.zeros((len(bb), L))).numpy()
+        if fam == "esm2":
+            _, _, toks = self.convert([(s.id, s.sequence) for s in group])
+            with torch.inference_mode():
+                return adapter._model(toks)["logits"].numpy()
+        if fam == "chemberta":
+            with torch.inference_mode():
+                enc = adapter._tokenizer([s.smiles for s in group], padding=True,
+                                         truncation=True, max_length=adapter.max_length,
+                                         return_tensors="pt")
+                return adapter._model(**enc).last_hidden_state.numpy()
+        atoms = [adapter._prepare(s) for s in group]
+        return adapter.energies(atoms)
 
 
 def vs_package_inner(family, args):
     """Time one family here (this interpreter has its package); returns a result dict."""
     import torch
 
-    name, _ = _VS[family]
+    name, env, kind, _ = _VS[family]
     torch.set_num_threads(max(1, args.threads or torch.get_num_threads()))
-    opts = {"device": args.device}
-    if family != "chgnet":
+    opts = {"device": args.device} if family not in ("esm2", "chemberta") else {}
+    if env != "main":
         opts["max_atoms"] = args.max_atoms
     t0 = time.perf_counter()
-    adapter = ma.adapters.get(name, _in_process=True, **opts)
+    adapter = ma.adapters.get(name, _in_process=True, **opts) if env != "main" \
+        else ma.adapters.get(name, **opts)
     t_load = time.perf_counter() - t0
-    structures = list(itertools.islice(iter(ma.datasets.get("mptrj")), args.adapter_n))
-    groups = _groups(structures, args.max_atoms)
-    n_atoms = sum(len(s.atoms) for s in structures)
+    structures = _vs_structures(kind, args.adapter_n)
+    if kind in ("nci", "sequences"):   # text: groups of --adapter-batch strings
+        groups = [structures[i:i + args.adapter_batch]
+                  for i in range(0, len(structures), args.adapter_batch)]
+    else:
+        groups = _groups(structures, args.max_atoms)
+    n_atoms = sum(len(s.atoms) if s.atoms is not None else len(s.sequence or s.smiles)
+                  for s in structures)
+    package = _Package(family, adapter)
+
+    inner = 1
 
     def embed():
-        for g in groups:
-            adapter.embed_batch(g)
+        for _ in range(inner):
+            for g in groups:
+                adapter.embed_batch(g)
 
-    def package():
-        for g in groups:
-            _package_predict(family, adapter, g)
+    def pkg():
+        for _ in range(inner):
+            for g in groups:
+                package(g)
 
-    embed(), package()   # warm-up (lazy initialisation, caches)
-    t_embed = t_pkg = float("inf")
-    for _ in range(args.repeat):
+    # Warm-up (lazy initialisation, caches); a pass shorter than a second is repeated
+    # `inner` times per timing, so that scheduling noise on a shared machine averages out.
+    inner = max(1, int(np.ceil(1.0 / min(_timed(embed), _timed(pkg)))))
+    t_embed, t_pkg = [], []
+    load = [os.getloadavg()[0]]
+    for r in range(args.repeat):     # alternating, ABBA: embed, package, package, embed, ...
         with torch.inference_mode() if family == "chgnet" else _null():
-            t_embed = min(t_embed, _timed(embed))
-            t_pkg = min(t_pkg, _timed(package))
+            for which in ((embed, pkg) if r % 2 == 0 else (pkg, embed)):
+                (t_embed if which is embed else t_pkg).append(_timed(which))
+    load.append(os.getloadavg()[0])
     return {"family": family, "adapter": name, "dim": int(adapter.dim), "n": len(structures),
-            "atoms": n_atoms, "groups": len(groups), "device": args.device,
-            "load_s": t_load, "embed_s": t_embed, "package_s": t_pkg,
+            "atoms": n_atoms, "groups": len(groups), "device": args.device, "data": kind,
+            "load_s": t_load, "embed_s": min(t_embed) / inner,
+            "package_s": min(t_pkg) / inner, "inner": inner,
+            "embed_all": t_embed, "package_all": t_pkg, "loadavg": load,
             "torch_threads": torch.get_num_threads()}
 
 
@@ -359,6 +481,11 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
+def _spread(times):
+    """Slowest over fastest run, as a percentage above 1 (the noise of that side)."""
+    return f"+{100 * (max(times) / min(times) - 1):.0f}%"
+
+
 def bench_vs_package(args):
     import importlib.util
     import json
@@ -370,12 +497,16 @@ def bench_vs_package(args):
     unknown = [f for f in fams if f not in _VS]
     if unknown:
         raise SystemExit(f"--vs-package: unknown families {unknown}; choose from {list(_VS)}")
-    print(f"\nadapters vs their package's energy-only prediction: first {args.adapter_n} "
-          f"mptrj structures, groups of <= {args.max_atoms} atoms, device {args.device}, best "
-          f"of {args.repeat} (after a warm-up pass); random-init weights outside the main "
-          f"environment")
-    table = C.Table(["family", "adapter", "D", "N", "atoms", "groups", "load (s)",
-                     "embed (structures/s)", "package (structures/s)", "embed / package"])
+    print(f"\nadapters vs their package's own inference: first {args.adapter_n} structures "
+          f"of each set, groups of <= {args.max_atoms} atoms (residues) or of "
+          f"{args.adapter_batch} strings, device {args.device}, torch threads "
+          f"{args.threads or 'default'}, alternating embed/package runs (ABBA order), best of "
+          f"{args.repeat} (after a warm-up pass); random-init weights outside "
+          f"the main environment; spread = slowest over fastest run of each side; loadavg = "
+          f"1-minute load average before/after")
+    table = C.Table(["family", "adapter", "data", "D", "N", "atoms", "groups", "load (s)",
+                     "embed (structures/s)", "package (structures/s)", "embed / package",
+                     "spread embed / package", "loadavg"])
     table.print_header()
     for fam in fams:
         env = _VS[fam][1]
@@ -386,8 +517,8 @@ def bench_vs_package(args):
                 py = envs.find(env)
                 cmd = [str(py), os.path.abspath(__file__), "--skip-store", "--inner", fam,
                        "--adapter-n", str(args.adapter_n), "--max-atoms", str(args.max_atoms),
-                       "--repeat", str(args.repeat), "--device", args.device,
-                       "--threads", str(args.threads)]
+                       "--adapter-batch", str(args.adapter_batch), "--repeat",
+                       str(args.repeat), "--device", args.device, "--threads", str(args.threads)]
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
                     raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip()
@@ -397,9 +528,13 @@ def bench_vs_package(args):
             print(f"| {fam} | skipped: {type(exc).__name__}: {str(exc)[:200]} |", flush=True)
             continue
         e_rate, p_rate = res["n"] / res["embed_s"], res["n"] / res["package_s"]
-        table.add([fam, res["adapter"], str(res["dim"]), str(res["n"]), str(res["atoms"]),
-                   str(res["groups"]), C.fmt_s(res["load_s"]), f"{e_rate:,.1f}",
-                   f"{p_rate:,.1f}", f"{e_rate / p_rate:.2f}x"])
+        table.add([fam, res["adapter"], res["data"], str(res["dim"]), str(res["n"]),
+                   str(res["atoms"]), str(res["groups"]), C.fmt_s(res["load_s"]),
+                   f"{e_rate:,.1f}", f"{p_rate:,.1f}", f"{e_rate / p_rate:.2f}x",
+                   f"{_spread(res['embed_all'])} / {_spread(res['package_all'])}",
+                   "/".join(f"{x:.1f}" for x in res["loadavg"])])
+    for fam in fams:
+        print(f"  {fam}: package = {_VS[fam][3]}")
 
 
 def main(argv=None):

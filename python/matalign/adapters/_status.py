@@ -99,6 +99,19 @@ def _weights(entry) -> str:
     return "shipped" if entry.offline else "local checkpoint"
 
 
+def _environment_status(family: str) -> str:
+    """'environment FAMILY ready' / 'missing' / 'broken' (the family's package importable
+    here counts as ready: its adapters then run in process)."""
+    from .. import envs
+
+    try:
+        if importlib.util.find_spec(envs.spec(family).module.split(".")[0]) is not None:
+            return f"environment {family} ready (in process)"
+        return f"environment {family} {envs.status(family).state}"
+    except (ImportError, ValueError, OSError):
+        return f"environment {family} unknown"
+
+
 def models_table() -> list[dict[str, Any]]:
     """One row per registered adapter: what ``matalign models`` prints.
 
@@ -111,7 +124,8 @@ def models_table() -> list[dict[str, Any]]:
         'none (descriptor)'), ``layer``, ``pooling``, ``near_duplicate_of``, ``package``,
         ``extra``, ``status`` ('ran <time>' when an embedding succeeded in this installation,
         'importable' when the package is installed but no run was recorded, 'not installed',
-        or 'environment <name>' for adapters that run in an isolated environment).
+        or 'environment <name> ready|missing|broken' for adapters that run in an isolated
+        environment and have not run yet).
     """
     from . import list as _list
 
@@ -121,7 +135,7 @@ def models_table() -> list[dict[str, Any]]:
         if e.name in ran:
             status = f"ran {ran[e.name].get('time', '')}".strip()
         elif e.environment != "main":
-            status = f"environment {e.environment}"
+            status = _environment_status(e.environment)
         elif _importable(e.package):
             status = "importable"
         else:

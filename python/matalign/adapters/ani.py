@@ -264,11 +264,21 @@ class ANIAdapter(Adapter):
             aevs.append(out[i][1])
         return species_list, aevs
 
+    def _hidden(self, member: int, element: str):
+        """The element network of an ensemble member without its last (energy) layer."""
+        cache = self.__dict__.setdefault("_hidden_nets", {})
+        if (member, element) not in cache:
+            import torch
+
+            net = self._model.neural_networks[member][element]
+            cache[(member, element)] = torch.nn.Sequential(*list(net.children())[:-1])
+        return cache[(member, element)]
+
     def atom_features(self, batch: list[Structure]) -> tuple[np.ndarray, list[int]]:
         """Per-atom features of a batch (all atoms concatenated) and the atoms per structure."""
         import torch
 
-        with torch.no_grad():
+        with torch.inference_mode():
             species_list, aevs = self._aevs(batch)
             species = torch.cat(species_list).to(self.device)
             aev = torch.cat(aevs)
@@ -277,13 +287,18 @@ class ANIAdapter(Adapter):
             else:
                 members = (range(_N_MEMBERS) if self.member is None else [self.member])
                 feats = torch.zeros((len(species), 96), dtype=aev.dtype, device=aev.device)
-                for m in members:
-                    ani_model = self._model.neural_networks[m]
-                    for idx, element in enumerate(self._species):
-                        mask = species == idx
-                        if mask.any():
-                            hidden = torch.nn.Sequential(*list(ani_model[element].children())[:-1])
-                            feats[mask] += hidden(aev[mask])
+                for idx, element in enumerate(self._species):
+                    # each element's rows are gathered once and scattered once; the members'
+                    # outputs are summed in member order, then divided (as before: bitwise)
+                    rows = (species == idx).nonzero().squeeze(1)
+                    if rows.numel() == 0:
+                        continue
+                    x = aev.index_select(0, rows)
+                    acc = None
+                    for m in members:
+                        h = self._hidden(m, element)(x)
+                        acc = h if acc is None else acc.add_(h)
+                    feats.index_copy_(0, rows, acc)
                 feats /= len(members)
         return feats.cpu().numpy(), [len(s) for s in species_list]
 

@@ -23,10 +23,15 @@ mace       mace-torch     ``model(batch, compute_force=False)["node_feats"]``: w
 orb        orb-models     ``model.model(batch)["node_features"]`` (last message-passing step)
 mattersim  mattersim      input of ``model.final`` (the per-atom GatedMLP readout)
 fairchem   fairchem-core  l=0 slice ``[:, 0, :]`` of the eSEN/UMA backbone's ``node_embedding``
+                          (one structure per forward pass, seeded: see below)
 ========== ============= ========================================================================
 
 Structures are batched by atom count (``max_atoms`` per forward pass) under
 ``torch.inference_mode``; periodic-only models get molecules in a box (``vacuum`` Å).
+The eSEN/UMA backbone draws a random rotation about every edge in its forward pass, so
+fairchem runs one structure per forward pass with torch's RNG seeded from ``seed`` (the
+caller's RNG state is kept): its rows are then bitwise independent of the batch, the store
+chunk and the run, like every other adapter's.
 A checkpoint of another architecture raises ``ValueError`` naming the file and what was
 expected; a structure the model cannot handle (an unknown element) raises ``ValueError``
 naming the structure.
@@ -568,7 +573,8 @@ class FairChemAdapter(_EnvMLIP):
     random_init, seed
         An eSEN backbone (``eSCNMDBackbone``) of ``num_layers`` layers, ``channels``
         channels, lmax 2, 6 Å cutoff, with fresh weights (defaults: 4 layers, 128 channels,
-        the eSEN-small shape).
+        the eSEN-small shape). ``seed`` also fixes the backbone's random edge rotations
+        (one structure per forward pass), with a checkpoint as well.
     allow_download, pooling, device, vacuum, name, max_atoms
     """
 
@@ -631,7 +637,8 @@ class FairChemAdapter(_EnvMLIP):
         check_elements(structure, atoms.numbers, range(1, 100), self.name, what="Z 1-99")
 
     def _extra_metadata(self) -> dict[str, Any]:
-        meta = {**super()._extra_metadata(), "task": self.task}
+        meta = {**super()._extra_metadata(), "task": self.task,
+                "structures_per_forward_pass": 1, "edge_rotation_seed": self.seed}
         if self.random_init:
             meta["architecture"] = self._arch
         return meta
@@ -667,9 +674,18 @@ class FairChemAdapter(_EnvMLIP):
         return (e["energy"] if isinstance(e, dict) else e).detach().cpu().numpy()
 
     def _forward(self, atoms_list: list) -> np.ndarray:
-        emb = self._backbone(self._batch(atoms_list))["node_embedding"]
-        emb = emb[:, 0, :] if emb.ndim == 3 else emb
-        return emb.detach().to("cpu", self._torch.float64).numpy()
+        # The eSEN/UMA backbone rotates every edge's frame by a random angle about the edge
+        # (``torch.rand_like`` in its Wigner-matrix set-up): exact arithmetic is invariant to
+        # it, float32 is not (rows differ by ~1e-7 from run to run and with the batch). One
+        # structure per forward pass under a fixed seed makes each row a function of its
+        # structure alone: bitwise the same in any batch, chunk or run.
+        out = []
+        for atoms in atoms_list:
+            with seeded(self.seed):
+                emb = self._backbone(self._batch([atoms]))["node_embedding"]
+            emb = emb[:, 0, :] if emb.ndim == 3 else emb
+            out.append(emb.detach().to("cpu", self._torch.float64).numpy())
+        return np.concatenate(out)
 
 
 def mace(adapter_name: str | None = None, **options: Any) -> MACEAdapter:

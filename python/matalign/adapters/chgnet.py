@@ -139,7 +139,9 @@ class CHGNetAdapter(Adapter):
             atoms = boxed(atoms_of(s, self.name), self.vacuum)
             struct = AseAtomsAdaptor.get_structure(atoms)
             try:
-                graphs.append(self._model.graph_converter(struct, graph_id=s.id))
+                g = self._model.graph_converter(struct, graph_id=s.id)
+                # CHGNet.forward does not move graphs (predict_graph does): on a GPU, here
+                graphs.append(g if str(self.device) == "cpu" else g.to(self.device))
             except Exception as exc:  # noqa: BLE001  (re-raised with the structure's id)
                 raise ValueError(f"adapter {self.name!r}: CHGNet could not build the graph of "
                                  f"structure {s.id!r}: {exc}") from exc
