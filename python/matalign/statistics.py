@@ -1113,9 +1113,10 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     ``value``, the point estimate when the caller already has it (e.g. the entry of
     :func:`matalign.alignment_matrix`, which equals the pairwise call bit for bit; it is used
     as given, not recomputed; not for cknna and mutual_knn, whose value comes from the
-    graphs), and ``cache``, a :class:`WorkCache` passed to every call, which keeps each
-    space's kNN graphs (full sample and every subsample) and its exact row-space coordinates
-    for wide linear CKA, so they are computed once per space instead of once per pair. Neither
+    graphs), and ``cache``, a :class:`matalign.statistics.WorkCache` passed to every call,
+    which keeps each space's kNN graphs (full sample and every subsample) and its exact
+    row-space coordinates for wide linear CKA, so they are computed once per space instead
+    of once per pair. Neither
     changes a result.
 
     Returns
