@@ -19,21 +19,30 @@ matalign::PairwiseOptions make_options(int64_t tile_rows, int n_threads, const s
   return o;
 }
 
+/// Views of the PairSums spaces (the list keeps the arrays alive for the call); `name` prefixes
+/// the error for an empty list.
 template <class T>
-py::tuple pair_sums(const py::list& spaces, const std::string& fn, const std::vector<double>& gamma,
-                    int64_t tile_rows, int n_threads, const std::string& simd, py::object progress) {
-  std::vector<py::array> keep;
+std::vector<matalign::MatrixView<T>> space_views(const py::list& spaces, const char* name) {
   std::vector<matalign::MatrixView<T>> views;
   for (size_t m = 0; m < spaces.size(); ++m) {
     const std::string label = "spaces[" + std::to_string(m) + "]";
     views.push_back(view2d<T>(spaces[m], label.c_str()));
-    keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
   }
-  if (views.empty()) throw std::invalid_argument("pair_sums: spaces is empty");
-  matalign::PairFn f;
-  if (fn == "distance") f = matalign::PairFn::distance;
-  else if (fn == "rbf") f = matalign::PairFn::rbf;
-  else throw std::invalid_argument("fn must be 'distance' or 'rbf'; got '" + fn + "'");
+  if (views.empty()) throw std::invalid_argument(std::string(name) + ": spaces is empty");
+  return views;
+}
+
+matalign::PairFn parse_pair_fn(const std::string& fn) {
+  if (fn == "distance") return matalign::PairFn::distance;
+  if (fn == "rbf") return matalign::PairFn::rbf;
+  throw std::invalid_argument("fn must be 'distance' or 'rbf'; got '" + fn + "'");
+}
+
+template <class T>
+py::tuple pair_sums(const py::list& spaces, const std::string& fn, const std::vector<double>& gamma,
+                    int64_t tile_rows, int n_threads, const std::string& simd, py::object progress) {
+  const std::vector<matalign::MatrixView<T>> views = space_views<T>(spaces, "pair_sums");
+  const matalign::PairFn f = parse_pair_fn(fn);
   const auto M = static_cast<py::ssize_t>(views.size());
   const auto n = static_cast<py::ssize_t>(views[0].rows);
   py::array_t<double> rowsums({M, n});
@@ -68,18 +77,8 @@ py::tuple pair_sums_rows(const py::list& spaces, const std::string& fn,
                          const std::vector<double>& gamma, int64_t r0, int64_t r1,
                          int64_t tile_rows, int n_threads, const std::string& simd,
                          py::object progress) {
-  std::vector<py::array> keep;
-  std::vector<matalign::MatrixView<T>> views;
-  for (size_t m = 0; m < spaces.size(); ++m) {
-    const std::string label = "spaces[" + std::to_string(m) + "]";
-    views.push_back(view2d<T>(spaces[m], label.c_str()));
-    keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
-  }
-  if (views.empty()) throw std::invalid_argument("pair_sums_rows: spaces is empty");
-  matalign::PairFn f;
-  if (fn == "distance") f = matalign::PairFn::distance;
-  else if (fn == "rbf") f = matalign::PairFn::rbf;
-  else throw std::invalid_argument("fn must be 'distance' or 'rbf'; got '" + fn + "'");
+  const std::vector<matalign::MatrixView<T>> views = space_views<T>(spaces, "pair_sums_rows");
+  const matalign::PairFn f = parse_pair_fn(fn);
   if (!(0 <= r0 && r0 < r1 && r1 <= views[0].rows))
     throw std::invalid_argument("rows (" + std::to_string(r0) + ", " + std::to_string(r1) +
                                 ") must satisfy 0 <= r0 < r1 <= n = " +
@@ -99,18 +98,8 @@ py::tuple pair_sums_block(const py::list& spaces, const std::string& fn,
                           const std::vector<double>& gamma, int64_t r0, int64_t r1, int64_t c0,
                           int64_t c1, int64_t tile_rows, int n_threads, const std::string& simd,
                           py::object progress) {
-  std::vector<py::array> keep;
-  std::vector<matalign::MatrixView<T>> views;
-  for (size_t m = 0; m < spaces.size(); ++m) {
-    const std::string label = "spaces[" + std::to_string(m) + "]";
-    views.push_back(view2d<T>(spaces[m], label.c_str()));
-    keep.push_back(py::reinterpret_borrow<py::array>(spaces[m]));
-  }
-  if (views.empty()) throw std::invalid_argument("pair_sums_block: spaces is empty");
-  matalign::PairFn f;
-  if (fn == "distance") f = matalign::PairFn::distance;
-  else if (fn == "rbf") f = matalign::PairFn::rbf;
-  else throw std::invalid_argument("fn must be 'distance' or 'rbf'; got '" + fn + "'");
+  const std::vector<matalign::MatrixView<T>> views = space_views<T>(spaces, "pair_sums_block");
+  const matalign::PairFn f = parse_pair_fn(fn);
   const int64_t n = views[0].rows;
   if (!(0 <= r0 && r0 < r1 && r1 <= n))
     throw std::invalid_argument("rows (" + std::to_string(r0) + ", " + std::to_string(r1) +
