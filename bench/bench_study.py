@@ -19,6 +19,11 @@ wall time into:
     python bench/bench_study.py                 # N = 5000, six models
     python bench/bench_study.py --n 1000 --keep runs/bench-study
 
+With ``--keep DIR`` naming a finished run of the same configuration, the embeddings are
+reused (their seconds are read from their markers) and every engine and statistics stage
+(``matrix``, ``ksweep``, ``stats``) is deleted and rerun, so the split can be re-measured
+without re-embedding.
+
 The numbers of permutations and subsamples are the study's defaults unless given, and are
 printed with the result.
 """
@@ -78,16 +83,30 @@ def main(argv=None) -> int:
               "statistics": stats}
     cfg = ma.study_config(config)
     out = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="matalign-bench-study-"))
+    reused = 0
+    for marker in sorted((out / "stages").glob("*.json")) if a.keep else []:
+        stage = json.loads(marker.read_text()).get("stage", "")
+        if _group(stage) in ("engine", "statistics"):
+            marker.unlink()        # rerun: the engine and statistics stages are re-measured
+        else:
+            reused += 1
     try:
         t0 = time.perf_counter()
         ma.study(config, out=out, echo=lambda *_a, **_k: None, progress=False)
-        total = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
         seconds = {"embedding": 0.0, "engine": 0.0, "statistics": 0.0, "rest": 0.0}
+        ran_now = 0.0
         for marker in sorted((out / "stages").rglob("*.json")):
             rec = json.loads(marker.read_text())
             stage = rec.get("stage") or str(marker.relative_to(out / "stages"))[:-5]
-            seconds[_group(stage)] += float(rec.get("seconds", 0.0))
-        seconds["rest"] += max(total - sum(seconds.values()), 0.0)
+            sec = float(rec.get("seconds", 0.0))
+            seconds[_group(stage)] += sec
+            if marker.stat().st_mtime >= time.time() - wall - 1.0:
+                ran_now += sec                 # a stage of this invocation
+        # the time no stage of this invocation accounts for (a reused stage's seconds come
+        # from its marker, and this invocation did not spend them)
+        seconds["rest"] += max(wall - ran_now, 0.0)
+        total = sum(seconds.values())
     finally:
         if not a.keep:
             shutil.rmtree(out, ignore_errors=True)
@@ -98,7 +117,8 @@ def main(argv=None) -> int:
           f"({', '.join(m.get('label', m['name']) for m in MODELS)}); metrics "
           f"{', '.join(cfg['metrics'])}; k = {cfg['knn']['k']}, k sweep {cfg['knn']['k_sweep']}; "
           f"{st['n_permutations']} permutations, {st['n_subsamples']} subsamples; "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+          + (f"; {reused} stages reused from {out}" if reused else ""))
     print("| part | seconds | share of non-embedding time |")
     print("|---|---|---|")
     rest_total = total - seconds["embedding"]

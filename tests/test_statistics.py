@@ -479,26 +479,43 @@ def test_value_is_used_as_given_and_checked():
         st.assess("cka", X, Y, cache={})
 
 
-def test_wide_linear_cka_uses_row_space_coordinates(monkeypatch):
-    """D > 2N: the interval and the moments null from the exact row-space coordinates equal
-    the feature-space ones to float64 rounding (and the coordinates keep the Gram)."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_linear_cka_group_tables_row_form_equals_feature_form(monkeypatch, dtype):
+    """The two exact forms of the per-group tables (feature blocks XᵀY per group, or row-Gram
+    tiles) give the same interval and null; a space wider than N takes the row form by cost
+    (no D × D block is built), and tiles smaller than a group change nothing."""
     rng = np.random.default_rng(8)
     n = 96
     Z = rng.normal(size=(n, 5))
-    X = Z @ rng.normal(size=(5, 400)) + rng.normal(size=(n, 400))
-    Y = Z @ rng.normal(size=(5, 30)) + 2.0 * rng.normal(size=(n, 30))
-    R = st._row_space(X)
-    assert R.shape == (n, n)
-    np.testing.assert_allclose(R @ R.T, X @ X.T, rtol=1e-10, atol=1e-9 * np.abs(X @ X.T).max())
-    assert st._row_space(Y) is Y
+    X = (Z @ rng.normal(size=(5, 400)) + rng.normal(size=(n, 400))).astype(dtype)
+    Y = (Z @ rng.normal(size=(5, 30)) + 2.0 * rng.normal(size=(n, 30))).astype(dtype)
+    forms = []
+    real = st._group_inner
+
+    def spy(Zs, V, edges, same):
+        forms.append((Zs.shape[1], V.shape[1], same))
+        return real(Zs, V, edges, same)
+    monkeypatch.setattr(st, "_group_inner", spy)
     ci, null = st.assess("cka", X, Y, n_subsamples=8)
-    monkeypatch.setattr(st, "_row_space", lambda A, cache=None: A)
-    ci_f, null_f = st.assess("cka", X, Y, n_subsamples=8)
-    assert ci.value == ci_f.value
-    np.testing.assert_allclose(ci.subsample_values, ci_f.subsample_values, rtol=1e-10)
-    assert ci.low == pytest.approx(ci_f.low, rel=1e-9)
-    assert null.null_mean == pytest.approx(null_f.null_mean, rel=1e-9)
-    assert null.p_value == pytest.approx(null_f.p_value, rel=1e-6, abs=1e-300)
+    assert sorted(forms) == [(30, 30, True), (400, 30, False), (400, 400, True)]
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    for form, tile in (("feature", 2048), ("row", 2048), ("row", 5)):
+        monkeypatch.setattr(st, "_FORM", form)
+        monkeypatch.setattr(st, "_ROW_TILE", tile)
+        ci_f, null_f = st.assess("cka", X, Y, n_subsamples=8)
+        assert ci.value == ci_f.value
+        np.testing.assert_allclose(ci.subsample_values, ci_f.subsample_values, rtol=tol)
+        assert ci.low == pytest.approx(ci_f.low, rel=tol)
+        assert null.null_mean == pytest.approx(null_f.null_mean, rel=tol)
+        assert null.p_value == pytest.approx(null_f.p_value, rel=1e-4, abs=1e-300)
+    # and each form against the definition, on a union of groups
+    g = st._LinearCkaGroups(X, Y, st.CKA_GROUPS, [1, 2])
+    perm = np.random.default_rng([1, 2]).permutation(n)
+    edges = np.linspace(0, n, st.CKA_GROUPS + 1).round().astype(int)
+    sel = np.array([1, 2, 9, 15])
+    rows = np.concatenate([perm[edges[i]:edges[i + 1]] for i in sel])
+    want = refg.cka(X[rows].astype(np.float64), Y[rows].astype(np.float64))
+    assert g.value(sel, 0.0) == pytest.approx(want, rel=tol)
 
 
 @pytest.mark.parametrize("name,kw", [("cka", {}), ("cka", {"kernel": "rbf"}),

@@ -257,7 +257,7 @@ class WorkCache:
     It keeps, per space (an array object, held by reference, so it must not be modified while
     the cache lives): the full-sample kNN graphs, the kNN graph of every subsample (the subsets
     depend only on N, the subsample size and the seed, so every pair draws the same ones),
-    and the row-space coordinates of a space wider than 2N (linear CKA). Results are the same
+    and its per-group tables of linear CKA's interval. Results are the same
     with or without it; only the time changes.
 
     Examples
@@ -337,21 +337,6 @@ def _fused_params(m: "_Metric"):
     return None
 
 
-def _row_space(A, cache=None) -> np.ndarray:
-    """A (N, D) with D > 2N as its exact row-space coordinates Rᵀ (N, N), from Aᵀ = QR: the
-    rows keep every inner product (A Aᵀ = Rᵀ R), so every centred Gram of every subset, and
-    linear CKA with it, is unchanged (to float64 rounding); narrower spaces as given (the QR,
-    2·D·N² operations, costs more than it saves below D ≈ 2N)."""
-    n, d = A.shape
-    if d <= 2 * n:
-        return A
-
-    def reduce():
-        return np.ascontiguousarray(np.linalg.qr(np.asarray(A, dtype=np.float64).T,
-                                                 mode="r").T)
-    return reduce() if cache is None else cache.get(A, ("row-space",), reduce)
-
-
 def _centred(A) -> np.ndarray:
     A = np.asarray(A, dtype=np.float64)
     return A - A.mean(axis=0)
@@ -363,10 +348,76 @@ def _linear_terms(Ac: np.ndarray, gram: np.ndarray):
     return float(d.sum()), float(np.sum(gram * gram)), float(d @ d)
 
 
+#: Largest stack of per-group feature blocks (G · Dx · Dy float64) the feature form may hold.
+_FEATURE_FORM_BYTES = 1 << 30
+#: Rows per tile of the row form (each tile product is at most this squared).
+_ROW_TILE = 2048
+#: Force "feature" or "row" in :func:`_group_inner` (tests compare the two); None: by cost.
+_FORM = None
+
+
+def _group_inner(Z, V, edges: np.ndarray, same: bool) -> np.ndarray:
+    """The (G, G) matrix P[g, h] = ⟨Z_gᵀV_g, Z_hᵀV_h⟩_F over the row groups of ``edges``
+    (Z_g: the rows of group g), in float64.
+
+    Two exact forms, chosen by cost: the *feature form* builds each group's Dx × Dy block
+    Z_gᵀV_g (O(N·Dx·Dy) operations, G·Dx·Dy numbers) and takes their Gram; the *row form*
+    uses P[g, h] = Σᵢ∈g Σⱼ∈h (Z Zᵀ)ᵢⱼ (V Vᵀ)ᵢⱼ, tile by tile (O(N²·(Dx + Dy)/2) operations,
+    O(tile²) memory), which is cheaper for spaces wider than about N/2 and never holds a
+    D × D block (a 6,000-wide descriptor would need G · 288 MB)."""
+    g = edges.size - 1
+    n, dx = Z.shape
+    dy = dx if same else V.shape[1]
+    feature_cost = float(n + g * g) * dx * dy
+    row_cost = float(n) * n * (dx if same else dx + dy) / 2.0
+    form = _FORM or ("feature" if g * dx * dy * 8 <= _FEATURE_FORM_BYTES
+                     and feature_cost <= row_cost else "row")
+    if form == "feature":
+        C = np.empty((g, dx * dy))
+        for i in range(g):
+            a, b = edges[i], edges[i + 1]
+            C[i] = (Z[a:b].T @ V[a:b]).ravel()
+        return C @ C.T
+    out = np.zeros((g, g))
+    for i in range(g):
+        for j in range(i, g):
+            acc = 0.0
+            for a in range(edges[i], edges[i + 1], _ROW_TILE):
+                ra = slice(a, min(a + _ROW_TILE, edges[i + 1]))
+                for b in range(edges[j], edges[j + 1], _ROW_TILE):
+                    rb = slice(b, min(b + _ROW_TILE, edges[j + 1]))
+                    kz = np.asarray(Z[ra] @ Z[rb].T, dtype=np.float64)
+                    kv = kz if same else np.asarray(V[ra] @ V[rb].T, dtype=np.float64)
+                    acc += float(np.vdot(kz, kv))
+            out[i, j] = out[j, i] = acc
+    return out
+
+
+def _group_projections(W_x, W_y, edges: np.ndarray) -> np.ndarray:
+    """(G, G, G): U[g] = W_x[g]ᵀ W_y[g], the group-g rows' products with every group's
+    column sums (W = Z Sᵀ), in float64."""
+    g = edges.size - 1
+    out = np.empty((g, g, g))
+    for i in range(g):
+        a, b = edges[i], edges[i + 1]
+        out[i] = W_x[a:b].T @ W_y[a:b]
+    return out
+
+
 class _GroupBlocks:
     """One space's side of :class:`_LinearCkaGroups`: its rows in partition order, centred
-    (shift-free: subset means stay small; float32 stays float32, as the engine's kNN), and per
-    group the column sums and the Gram block AᵀA (every sum across rows or groups float64)."""
+    (shift-free: subset means stay small; float32 stays float32, as the engine's kNN), and
+    per group the column sums s_g, the products W = Z Sᵀ of every row with every group's sums,
+    and three small tables (every sum across rows or groups float64):
+
+    - F (G, G): ⟨Z_gᵀZ_g, Z_hᵀZ_h⟩ (:func:`_group_inner`),
+    - T (G, G, G): T[g] = W_gᵀW_g, so that sᵀ(Z_gᵀZ_g)s' for any sums s, s' of groups is a sum
+      of its entries,
+    - SS (G, G): s_g · s_h.
+
+    For a union S of groups with ν rows and column sum s = Σ_{g∈S} s_g, the centred Gram's
+    ‖Z_SᵀZ_S − s sᵀ/ν‖²_F = Σ_{g,h∈S} F − (2/ν) Σ_{g,h,h'∈S} T + (Σ_{g,h∈S} SS)²/ν²:
+    O(|S|³) additions per union, whatever D is."""
 
     def __init__(self, A, perm: np.ndarray, edges: np.ndarray):
         dt = np.float32 if A.dtype == np.float32 else np.float64
@@ -375,12 +426,15 @@ class _GroupBlocks:
         g, d = edges.size - 1, Z.shape[1]
         self.Z = Z
         self.s = np.empty((g, d))                       # (G, D) column sums
-        self.zz = np.empty((g, d * d))                  # (G, D²) Gram blocks
         for i in range(g):
-            blk = Z[edges[i]:edges[i + 1]]
-            self.s[i] = blk.sum(axis=0, dtype=np.float64)
-            self.zz[i] = (blk.T @ blk).ravel()
-        self.full = self.zz.sum(axis=0).reshape(d, d)
+            self.s[i] = Z[edges[i]:edges[i + 1]].sum(axis=0, dtype=np.float64)
+        self.W = np.empty((Z.shape[0], g))              # (N, G) row · group sums
+        for i in range(g):
+            a, b = edges[i], edges[i + 1]
+            self.W[a:b] = np.asarray(Z[a:b], dtype=np.float64) @ self.s.T
+        self.F = _group_inner(Z, Z, edges, True)
+        self.T = _group_projections(self.W, self.W, edges)
+        self.SS = self.s @ self.s.T
         self._h: dict = {}
 
     def hsic(self, sel: np.ndarray, nu: float) -> float:
@@ -388,25 +442,27 @@ class _GroupBlocks:
         with this space draws the same unions)."""
         key = sel.tobytes()
         if key not in self._h:
-            sv = self.s[sel].sum(axis=0)
-            d = sv.size
-            c = self.zz[sel].sum(axis=0).reshape(d, d) - np.outer(sv, sv) / nu
-            self._h[key] = float(np.sum(c * c))
+            two, three = np.ix_(sel, sel), np.ix_(sel, sel, sel)
+            ss = float(self.SS[two].sum())
+            self._h[key] = float(self.F[two].sum()) - 2.0 * float(self.T[three].sum()) / nu \
+                + ss * ss / (nu * nu)
         return self._h[key]
 
     def terms(self):
         """Linear-kernel terms (tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) on all rows (the moments null)."""
-        return _linear_terms(self.Z, self.full)
+        d = np.einsum("ij,ij->i", self.Z, self.Z, dtype=np.float64)
+        return float(d.sum()), float(self.F.sum()), float(d @ d)
 
 
 class _LinearCkaGroups:
     """Per-group sums of a random partition of the rows into G groups: the linear CKA of any
-    union of groups, exactly, in O(|union|·D²) additions (no pass over the rows).
+    union of groups, exactly, in O(G³) additions (no pass over the rows, whatever D is).
 
-    Each space's own blocks (and the sums of its unions) depend only on the space, the
-    partition and the unions, so with a :class:`WorkCache` they are computed once per space
-    and every pair adds only its cross blocks XᵀY: the statistics of all pairs of M spaces
-    cost about one fused Gram of [X_1 | … | X_M]."""
+    Each space's own tables (and its value on each union) depend only on the space, the
+    partition and the unions, so with a :class:`WorkCache` they are computed once per space,
+    and every pair adds only its cross tables: P[g, h] = ⟨X_gᵀY_g, X_hᵀY_h⟩ (G, G) and
+    U[g] = W_x[g]ᵀ W_y[g] (G, G, G); the statistics of all pairs of M spaces then cost about
+    one fused Gram of [X_1 | … | X_M]."""
 
     def __init__(self, X, Y, groups: int, seed, cache=None):
         n = X.shape[0]
@@ -415,28 +471,24 @@ class _LinearCkaGroups:
         self.size = np.diff(edges).astype(np.float64)
 
         def side(A):
-            # a space wider than 2N enters by its exact row-space coordinates (N columns), which
-            # leave every Gram, so every subset's centred linear CKA, unchanged
             def build():
-                return _GroupBlocks(_row_space(A, cache), perm, edges)
+                return _GroupBlocks(A, perm, edges)
             key = ("cka-groups", groups, _seed_key(seed))
             return build() if cache is None else cache.get(A, key, build)
 
         self.x, self.y = side(X), side(Y)
-        zx, zy = self.x.Z, self.y.Z
-        dx, dy = zx.shape[1], zy.shape[1]
-        self.xy = np.empty((groups, dx * dy))           # (G, Dx·Dy) cross blocks
-        for i in range(groups):
-            self.xy[i] = (zx[edges[i]:edges[i + 1]].T @ zy[edges[i]:edges[i + 1]]).ravel()
+        self.P = _group_inner(self.x.Z, self.y.Z, edges, False)
+        self.U = _group_projections(self.x.W, self.y.W, edges)
 
     def value(self, sel: np.ndarray, eps: float) -> float:
         nu = float(self.size[sel].sum())
-        sx, sy = self.x.s[sel].sum(axis=0), self.y.s[sel].sum(axis=0)
-        cxy = self.xy[sel].sum(axis=0).reshape(sx.size, sy.size) - np.outer(sx, sy) / nu
+        two, three = np.ix_(sel, sel), np.ix_(sel, sel, sel)
+        cross = float(self.P[two].sum()) - 2.0 * float(self.U[three].sum()) / nu \
+            + float(self.x.SS[two].sum()) * float(self.y.SS[two].sum()) / (nu * nu)
         scale = (nu - 1.0) ** 2
         hxx = self.x.hsic(sel, nu) / scale
         hyy = self.y.hsic(sel, nu) / scale
-        return float(np.sum(cxy * cxy) / scale / (np.sqrt(hxx * hyy) + eps))
+        return float(cross / scale / (np.sqrt(hxx * hyy) + eps))
 
     def full_terms(self):
         """Linear-kernel terms of X and Y on all rows (for the moments null)."""
@@ -1114,10 +1166,9 @@ def assess(metric, X, Y=None, *, k=None, level=0.95, n_subsamples=20, subsample_
     :func:`matalign.alignment_matrix`, which equals the pairwise call bit for bit; it is used
     as given, not recomputed; not for cknna and mutual_knn, whose value comes from the
     graphs), and ``cache``, a :class:`matalign.statistics.WorkCache` passed to every call,
-    which keeps each space's kNN graphs (full sample and every subsample) and its exact
-    row-space coordinates for wide linear CKA, so they are computed once per space instead
-    of once per pair. Neither
-    changes a result.
+    which keeps each space's kNN graphs (full sample and every subsample) and its per-group
+    tables for linear CKA, so they are computed once per space instead of once per pair.
+    Neither changes a result.
 
     Returns
     -------
