@@ -363,6 +363,28 @@ def test_ccd_builtin():
         mds.get("ccd", max_atoms=0)
 
 
+@pytest.mark.parametrize("options", [
+    {"elements": "HCNO", "max_atoms": 20, "min_atoms": 4, "n": 12},
+    {"elements": "CNOS", "hydrogens": False, "max_atoms": 12, "n": 6},
+])
+def test_ccd_formula_shortcut_changes_nothing(monkeypatch, options):
+    """Components rejected from their chem_comp formula alone are exactly those the atoms
+    would reject: the same records, in the same order, as building every component. (A
+    component that fails the filter and also has no coordinates counts as filtered on the
+    shortcut and as a bad record without it, hence >= for the filtered count.)"""
+    pytest.importorskip("biotite")
+    from matalign.datasets import _builtin
+
+    fast = mds.get("ccd", **options)
+    got = [(s.id, s.smiles, s.atoms.get_positions().tobytes()) for s in fast]
+    assert fast._formulas()                 # the shortcut is live in this biotite
+    monkeypatch.setattr(_builtin._Ccd, "_formulas", staticmethod(lambda: {}))
+    slow = mds.get("ccd", **options)
+    want = [(s.id, s.smiles, s.atoms.get_positions().tobytes()) for s in slow]
+    assert got == want and len(got) == options["n"]
+    assert fast.n_filtered >= slow.n_filtered > 0
+
+
 def test_structure_inputs_via_list():
     ds = mds.crystal_ladder([Structure("x", atoms=bulk("Cu"))], kind="rattle", levels=(0.1,))
     assert _ids(ds) == ["x/rattle=0.1/s0"]
