@@ -627,9 +627,15 @@ def test_cli_cluster_bad_address(tmp_path, capsys):
     assert status == 2
     assert "--cluster: executor must be 'local', 'ray', 'auto' or 'ray://host:port'; got " \
            "'spark'" in err
+    # --cpus-per-task needs a Ray cluster: said, not ignored
+    status = main(["knn", str(tmp_path / "x.npy"), "--k", "3", "--out", str(tmp_path / "g.npz"),
+                   "--cpus-per-task", "2"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--cpus-per-task applies to a Ray --cluster" in err
+    assert not (tmp_path / "g.npz").exists()
 
 
-def test_cli_cluster_ray(ray_cluster, tmp_path, capsys):
+def test_cli_cluster_ray(ray_cluster, tmp_path, capsys, monkeypatch):
     from matalign.cli import main
 
     X, Y = _data(120, 6, np.float32, 7)
@@ -646,3 +652,17 @@ def test_cli_cluster_ray(ray_cluster, tmp_path, capsys):
     assert all(np.array_equal(a[key], b[key], equal_nan=a[key].dtype.kind == "f")
                for key in a.files)  # (an exact graph's recall is NaN)
     assert (tmp_path / "m-local.json").read_text() == (tmp_path / "m-ray.json").read_text()
+    # --cpus-per-task reaches the executor (each Ray task reserves 2 CPUs, runs 2 threads)
+    import matalign.executor as executor_mod
+    seen = []
+    real_use = executor_mod.use
+
+    def spy(ex, **kw):
+        seen.append((ex.kind, ex.cpus_per_task))
+        return real_use(ex, **kw)
+    monkeypatch.setattr(executor_mod, "use", spy)
+    assert main(["knn", str(tmp_path / "x.npy"), "--k", "4", "--metric", "l2", "--cluster",
+                 "ray", "--cpus-per-task", "2", "--out", str(tmp_path / "g-ray2.npz")]) == 0
+    assert seen == [("ray", 2)]
+    a2 = np.load(tmp_path / "g-ray2.npz")
+    assert np.array_equal(a2["indices"], np.load(tmp_path / "g-local.npz")["indices"])

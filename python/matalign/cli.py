@@ -222,15 +222,24 @@ _CLUSTER = typer.Option("--cluster", metavar="ADDRESS", help="where the work run
                         "Ray cluster), ray://host:port; needs matalign[ray] (docs/CLUSTER.md)")
 
 
-def _on_cluster(cluster: str):
-    """The executor context of ``--cluster`` (one place for every command)."""
+_CPUS_PER_TASK = typer.Option("--cpus-per-task", metavar="N", min=1,
+                              help="with a Ray --cluster: CPUs each task reserves and the "
+                                   "engine threads it runs (default 1; docs/CLUSTER.md)")
+
+
+def _on_cluster(cluster: str, cpus_per_task: Optional[int] = None):
+    """The executor context of ``--cluster`` and ``--cpus-per-task`` (one place for every
+    command)."""
     from .executor import resolve, use
 
     try:
-        resolve(cluster)
+        ex = resolve(cluster, cpus_per_task=cpus_per_task)
     except (TypeError, ValueError) as exc:
         raise UserError(f"--cluster: {exc}") from None
-    return use(cluster)
+    if cpus_per_task is not None and not ex.is_ray:
+        raise UserError("--cpus-per-task applies to a Ray --cluster (ray, auto or "
+                        "ray://host:port); the local executor runs the engine on all cores")
+    return use(ex)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,6 +407,7 @@ def study(
     report: Annotated[bool, typer.Option("--report/--no-report",
                       help="render the HTML report")] = True,
     cluster: Annotated[Optional[str], _CLUSTER] = None,
+    cpus_per_task: Annotated[Optional[int], _CPUS_PER_TASK] = None,
 ):
     """Run a study: models x structure sets x metrics x k, resumable, into one run directory.
 
@@ -409,8 +419,8 @@ def study(
     from .study import load_study_config, study as run_study
 
     cfg = load_study_config(config)
-    if cluster is not None:
-        with _on_cluster(cluster):
+    if cluster is not None or cpus_per_task is not None:
+        with _on_cluster(cluster or "local", cpus_per_task):
             result = run_study(config, out=out, echo=print, report=report)
     else:
         result = run_study(config, out=out, echo=print, report=report)
@@ -474,6 +484,7 @@ def embed(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1")]
     = None,
     cluster: Annotated[str, _CLUSTER] = "local",
+    cpus_per_task: Annotated[Optional[int], _CPUS_PER_TASK] = None,
     allow_download: Annotated[bool, typer.Option(
         "--allow-download", help="let a hub-weight model fetch its default checkpoint "
                                  "through its package (off: only local files are read)")]
@@ -489,7 +500,7 @@ def embed(
     adapter_options = _key_values(option, "--option")
     if allow_download:
         adapter_options["allow_download"] = True
-    with _on_cluster(cluster):
+    with _on_cluster(cluster, cpus_per_task):
         store = run_embed(model, data, out, resume=resume, batch_size=batch_size,
                           chunk_size=chunk_size, checkpoint=checkpoint,
                           adapter_options=adapter_options,
@@ -627,6 +638,7 @@ def knn(
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
     cluster: Annotated[str, _CLUSTER] = "local",
+    cpus_per_task: Annotated[Optional[int], _CPUS_PER_TASK] = None,
 ):
     """Build the self kNN graph of one embedding matrix and save it (.npz)."""
     import matalign as ma
@@ -637,7 +649,7 @@ def knn(
     _check_out(out, overwrite)
     _check_input(input, f"input {input!r}")
     X, _ = load_embeddings(input, name=input)
-    with _on_cluster(cluster):
+    with _on_cluster(cluster, cpus_per_task):
         g = ma.knn(X, k=k, metric=metric.value, method=method.value, n_threads=threads,
                    progress=True, screen=screen)
     path = g.save(out)
@@ -670,6 +682,7 @@ def matrix(
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
     cluster: Annotated[str, _CLUSTER] = "local",
+    cpus_per_task: Annotated[Optional[int], _CPUS_PER_TASK] = None,
 ):
     """Compare every pair of models on the same structures and save the model × model matrix."""
     import matalign as ma
@@ -685,7 +698,7 @@ def matrix(
     if preprocess:
         spaces = {name: ma.preprocess(A, clip_quantile=0.95, l2=True)
                   for name, A in spaces.items()}
-    with _on_cluster(cluster):
+    with _on_cluster(cluster, cpus_per_task):
         m = ma.alignment_matrix(spaces, metrics=wanted, k=k, knn_metric=knn_metric.value,
                                 unbiased=unbiased, n_threads=threads, progress=True)
     m.save(out)
@@ -733,6 +746,7 @@ def score(
     threads: Annotated[int, _THREADS] = 0,
     overwrite: Annotated[bool, _OVERWRITE] = False,
     cluster: Annotated[str, _CLUSTER] = "local",
+    cpus_per_task: Annotated[Optional[int], _CPUS_PER_TASK] = None,
 ):
     """Score every structure by how much the models disagree on its neighbourhood, and, with
     --reference, by its distance to an in-distribution reference set (the OOD score).
@@ -751,7 +765,7 @@ def score(
         if set(ref) != set(spaces):
             raise UserError(f"--reference must name the same models as the inputs: got "
                             f"{sorted(ref)} for {sorted(spaces)} (name them NAME=PATH)")
-    with _on_cluster(cluster):
+    with _on_cluster(cluster, cpus_per_task):
         res = run_score(spaces, out, k=k, metric=metric.value, method=method.value,
                         block_rows=block_rows, overwrite=overwrite, n_threads=threads,
                         progress=True, reference=ref, ood_k=ood_k)
