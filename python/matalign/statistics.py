@@ -342,10 +342,11 @@ def _centred(A) -> np.ndarray:
     return A - A.mean(axis=0)
 
 
-def _linear_terms(Ac: np.ndarray, gram: np.ndarray):
-    """(tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) of K̃ = AcAcᵀ from the column-centred rows and AcᵀAc."""
-    d = np.einsum("ij,ij->i", Ac, Ac).astype(np.float64)
-    return float(d.sum()), float(np.sum(gram * gram)), float(d @ d)
+def _linear_terms(Ac: np.ndarray, frob2: float):
+    """(tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) of K̃ = AcAcᵀ from the column-centred rows and Σ K̃∘K̃
+    (= ‖AcᵀAc‖²_F)."""
+    d = np.einsum("ij,ij->i", Ac, Ac, dtype=np.float64)
+    return float(d.sum()), float(frob2), float(d @ d)
 
 
 #: Largest stack of per-group feature blocks (G · Dx · Dy float64) the feature form may hold.
@@ -437,21 +438,20 @@ class _GroupBlocks:
         self.SS = self.s @ self.s.T
         self._h: dict = {}
 
-    def hsic(self, sel: np.ndarray, nu: float) -> float:
-        """Σ C∘C of the centred Gram C of the union of the groups ``sel`` (kept: every pair
-        with this space draws the same unions)."""
+    def union(self, sel: np.ndarray, nu: float) -> tuple[float, float]:
+        """(Σ C∘C of the centred Gram C of the union of the groups ``sel``, ‖s‖² of its column
+        sum s), kept: every pair with this space draws the same unions."""
         key = sel.tobytes()
         if key not in self._h:
             two, three = np.ix_(sel, sel), np.ix_(sel, sel, sel)
             ss = float(self.SS[two].sum())
-            self._h[key] = float(self.F[two].sum()) - 2.0 * float(self.T[three].sum()) / nu \
-                + ss * ss / (nu * nu)
+            self._h[key] = (float(self.F[two].sum()) - 2.0 * float(self.T[three].sum()) / nu
+                            + ss * ss / (nu * nu), ss)
         return self._h[key]
 
     def terms(self):
         """Linear-kernel terms (tr K̃, Σ K̃∘K̃, Σ K̃ᵢᵢ²) on all rows (the moments null)."""
-        d = np.einsum("ij,ij->i", self.Z, self.Z, dtype=np.float64)
-        return float(d.sum()), float(self.F.sum()), float(d @ d)
+        return _linear_terms(self.Z, self.F.sum())
 
 
 class _LinearCkaGroups:
@@ -482,12 +482,13 @@ class _LinearCkaGroups:
 
     def value(self, sel: np.ndarray, eps: float) -> float:
         nu = float(self.size[sel].sum())
+        hxx, ssx = self.x.union(sel, nu)
+        hyy, ssy = self.y.union(sel, nu)
         two, three = np.ix_(sel, sel), np.ix_(sel, sel, sel)
         cross = float(self.P[two].sum()) - 2.0 * float(self.U[three].sum()) / nu \
-            + float(self.x.SS[two].sum()) * float(self.y.SS[two].sum()) / (nu * nu)
+            + ssx * ssy / (nu * nu)
         scale = (nu - 1.0) ** 2
-        hxx = self.x.hsic(sel, nu) / scale
-        hyy = self.y.hsic(sel, nu) / scale
+        hxx, hyy = hxx / scale, hyy / scale
         return float(cross / scale / (np.sqrt(hxx * hyy) + eps))
 
     def full_terms(self):
@@ -1052,7 +1053,9 @@ def _null(m: _Metric, X, Y, method, n_permutations, seed, graphs=None, value=Non
                 tx, ty = groups.full_terms()
             else:
                 Xc, Yc = _centred(X), _centred(Y)
-                tx, ty = _linear_terms(Xc, Xc.T @ Xc), _linear_terms(Yc, Yc.T @ Yc)
+                gx, gy = Xc.T @ Xc, Yc.T @ Yc
+                tx = _linear_terms(Xc, np.sum(gx * gx))
+                ty = _linear_terms(Yc, np.sum(gy * gy))
         else:
             tx, ty = _rbf_terms(m, X, Y)
         return _moments_result(m, value, tx, ty, n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from importlib import resources
 from pathlib import Path
@@ -155,6 +156,10 @@ def mattersim_full(path=None, *, subsets=None) -> Dataset:
 
 # --------------------------------------------------------------------------------- CCD (biotite)
 
+#: One token of a chem_comp formula: an element symbol and its count ("C6", "H", "Cl2").
+_FORMULA_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
+
+
 class _Ccd(RecordDataset):
     """biotite's Chemical Component Dictionary as 3D molecules with SMILES."""
 
@@ -167,8 +172,6 @@ class _Ccd(RecordDataset):
 
         if elements is not None:
             if isinstance(elements, str):
-                import re
-
                 elements = re.findall(r"[A-Z][a-z]?", elements)
             elements = set(elements)
             bad = sorted(e for e in elements if e not in chemical_symbols[1:])
@@ -262,13 +265,11 @@ class _Ccd(RecordDataset):
         filter (what the atoms would show: the formula lists every atom of the component,
         hydrogens included). A formula with anything but element tokens (a charge, a
         placeholder) decides nothing: the component is built and checked as usual."""
-        import re
-
         if not formula:
             return False
         counts = {}
         for token in str(formula).split():
-            m = re.fullmatch(r"([A-Z][a-z]?)(\d*)", token)
+            m = _FORMULA_TOKEN.fullmatch(token)
             if m is None:
                 return False
             counts[m.group(1)] = counts.get(m.group(1), 0) + int(m.group(2) or 1)
